@@ -1,0 +1,5 @@
+"""Allow `python -m ociruntime`."""
+
+from ociruntime.cli import main
+
+raise SystemExit(main())

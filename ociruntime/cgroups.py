@@ -1,0 +1,159 @@
+"""Cgroup placement: which directories the init joins, creating and removing them.
+
+One path per mounted hierarchy: every cgroup v1 hierarchy (controllers and named ones such
+as name=systemd) and the v2 unified one, so the same code serves v1, v2 and hybrid hosts.
+Like runc's cgroupfs driver, a relative `linux.cgroupsPath` (and the default, which is the
+container id) is taken relative to the runtime's own cgroup in each hierarchy; an absolute
+one is taken from each hierarchy's root. Resource limits are another module's concern.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from dataclasses import dataclass
+
+from ociruntime.errors import RuntimeFailure
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    mountpoint: str
+    controllers: frozenset[str]  # empty for the v2 unified hierarchy
+    own_path: str  # this process's cgroup in it, from /proc/self/cgroup
+
+    @property
+    def is_v2(self) -> bool:
+        return not self.controllers
+
+
+_V1_SUPER_OPTION_NOISE = frozenset(("rw", "ro", "clone_children", "noprefix", "xattr", "none"))
+
+
+def _own_cgroups() -> dict[frozenset[str], str]:
+    own: dict[frozenset[str], str] = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            own[frozenset(c for c in controllers.split(",") if c)] = path
+    return own
+
+
+def hierarchies() -> list[Hierarchy]:
+    """Every cgroup hierarchy mounted in this mount namespace (first mount of each)."""
+    own = _own_cgroups()
+    found: dict[frozenset[str], Hierarchy] = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, right = line.split(" - ", 1)
+            fstype, _source, super_opts = right.split()
+            if fstype not in ("cgroup", "cgroup2"):
+                continue
+            mountpoint = left.split()[4]
+            if fstype == "cgroup2":
+                key: frozenset[str] = frozenset()
+            else:
+                key = frozenset(o for o in super_opts.split(",") if o not in _V1_SUPER_OPTION_NOISE)
+            if key in own and key not in found:
+                found[key] = Hierarchy(mountpoint, key, own[key])
+    return list(found.values())
+
+
+def cgroup_dirs(cgroups_path: str | None, container_id: str) -> list[str]:
+    """The directory in each hierarchy that the container's init joins."""
+    path = cgroups_path or container_id
+    if ":" in path and not path.startswith("/"):
+        raise RuntimeFailure(
+            f"linux.cgroupsPath: {path!r} is a systemd slice:prefix:name path; "
+            "the systemd cgroup driver is not supported yet"
+        )
+    dirs = []
+    for h in hierarchies():
+        base = "/" if path.startswith("/") else h.own_path
+        rel = os.path.normpath(os.path.join(base, path)).lstrip("/")
+        full = os.path.normpath(os.path.join(h.mountpoint, rel))
+        if not (full + "/").startswith(h.mountpoint.rstrip("/") + "/"):
+            raise RuntimeFailure(f"linux.cgroupsPath: {path!r} leaves the cgroup hierarchy")
+        dirs.append(full)
+    return dirs
+
+
+def _mountpoint_of(path: str, mountpoints: list[str]) -> str:
+    return max((m for m in mountpoints if path.startswith(m.rstrip("/") + "/")), key=len)
+
+
+def create(dirs: list[str]) -> list[str]:
+    """mkdir -p each dir; returns the directories created here (deepest last) so that a
+    rollback or delete removes exactly those. New cpuset cgroups inherit cpus/mems from
+    their parent, or no task could join them."""
+    created: list[str] = []
+    mountpoints = [h.mountpoint for h in hierarchies()]
+    try:
+        for d in dirs:
+            mount = _mountpoint_of(d, mountpoints)
+            parts = os.path.relpath(d, mount).split("/")
+            cur = mount
+            for part in parts:
+                cur = os.path.join(cur, part)
+                try:
+                    os.mkdir(cur, 0o755)
+                except FileExistsError:
+                    continue
+                created.append(cur)
+                _inherit_cpuset(cur)
+    except OSError as e:
+        remove(created)
+        raise RuntimeFailure(f"creating cgroup {e.filename}: {e.strerror}") from None
+    return created
+
+
+def _inherit_cpuset(path: str) -> None:
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        mine = os.path.join(path, name)
+        if not os.path.exists(mine):
+            return
+        with open(mine) as f:
+            if f.read().strip():
+                continue
+        with open(os.path.join(os.path.dirname(path), name)) as f:
+            parent = f.read().strip()
+        with open(mine, "w") as f:
+            f.write(parent)
+
+
+def join_self(dirs: list[str]) -> None:
+    """Move the calling process into each dir (writing 0 means 'me' in any PID namespace)."""
+    for d in dirs:
+        try:
+            with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                f.write("0")
+        except OSError as e:
+            raise RuntimeFailure(f"joining cgroup {d}: {e.strerror}") from None
+
+
+def procs(dirs: list[str]) -> list[int]:
+    """PIDs in the container's cgroup (read from the first hierarchy that has them)."""
+    for d in dirs:
+        try:
+            with open(os.path.join(d, "cgroup.procs")) as f:
+                return [int(x) for x in f.read().split()]
+        except FileNotFoundError:
+            continue
+    return []
+
+
+def remove(created: list[str], attempts: int = 50) -> None:
+    """rmdir what we created, deepest first. The kernel may still be draining exited
+    tasks (EBUSY) for a moment after the last one died, so retry briefly."""
+    for d in sorted(created, key=len, reverse=True):
+        for attempt in range(attempts):
+            try:
+                os.rmdir(d)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as e:
+                if e.errno != errno.EBUSY or attempt == attempts - 1:
+                    raise RuntimeFailure(f"removing cgroup {d}: {e.strerror}") from None
+                time.sleep(0.002 * (attempt + 1))

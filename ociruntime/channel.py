@@ -1,0 +1,51 @@
+"""The typed messages `create` and the container init exchange over a pair of pipes.
+
+Pipes rather than a socketpair: the `socket` module is not imported on the hot path, and
+EOF on the init's pipe is how the parent learns that the init died. One JSON object per
+line; each message has a `type`.
+
+init -> create:  {"type": "ready"}
+                 {"type": "error", "message": str}
+                 {"type": "hooks"}                  (run prestart/createRuntime now)
+create -> init:  {"type": "hooks-done"}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+
+class Channel:
+    """One end: reads from `rfd`, writes to `wfd`."""
+
+    def __init__(self, rfd: int, wfd: int) -> None:
+        self.rfd, self.wfd = rfd, wfd
+        self._buffer = b""
+
+    def send(self, kind: str, **fields: object) -> None:
+        os.write(self.wfd, json.dumps({"type": kind, **fields}).encode() + b"\n")
+
+    def receive(self) -> dict | None:
+        """The next message, or None at EOF (the other side exited)."""
+        while b"\n" not in self._buffer:
+            chunk = os.read(self.rfd, 65536)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def close(self) -> None:
+        for fd in (self.rfd, self.wfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def channel_pair() -> tuple[Channel, Channel]:
+    """(parent end, child end), all fds close-on-exec."""
+    to_child_r, to_child_w = os.pipe2(os.O_CLOEXEC)
+    to_parent_r, to_parent_w = os.pipe2(os.O_CLOEXEC)
+    return Channel(to_parent_r, to_child_w), Channel(to_child_r, to_parent_w)

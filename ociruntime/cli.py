@@ -1,0 +1,278 @@
+"""The runc-compatible command line.
+
+Parsed by hand rather than with argparse: engines pass Go-style flags (`-b x`, `--bundle=x`,
+`-bundle x`), and the parser must cost nothing on the hot path. As in runc, global flags
+come before the command and a command's flags before its arguments.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ociruntime import SPEC_VERSION, __version__
+from ociruntime.errors import RuntimeFailure
+
+DEFAULT_ROOT = "/run/ociruntime"
+
+
+@dataclass
+class Flag:
+    names: tuple[str, ...]
+    dest: str
+    takes_value: bool = False
+    default: object = None
+
+
+@dataclass
+class Parsed:
+    options: dict[str, object] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
+
+
+GLOBAL_FLAGS = (
+    Flag(("root",), "root", True, DEFAULT_ROOT),
+    Flag(("log",), "log", True, None),
+    Flag(("log-format",), "log_format", True, "text"),
+    Flag(("debug",), "debug"),
+    Flag(("systemd-cgroup",), "systemd_cgroup"),
+    Flag(("criu",), "criu", True),
+    Flag(("rootless",), "rootless", True),
+    Flag(("help", "h"), "help"),
+    Flag(("version", "v"), "version"),
+)
+_BUNDLE = Flag(("bundle", "b"), "bundle", True, "")
+_PID_FILE = Flag(("pid-file",), "pid_file", True)
+_CONSOLE = Flag(("console-socket",), "console_socket", True)
+_CREATE_FLAGS = (
+    _BUNDLE,
+    _PID_FILE,
+    _CONSOLE,
+    Flag(("no-pivot",), "no_pivot"),
+    Flag(("no-new-keyring",), "no_new_keyring"),
+    Flag(("preserve-fds",), "preserve_fds", True, "0"),
+)
+COMMAND_FLAGS: dict[str, tuple[Flag, ...]] = {
+    "create": _CREATE_FLAGS,
+    "run": _CREATE_FLAGS
+    + (Flag(("detach", "d"), "detach"), Flag(("no-subreaper",), "no_subreaper"),
+       Flag(("keep",), "keep")),  # fmt: skip
+    "start": (),
+    "state": (),
+    "list": (Flag(("format", "f"), "format", True, "table"), Flag(("quiet", "q"), "quiet")),
+    "kill": (Flag(("all", "a"), "all"),),
+    "delete": (Flag(("force", "f"), "force"),),
+    "spec": (_BUNDLE, Flag(("rootless",), "rootless")),
+    "features": (),
+    "validate": (_BUNDLE,),
+    "ps": (Flag(("format", "f"), "format", True, "table"),),
+}
+NOT_YET = ("exec", "pause", "resume", "update", "events", "checkpoint", "restore")
+
+
+def parse_flags(argv: list[str], flags: tuple[Flag, ...], where: str) -> Parsed:
+    """Go flag semantics: -x and --x alike, `--x=v` or `--x v`; stops at the first
+    non-flag argument or at `--`."""
+    by_name = {n: f for f in flags for n in f.names}
+    parsed = Parsed({f.dest: f.default for f in flags})
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            i += 1
+            break
+        if not arg.startswith("-") or arg == "-":
+            break
+        name, eq, value = arg.lstrip("-").partition("=")
+        flag = by_name.get(name)
+        if flag is None:
+            raise RuntimeFailure(f"{where}: flag provided but not defined: -{name}")
+        if flag.takes_value and not eq:
+            i += 1
+            if i >= len(argv):
+                raise RuntimeFailure(f"{where}: flag needs an argument: -{name}")
+            value = argv[i]
+        parsed.options[flag.dest] = value if flag.takes_value else (value or "true") == "true"
+        i += 1
+    parsed.args = argv[i:]
+    return parsed
+
+
+def _one_id(parsed: Parsed, command: str, extra_allowed: int = 0) -> str:
+    n = len(parsed.args)
+    if n < 1 or n > 1 + extra_allowed:
+        need = "exactly 1" if not extra_allowed else f"between 1 and {1 + extra_allowed}"
+        raise RuntimeFailure(f'"{command}" requires {need} argument(s)')
+    return parsed.args[0]
+
+
+def _create_options(g: dict, p: Parsed, command: str):
+    from ociruntime.commands.create import CreateOptions
+
+    o = p.options
+    try:
+        preserve = int(str(o["preserve_fds"]))
+    except ValueError:
+        raise RuntimeFailure(f"invalid value for --preserve-fds: {o['preserve_fds']}") from None
+    return CreateOptions(
+        root=str(g["root"]),
+        container_id=_one_id(p, command),
+        bundle=str(o["bundle"] or "."),
+        pid_file=o["pid_file"],  # type: ignore[arg-type]
+        no_pivot=bool(o["no_pivot"]),
+        no_new_keyring=bool(o["no_new_keyring"]),
+        preserve_fds=preserve,
+        console_socket=o["console_socket"],  # type: ignore[arg-type]
+    )
+
+
+def _cmd_create(g: dict, p: Parsed) -> int:
+    from ociruntime.commands.create import create
+
+    create(_create_options(g, p, "create"))
+    return 0
+
+
+def _cmd_run(g: dict, p: Parsed) -> int:
+    from ociruntime.commands.run import run
+
+    return run(_create_options(g, p, "run"), bool(p.options["detach"]))
+
+
+def _cmd_start(g: dict, p: Parsed) -> int:
+    from ociruntime.commands.start import start
+
+    start(str(g["root"]), _one_id(p, "start"))
+    return 0
+
+
+def _cmd_state(g: dict, p: Parsed) -> int:
+    from ociruntime.commands.query import state
+
+    sys.stdout.write(state(str(g["root"]), _one_id(p, "state")) + "\n")
+    return 0
+
+
+def _cmd_list(g: dict, p: Parsed) -> int:
+    from ociruntime.commands.query import list_containers
+
+    if p.args:
+        raise RuntimeFailure('"list" requires exactly 0 argument(s)')
+    sys.stdout.write(list_containers(str(g["root"]), str(p.options["format"]), bool(p.options["quiet"])))
+    return 0
+
+
+def _cmd_kill(g: dict, p: Parsed) -> int:
+    from ociruntime.commands.kill import kill
+
+    container_id = _one_id(p, "kill", extra_allowed=1)
+    sig = p.args[1] if len(p.args) > 1 else "SIGTERM"
+    kill(str(g["root"]), container_id, sig, bool(p.options["all"]))
+    return 0
+
+
+def _cmd_delete(g: dict, p: Parsed) -> int:
+    from ociruntime.commands.delete import delete
+
+    delete(str(g["root"]), _one_id(p, "delete"), bool(p.options["force"]))
+    return 0
+
+
+def _cmd_spec(g: dict, p: Parsed) -> int:
+    from ociruntime.spec_default import write_spec
+
+    if p.args:
+        raise RuntimeFailure('"spec" requires exactly 0 argument(s)')
+    try:
+        write_spec(str(p.options["bundle"] or "."), bool(p.options["rootless"]))
+    except FileExistsError as e:
+        raise RuntimeFailure(str(e)) from None
+    return 0
+
+
+def _cmd_features(g: dict, p: Parsed) -> int:
+    import json
+
+    from ociruntime.features import features
+
+    sys.stdout.write(json.dumps(features(), indent=4) + "\n")
+    return 0
+
+
+def _cmd_validate(g: dict, p: Parsed) -> int:
+    from ociruntime import bundle
+
+    b = bundle.load(str(p.options["bundle"] or "."))
+    sys.stdout.write(f"{b.path}/config.json: valid\n")
+    return 0
+
+
+def _cmd_ps(g: dict, p: Parsed) -> int:
+    from ociruntime.commands.ps import ps
+
+    container_id = _one_id(p, "ps", extra_allowed=64)
+    sys.stdout.write(ps(str(g["root"]), container_id, str(p.options["format"]), p.args[1:]))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[dict, Parsed], int]] = {
+    "create": _cmd_create,
+    "run": _cmd_run,
+    "start": _cmd_start,
+    "state": _cmd_state,
+    "list": _cmd_list,
+    "kill": _cmd_kill,
+    "delete": _cmd_delete,
+    "spec": _cmd_spec,
+    "features": _cmd_features,
+    "validate": _cmd_validate,
+    "ps": _cmd_ps,
+}
+
+USAGE = f"""ociruntime {__version__}: an OCI runtime (spec {SPEC_VERSION}), runc-compatible
+
+usage: ociruntime [--root DIR] [--log FILE] [--log-format text|json] [--debug] COMMAND ...
+
+commands: create, start, run, state, list, kill, delete, ps, spec, features, validate
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ociruntime.log import LOG, configure
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        g = parse_flags(argv, GLOBAL_FLAGS, "ociruntime")
+        configure(g.options["log"], str(g.options["log_format"]), bool(g.options["debug"]))  # type: ignore[arg-type]
+        return _dispatch(g)
+    except RuntimeFailure as e:
+        LOG.error(str(e))
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(g: Parsed) -> int:
+    opts = g.options
+    if opts["version"]:
+        sys.stdout.write(f"ociruntime version {__version__}\nspec: {SPEC_VERSION}\n")
+        return 0
+    if opts["help"] or not g.args:
+        sys.stdout.write(USAGE)
+        return 0
+    if opts["log_format"] not in ("text", "json"):
+        raise RuntimeFailure(f"invalid log-format: {opts['log_format']}")
+    if opts["systemd_cgroup"]:
+        raise RuntimeFailure("--systemd-cgroup: the systemd cgroup driver is not supported yet")
+    command, rest = g.args[0], g.args[1:]
+    if command in NOT_YET:
+        raise RuntimeFailure(f"{command}: not implemented yet")
+    handler = COMMANDS.get(command)
+    if handler is None:
+        raise RuntimeFailure(f"No help topic for '{command}'")
+    parsed = parse_flags(rest, COMMAND_FLAGS[command], command)
+    root = str(opts["root"])
+    opts["root"] = os.path.abspath(root)
+    return handler(opts, parsed)

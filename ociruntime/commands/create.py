@@ -1,0 +1,175 @@
+"""`create`: set up a container and leave its init waiting for `start`.
+
+The parent side of the init protocol: reserve the id, make the cgroups and the exec fifo,
+fork the init inside the PID/time namespaces, run prestart/createRuntime hooks when the
+init asks, and record the state once the init says it is ready. Anything that fails rolls
+back everything made so far: no state dir, cgroup, process or mount is left behind (the
+mounts live only in the init's mount namespace, which dies with it).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+from ociruntime import SPEC_VERSION, bundle, cgroups, hooks, namespaces
+from ociruntime.channel import Channel, channel_pair
+from ociruntime.errors import RuntimeFailure
+from ociruntime.state import ContainerState, StateDir, process_start_time
+
+
+@dataclass
+class CreateOptions:
+    root: str
+    container_id: str
+    bundle: str
+    pid_file: str | None = None
+    no_pivot: bool = False
+    no_new_keyring: bool = False
+    preserve_fds: int = 0
+    console_socket: str | None = None
+
+
+def rfc3339_now() -> str:
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
+
+
+def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
+    """Create the container; returns its locked state dir and state (for `run`)."""
+    b = bundle.load(opts.bundle)
+    cfg = b.config
+    if not cfg.get("process"):
+        raise RuntimeFailure("config.json: /process: required to create a container")
+    if cfg["process"].get("terminal"):
+        raise RuntimeFailure("config.json: /process/terminal: terminals are not supported yet")
+    ns = namespaces.configured(cfg.get("linux") or {})
+    if "user" in ns:
+        raise RuntimeFailure("config.json: /linux/namespaces: user namespaces are not supported yet")
+    if "mount" not in ns:
+        raise RuntimeFailure("config.json: /linux/namespaces: a mount namespace is required")
+
+    sd = StateDir(opts.root, opts.container_id)
+    sd.create()
+    undo = _Rollback(sd)
+    try:
+        return sd, _create_in(sd, b, ns, opts, undo)
+    except BaseException:
+        undo.run()
+        raise
+
+
+class _Rollback:
+    """What to tear down if create fails part-way: init process, cgroups, state dir."""
+
+    def __init__(self, sd: StateDir) -> None:
+        self.sd = sd
+        self.pid: int | None = None
+        self.cgroups_created: list[str] = []
+
+    def run(self) -> None:
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        try:
+            cgroups.remove(self.cgroups_created)
+        finally:
+            self.sd.remove()
+
+
+def _create_in(
+    sd: StateDir, b: bundle.Bundle, ns: dict[str, str | None], opts: CreateOptions, undo: _Rollback
+) -> ContainerState:
+    from ociruntime import init
+
+    cfg, linux = b.config, b.config.get("linux") or {}
+    dirs = cgroups.cgroup_dirs(linux.get("cgroupsPath"), opts.container_id)
+    undo.cgroups_created = cgroups.create(dirs)
+    os.mkfifo(sd.fifo_path, 0o622)
+    state = ContainerState(
+        id=opts.container_id,
+        pid=0,
+        start_time=0,
+        bundle=b.path,
+        rootfs=b.rootfs,
+        created=rfc3339_now(),
+        annotations=cfg.get("annotations") or {},
+        cgroup_dirs=dirs,
+        cgroup_created=undo.cgroups_created,
+        hooks={k: v for k, v in (cfg.get("hooks") or {}).items() if k in ("poststart", "poststop")},
+    )
+    hook_state = {
+        "ociVersion": SPEC_VERSION,
+        "id": state.id,
+        "status": "creating",
+        "bundle": state.bundle,
+        **({"annotations": state.annotations} if state.annotations else {}),
+    }
+    ctx = init.InitContext(
+        config=cfg,
+        bundle=b.path,
+        rootfs=b.rootfs,
+        container_id=opts.container_id,
+        fifo_path=sd.fifo_path,
+        namespaces=ns,
+        cgroup_dirs=dirs,
+        no_pivot=opts.no_pivot,
+        no_new_keyring=opts.no_new_keyring,
+        preserve_fds=opts.preserve_fds,
+        public_state=hook_state,
+    )
+    parent, child = channel_pair()
+    with namespaces.for_children(ns, linux.get("timeOffsets")):
+        pid = os.fork()
+        if pid == 0:
+            sd.unlock()  # the parent's lock must not live on in the init until exec
+            parent.close()
+            init.run(ctx, child)
+    undo.pid = pid
+    child.close()
+    _serve_init(parent, cfg.get("hooks") or {}, dict(hook_state, pid=pid))
+    info = process_start_time(pid)
+    if info is None:
+        raise RuntimeFailure("container init exited during create")
+    state.pid, state.start_time = pid, info[0]
+    sd.save(state)
+    if opts.pid_file:
+        write_pid_file(opts.pid_file, pid)
+    return state
+
+
+def _serve_init(chan: Channel, all_hooks: dict, hook_state: dict) -> None:
+    """Answer the init until it is ready; its errors become ours."""
+    try:
+        while True:
+            msg = chan.receive()
+            if msg is None:
+                raise RuntimeFailure("container init exited unexpectedly during create")
+            kind = msg.get("type")
+            if kind == "ready":
+                return
+            if kind == "error":
+                raise RuntimeFailure(msg.get("message", "container init failed"))
+            if kind == "hooks":
+                hooks.run_hooks("prestart", all_hooks.get("prestart") or [], hook_state)
+                hooks.run_hooks("createRuntime", all_hooks.get("createRuntime") or [], hook_state)
+                chan.send("hooks-done")
+    finally:
+        chan.close()
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """Atomically, as runc: engines poll for this file and must never read it half-written."""
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, str(pid).encode())
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)

@@ -1,0 +1,40 @@
+"""`ps`: the container's processes (from its cgroup), as runc prints them."""
+
+from __future__ import annotations
+
+import json
+
+from ociruntime import cgroups
+from ociruntime.errors import RuntimeFailure
+from ociruntime.state import open_existing, status_of
+
+
+def ps(root: str, container_id: str, fmt: str, ps_args: list[str]) -> str:
+    sd = open_existing(root, container_id)
+    state = sd.load()
+    if status_of(sd, state) == "stopped":
+        raise RuntimeFailure("container not running")
+    pids = cgroups.procs(state.cgroup_dirs)
+    if fmt == "json":
+        return json.dumps(pids) + "\n"
+    if fmt != "table":
+        raise RuntimeFailure(f"invalid format option: {fmt}")
+    return _ps_table(pids, ps_args or ["-ef"])
+
+
+def _ps_table(pids: list[int], ps_args: list[str]) -> str:
+    """Run the host's ps and keep its header and the container's rows (the PID column
+    is found by name, so any ps options work)."""
+    import subprocess
+
+    out = subprocess.run(["ps", *ps_args], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeFailure(f"ps {' '.join(ps_args)}: {out.stderr.strip()}")
+    lines = out.stdout.splitlines()
+    header = lines[0].split()
+    if "PID" not in header:
+        raise RuntimeFailure("couldn't find PID field in ps output")
+    column = header.index("PID")
+    wanted = {str(p) for p in pids}
+    rows = [line for line in lines[1:] if line.split()[column] in wanted]
+    return "\n".join([lines[0], *rows]) + "\n"

@@ -1,0 +1,62 @@
+"""`state` and `list`: what engines parse, so the shapes follow runc's exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+
+from ociruntime.errors import RuntimeFailure
+from ociruntime.state import STATE_FILE, StateDir, open_existing, public_state, status_of
+
+
+def state(root: str, container_id: str) -> str:
+    sd = open_existing(root, container_id)
+    st = sd.load()
+    return json.dumps(public_state(st, status_of(sd, st)), indent=2)
+
+
+def _all_states(root: str) -> list[dict]:
+    try:
+        names = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in names:
+        if not os.path.exists(os.path.join(root, name, STATE_FILE)):
+            continue  # still being created, or not ours
+        try:
+            sd = StateDir(root, name)
+            st = sd.load()
+        except (RuntimeFailure, ValueError, TypeError):
+            continue
+        entry = public_state(st, status_of(sd, st))
+        entry["owner"] = _owner(os.path.join(root, name))
+        out.append(entry)
+    return out
+
+
+def _owner(path: str) -> str:
+    uid = os.stat(path).st_uid
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"#{uid}"
+
+
+def list_containers(root: str, fmt: str, quiet: bool) -> str:
+    entries = _all_states(root)
+    if quiet:
+        return "".join(e["id"] + "\n" for e in entries)
+    if fmt == "json":
+        return json.dumps(entries or None) + "\n"
+    if fmt != "table":
+        raise RuntimeFailure(f"invalid format option: {fmt}")
+    rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
+    rows += [[e["id"], str(e["pid"]), e["status"], e["bundle"], e["created"], e["owner"]]
+             for e in entries]  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "".join(
+        "".join(cell.ljust(w + 3) for cell, w in zip(r, widths, strict=False)) + r[-1] + "\n"
+        for r in rows
+    )

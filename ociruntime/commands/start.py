@@ -1,0 +1,49 @@
+"""`start`: release a created container's init to exec the user process."""
+
+from __future__ import annotations
+
+import os
+import select
+
+from ociruntime import hooks
+from ociruntime.errors import RuntimeFailure
+from ociruntime.state import ContainerState, StateDir, open_existing, public_state, status_of
+
+
+def start(root: str, container_id: str) -> None:
+    sd = open_existing(root, container_id)
+    state = sd.load()
+    release(sd, state)
+
+
+def release(sd: StateDir, state: ContainerState) -> None:
+    """Open the exec fifo's read side (unblocking the init), read its byte, remove the fifo,
+    then run poststart hooks. A pidfd tells us if the init died instead of writing."""
+    status = status_of(sd, state)
+    if status == "stopped":
+        raise RuntimeFailure("cannot start a container that has stopped")
+    if status != "created":
+        raise RuntimeFailure(f"cannot start an already {status} container")
+    fifo = os.open(sd.fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        pidfd = os.pidfd_open(state.pid)
+    except ProcessLookupError:
+        os.close(fifo)
+        raise RuntimeFailure("cannot start a container that has stopped") from None
+    try:
+        poller = select.poll()
+        poller.register(fifo, select.POLLIN)
+        poller.register(pidfd, select.POLLIN)
+        while True:
+            ready = dict(poller.poll())
+            if ready.get(fifo, 0) & select.POLLIN and os.read(fifo, 1) == b"0":
+                break
+            if pidfd in ready:
+                raise RuntimeFailure("container init exited before it could start")
+    finally:
+        os.close(fifo)
+        os.close(pidfd)
+    os.unlink(sd.fifo_path)
+    poststart = state.hooks.get("poststart") or []
+    if poststart:
+        hooks.run_hooks_warn("poststart", poststart, public_state(state, "running"))

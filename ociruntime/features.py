@@ -1,0 +1,33 @@
+"""`features`: what this runtime implements, truthfully (runtime-spec features.md)."""
+
+from __future__ import annotations
+
+from ociruntime import SPEC_VERSION, __version__
+from ociruntime.capabilities import CAP_NUMBERS
+from ociruntime.hooks import HOOK_KINDS
+from ociruntime.mountopts import SUPPORTED_OPTIONS
+from ociruntime.namespaces import FLAGS
+
+#: Namespaces `create` can make or join today (user namespaces arrive with rootless).
+IMPLEMENTED_NAMESPACES = tuple(sorted(k for k in FLAGS if k != "user"))
+
+
+def features() -> dict:
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": SPEC_VERSION,
+        "hooks": list(HOOK_KINDS),
+        "mountOptions": sorted(SUPPORTED_OPTIONS),
+        "linux": {
+            "namespaces": list(IMPLEMENTED_NAMESPACES),
+            "capabilities": list(CAP_NUMBERS),
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
+            "seccomp": {"enabled": False},
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+            "intelRdt": {"enabled": False},
+            "mountExtensions": {"idmap": {"enabled": False}},
+        },
+        "annotations": {"org.opencontainers.runtime-spec.version": SPEC_VERSION,
+                        "io.github.ociruntime.version": __version__},  # fmt: skip
+    }

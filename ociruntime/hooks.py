@@ -1,0 +1,139 @@
+"""Running OCI hooks: the state JSON on stdin, the hook's own args/env, and its timeout.
+
+A hook runs wherever the caller is: the runtime runs prestart, createRuntime, poststart and
+poststop in the runtime namespace; the container init runs createContainer (before
+pivot_root) and startContainer (in the container). `subprocess` is not used: it costs
+more to import than the whole hot path has to spare, and posix_spawn + a pidfd gives the
+timeout without threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import time
+
+from ociruntime.errors import RuntimeFailure
+
+HOOK_KINDS = (
+    "prestart",
+    "createRuntime",
+    "createContainer",
+    "startContainer",
+    "poststart",
+    "poststop",
+)
+_OUTPUT_LIMIT = 4096
+
+
+def run_hook(kind: str, index: int, hook: dict, state: dict) -> None:
+    """Run one hook to completion; a non-zero exit, a signal or a timeout is a failure."""
+    where = f"hooks.{kind}[{index}] ({hook['path']})"
+    argv = hook.get("args") or [hook["path"]]
+    env = hook["env"] if "env" in hook else None
+    stdin_r, stdin_w = os.pipe()
+    out_r, out_w = os.pipe()
+    try:
+        pid = os.posix_spawn(
+            hook["path"],
+            argv,
+            _env_dict(env) if env is not None else os.environ,
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, stdin_r, 0),
+                (os.POSIX_SPAWN_DUP2, out_w, 1),
+                (os.POSIX_SPAWN_DUP2, out_w, 2),
+            ],
+            setsigdef=(signal.SIGPIPE,),
+        )
+    except OSError as e:
+        for fd in (stdin_r, stdin_w, out_r, out_w):
+            os.close(fd)
+        raise RuntimeFailure(f"{where}: {e.strerror}") from None
+    os.close(stdin_r)
+    os.close(out_w)
+    try:
+        os.write(stdin_w, json.dumps(state).encode())
+    except BrokenPipeError:
+        pass  # the hook does not read its stdin: allowed
+    finally:
+        os.close(stdin_w)
+    output, status = _wait(pid, out_r, hook.get("timeout"), where)
+    if status != 0:
+        detail = output.decode(errors="replace").strip()
+        reason = _describe(status)
+        raise RuntimeFailure(f"{where}: {reason}" + (f": {detail}" if detail else ""))
+
+
+def _env_dict(env: list[str]) -> dict[str, str]:
+    return dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
+
+
+def _wait(pid: int, out_r: int, timeout: int | None, where: str) -> tuple[bytes, int]:
+    """Collect the hook's output until it exits; kill it when the timeout passes."""
+    pidfd = os.pidfd_open(pid)
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    poller.register(out_r, select.POLLIN)
+    output = b""
+    deadline_ms = None if timeout is None else timeout * 1000
+    start = time.monotonic()
+    try:
+        while True:
+            remaining = None
+            if deadline_ms is not None:
+                remaining = max(0, int(deadline_ms - (time.monotonic() - start) * 1000))
+            events = poller.poll(remaining)
+            if not events:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise RuntimeFailure(f"{where}: timed out after {timeout} s")
+            for fd, _ in events:
+                if fd == out_r:
+                    chunk = os.read(out_r, 65536)
+                    if not chunk:
+                        poller.unregister(out_r)
+                    output = (output + chunk)[-_OUTPUT_LIMIT:]
+                else:
+                    _, status = os.waitpid(pid, 0)
+                    output += _drain(out_r)
+                    return output[-_OUTPUT_LIMIT:], status
+    finally:
+        os.close(pidfd)
+        os.close(out_r)
+
+
+def _drain(fd: int) -> bytes:
+    """What is left in the pipe once the hook exited (a child it forked may keep it open,
+    so read only what is already there)."""
+    os.set_blocking(fd, False)
+    data = b""
+    try:
+        while chunk := os.read(fd, 65536):
+            data += chunk
+    except BlockingIOError:
+        pass
+    return data
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+def run_hooks(kind: str, hooks: list[dict], state: dict) -> None:
+    for index, hook in enumerate(hooks):
+        run_hook(kind, index, hook, state)
+
+
+def run_hooks_warn(kind: str, hooks: list[dict], state: dict) -> None:
+    """poststart/poststop: a failure is a warning, the operation goes on (spec)."""
+    from ociruntime.log import LOG
+
+    for index, hook in enumerate(hooks):
+        try:
+            run_hook(kind, index, hook, state)
+        except RuntimeFailure as e:
+            LOG.warning(str(e))

@@ -1,0 +1,154 @@
+"""The container init: the forked child that becomes the container's PID 1.
+
+It runs entirely between fork and exec, so it must never return into the caller's code:
+`run` ends in execve or os._exit. Its steps, each reported to `create` on failure:
+
+  join cgroups -> enter namespaces -> hostname -> build rootfs -> (createRuntime hooks in
+  the parent, createContainer hooks here) -> pivot_root -> readonly/masked paths -> sysctl,
+  rlimits, oom score -> user and capabilities -> "ready" -> wait on the exec fifo ->
+  startContainer hooks -> execve(process.args)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import NoReturn
+
+from ociruntime import capabilities, cgroups, hooks, namespaces, process, rootfs
+from ociruntime import syscalls as sc
+from ociruntime.channel import Channel
+from ociruntime.errors import RuntimeFailure
+
+
+@dataclass
+class InitContext:
+    """Everything the init needs, computed by `create` before the fork."""
+
+    config: dict
+    bundle: str
+    rootfs: str
+    container_id: str
+    fifo_path: str
+    namespaces: dict[str, str | None]
+    cgroup_dirs: list[str]
+    no_pivot: bool
+    no_new_keyring: bool
+    preserve_fds: int
+    public_state: dict  # the state JSON hooks receive (pid and status filled in here)
+
+
+def run(ctx: InitContext, chan: Channel) -> NoReturn:
+    """Entry point in the child: never returns."""
+    try:
+        _run(ctx, chan)
+    except RuntimeFailure as e:
+        _report(chan, str(e))
+    except OSError as e:
+        _report(chan, f"container init: {e}")
+    except BaseException as e:  # noqa: BLE001 - the child must never unwind into the parent
+        _report(chan, f"container init: unexpected {type(e).__name__}: {e}")
+    os._exit(1)
+
+
+def _report(chan: Channel, message: str) -> None:
+    try:
+        chan.send("error", message=message)
+    except OSError:
+        sys.stderr.write(message + "\n")
+
+
+def _run(ctx: InitContext, chan: Channel) -> NoReturn:
+    cfg, linux = ctx.config, ctx.config.get("linux") or {}
+    proc = cfg["process"]
+    state = dict(ctx.public_state, pid=int(os.readlink("/proc/self")))
+    os.setsid()
+    _close_inherited_fds(3 + ctx.preserve_fds)
+    cgroups.join_self(ctx.cgroup_dirs)
+    namespaces.enter(ctx.namespaces)
+    _set_names(cfg, ctx.namespaces)
+
+    propagation = rootfs.rootfs_propagation(linux)
+    rootfs.isolate_root(ctx.rootfs, propagation)
+    mounter = rootfs.Mounter(ctx.rootfs, ctx.bundle, "cgroup" in ctx.namespaces, ctx.cgroup_dirs)
+    mounter.mount_all(cfg.get("mounts") or [])
+    mounter.populate_dev(linux.get("devices") or [])
+    _creation_hooks(cfg.get("hooks") or {}, state, chan)
+    fifo_fd = os.open(ctx.fifo_path, os.O_PATH | os.O_CLOEXEC)
+
+    rootfs.enter_rootfs(ctx.rootfs, ctx.no_pivot)
+    rootfs.readonly_paths(linux.get("readonlyPaths") or [])
+    rootfs.mask_paths(linux.get("maskedPaths") or [])
+    rootfs.finish_root(bool((cfg.get("root") or {}).get("readonly")), propagation)
+
+    process.apply_sysctls(linux.get("sysctl") or {})
+    process.apply_rlimits(proc.get("rlimits") or [])
+    if "oomScoreAdj" in proc:
+        process.set_oom_score_adj(proc["oomScoreAdj"])
+    if not ctx.no_new_keyring:
+        process.join_session_keyring(f"_ses.{ctx.container_id}")
+    env = process.env_dict(proc.get("env") or [])
+    executable = process.find_executable(proc["args"][0], env)
+
+    cap_sets = capabilities.resolve_sets(proc.get("capabilities"))
+    process.switch_user(proc.get("user") or {}, cap_sets)
+    cwd = proc.get("cwd") or "/"
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise RuntimeFailure(f"process.cwd {cwd}: {e.strerror}") from None
+    process.apply_capabilities(cap_sets, bool(proc.get("noNewPrivileges")))
+
+    chan.send("ready")
+    chan.close()
+    _wait_for_start(fifo_fd)
+    start_hooks = (cfg.get("hooks") or {}).get("startContainer") or []
+    if start_hooks:
+        hooks.run_hooks("startContainer", start_hooks, dict(state, status="created"))
+    os.execve(executable, proc["args"], env)
+
+
+def _close_inherited_fds(first: int) -> None:
+    """Fds the caller leaked to us must not reach the container (beyond --preserve-fds)."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd >= first:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass  # the listdir fd itself, already closed
+
+
+def _set_names(cfg: dict, ns: dict[str, str | None]) -> None:
+    for key, setter in (("hostname", sc.sethostname), ("domainname", sc.setdomainname)):
+        value = cfg.get(key)
+        if value is None:
+            continue
+        if "uts" not in ns:
+            raise RuntimeFailure(f"{key}: setting it needs a new UTS namespace (linux.namespaces)")
+        try:
+            setter(value)
+        except OSError as e:
+            raise RuntimeFailure(f"{key} {value!r}: {e.strerror}") from None
+
+
+def _creation_hooks(all_hooks: dict, state: dict, chan: Channel) -> None:
+    """prestart + createRuntime run in the runtime namespace (the parent does them while we
+    wait); createContainer runs here, in the container's namespaces, before pivot_root."""
+    if all_hooks.get("prestart") or all_hooks.get("createRuntime"):
+        chan.send("hooks")
+        reply = chan.receive()
+        if not reply or reply.get("type") != "hooks-done":
+            os._exit(1)  # the parent failed the hooks and will report it
+    container_hooks = all_hooks.get("createContainer") or []
+    if container_hooks:
+        hooks.run_hooks("createContainer", container_hooks, dict(state, status="creating"))
+
+
+def _wait_for_start(fifo_fd: int) -> None:
+    """Block until `start` opens the fifo's read side, then tell it we are going."""
+    fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    os.write(fd, b"0")
+    os.close(fd)
+    os.close(fifo_fd)

@@ -1,0 +1,68 @@
+"""runc-compatible logging: `--log FILE` with `--log-format text|json`.
+
+containerd reads the JSON form (one object a line, keys `level`, `msg`, `time`, as logrus's
+JSONFormatter writes them) to report runtime errors, so the shape matters; the stdlib
+`logging` package is not used because importing it costs more than this whole module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
+class Logger:
+    """Writes records to the --log file (if any); errors also go to stderr as plain text."""
+
+    def __init__(self, path: str | None = None, fmt: str = "text", debug: bool = False) -> None:
+        self.path = path
+        self.fmt = fmt
+        self.threshold = _LEVELS["debug" if debug else "info"]
+        self._fd: int | None = None
+
+    def _open(self) -> int | None:
+        if self._fd is None and self.path:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        return self._fd
+
+    def _format(self, level: str, msg: str) -> str:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if self.fmt == "json":
+            return json.dumps({"level": level, "msg": msg, "time": now}) + "\n"
+        return f"time={json.dumps(now)} level={level} msg={json.dumps(msg)}\n"
+
+    def log(self, level: str, msg: str) -> None:
+        if _LEVELS[level] < self.threshold:
+            return
+        fd = self._open()
+        if fd is not None:
+            os.write(fd, self._format(level, msg).encode())
+        elif level == "debug":
+            sys.stderr.write(self._format(level, msg))
+
+    def debug(self, msg: str) -> None:
+        self.log("debug", msg)
+
+    def warning(self, msg: str) -> None:
+        self.log("warning", msg)
+        sys.stderr.write(f"warning: {msg}\n")
+
+    def error(self, msg: str) -> None:
+        """Fatal errors: one line to stderr (what podman reads) and a record in --log
+        (what containerd reads)."""
+        self.log("error", msg)
+        sys.stderr.write(msg + "\n")
+        sys.stderr.flush()
+
+
+#: The process-wide logger, configured once by the CLI.
+LOG = Logger()
+
+
+def configure(path: str | None, fmt: str, debug: bool) -> None:
+    LOG.path, LOG.fmt = path, fmt
+    LOG.threshold = _LEVELS["debug" if debug else "info"]

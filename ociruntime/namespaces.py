@@ -1,0 +1,116 @@
+"""Namespaces from `linux.namespaces`: new ones are unshared, ones with a `path` joined.
+
+PID and time namespaces only take effect for the caller's *children*, so `create` sets
+them up around the fork of the init (and then goes back to its own, so that hooks it
+runs later stay in the runtime namespace). The others are entered by the init itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ociruntime import syscalls as sc
+from ociruntime.errors import RuntimeFailure
+
+FLAGS = {
+    "pid": sc.CLONE_NEWPID,
+    "network": sc.CLONE_NEWNET,
+    "mount": sc.CLONE_NEWNS,
+    "ipc": sc.CLONE_NEWIPC,
+    "uts": sc.CLONE_NEWUTS,
+    "user": sc.CLONE_NEWUSER,
+    "cgroup": sc.CLONE_NEWCGROUP,
+    "time": sc.CLONE_NEWTIME,
+}
+_PROC_NAMES = {"pid": "pid", "time": "time"}
+#: setns order for joined namespaces: the mount namespace last, because entering it
+#: changes what the other paths resolve to.
+_JOIN_ORDER = ("user", "ipc", "uts", "network", "cgroup", "pid", "time", "mount")
+
+
+def configured(linux: dict) -> dict[str, str | None]:
+    """type -> path (None for a new namespace), refusing duplicates and unknown types."""
+    result: dict[str, str | None] = {}
+    for index, ns in enumerate(linux.get("namespaces") or []):
+        kind = ns.get("type")
+        if kind not in FLAGS:
+            raise RuntimeFailure(f"linux.namespaces[{index}]: unknown type {kind!r}")
+        if kind in result:
+            raise RuntimeFailure(f"linux.namespaces[{index}]: duplicate namespace {kind!r}")
+        result[kind] = ns.get("path") or None
+    return result
+
+
+def _open_ns(kind: str, path: str) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise RuntimeFailure(f"linux.namespaces {kind} path {path}: {e.strerror}") from None
+
+
+def _setns(kind: str, path: str) -> None:
+    fd = _open_ns(kind, path)
+    try:
+        sc.setns(fd, FLAGS[kind])
+    except OSError as e:
+        raise RuntimeFailure(f"joining {kind} namespace {path}: {e.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def for_children(namespaces: dict[str, str | None], time_offsets: dict | None) -> Iterator[None]:
+    """While inside, children are born in the configured PID and time namespaces."""
+    saved: list[tuple[int, int]] = []
+    try:
+        for kind in ("pid", "time"):
+            if kind not in namespaces:
+                continue
+            own = os.open(f"/proc/self/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
+            saved.append((own, FLAGS[kind]))
+            path = namespaces[kind]
+            if path:
+                _setns(kind, path)
+                continue
+            try:
+                sc.unshare(FLAGS[kind])
+            except OSError as e:
+                raise RuntimeFailure(f"creating {kind} namespace: {e.strerror}") from None
+            if kind == "time" and time_offsets:
+                _write_time_offsets(time_offsets)
+        yield
+    finally:
+        for fd, flag in reversed(saved):
+            sc.setns(fd, flag)
+            os.close(fd)
+
+
+def _write_time_offsets(offsets: dict) -> None:
+    """linux.timeOffsets: must be written before the first process enters the namespace."""
+    lines = []
+    for clock, off in offsets.items():
+        lines.append(f"{clock} {off.get('secs', 0)} {off.get('nanosecs', 0)}\n")
+    try:
+        with open("/proc/self/timens_offsets", "w") as f:
+            f.write("".join(lines))
+    except OSError as e:
+        raise RuntimeFailure(f"linux.timeOffsets: {e.strerror}") from None
+
+
+def enter(namespaces: dict[str, str | None]) -> None:
+    """In the init: join the namespaces given by path, then unshare the new ones at once."""
+    for kind in _JOIN_ORDER:
+        path = namespaces.get(kind)
+        if path and kind not in ("pid", "time"):
+            _setns(kind, path)
+    flags = 0
+    for kind, path in namespaces.items():
+        if path is None and kind not in ("pid", "time", "user"):
+            flags |= FLAGS[kind]
+    if flags:
+        try:
+            sc.unshare(flags)
+        except OSError as e:
+            raise RuntimeFailure(f"creating namespaces: {e.strerror}") from None

@@ -1,0 +1,112 @@
+"""Applying `process` (and the process-wide parts of `linux`) inside the init.
+
+Order matters and follows the kernel's rules: rlimits and sysctls while still root with
+every capability; the bounding set is trimmed before the user switch (it needs
+CAP_SETPCAP); KEEPCAPS keeps the permitted set across setuid; the final capability sets
+and no_new_privs come last, so nothing after them needs a privilege.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+
+# Imported here, not lazily: the init uses it after pivot_root, when the host's
+# site-packages are no longer reachable.
+import prctl
+
+from ociruntime import capabilities
+from ociruntime.errors import RuntimeFailure
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+KEYCTL_JOIN_SESSION_KEYRING = 1
+
+
+def apply_sysctls(sysctl: dict[str, str]) -> None:
+    for key, value in sysctl.items():
+        path = "/proc/sys/" + key.replace(".", "/")
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError as e:
+            raise RuntimeFailure(f"linux.sysctl {key}={value}: {e.strerror}") from None
+
+
+def apply_rlimits(rlimits: list[dict]) -> None:
+    for rl in rlimits:
+        name = rl["type"]
+        number = getattr(resource, name, None)
+        if not isinstance(number, int):
+            raise RuntimeFailure(f"process.rlimits: unknown rlimit type {name!r}")
+        try:
+            resource.setrlimit(number, (rl["soft"], rl["hard"]))
+        except (OSError, ValueError) as e:
+            reason = getattr(e, "strerror", None) or str(e)
+            raise RuntimeFailure(
+                f"process.rlimits {name} soft={rl['soft']} hard={rl['hard']}: {reason}"
+            ) from None
+
+
+def set_oom_score_adj(value: int) -> None:
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(value))
+    except OSError as e:
+        raise RuntimeFailure(f"process.oomScoreAdj {value}: {e.strerror}") from None
+
+
+def join_session_keyring(name: str) -> None:
+    """A fresh session keyring per container, so containers do not share keys (runc)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(250, KEYCTL_JOIN_SESSION_KEYRING, name.encode()) < 0:
+        err = ctypes.get_errno()
+        if err not in (38, 1):  # ENOSYS, EPERM: keyrings unavailable here; runc goes on too
+            raise RuntimeFailure(f"joining session keyring: {os.strerror(err)}")
+
+
+def env_dict(env: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for entry in env:
+        key, _, value = entry.partition("=")
+        out[key] = value
+    return out
+
+
+def find_executable(arg0: str, env: dict[str, str]) -> str:
+    """Resolve args[0] in the container's PATH, as execvp would, but *now*, so a missing
+    program fails `create` rather than `start` (runc behaves the same)."""
+    if "/" in arg0:
+        candidates = [arg0]
+    else:
+        candidates = [os.path.join(d or ".", arg0) for d in env.get("PATH", DEFAULT_PATH).split(":")]
+    for path in candidates:
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    raise RuntimeFailure(f"process.args[0]: executable file {arg0!r} not found in $PATH")
+
+
+def switch_user(user: dict, cap_sets: dict[str, set[int]]) -> None:
+    """Groups, gid, uid and umask; the bounding set is trimmed first and KEEPCAPS holds the
+    permitted set over setuid so apply_capabilities can still set it."""
+    capabilities.drop_bounding(cap_sets["bounding"])
+    prctl.set_keepcaps(True)
+    uid, gid = user.get("uid", 0), user.get("gid", 0)
+    try:
+        os.setgroups(user.get("additionalGids") or [])
+        os.setgid(gid)
+        os.setuid(uid)
+    except OSError as e:
+        raise RuntimeFailure(f"process.user uid={uid} gid={gid}: {e.strerror}") from None
+    umask = user.get("umask")
+    os.umask(0o022 if umask is None else umask)
+
+
+def apply_capabilities(cap_sets: dict[str, set[int]], no_new_privileges: bool) -> None:
+    try:
+        capabilities.apply_sets(cap_sets)
+    except OSError as e:
+        raise RuntimeFailure(f"process.capabilities: {e.strerror}") from None
+    prctl.set_keepcaps(False)
+    if no_new_privileges:
+        prctl.set_no_new_privs(True)

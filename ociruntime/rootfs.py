@@ -1,0 +1,356 @@
+"""Building the container's filesystem view inside its new mount namespace.
+
+The order is the spec's and runc's: stop mount events from leaking to the host, bind the
+rootfs onto itself, do `mounts` in order, populate /dev, let createRuntime/createContainer
+hooks run, pivot_root, then mask and write-protect paths and apply rootfsPropagation.
+Every destination is resolved inside the rootfs by the kernel (see safepath).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from ociruntime import syscalls as sc
+from ociruntime.errors import RuntimeFailure
+from ociruntime.mountopts import (
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    MS_SLAVE,
+    MountOptions,
+    parse_mount_options,
+)
+from ociruntime.safepath import ensure_dir, ensure_file, open_in_root, parent_and_name
+
+MS_MOVE = 0x2000
+# statvfs f_flag bits that share their value with the MS_* flag of the same meaning.
+_PRESERVED_STATVFS_FLAGS = 0x1 | 0x2 | 0x4 | 0x8 | 0x400 | 0x800 | 0x1000
+
+PROPAGATION = {
+    "shared": 0x100000,
+    "slave": MS_SLAVE,
+    "private": MS_PRIVATE,
+    "unbindable": 0x20000,
+}
+
+#: (path, major, minor) of the devices every container gets (runtime-spec "Default Devices").
+DEFAULT_DEVICES = (
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+)
+DEV_LINKS = (
+    ("/proc/self/fd", "/dev/fd"),
+    ("/proc/self/fd/0", "/dev/stdin"),
+    ("/proc/self/fd/1", "/dev/stdout"),
+    ("/proc/self/fd/2", "/dev/stderr"),
+)
+
+
+def _fail(what: str, err: OSError) -> RuntimeFailure:
+    return RuntimeFailure(f"{what}: {err.strerror or err}")
+
+
+def rootfs_propagation(linux: dict) -> int:
+    """The flag for `linux.rootfsPropagation` (r-prefixed names are recursive)."""
+    name = linux.get("rootfsPropagation") or ""
+    if not name:
+        return 0
+    base = PROPAGATION.get(name) or PROPAGATION.get(name.removeprefix("r"))
+    if base is None:
+        raise RuntimeFailure(f"linux.rootfsPropagation: unknown value {name!r}")
+    return base | (MS_REC if name not in PROPAGATION else 0)
+
+
+def isolate_root(rootfs: str, propagation: int) -> None:
+    """Make / a slave (or the configured propagation) so nothing the container mounts
+    reaches the host, then bind the rootfs to itself so it is a mount point pivot_root
+    accepts."""
+    try:
+        sc.mount(None, "/", None, propagation or (MS_SLAVE | MS_REC))
+        _make_parent_private(rootfs)
+        sc.mount(rootfs, rootfs, None, MS_BIND | MS_REC)
+    except OSError as e:
+        raise _fail(f"preparing rootfs {rootfs}", e) from None
+
+
+def _make_parent_private(path: str) -> None:
+    """pivot_root refuses when the new root's parent mount is shared."""
+    best = ""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            mp = fields[4]
+            if (path + "/").startswith(mp.rstrip("/") + "/") and len(mp) >= len(best):
+                best, optional = mp, fields[6:fields.index("-")]
+    if best and any(o.startswith("shared:") for o in optional):
+        sc.mount(None, best, None, MS_PRIVATE)
+
+
+class Mounter:
+    """Performs the `mounts` of one container against a root fd of its rootfs."""
+
+    def __init__(self, rootfs: str, bundle: str, cgroup_ns: bool, cgroup_dirs: list[str]) -> None:
+        self.rootfs = rootfs
+        self.bundle = bundle
+        self.cgroup_ns = cgroup_ns
+        self.cgroup_dirs = cgroup_dirs
+        self.root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.dev_is_bind = False
+
+    def mount_all(self, mounts: list[dict]) -> None:
+        for index, m in enumerate(mounts):
+            where = f"mounts[{index}] ({m.get('destination')})"
+            try:
+                self.mount_one(m)
+            except RuntimeFailure as e:
+                raise RuntimeFailure(f"{where}: {e}") from None
+            except OSError as e:
+                raise _fail(where, e) from None
+
+    def mount_one(self, m: dict) -> None:
+        dest = m["destination"]
+        if not dest.startswith("/"):
+            dest = "/" + dest  # runc treats relative destinations as relative to /
+        fstype = m.get("type") or ""
+        opts = parse_mount_options(m.get("options") or [])
+        if opts.is_bind or fstype == "bind":
+            self._bind(m.get("source") or "", dest, opts)
+        elif fstype == "cgroup":
+            self._cgroup(dest, opts)
+        else:
+            fd = ensure_dir(self.root_fd, dest)
+            try:
+                sc.mount(m.get("source") or fstype, sc.fd_path(fd), fstype, opts.flags, opts.data)
+            finally:
+                os.close(fd)
+            self._finish(dest, opts)
+
+    def _bind(self, source: str, dest: str, opts: MountOptions) -> None:
+        if not os.path.isabs(source):
+            source = os.path.join(self.bundle, source)
+        try:
+            st = os.stat(source)
+        except OSError as e:
+            raise RuntimeFailure(f"bind source {source}: {e.strerror}") from None
+        if dest.rstrip("/") == "/dev":
+            self.dev_is_bind = True
+        make = ensure_dir if stat.S_ISDIR(st.st_mode) else ensure_file
+        fd = make(self.root_fd, dest)
+        try:
+            sc.mount(source, sc.fd_path(fd), None, MS_BIND | (MS_REC if opts.is_recursive_bind else 0))
+        finally:
+            os.close(fd)
+        # A bind mount ignores every flag but MS_REC: flags take a remount.
+        if opts.flags & ~(MS_BIND | MS_REC | MS_REMOUNT):
+            self._remount(dest, opts.flags | MS_BIND | MS_REMOUNT)
+        self._finish(dest, opts)
+
+    def _remount(self, dest: str, flags: int) -> None:
+        fd = open_in_root(self.root_fd, dest)
+        try:
+            sc.mount(None, sc.fd_path(fd), None, flags & ~MS_REC)
+        finally:
+            os.close(fd)
+
+    def _finish(self, dest: str, opts: MountOptions) -> None:
+        """Propagation changes and recursive attributes apply to the new mount, which the
+        destination path resolves to only now that it is mounted."""
+        if not opts.propagation and opts.recursive_attrs == (0, 0):
+            return
+        fd = open_in_root(self.root_fd, dest)
+        try:
+            for flag in opts.propagation:
+                sc.mount(None, sc.fd_path(fd), None, flag)
+            attr_set, attr_clr = opts.recursive_attrs
+            if attr_set or attr_clr:
+                sc.mount_setattr(fd, attr_set, attr_clr, recursive=True)
+        finally:
+            os.close(fd)
+
+    def _cgroup(self, dest: str, opts: MountOptions) -> None:
+        """`type: cgroup`: cgroup2 where the host is pure v2; otherwise a tmpfs with one
+        directory per v1 hierarchy, each showing the container's own cgroup (a fresh
+        cgroupfs mount inside a cgroup namespace, else a bind of the container's dir)."""
+        from ociruntime import cgroups
+
+        found = cgroups.hierarchies()
+        v1 = [h for h in found if not h.is_v2]
+        fd = ensure_dir(self.root_fd, dest)
+        try:
+            if not v1:
+                sc.mount("cgroup", sc.fd_path(fd), "cgroup2", opts.flags, None)
+                return
+            sc.mount("tmpfs", sc.fd_path(fd), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755")
+        finally:
+            os.close(fd)
+        for h, container_dir in zip(found, self.cgroup_dirs, strict=False):
+            if h.is_v2:
+                continue
+            sub = f"{dest}/{os.path.basename(h.mountpoint)}"
+            sfd = ensure_dir(self.root_fd, sub)
+            try:
+                if self.cgroup_ns:
+                    data = ",".join(sorted(h.controllers)) or None
+                    sc.mount("cgroup", sc.fd_path(sfd), "cgroup", opts.flags & ~MS_RDONLY, data)
+                else:
+                    sc.mount(container_dir, sc.fd_path(sfd), None, MS_BIND | MS_REC)
+            finally:
+                os.close(sfd)
+            if opts.flags & MS_RDONLY:
+                self._remount(sub, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        if opts.flags & MS_RDONLY:
+            self._remount(dest, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+    def populate_dev(self, devices: list[dict]) -> None:
+        """Default devices plus `linux.devices`, and the standard /dev symlinks; skipped
+        for the defaults when /dev is a bind mount of something else (as runc)."""
+        wanted: list[dict] = []
+        if not self.dev_is_bind:
+            wanted = [
+                {"path": p, "type": "c", "major": ma, "minor": mi, "fileMode": 0o666}
+                for p, ma, mi in DEFAULT_DEVICES
+            ]
+        wanted += devices
+        for index, dev in enumerate(wanted):
+            try:
+                self._mknod(dev)
+            except OSError as e:
+                where = "linux.devices" if index >= len(wanted) - len(devices) else "default device"
+                raise _fail(f"{where} {dev.get('path')}", e) from None
+        if self.dev_is_bind:
+            return
+        for target, link in DEV_LINKS:
+            self._symlink(target, link)
+        if os.path.exists("/proc/kcore"):
+            self._symlink("/proc/kcore", "/dev/core")
+        self._setup_ptmx()
+
+    def _mknod(self, dev: dict) -> None:
+        kinds = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+        mode = kinds[dev["type"]] | (dev.get("fileMode", 0o666) & 0o7777)
+        parent, name = parent_and_name(self.root_fd, dev["path"])
+        try:
+            try:
+                os.unlink(name, dir_fd=parent)
+            except FileNotFoundError:
+                pass
+            rdev = os.makedev(dev.get("major", 0), dev.get("minor", 0))
+            os.mknod(name, mode, rdev, dir_fd=parent)
+            # mknod obeys the umask; the config's mode is exact.
+            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+            try:
+                os.chmod(sc.fd_path(fd), mode & 0o7777)
+                os.chown(sc.fd_path(fd), dev.get("uid", 0), dev.get("gid", 0))
+            finally:
+                os.close(fd)
+        finally:
+            os.close(parent)
+
+    def _symlink(self, target: str, link: str) -> None:
+        parent, name = parent_and_name(self.root_fd, link)
+        try:
+            os.symlink(target, name, dir_fd=parent)
+        except FileExistsError:
+            pass
+        finally:
+            os.close(parent)
+
+    def _setup_ptmx(self) -> None:
+        """/dev/ptmx must be the container's own devpts multiplexer."""
+        try:
+            fd = open_in_root(self.root_fd, "/dev/pts/ptmx")
+        except OSError:
+            return
+        os.close(fd)
+        parent, name = parent_and_name(self.root_fd, "/dev/ptmx")
+        try:
+            try:
+                os.unlink(name, dir_fd=parent)
+            except FileNotFoundError:
+                pass
+            os.symlink("pts/ptmx", name, dir_fd=parent)
+        finally:
+            os.close(parent)
+
+
+def enter_rootfs(rootfs: str, no_pivot: bool) -> None:
+    """pivot_root into the rootfs and detach the old root; never chroot unless asked
+    (--no-pivot), because a chroot alone can be escaped."""
+    try:
+        if no_pivot:
+            os.chdir(rootfs)
+            sc.mount(rootfs, "/", None, MS_MOVE)
+            os.chroot(".")
+            os.chdir("/")
+            return
+        old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+        new_root = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+        os.fchdir(new_root)
+        sc.pivot_root(".", ".")
+        os.fchdir(old_root)
+        sc.mount(None, ".", None, MS_SLAVE | MS_REC)
+        sc.umount2(".", sc.MNT_DETACH)
+        os.chdir("/")
+        os.close(old_root)
+        os.close(new_root)
+    except OSError as e:
+        raise _fail("pivot_root", e) from None
+
+
+def mask_paths(paths: list[str]) -> None:
+    """Hide each path: /dev/null over files, an empty read-only tmpfs over directories."""
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise _fail(f"linux.maskedPaths {path}", e) from None
+        try:
+            if stat.S_ISDIR(st.st_mode):
+                sc.mount("tmpfs", path, "tmpfs", MS_RDONLY, None)
+            else:
+                sc.mount("/dev/null", path, None, MS_BIND)
+        except OSError as e:
+            raise _fail(f"linux.maskedPaths {path}", e) from None
+
+
+def readonly_paths(paths: list[str]) -> None:
+    for path in paths:
+        try:
+            sc.mount(path, path, None, MS_BIND | MS_REC)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise _fail(f"linux.readonlyPaths {path}", e) from None
+        try:
+            remount_readonly(path)
+        except OSError as e:
+            raise _fail(f"linux.readonlyPaths {path}", e) from None
+
+
+def remount_readonly(path: str) -> None:
+    """Remount read-only, keeping the mount's other flags (nosuid, nodev...), which the
+    kernel would otherwise clear (or refuse to, when they are locked)."""
+    kept = os.statvfs(path).f_flag & _PRESERVED_STATVFS_FLAGS
+    sc.mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | kept)
+
+
+def finish_root(readonly: bool, propagation: int) -> None:
+    try:
+        if readonly:
+            remount_readonly("/")
+        if propagation:
+            sc.mount(None, "/", None, propagation)
+    except OSError as e:
+        raise _fail("root", e) from None

@@ -1,0 +1,173 @@
+"""Container state on disk: `<root>/<id>/state.json`, its lock, and the live status.
+
+The file is our own record (what delete and start need later); `public_state` turns it
+into the runtime-spec state JSON that `ociruntime state` prints. The status is never
+stored: it is derived from the kernel each time (is the init alive, is it the same
+process, has start consumed the exec fifo), so it cannot go stale.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+from ociruntime import SPEC_VERSION
+from ociruntime.errors import RuntimeFailure
+
+STATE_FILE = "state.json"
+EXEC_FIFO = "exec.fifo"
+MAX_ID_LENGTH = 1024
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
+
+
+def validate_id(container_id: str) -> None:
+    """Refuse ids that could escape the state root or confuse engines (as runc does)."""
+    if not container_id:
+        raise RuntimeFailure("invalid container id: the id is empty")
+    if len(container_id) > MAX_ID_LENGTH:
+        raise RuntimeFailure(f"invalid container id: longer than {MAX_ID_LENGTH} characters")
+    if container_id in (".", "..") or not _ID_CHARS.issuperset(container_id):
+        raise RuntimeFailure(f"invalid container id format: {container_id!r}")
+
+
+@dataclass
+class ContainerState:
+    """What the runtime remembers about one container between commands."""
+
+    id: str
+    pid: int
+    start_time: int  # /proc/<pid>/stat field 22: guards against PID reuse
+    bundle: str
+    rootfs: str
+    created: str
+    owner: str = ""
+    annotations: dict[str, str] = field(default_factory=dict)
+    cgroup_dirs: list[str] = field(default_factory=list)  # every dir the init joined
+    cgroup_created: list[str] = field(default_factory=list)  # the ones we made (removed on delete)
+    hooks: dict[str, list[dict]] = field(default_factory=dict)  # poststart/poststop, for later
+    spec_version: str = SPEC_VERSION
+
+
+class StateDir:
+    """`<root>/<id>`: created exclusively (a duplicate id fails), locked per operation."""
+
+    def __init__(self, root: str, container_id: str) -> None:
+        validate_id(container_id)
+        self.root = root
+        self.id = container_id
+        self.path = os.path.join(root, container_id)
+        self._lock_fd: int | None = None
+
+    @property
+    def fifo_path(self) -> str:
+        return os.path.join(self.path, EXEC_FIFO)
+
+    def create(self) -> None:
+        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        try:
+            os.mkdir(self.path, 0o711)
+        except FileExistsError:
+            raise RuntimeFailure(f"container with id exists: {self.id}") from None
+        self.lock()
+
+    def exists(self) -> bool:
+        return os.path.exists(os.path.join(self.path, STATE_FILE))
+
+    def lock(self) -> None:
+        """Serialize operations on one container (flock on the directory itself)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise RuntimeFailure(f"container does not exist: {self.id}") from None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def load(self) -> ContainerState:
+        try:
+            with open(os.path.join(self.path, STATE_FILE), "rb") as f:
+                raw = json.load(f)
+        except FileNotFoundError:
+            raise RuntimeFailure(f"container does not exist: {self.id}") from None
+        return ContainerState(**raw)
+
+    def save(self, state: ContainerState) -> None:
+        """Atomic: write a temporary file, fsync-free rename over the old one."""
+        tmp = os.path.join(self.path, f".{STATE_FILE}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, json.dumps(asdict(state)).encode())
+        finally:
+            os.close(fd)
+        os.rename(tmp, os.path.join(self.path, STATE_FILE))
+
+    def remove(self) -> None:
+        """Remove the directory and everything in it (only files: fifo, state, tmp)."""
+        try:
+            names = os.listdir(self.path)
+        except FileNotFoundError:
+            return
+        for name in names:
+            os.unlink(os.path.join(self.path, name))
+        os.rmdir(self.path)
+        self.unlock()
+
+
+def open_existing(root: str, container_id: str) -> StateDir:
+    """A locked StateDir of an existing container, or a 'does not exist' failure."""
+    sd = StateDir(root, container_id)
+    sd.lock()
+    return sd
+
+
+def process_start_time(pid: int) -> tuple[int, str] | None:
+    """(start time in clock ticks, state letter) of `pid`, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    # fields[0] is field 3 (state); field 22 (starttime) is fields[19].
+    return int(fields[19]), fields[0].decode()
+
+
+def init_alive(state: ContainerState) -> bool:
+    """True if the recorded init still runs: same PID *and* same start time, not a zombie."""
+    info = process_start_time(state.pid)
+    if info is None:
+        return False
+    start, letter = info
+    return start == state.start_time and letter not in ("Z", "X")
+
+
+def status_of(sd: StateDir, state: ContainerState) -> str:
+    """created / running / stopped (paused comes with the freezer support)."""
+    if not init_alive(state):
+        return "stopped"
+    if os.path.exists(sd.fifo_path):
+        return "created"
+    return "running"
+
+
+def public_state(state: ContainerState, status: str) -> dict:
+    """The runtime-spec state object plus runc's extras (rootfs, created, owner)."""
+    out: dict = {
+        "ociVersion": state.spec_version,
+        "id": state.id,
+        "pid": state.pid if status != "stopped" else 0,
+        "status": status,
+        "bundle": state.bundle,
+        "rootfs": state.rootfs,
+        "created": state.created,
+        "owner": state.owner,
+    }
+    if state.annotations:
+        out["annotations"] = state.annotations
+    return out

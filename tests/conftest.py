@@ -1,0 +1,133 @@
+"""Shared fixtures: real bundles from busybox-static, and a runtime driver that runs the
+installed `ociruntime` executable (as engines do) and checks nothing is left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+OCIRUNTIME = str(REPO / ".venv" / "bin" / "ociruntime")
+BUILD_ROOTFS = str(REPO / "bundles" / "build-rootfs.sh")
+EXAMPLE_CONFIG = REPO / "bundles" / "busybox" / "config.json"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.geteuid() != 0:
+        raise pytest.UsageError("the ociruntime tests start real containers: run them as root")
+
+
+@pytest.fixture(scope="session")
+def rootfs_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dest = tmp_path_factory.mktemp("template") / "rootfs"
+    subprocess.run([BUILD_ROOTFS, str(dest)], check=True)
+    return dest
+
+
+def base_config(args: list[str]) -> dict:
+    """The example bundle's config (runc spec defaults) with other args."""
+    config = json.loads(EXAMPLE_CONFIG.read_text())
+    config["process"]["args"] = args
+    return config
+
+
+@dataclass
+class Bundle:
+    path: Path
+    config: dict
+
+    @property
+    def rootfs(self) -> Path:
+        return self.path / "rootfs"
+
+    def write(self) -> Bundle:
+        (self.path / "config.json").write_text(json.dumps(self.config, indent=2))
+        return self
+
+
+@pytest.fixture
+def make_bundle(rootfs_template: Path, tmp_path: Path):
+    """make_bundle(args) -> Bundle with a private copy of the busybox rootfs."""
+    counter = iter(range(1000))
+
+    def make(args: list[str] | None = None, name: str | None = None) -> Bundle:
+        path = tmp_path / (name or f"bundle{next(counter)}")
+        path.mkdir()
+        shutil.copytree(rootfs_template, path / "rootfs", symlinks=True)
+        return Bundle(path, base_config(args or ["true"])).write()
+
+    return make
+
+
+def mount_lines() -> set[str]:
+    with open("/proc/self/mountinfo") as f:
+        return {" ".join(line.split()[3:5]) for line in f}
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Runtime:
+    """Drives the real executable with a private --root; remembers ids to clean up."""
+
+    root: str
+    log: str
+    ids: set[str] = field(default_factory=set)
+
+    def __call__(self, *args: str, check: bool = False, timeout: float = 60, **kw) -> Result:
+        cmd = [OCIRUNTIME, "--root", self.root, "--log", self.log, "--log-format", "json", *args]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+        result = Result(p.returncode, p.stdout, p.stderr)
+        if check and p.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed ({p.returncode}): {p.stderr}")
+        return result
+
+    def new_id(self) -> str:
+        cid = "t-" + uuid.uuid4().hex[:12]
+        self.ids.add(cid)
+        return cid
+
+    def state(self, cid: str) -> dict:
+        return json.loads(self("state", cid, check=True).stdout)
+
+    def cleanup(self) -> None:
+        for cid in self.ids:
+            self("delete", "--force", cid)
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Runtime]:
+    """A runtime with its own state root; after the test: every container deleted, and
+    no state dir, cgroup, mount or process of the test left behind."""
+    root = f"/run/ociruntime-test-{uuid.uuid4().hex[:8]}"
+    rt = Runtime(root=root, log=str(tmp_path / "runtime.log"))
+    mounts_before = mount_lines()
+    try:
+        yield rt
+    finally:
+        rt.cleanup()
+        leftovers = os.listdir(root) if os.path.isdir(root) else []
+        shutil.rmtree(root, ignore_errors=True)
+        assert leftovers == [], f"state dirs left behind: {leftovers}"
+        assert cgroup_dirs_named(rt.ids) == [], "cgroups left behind"
+        assert mount_lines() - mounts_before == set(), "mounts left behind"
+
+
+def cgroup_dirs_named(ids: set[str]) -> list[str]:
+    found = []
+    for dirpath, dirnames, _ in os.walk("/sys/fs/cgroup"):
+        found += [os.path.join(dirpath, d) for d in dirnames if d in ids]
+    return found

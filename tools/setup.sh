@@ -1,0 +1,25 @@
+#!/bin/sh
+# Install everything ociruntime needs on Debian 12 (as root) and create the venv in .venv.
+# Idempotent: re-running only installs what is missing.
+set -eu
+cd "$(dirname "$0")/.."
+debs="python3 python3-venv python3-dev gcc libcap-dev libseccomp-dev busybox-static runc"
+missing=""
+for p in $debs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "setup: installing Debian packages:$missing" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
+if [ ! -x .venv/bin/python ]; then
+    /usr/bin/python3 -m venv .venv
+fi
+# compat mode: a plain .pth entry, no import-hook finder on the hot path.
+stamp=.venv/.installed-$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-16)
+if [ ! -e "$stamp" ]; then
+    .venv/bin/pip install -q --disable-pip-version-check -e ".[test]" \
+        --config-settings editable_mode=compat
+    touch "$stamp"
+fi
