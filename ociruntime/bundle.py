@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 
 from ociruntime.errors import RuntimeFailure
 
 
-@dataclass(frozen=True)
 class Bundle:
-    path: str  # absolute
-    config: dict
-    rootfs: str  # absolute
+    __slots__ = ("path", "config", "rootfs")
+
+    def __init__(self, path: str, config: dict, rootfs: str) -> None:
+        self.path, self.config, self.rootfs = path, config, rootfs  # paths absolute
 
 
 def load(path: str) -> Bundle:

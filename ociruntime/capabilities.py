@@ -19,15 +19,47 @@ CAP_NUMBERS: dict[str, int] = {
     name: number
     for number, name in enumerate(
         (
-            "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-            "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-            "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-            "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-            "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-            "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-            "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
-            "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
-            "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+            "CAP_CHOWN",
+            "CAP_DAC_OVERRIDE",
+            "CAP_DAC_READ_SEARCH",
+            "CAP_FOWNER",
+            "CAP_FSETID",
+            "CAP_KILL",
+            "CAP_SETGID",
+            "CAP_SETUID",
+            "CAP_SETPCAP",
+            "CAP_LINUX_IMMUTABLE",
+            "CAP_NET_BIND_SERVICE",
+            "CAP_NET_BROADCAST",
+            "CAP_NET_ADMIN",
+            "CAP_NET_RAW",
+            "CAP_IPC_LOCK",
+            "CAP_IPC_OWNER",
+            "CAP_SYS_MODULE",
+            "CAP_SYS_RAWIO",
+            "CAP_SYS_CHROOT",
+            "CAP_SYS_PTRACE",
+            "CAP_SYS_PACCT",
+            "CAP_SYS_ADMIN",
+            "CAP_SYS_BOOT",
+            "CAP_SYS_NICE",
+            "CAP_SYS_RESOURCE",
+            "CAP_SYS_TIME",
+            "CAP_SYS_TTY_CONFIG",
+            "CAP_MKNOD",
+            "CAP_LEASE",
+            "CAP_AUDIT_WRITE",
+            "CAP_AUDIT_CONTROL",
+            "CAP_SETFCAP",
+            "CAP_MAC_OVERRIDE",
+            "CAP_MAC_ADMIN",
+            "CAP_SYSLOG",
+            "CAP_WAKE_ALARM",
+            "CAP_BLOCK_SUSPEND",
+            "CAP_AUDIT_READ",
+            "CAP_PERFMON",
+            "CAP_BPF",
+            "CAP_CHECKPOINT_RESTORE",
         )  # fmt: skip
     )
 }
@@ -37,10 +69,12 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
+
 def last_cap() -> int:
     """The highest capability number the running kernel knows."""
     with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
         return int(f.read())
+
 
 def to_numbers(names: list[str], known_up_to: int, set_name: str) -> set[int]:
     """Translate names; unknown names (to us or to this kernel) are warned about and skipped."""
@@ -53,11 +87,13 @@ def to_numbers(names: list[str], known_up_to: int, set_name: str) -> set[int]:
         numbers.add(number)
     return numbers
 
+
 def resolve_sets(caps: dict[str, list[str]] | None) -> dict[str, set[int]]:
     """All five sets as numbers; an absent set is empty (the spec's default)."""
     top = last_cap()
     caps = caps or {}
     return {s: to_numbers(caps.get(s) or [], top, s) for s in SET_NAMES}
+
 
 def drop_bounding(keep: set[int]) -> None:
     """Drop every capability not in `keep` from the bounding set (needs CAP_SETPCAP,
@@ -67,6 +103,7 @@ def drop_bounding(keep: set[int]) -> None:
     for cap in range(last_cap() + 1):
         if cap not in keep and prctl.capbset_read(cap):
             prctl.capbset_drop(cap)
+
 
 def apply_sets(sets: dict[str, set[int]]) -> None:
     """Set effective/permitted/inheritable exactly, then raise the ambient ones."""
@@ -91,5 +128,7 @@ def apply_sets(sets: dict[str, set[int]]) -> None:
             err = ctypes.get_errno()
             if err != errno.EPERM:
                 raise OSError(err, f"raising ambient capability {cap}: {os.strerror(err)}")
-            LOG.debug(f"process.capabilities.ambient: capability {cap} not raised: "
-                      "not in the permitted and inheritable sets")
+            LOG.debug(
+                f"process.capabilities.ambient: capability {cap} not raised: "
+                "not in the permitted and inheritable sets"
+            )

@@ -12,16 +12,19 @@ from __future__ import annotations
 import errno
 import os
 import time
-from dataclasses import dataclass
 
 from ociruntime.errors import RuntimeFailure
 
 
-@dataclass(frozen=True)
 class Hierarchy:
-    mountpoint: str
-    controllers: frozenset[str]  # empty for the v2 unified hierarchy
-    own_path: str  # this process's cgroup in it, from /proc/self/cgroup
+    """One mounted cgroup hierarchy (`controllers` is empty for the v2 unified one)."""
+
+    __slots__ = ("mountpoint", "controllers", "own_path")
+
+    def __init__(self, mountpoint: str, controllers: frozenset[str], own_path: str) -> None:
+        self.mountpoint = mountpoint
+        self.controllers = controllers
+        self.own_path = own_path  # this process's cgroup in it, from /proc/self/cgroup
 
     @property
     def is_v2(self) -> bool:

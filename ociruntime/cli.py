@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from ociruntime import SPEC_VERSION, __version__
 from ociruntime.errors import RuntimeFailure
@@ -18,18 +17,20 @@ from ociruntime.errors import RuntimeFailure
 DEFAULT_ROOT = "/run/ociruntime"
 
 
-@dataclass
 class Flag:
-    names: tuple[str, ...]
-    dest: str
-    takes_value: bool = False
-    default: object = None
+    __slots__ = ("names", "dest", "takes_value", "default")
+
+    def __init__(
+        self, names: tuple[str, ...], dest: str, takes_value: bool = False, default: object = None
+    ) -> None:
+        self.names, self.dest, self.takes_value, self.default = names, dest, takes_value, default
 
 
-@dataclass
 class Parsed:
-    options: dict[str, object] = field(default_factory=dict)
-    args: list[str] = field(default_factory=list)
+    __slots__ = ("options", "args")
+
+    def __init__(self, options: dict[str, object], args: list[str] | None = None) -> None:
+        self.options, self.args = options, args or []
 
 
 GLOBAL_FLAGS = (
@@ -57,8 +58,11 @@ _CREATE_FLAGS = (
 COMMAND_FLAGS: dict[str, tuple[Flag, ...]] = {
     "create": _CREATE_FLAGS,
     "run": _CREATE_FLAGS
-    + (Flag(("detach", "d"), "detach"), Flag(("no-subreaper",), "no_subreaper"),
-       Flag(("keep",), "keep")),  # fmt: skip
+    + (
+        Flag(("detach", "d"), "detach"),
+        Flag(("no-subreaper",), "no_subreaper"),
+        Flag(("keep",), "keep"),
+    ),  # fmt: skip
     "start": (),
     "state": (),
     "list": (Flag(("format", "f"), "format", True, "table"), Flag(("quiet", "q"), "quiet")),
@@ -151,7 +155,7 @@ def _cmd_start(g: dict, p: Parsed) -> int:
 def _cmd_state(g: dict, p: Parsed) -> int:
     from ociruntime.commands.query import state
 
-    sys.stdout.write(state(str(g["root"]), _one_id(p, "state")) + "\n")
+    sys.stdout.write(state(str(g["root"]), _one_id(p, "state")))  # no newline, as runc
     return 0
 
 
@@ -160,7 +164,9 @@ def _cmd_list(g: dict, p: Parsed) -> int:
 
     if p.args:
         raise RuntimeFailure('"list" requires exactly 0 argument(s)')
-    sys.stdout.write(list_containers(str(g["root"]), str(p.options["format"]), bool(p.options["quiet"])))
+    sys.stdout.write(
+        list_containers(str(g["root"]), str(p.options["format"]), bool(p.options["quiet"]))
+    )
     return 0
 
 
@@ -271,7 +277,7 @@ def _dispatch(g: Parsed) -> int:
         raise RuntimeFailure(f"{command}: not implemented yet")
     handler = COMMANDS.get(command)
     if handler is None:
-        raise RuntimeFailure(f"No help topic for '{command}'")
+        raise RuntimeFailure(f"No help topic for '{command}'", exit_code=3)
     parsed = parse_flags(rest, COMMAND_FLAGS[command], command)
     root = str(opts["root"])
     opts["root"] = os.path.abspath(root)

@@ -28,6 +28,8 @@ def features() -> dict:
             "intelRdt": {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": False}},
         },
-        "annotations": {"org.opencontainers.runtime-spec.version": SPEC_VERSION,
-                        "io.github.ociruntime.version": __version__},  # fmt: skip
+        "annotations": {
+            "org.opencontainers.runtime-spec.version": SPEC_VERSION,
+            "io.github.ociruntime.version": __version__,
+        },  # fmt: skip
     }

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
-from typing import NoReturn
 
 from ociruntime import capabilities, cgroups, hooks, namespaces, process, rootfs
 from ociruntime import syscalls as sc
@@ -22,24 +20,31 @@ from ociruntime.channel import Channel
 from ociruntime.errors import RuntimeFailure
 
 
-@dataclass
 class InitContext:
     """Everything the init needs, computed by `create` before the fork."""
 
-    config: dict
-    bundle: str
-    rootfs: str
-    container_id: str
-    fifo_path: str
-    namespaces: dict[str, str | None]
-    cgroup_dirs: list[str]
-    no_pivot: bool
-    no_new_keyring: bool
-    preserve_fds: int
-    public_state: dict  # the state JSON hooks receive (pid and status filled in here)
+    def __init__(
+        self,
+        config: dict,
+        bundle: str,
+        rootfs: str,
+        container_id: str,
+        fifo_path: str,
+        namespaces: dict[str, str | None],
+        cgroup_dirs: list[str],
+        no_pivot: bool,
+        no_new_keyring: bool,
+        preserve_fds: int,
+        public_state: dict,  # the state JSON hooks receive (pid and status filled in here)
+    ) -> None:
+        self.config, self.bundle, self.rootfs = config, bundle, rootfs
+        self.container_id, self.fifo_path = container_id, fifo_path
+        self.namespaces, self.cgroup_dirs = namespaces, cgroup_dirs
+        self.no_pivot, self.no_new_keyring = no_pivot, no_new_keyring
+        self.preserve_fds, self.public_state = preserve_fds, public_state
 
 
-def run(ctx: InitContext, chan: Channel) -> NoReturn:
+def run(ctx: InitContext, chan: Channel) -> None:  # never returns
     """Entry point in the child: never returns."""
     try:
         _run(ctx, chan)
@@ -59,7 +64,7 @@ def _report(chan: Channel, message: str) -> None:
         sys.stderr.write(message + "\n")
 
 
-def _run(ctx: InitContext, chan: Channel) -> NoReturn:
+def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     cfg, linux = ctx.config, ctx.config.get("linux") or {}
     proc = cfg["process"]
     state = dict(ctx.public_state, pid=int(os.readlink("/proc/self")))

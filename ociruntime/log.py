@@ -26,7 +26,9 @@ class Logger:
 
     def _open(self) -> int | None:
         if self._fd is None and self.path:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._fd = os.open(
+                self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+            )
         return self._fd
 
     def _format(self, level: str, msg: str) -> str:
@@ -52,10 +54,14 @@ class Logger:
         sys.stderr.write(f"warning: {msg}\n")
 
     def error(self, msg: str) -> None:
-        """Fatal errors: one line to stderr (what podman reads) and a record in --log
-        (what containerd reads)."""
-        self.log("error", msg)
-        sys.stderr.write(msg + "\n")
+        """Fatal errors, as runc reports them: with --log, a record in the file (what
+        containerd reads) and the bare message on stderr; without, the formatted record
+        on stderr (what podman reads). One line either way."""
+        if self.path:
+            self.log("error", msg)
+            sys.stderr.write(msg.replace("\n", " ") + "\n")
+        else:
+            sys.stderr.write(self._format("error", msg))
         sys.stderr.flush()
 
 

@@ -79,7 +79,9 @@ def find_executable(arg0: str, env: dict[str, str]) -> str:
     if "/" in arg0:
         candidates = [arg0]
     else:
-        candidates = [os.path.join(d or ".", arg0) for d in env.get("PATH", DEFAULT_PATH).split(":")]
+        candidates = [
+            os.path.join(d or ".", arg0) for d in env.get("PATH", DEFAULT_PATH).split(":")
+        ]
     for path in candidates:
         if os.path.isfile(path) and os.access(path, os.X_OK):
             return path

@@ -91,7 +91,7 @@ def _make_parent_private(path: str) -> None:
             fields = line.split()
             mp = fields[4]
             if (path + "/").startswith(mp.rstrip("/") + "/") and len(mp) >= len(best):
-                best, optional = mp, fields[6:fields.index("-")]
+                best, optional = mp, fields[6 : fields.index("-")]
     if best and any(o.startswith("shared:") for o in optional):
         sc.mount(None, best, None, MS_PRIVATE)
 
@@ -147,7 +147,9 @@ class Mounter:
         make = ensure_dir if stat.S_ISDIR(st.st_mode) else ensure_file
         fd = make(self.root_fd, dest)
         try:
-            sc.mount(source, sc.fd_path(fd), None, MS_BIND | (MS_REC if opts.is_recursive_bind else 0))
+            sc.mount(
+                source, sc.fd_path(fd), None, MS_BIND | (MS_REC if opts.is_recursive_bind else 0)
+            )
         finally:
             os.close(fd)
         # A bind mount ignores every flag but MS_REC: flags take a remount.
@@ -207,7 +209,9 @@ class Mounter:
             finally:
                 os.close(sfd)
             if opts.flags & MS_RDONLY:
-                self._remount(sub, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+                self._remount(
+                    sub, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+                )
         if opts.flags & MS_RDONLY:
             self._remount(dest, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 

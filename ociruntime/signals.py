@@ -12,11 +12,11 @@ def parse_signal(text: str) -> int:
         number = int(text)
         if 0 < number < signal.NSIG:
             return number
-        raise RuntimeFailure(f"invalid signal number: {text}")
+        raise RuntimeFailure("unable to signal init: invalid argument")
     name = text.upper()
     if not name.startswith("SIG"):
         name = "SIG" + name
     try:
         return int(signal.Signals[name])
     except KeyError:
-        raise RuntimeFailure(f"unknown signal {text!r}") from None
+        raise RuntimeFailure(f'unknown signal "{text}"') from None

@@ -11,43 +11,65 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from dataclasses import asdict, dataclass, field
 
 from ociruntime import SPEC_VERSION
 from ociruntime.errors import RuntimeFailure
 
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
-MAX_ID_LENGTH = 1024
-_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
+#: A state directory name: NAME_MAX. (runc has no check and fails later in lstat.)
+MAX_ID_LENGTH = 255
+#: runc's `^[\w+-\.]+$`: word characters plus the range '+'..'.', which is "+,-.".
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+,-.")
 
 
 def validate_id(container_id: str) -> None:
     """Refuse ids that could escape the state root or confuse engines (as runc does)."""
     if not container_id:
-        raise RuntimeFailure("invalid container id: the id is empty")
+        raise RuntimeFailure("container id cannot be empty")
     if len(container_id) > MAX_ID_LENGTH:
-        raise RuntimeFailure(f"invalid container id: longer than {MAX_ID_LENGTH} characters")
+        raise RuntimeFailure(f"invalid container ID: longer than {MAX_ID_LENGTH} characters")
     if container_id in (".", "..") or not _ID_CHARS.issuperset(container_id):
-        raise RuntimeFailure(f"invalid container id format: {container_id!r}")
+        raise RuntimeFailure("invalid container ID format")
 
 
-@dataclass
 class ContainerState:
-    """What the runtime remembers about one container between commands."""
+    """What the runtime remembers about one container between commands.
 
-    id: str
-    pid: int
-    start_time: int  # /proc/<pid>/stat field 22: guards against PID reuse
-    bundle: str
-    rootfs: str
-    created: str
-    owner: str = ""
-    annotations: dict[str, str] = field(default_factory=dict)
-    cgroup_dirs: list[str] = field(default_factory=list)  # every dir the init joined
-    cgroup_created: list[str] = field(default_factory=list)  # the ones we made (removed on delete)
-    hooks: dict[str, list[dict]] = field(default_factory=dict)  # poststart/poststop, for later
-    spec_version: str = SPEC_VERSION
+    A plain class rather than a dataclass: `dataclasses` costs ~6 ms to import, a fifth
+    of runc's whole create, on every command.
+    """
+
+    FIELDS = (
+        "id", "pid", "start_time", "bundle", "rootfs", "created", "owner", "annotations",
+        "cgroup_dirs", "cgroup_created", "hooks", "spec_version",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        id: str,
+        pid: int,
+        start_time: int,  # /proc/<pid>/stat field 22: guards against PID reuse
+        bundle: str,
+        rootfs: str,
+        created: str,
+        owner: str = "",
+        annotations: dict[str, str] | None = None,
+        cgroup_dirs: list[str] | None = None,  # every dir the init joined
+        cgroup_created: list[str] | None = None,  # the ones we made (removed on delete)
+        hooks: dict[str, list[dict]] | None = None,  # poststart/poststop, for later
+        spec_version: str = SPEC_VERSION,
+    ) -> None:
+        self.id, self.pid, self.start_time = id, pid, start_time
+        self.bundle, self.rootfs, self.created, self.owner = bundle, rootfs, created, owner
+        self.annotations = annotations or {}
+        self.cgroup_dirs = cgroup_dirs or []
+        self.cgroup_created = cgroup_created or []
+        self.hooks = hooks or {}
+        self.spec_version = spec_version
+
+    def to_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.FIELDS}
 
 
 class StateDir:
@@ -65,11 +87,11 @@ class StateDir:
         return os.path.join(self.path, EXEC_FIFO)
 
     def create(self) -> None:
-        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
         try:
             os.mkdir(self.path, 0o711)
         except FileExistsError:
-            raise RuntimeFailure(f"container with id exists: {self.id}") from None
+            raise RuntimeFailure("container with given ID already exists") from None
         self.lock()
 
     def exists(self) -> bool:
@@ -80,7 +102,7 @@ class StateDir:
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise RuntimeFailure(f"container does not exist: {self.id}") from None
+            raise RuntimeFailure("container does not exist") from None
         fcntl.flock(fd, fcntl.LOCK_EX)
         self._lock_fd = fd
 
@@ -94,7 +116,7 @@ class StateDir:
             with open(os.path.join(self.path, STATE_FILE), "rb") as f:
                 raw = json.load(f)
         except FileNotFoundError:
-            raise RuntimeFailure(f"container does not exist: {self.id}") from None
+            raise RuntimeFailure("container does not exist") from None
         return ContainerState(**raw)
 
     def save(self, state: ContainerState) -> None:
@@ -102,7 +124,7 @@ class StateDir:
         tmp = os.path.join(self.path, f".{STATE_FILE}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, json.dumps(asdict(state)).encode())
+            os.write(fd, json.dumps(state.to_dict()).encode())
         finally:
             os.close(fd)
         os.rename(tmp, os.path.join(self.path, STATE_FILE))
@@ -166,8 +188,8 @@ def public_state(state: ContainerState, status: str) -> dict:
         "bundle": state.bundle,
         "rootfs": state.rootfs,
         "created": state.created,
-        "owner": state.owner,
     }
     if state.annotations:
         out["annotations"] = state.annotations
+    out["owner"] = state.owner
     return out

@@ -118,7 +118,12 @@ def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True)
     flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
     _check(
         _libc.syscall(
-            SYS_MOUNT_SETATTR, fd, b"", flags, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))
+            SYS_MOUNT_SETATTR,
+            fd,
+            b"",
+            flags,
+            ctypes.byref(attr),
+            ctypes.c_size_t(ctypes.sizeof(attr)),
         ),
         "mount_setattr",
     )

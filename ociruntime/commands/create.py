@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import dataclass
 
 from ociruntime import SPEC_VERSION, bundle, cgroups, hooks, namespaces
 from ociruntime.channel import Channel, channel_pair
@@ -20,16 +19,21 @@ from ociruntime.errors import RuntimeFailure
 from ociruntime.state import ContainerState, StateDir, process_start_time
 
 
-@dataclass
 class CreateOptions:
-    root: str
-    container_id: str
-    bundle: str
-    pid_file: str | None = None
-    no_pivot: bool = False
-    no_new_keyring: bool = False
-    preserve_fds: int = 0
-    console_socket: str | None = None
+    def __init__(
+        self,
+        root: str,
+        container_id: str,
+        bundle: str,
+        pid_file: str | None = None,
+        no_pivot: bool = False,
+        no_new_keyring: bool = False,
+        preserve_fds: int = 0,
+        console_socket: str | None = None,
+    ) -> None:
+        self.root, self.container_id, self.bundle = root, container_id, bundle
+        self.pid_file, self.no_pivot, self.no_new_keyring = pid_file, no_pivot, no_new_keyring
+        self.preserve_fds, self.console_socket = preserve_fds, console_socket
 
 
 def rfc3339_now() -> str:
@@ -43,11 +47,17 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     cfg = b.config
     if not cfg.get("process"):
         raise RuntimeFailure("config.json: /process: required to create a container")
+    if not cfg["process"].get("args"):
+        raise RuntimeFailure("config.json: /process/args: must not be empty")
+    if not str(cfg["process"].get("cwd", "/")).startswith("/"):
+        raise RuntimeFailure("config.json: /process/cwd: must be an absolute path")
     if cfg["process"].get("terminal"):
         raise RuntimeFailure("config.json: /process/terminal: terminals are not supported yet")
     ns = namespaces.configured(cfg.get("linux") or {})
     if "user" in ns:
-        raise RuntimeFailure("config.json: /linux/namespaces: user namespaces are not supported yet")
+        raise RuntimeFailure(
+            "config.json: /linux/namespaces: user namespaces are not supported yet"
+        )
     if "mount" not in ns:
         raise RuntimeFailure("config.json: /linux/namespaces: a mount namespace is required")
 
@@ -91,6 +101,7 @@ def _create_in(
     dirs = cgroups.cgroup_dirs(linux.get("cgroupsPath"), opts.container_id)
     undo.cgroups_created = cgroups.create(dirs)
     os.mkfifo(sd.fifo_path, 0o622)
+    os.chmod(sd.fifo_path, 0o622)  # mkfifo obeys the umask; start may run as another user
     state = ContainerState(
         id=opts.container_id,
         pid=0,

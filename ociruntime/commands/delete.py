@@ -13,8 +13,13 @@ from ociruntime.state import ContainerState, StateDir, open_existing, public_sta
 
 
 def delete(root: str, container_id: str, force: bool) -> None:
-    sd = open_existing(root, container_id)
-    state = sd.load()
+    try:
+        sd = open_existing(root, container_id)
+        state = sd.load()
+    except RuntimeFailure as e:
+        if force and str(e) == "container does not exist":
+            return  # runc: `delete --force` of an unknown container succeeds silently
+        raise
     status = status_of(sd, state)
     if status not in ("stopped", "created") and not force:
         raise RuntimeFailure(

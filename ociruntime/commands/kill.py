@@ -11,10 +11,12 @@ from ociruntime.state import open_existing, status_of
 
 
 def kill(root: str, container_id: str, signal_text: str, all_processes: bool) -> None:
-    sig = parse_signal(signal_text)
     sd = open_existing(root, container_id)
     state = sd.load()
+    sig = parse_signal(signal_text)
     if status_of(sd, state) == "stopped":
+        if all_processes:
+            return  # runc: nothing left to signal is not an error for --all
         raise RuntimeFailure("container not running")
     if all_processes:
         for pid in cgroups.procs(state.cgroup_dirs):

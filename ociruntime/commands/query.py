@@ -49,14 +49,16 @@ def list_containers(root: str, fmt: str, quiet: bool) -> str:
     if quiet:
         return "".join(e["id"] + "\n" for e in entries)
     if fmt == "json":
-        return json.dumps(entries or None) + "\n"
+        return json.dumps(entries or None, separators=(",", ":")) + "\n"
     if fmt != "table":
         raise RuntimeFailure(f"invalid format option: {fmt}")
     rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
     rows += [[e["id"], str(e["pid"]), e["status"], e["bundle"], e["created"], e["owner"]]
              for e in entries]  # fmt: skip
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    # Go's tabwriter(minwidth=12, padding=3), as runc uses: cells padded to
+    # max(12, widest + 3), the last column unpadded.
+    widths = [max(12, max(len(r[i]) for r in rows) + 3) for i in range(len(rows[0]) - 1)]
     return "".join(
-        "".join(cell.ljust(w + 3) for cell, w in zip(r, widths, strict=False)) + r[-1] + "\n"
+        "".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)) + r[-1] + "\n"
         for r in rows
     )
