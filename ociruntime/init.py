@@ -83,11 +83,11 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     fifo_fd = os.open(ctx.fifo_path, os.O_PATH | os.O_CLOEXEC)
 
     rootfs.enter_rootfs(ctx.rootfs, ctx.no_pivot)
+    process.apply_sysctls(linux.get("sysctl") or {})  # before /proc/sys turns read-only
     rootfs.readonly_paths(linux.get("readonlyPaths") or [])
     rootfs.mask_paths(linux.get("maskedPaths") or [])
     rootfs.finish_root(bool((cfg.get("root") or {}).get("readonly")), propagation)
 
-    process.apply_sysctls(linux.get("sysctl") or {})
     process.apply_rlimits(proc.get("rlimits") or [])
     if "oomScoreAdj" in proc:
         process.set_oom_score_adj(proc["oomScoreAdj"])

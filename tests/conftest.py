@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -88,9 +89,15 @@ class Runtime:
     ids: set[str] = field(default_factory=set)
 
     def __call__(self, *args: str, check: bool = False, timeout: float = 60, **kw) -> Result:
+        """Run the runtime. Output goes to files, not pipes: a created container's init
+        inherits the caller's stdio and would hold a pipe open (as with any engine)."""
         cmd = [OCIRUNTIME, "--root", self.root, "--log", self.log, "--log-format", "json", *args]
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
-        result = Result(p.returncode, p.stdout, p.stderr)
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                               timeout=timeout, **kw)  # fmt: skip
+            out.seek(0)
+            err.seek(0)
+            result = Result(p.returncode, out.read().decode(), err.read().decode())
         if check and p.returncode != 0:
             raise AssertionError(f"{' '.join(args)} failed ({p.returncode}): {p.stderr}")
         return result

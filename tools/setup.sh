@@ -4,6 +4,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 debs="python3 python3-venv python3-dev gcc libcap-dev libseccomp-dev busybox-static runc"
+debs="$debs ${OCIRUNTIME_EXTRA_DEBS:-}"
 missing=""
 for p in $debs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -23,3 +24,6 @@ if [ ! -e "$stamp" ]; then
         --config-settings editable_mode=compat
     touch "$stamp"
 fi
+# Byte-compile the package: the runtime starts on every container operation, and without
+# .pyc files (e.g. under PYTHONDONTWRITEBYTECODE) each start would recompile it.
+.venv/bin/python -m compileall -q ociruntime

@@ -1,0 +1,9 @@
+#!/bin/sh
+# Install what the tests need (Debian packages, venv) and run the whole test suite as root.
+# Extra arguments go to pytest, e.g. `tools/test.sh -k lifecycle -x`.
+set -eu
+cd "$(dirname "$0")/.."
+OCIRUNTIME_EXTRA_DEBS="gcc libc6-dev" tools/setup.sh
+.venv/bin/ruff check ociruntime tests bench schemas
+.venv/bin/python schemas/generate.py --check
+exec .venv/bin/python -m pytest "$@"
