@@ -63,40 +63,35 @@ def hierarchies() -> list[Hierarchy]:
     return list(found.values())
 
 
-def cgroup_dirs(cgroups_path: str | None, container_id: str) -> list[str]:
-    """The directory in each hierarchy that the container's init joins."""
+def placement(cgroups_path: str | None, container_id: str) -> list[tuple[Hierarchy, str]]:
+    """(hierarchy, directory) for each hierarchy: where the container's init goes.
+    Computed once per create and handed to everything that needs it."""
     path = cgroups_path or container_id
     if ":" in path and not path.startswith("/"):
         raise RuntimeFailure(
             f"linux.cgroupsPath: {path!r} is a systemd slice:prefix:name path; "
             "the systemd cgroup driver is not supported yet"
         )
-    dirs = []
+    pairs = []
     for h in hierarchies():
         base = "/" if path.startswith("/") else h.own_path
         rel = os.path.normpath(os.path.join(base, path)).lstrip("/")
         full = os.path.normpath(os.path.join(h.mountpoint, rel))
         if not (full + "/").startswith(h.mountpoint.rstrip("/") + "/"):
             raise RuntimeFailure(f"linux.cgroupsPath: {path!r} leaves the cgroup hierarchy")
-        dirs.append(full)
-    return dirs
+        pairs.append((h, full))
+    return pairs
 
 
-def _mountpoint_of(path: str, mountpoints: list[str]) -> str:
-    return max((m for m in mountpoints if path.startswith(m.rstrip("/") + "/")), key=len)
-
-
-def create(dirs: list[str]) -> list[str]:
+def create(pairs: list[tuple[Hierarchy, str]]) -> list[str]:
     """mkdir -p each dir; returns the directories created here (deepest last) so that a
     rollback or delete removes exactly those. New cpuset cgroups inherit cpus/mems from
     their parent, or no task could join them."""
     created: list[str] = []
-    mountpoints = [h.mountpoint for h in hierarchies()]
     try:
-        for d in dirs:
-            mount = _mountpoint_of(d, mountpoints)
-            parts = os.path.relpath(d, mount).split("/")
-            cur = mount
+        for h, d in pairs:
+            parts = os.path.relpath(d, h.mountpoint).split("/")
+            cur = h.mountpoint
             for part in parts:
                 cur = os.path.join(cur, part)
                 try:
@@ -125,12 +120,17 @@ def _inherit_cpuset(path: str) -> None:
             f.write(parent)
 
 
-def join_self(dirs: list[str]) -> None:
-    """Move the calling process into each dir (writing 0 means 'me' in any PID namespace)."""
+def join(dirs: list[str], pid: int) -> None:
+    """Move `pid` into each dir. The first write can take ~10 ms (the kernel waits for an
+    RCU grace period), which is why `create` does it while the init builds the rootfs."""
+    data = str(pid).encode()
     for d in dirs:
         try:
-            with open(os.path.join(d, "cgroup.procs"), "w") as f:
-                f.write("0")
+            fd = os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
         except OSError as e:
             raise RuntimeFailure(f"joining cgroup {d}: {e.strerror}") from None
 

@@ -7,7 +7,8 @@ line; each message has a `type`.
 init -> create:  {"type": "ready"}
                  {"type": "error", "message": str}
                  {"type": "hooks"}                  (run prestart/createRuntime now)
-create -> init:  {"type": "hooks-done"}
+create -> init:  {"type": "cgroups-joined"}          (always first)
+                 {"type": "hooks-done"}
 """
 
 from __future__ import annotations

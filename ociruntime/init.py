@@ -31,7 +31,7 @@ class InitContext:
         container_id: str,
         fifo_path: str,
         namespaces: dict[str, str | None],
-        cgroup_dirs: list[str],
+        cgroups: list[tuple[cgroups.Hierarchy, str]],
         no_pivot: bool,
         no_new_keyring: bool,
         preserve_fds: int,
@@ -39,7 +39,7 @@ class InitContext:
     ) -> None:
         self.config, self.bundle, self.rootfs = config, bundle, rootfs
         self.container_id, self.fifo_path = container_id, fifo_path
-        self.namespaces, self.cgroup_dirs = namespaces, cgroup_dirs
+        self.namespaces, self.cgroups = namespaces, cgroups
         self.no_pivot, self.no_new_keyring = no_pivot, no_new_keyring
         self.preserve_fds, self.public_state = preserve_fds, public_state
 
@@ -70,15 +70,18 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     state = dict(ctx.public_state, pid=int(os.readlink("/proc/self")))
     os.setsid()
     _close_inherited_fds(3 + ctx.preserve_fds)
-    cgroups.join_self(ctx.cgroup_dirs)
-    namespaces.enter(ctx.namespaces)
+    namespaces.enter(ctx.namespaces, but=("cgroup",))
     _set_names(cfg, ctx.namespaces)
+    joined = _CgroupJoin(chan, ctx.namespaces)
 
     propagation = rootfs.rootfs_propagation(linux)
     rootfs.isolate_root(ctx.rootfs, propagation)
-    mounter = rootfs.Mounter(ctx.rootfs, ctx.bundle, "cgroup" in ctx.namespaces, ctx.cgroup_dirs)
+    mounter = rootfs.Mounter(
+        ctx.rootfs, ctx.bundle, ctx.cgroups, "cgroup" in ctx.namespaces, joined.wait
+    )
     mounter.mount_all(cfg.get("mounts") or [])
     mounter.populate_dev(linux.get("devices") or [])
+    joined.wait()
     _creation_hooks(cfg.get("hooks") or {}, state, chan)
     fifo_fd = os.open(ctx.fifo_path, os.O_PATH | os.O_CLOEXEC)
 
@@ -112,6 +115,25 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     if start_hooks:
         hooks.run_hooks("startContainer", start_hooks, dict(state, status="created"))
     os.execve(executable, proc["args"], env)
+
+
+class _CgroupJoin:
+    """The parent moves us into our cgroups while we build the rootfs; we wait for it only
+    where it matters: before entering the cgroup namespace (whose root is the cgroup we
+    are in at that moment), before any cgroup mount, before hooks fork, before ready."""
+
+    def __init__(self, chan: Channel, ns: dict[str, str | None]) -> None:
+        self.chan, self.ns, self.done = chan, ns, False
+
+    def wait(self) -> None:
+        if self.done:
+            return
+        msg = self.chan.receive()
+        if not msg or msg.get("type") != "cgroups-joined":
+            os._exit(1)  # the parent failed and reports it
+        if "cgroup" in self.ns:
+            namespaces.enter({"cgroup": self.ns["cgroup"]})
+        self.done = True
 
 
 def _close_inherited_fds(first: int) -> None:

@@ -99,15 +99,17 @@ def _write_time_offsets(offsets: dict) -> None:
         raise RuntimeFailure(f"linux.timeOffsets: {e.strerror}") from None
 
 
-def enter(namespaces: dict[str, str | None]) -> None:
-    """In the init: join the namespaces given by path, then unshare the new ones at once."""
+def enter(namespaces: dict[str, str | None], but: tuple[str, ...] = ()) -> None:
+    """In the init: join the namespaces given by path, then unshare the new ones at once
+    (all but PID and time, which `for_children` handled, and those in `but`)."""
+    skip = ("pid", "time", "user", *but)
     for kind in _JOIN_ORDER:
         path = namespaces.get(kind)
-        if path and kind not in ("pid", "time"):
+        if path and kind not in skip:
             _setns(kind, path)
     flags = 0
     for kind, path in namespaces.items():
-        if path is None and kind not in ("pid", "time", "user"):
+        if path is None and kind not in skip:
             flags |= FLAGS[kind]
     if flags:
         try:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 
 from ociruntime import syscalls as sc
+from ociruntime.cgroups import Hierarchy
 from ociruntime.errors import RuntimeFailure
 from ociruntime.mountopts import (
     MS_BIND,
@@ -99,11 +101,19 @@ def _make_parent_private(path: str) -> None:
 class Mounter:
     """Performs the `mounts` of one container against a root fd of its rootfs."""
 
-    def __init__(self, rootfs: str, bundle: str, cgroup_ns: bool, cgroup_dirs: list[str]) -> None:
+    def __init__(
+        self,
+        rootfs: str,
+        bundle: str,
+        cgroups: list[tuple[Hierarchy, str]],
+        cgroup_ns: bool,
+        before_cgroup_mount: Callable[[], None],
+    ) -> None:
+        self.cgroup_ns = cgroup_ns
         self.rootfs = rootfs
         self.bundle = bundle
-        self.cgroup_ns = cgroup_ns
-        self.cgroup_dirs = cgroup_dirs
+        self.cgroups = cgroups
+        self.before_cgroup_mount = before_cgroup_mount
         self.root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.dev_is_bind = False
 
@@ -183,10 +193,8 @@ class Mounter:
         """`type: cgroup`: cgroup2 where the host is pure v2; otherwise a tmpfs with one
         directory per v1 hierarchy, each showing the container's own cgroup (a fresh
         cgroupfs mount inside a cgroup namespace, else a bind of the container's dir)."""
-        from ociruntime import cgroups
-
-        found = cgroups.hierarchies()
-        v1 = [h for h in found if not h.is_v2]
+        self.before_cgroup_mount()
+        v1 = [h for h, _ in self.cgroups if not h.is_v2]
         fd = ensure_dir(self.root_fd, dest)
         try:
             if not v1:
@@ -195,7 +203,7 @@ class Mounter:
             sc.mount("tmpfs", sc.fd_path(fd), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755")
         finally:
             os.close(fd)
-        for h, container_dir in zip(found, self.cgroup_dirs, strict=False):
+        for h, container_dir in self.cgroups:
             if h.is_v2:
                 continue
             sub = f"{dest}/{os.path.basename(h.mountpoint)}"

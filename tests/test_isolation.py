@@ -234,3 +234,21 @@ def test_spec_output_runs(runtime, tmp_path, rootfs_template):
     shutil.copytree(rootfs_template, bundle / "rootfs", symlinks=True)
     result = runtime("run", "--bundle", str(bundle), runtime.new_id())
     assert result.returncode == 0, result.stderr
+
+
+def test_cgroup_namespace_roots_at_the_container_cgroup(runtime, make_bundle):
+    bundle = make_bundle(["sh", "-c", "cat /proc/self/cgroup; ls /sys/fs/cgroup/memory"])
+    bundle.config["linux"]["namespaces"].append({"type": "cgroup"})
+    bundle.write()
+    lines = run_in(runtime, bundle).splitlines()
+    cgroup_lines = [line for line in lines if line.count(":") >= 2]
+    assert cgroup_lines and all(line.endswith(":/") for line in cgroup_lines), cgroup_lines
+    assert "memory.limit_in_bytes" in lines  # the container's own memory cgroup is mounted
+
+
+def test_no_pivot_still_confines(runtime, make_bundle):
+    bundle = make_bundle(["ls", "/"])
+    (bundle.rootfs / "CONTAINER_ROOT_MARKER").write_text("")
+    result = runtime("run", "--no-pivot", "--bundle", str(bundle.path), runtime.new_id())
+    assert result.returncode == 0, result.stderr
+    assert "CONTAINER_ROOT_MARKER" in result.stdout.split()

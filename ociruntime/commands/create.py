@@ -98,8 +98,9 @@ def _create_in(
     from ociruntime import init
 
     cfg, linux = b.config, b.config.get("linux") or {}
-    dirs = cgroups.cgroup_dirs(linux.get("cgroupsPath"), opts.container_id)
-    undo.cgroups_created = cgroups.create(dirs)
+    cgroup_pairs = cgroups.placement(linux.get("cgroupsPath"), opts.container_id)
+    dirs = [d for _, d in cgroup_pairs]
+    undo.cgroups_created = cgroups.create(cgroup_pairs)
     os.mkfifo(sd.fifo_path, 0o622)
     os.chmod(sd.fifo_path, 0o622)  # mkfifo obeys the umask; start may run as another user
     state = ContainerState(
@@ -128,7 +129,7 @@ def _create_in(
         container_id=opts.container_id,
         fifo_path=sd.fifo_path,
         namespaces=ns,
-        cgroup_dirs=dirs,
+        cgroups=cgroup_pairs,
         no_pivot=opts.no_pivot,
         no_new_keyring=opts.no_new_keyring,
         preserve_fds=opts.preserve_fds,
@@ -143,6 +144,8 @@ def _create_in(
             init.run(ctx, child)
     undo.pid = pid
     child.close()
+    cgroups.join(dirs, pid)  # concurrently with the init's namespace and mount work
+    parent.send("cgroups-joined")
     _serve_init(parent, cfg.get("hooks") or {}, dict(hook_state, pid=pid))
     info = process_start_time(pid)
     if info is None:
