@@ -63,7 +63,38 @@ def hierarchies() -> list[Hierarchy]:
     return list(found.values())
 
 
-def placement(cgroups_path: str | None, container_id: str) -> list[tuple[Hierarchy, str]]:
+def warm_up_in_background(found: list[Hierarchy]) -> None:
+    """Start paying the kernel's first-migration cost now, in a thread.
+
+    On cgroup v1 (and v2 without favordynmods) the first write to any cgroup.procs waits
+    for an RCU grace period (~10 ms here); writes that follow within a short window are
+    fast. A no-op move of ourselves into our own cgroup, started before the bundle is even
+    loaded, overlaps that wait with the rest of create. The thread only makes syscalls
+    (no Python locks), so forking while it runs is safe.
+    """
+    v1 = [h for h in found if not h.is_v2]
+    if not v1:
+        return
+    procs = os.path.join(v1[0].mountpoint, v1[0].own_path.lstrip("/"), "cgroup.procs")
+
+    def move_self() -> None:
+        try:
+            fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # only an optimisation
+
+    import _thread
+
+    _thread.start_new_thread(move_self, ())
+
+
+def placement(
+    cgroups_path: str | None, container_id: str, found: list[Hierarchy]
+) -> list[tuple[Hierarchy, str]]:
     """(hierarchy, directory) for each hierarchy: where the container's init goes.
     Computed once per create and handed to everything that needs it."""
     path = cgroups_path or container_id
@@ -73,7 +104,7 @@ def placement(cgroups_path: str | None, container_id: str) -> list[tuple[Hierarc
             "the systemd cgroup driver is not supported yet"
         )
     pairs = []
-    for h in hierarchies():
+    for h in found:
         base = "/" if path.startswith("/") else h.own_path
         rel = os.path.normpath(os.path.join(base, path)).lstrip("/")
         full = os.path.normpath(os.path.join(h.mountpoint, rel))

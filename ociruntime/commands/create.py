@@ -43,6 +43,8 @@ def rfc3339_now() -> str:
 
 def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     """Create the container; returns its locked state dir and state (for `run`)."""
+    found = cgroups.hierarchies()
+    cgroups.warm_up_in_background(found)
     b = bundle.load(opts.bundle)
     cfg = b.config
     if not cfg.get("process"):
@@ -65,7 +67,7 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     sd.create()
     undo = _Rollback(sd)
     try:
-        return sd, _create_in(sd, b, ns, opts, undo)
+        return sd, _create_in(sd, b, ns, opts, undo, found)
     except BaseException:
         undo.run()
         raise
@@ -93,12 +95,17 @@ class _Rollback:
 
 
 def _create_in(
-    sd: StateDir, b: bundle.Bundle, ns: dict[str, str | None], opts: CreateOptions, undo: _Rollback
+    sd: StateDir,
+    b: bundle.Bundle,
+    ns: dict[str, str | None],
+    opts: CreateOptions,
+    undo: _Rollback,
+    found: list[cgroups.Hierarchy],
 ) -> ContainerState:
     from ociruntime import init
 
     cfg, linux = b.config, b.config.get("linux") or {}
-    cgroup_pairs = cgroups.placement(linux.get("cgroupsPath"), opts.container_id)
+    cgroup_pairs = cgroups.placement(linux.get("cgroupsPath"), opts.container_id, found)
     dirs = [d for _, d in cgroup_pairs]
     undo.cgroups_created = cgroups.create(cgroup_pairs)
     os.mkfifo(sd.fifo_path, 0o622)
