@@ -131,7 +131,10 @@ HOOK_LOG = "/hooklog"
 
 def hook(name: str, log_dir: str, shell: str = HOST_SH) -> dict:
     """A hook that records its name (in order) and the state JSON it got on stdin."""
-    script = f'cat > {log_dir}/{name}.json; echo {name} >> {log_dir}/order; echo "$HOOKENV" > {log_dir}/{name}.env'
+    script = (
+        f"cat > {log_dir}/{name}.json; echo {name} >> {log_dir}/order;"
+        f' echo "$HOOKENV" > {log_dir}/{name}.env'
+    )
     return {"path": shell, "args": ["sh", "-c", script], "env": [f"HOOKENV={name}-env"]}
 
 
