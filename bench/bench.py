@@ -1,0 +1,556 @@
+"""Time ociruntime against runc: same run, same bundle, the two runtimes interleaved.
+
+    .venv/bin/python bench/bench.py [--runs N] [--markdown] [--profile]
+
+Every runtime command is a fresh process, exactly as an engine (containerd, CRI-O, Podman)
+runs it, timed with `time.perf_counter_ns` around `subprocess` with all stdio on /dev/null.
+Scenarios, each timed run by run as runc, ociruntime, runc, ociruntime, ...:
+
+  run        `run --bundle B ID` of `true`: the container's whole life, deletion included
+  lifecycle  `create`, `start`, (poll `state` until stopped: shown, never counted), `delete`
+  hot path   `state` of a created container, `kill ID KILL`, (poll), `delete`
+
+`--profile` instead runs one ociruntime `create` under `python -X importtime` and times the
+interpreter's startup floor, to show what a Python runtime's milliseconds are made of.
+See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = REPO / ".venv" / "bin" / "python"
+OCIRUNTIME = REPO / ".venv" / "bin" / "ociruntime"
+SOURCE_BUNDLE = REPO / "bundles" / "busybox"
+BUILD_ROOTFS = REPO / "bundles" / "build-rootfs.sh"
+CGROUP_MOUNT = "/sys/fs/cgroup"
+WARMUP = 2
+WAIT_TIMEOUT_S = 10.0
+PR_SET_CHILD_SUBREAPER = 36
+DEVNULL = subprocess.DEVNULL
+# Container ids are bench<our pid>-<runc|oci>-<scenario>-<n>: leftovers are attributable.
+ID_RE = re.compile(r"^bench(\d+)-(runc|oci)-")
+ROOT_RE = re.compile(r"^bench-(runc|ociruntime)-(\d+)$")
+
+
+class BenchError(Exception):
+    pass
+
+
+class Runtime:
+    def __init__(self, name: str, short: str, binary: str, root: str) -> None:
+        self.name, self.short, self.binary, self.root = name, short, binary, root
+
+    def argv(self, *args: str) -> list[str]:
+        return [self.binary, "--root", self.root, *args]
+
+
+# ---------------------------------------------------------------------------------------
+# Running and timing commands
+
+
+def timed(argv: list[str]) -> float:
+    """Run argv with stdin, stdout and stderr on /dev/null; its wall time in ms.
+
+    Never pipes: a `create`d container's init inherits the caller's stdio and would hold a
+    pipe open for its whole life.
+    """
+    t0 = time.perf_counter_ns()
+    rc = subprocess.call(argv, stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL)
+    elapsed = time.perf_counter_ns() - t0
+    if rc != 0:
+        raise BenchError(f"`{shlex.join(argv)}` exited with {rc} (run it by hand to see why)")
+    return elapsed / 1e6
+
+
+def status(rt: Runtime, cid: str) -> str:
+    # `state` starts no process, so capturing its stdout with a pipe is safe.
+    argv = rt.argv("state", cid)
+    p = subprocess.run(argv, stdin=DEVNULL, stdout=subprocess.PIPE, stderr=DEVNULL)
+    if p.returncode != 0:
+        raise BenchError(f"`{shlex.join(argv)}` exited with {p.returncode}")
+    return json.loads(p.stdout)["status"]
+
+
+def wait_stopped(rt: Runtime, cid: str) -> tuple[float, int]:
+    """Poll the runtime's own `state` until the container is stopped: (ms, polls)."""
+    t0 = time.perf_counter_ns()
+    deadline = time.monotonic() + WAIT_TIMEOUT_S
+    polls = 0
+    while True:
+        polls += 1
+        if status(rt, cid) == "stopped":
+            return (time.perf_counter_ns() - t0) / 1e6, polls
+        if time.monotonic() > deadline:
+            raise BenchError(f"{rt.name}: container {cid} not stopped after {WAIT_TIMEOUT_S}s")
+
+
+def become_subreaper() -> None:
+    """Adopt orphaned container inits, as an engine's shim does, so they are reaped here
+    (reap_children) whatever this machine's PID 1 does with zombies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def reap_children() -> None:
+    # Only ever called between subprocess calls, so no Popen child can be stolen.
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+# ---------------------------------------------------------------------------------------
+# Scenarios: each runs one container through one runtime and returns {step: ms}
+
+
+def scenario_run(rt: Runtime, bundle: str, cid: str) -> dict[str, float]:
+    return {"run": timed(rt.argv("run", "--bundle", bundle, cid))}
+
+
+def scenario_lifecycle(rt: Runtime, bundle: str, cid: str) -> dict[str, float]:
+    steps = {"create": timed(rt.argv("create", "--bundle", bundle, cid))}
+    steps["start"] = timed(rt.argv("start", cid))
+    steps["wait"], steps["polls"] = wait_stopped(rt, cid)
+    steps["delete"] = timed(rt.argv("delete", cid))
+    steps["total"] = steps["create"] + steps["start"] + steps["delete"]
+    return steps
+
+
+def scenario_hot(rt: Runtime, bundle: str, cid: str) -> dict[str, float]:
+    timed(rt.argv("create", "--bundle", bundle, cid))
+    steps = {"state": timed(rt.argv("state", cid))}
+    steps["kill"] = timed(rt.argv("kill", cid, "KILL"))
+    wait_stopped(rt, cid)  # SIGKILL is asynchronous: delete a container that is gone
+    steps["delete"] = timed(rt.argv("delete", cid))
+    return steps
+
+
+Scenario = Callable[[Runtime, str, str], dict[str, float]]
+SCENARIOS: list[tuple[str, str, Scenario]] = [
+    ("run", "run", scenario_run),
+    ("lifecycle", "cycle", scenario_lifecycle),
+    ("hot path", "hot", scenario_hot),
+]
+# (scenario, step key, row label); the "wait" row is shown but never part of a total.
+ROWS = [
+    ("run", "run", "`run` of `true` (whole life + delete)"),
+    ("lifecycle", "create", "`create`"),
+    ("lifecycle", "start", "`start`"),
+    ("lifecycle", "wait", "(poll `state` until stopped; excluded)"),
+    ("lifecycle", "delete", "`delete` (stopped)"),
+    ("lifecycle", "total", "**create + start + delete**"),
+    ("hot path", "state", "`state` (created)"),
+    ("hot path", "kill", "`kill ID KILL` (created)"),
+    ("hot path", "delete", "`delete` (killed)"),
+]
+
+
+def benchmark(
+    runtimes: list[Runtime], bundle: str, runs: int
+) -> dict[tuple[str, str], dict[str, list[float]]]:
+    """{(scenario, step): {runtime name: [ms per measured run]}}."""
+    results: dict[tuple[str, str], dict[str, list[float]]] = {}
+    me = os.getpid()
+    progress = sys.stderr.isatty()
+    for scenario, tag, fn in SCENARIOS:
+        for i in range(WARMUP + runs):
+            if progress:
+                print(f"\r{scenario}: {i + 1}/{WARMUP + runs}   ", end="", file=sys.stderr)
+            for rt in runtimes:  # ABAB...: machine noise hits both runtimes alike
+                steps = fn(rt, bundle, f"bench{me}-{rt.short}-{tag}-{i}")
+                reap_children()
+                if i < WARMUP:
+                    continue
+                for step, ms in steps.items():
+                    results.setdefault((scenario, step), {}).setdefault(rt.name, []).append(ms)
+    if progress:
+        print("\r" + " " * 40 + "\r", end="", file=sys.stderr)
+    return results
+
+
+# ---------------------------------------------------------------------------------------
+# Bundle, roots, cleanup
+
+
+def make_bundle(parent: str) -> str:
+    bundle = os.path.join(parent, "bundle")
+    os.mkdir(bundle)
+    with open(SOURCE_BUNDLE / "config.json") as f:
+        config = json.load(f)
+    config["process"]["args"] = ["true"]
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(config, f, indent="\t")
+    subprocess.run(
+        [str(BUILD_ROOTFS), os.path.join(bundle, "rootfs")],
+        stdin=DEVNULL,
+        stdout=DEVNULL,
+        check=True,
+    )
+    return bundle
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_root(rt: Runtime) -> list[str]:
+    """`delete -f` every container left in rt's root, then remove the root."""
+    left: list[str] = []
+    if os.path.isdir(rt.root):
+        p = subprocess.run(
+            rt.argv("list", "-q"), stdin=DEVNULL, stdout=subprocess.PIPE, stderr=DEVNULL
+        )
+        for cid in p.stdout.decode().split():
+            left.append(f"{rt.name} container {cid}")
+            subprocess.call(rt.argv("delete", "-f", cid), stdin=DEVNULL, stdout=DEVNULL)
+        reap_children()
+        shutil.rmtree(rt.root, ignore_errors=True)
+    return left
+
+
+def clean_cgroups() -> list[str]:
+    """Remove cgroups named like a container of this run or of a dead earlier run."""
+    found = []
+    for dirpath, dirnames, _ in os.walk(CGROUP_MOUNT):
+        for d in dirnames:
+            m = ID_RE.match(d)
+            if m and (int(m.group(1)) == os.getpid() or not pid_alive(int(m.group(1)))):
+                found.append(os.path.join(dirpath, d))
+    for path in sorted(found, key=len, reverse=True):  # children first
+        for sub, _, _ in sorted(os.walk(path), key=lambda w: len(w[0]), reverse=True):
+            try:
+                os.rmdir(sub)
+            except OSError:
+                pass
+    return [f"cgroup {p}" for p in found]
+
+
+def clean_stale_roots(runc: str) -> None:
+    """Roots of earlier runs that died without cleaning up (SIGKILL, power loss...)."""
+    for name in sorted(os.listdir("/run")):
+        m = ROOT_RE.match(name)
+        if not m or pid_alive(int(m.group(2))):
+            continue
+        binary = runc if m.group(1) == "runc" else str(OCIRUNTIME)
+        rt = Runtime(m.group(1), m.group(1), binary, os.path.join("/run", name))
+        for what in clean_root(rt):
+            print(f"bench: removed stale {what} from {rt.root}", file=sys.stderr)
+
+
+def cleanup(runtimes: list[Runtime]) -> None:
+    left = [w for rt in runtimes for w in clean_root(rt)]
+    left += clean_cgroups()
+    for what in left:
+        print(f"bench: cleaned up leftover {what}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------
+# Reporting
+
+
+def mean_sd(xs: list[float]) -> tuple[float, float]:
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[0]
+    except OSError:
+        return "?"
+
+
+def describe_machine(runc: str, runs: int, load_before: str) -> str:
+    def out(argv: list[str]) -> str:
+        p = subprocess.run(argv, stdin=DEVNULL, capture_output=True, text=True, cwd=REPO)
+        return p.stdout.strip() if p.returncode == 0 else ""
+
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    runc_version = out([runc, "--version"]).splitlines()
+    runc_version = runc_version[0].removeprefix("runc version ") if runc_version else "?"
+    commit = out(["git", "rev-parse", "--short", "HEAD"]) or "?"
+    # --no-optional-locks: never refresh the index (other people work in this tree).
+    dirty = out(["git", "--no-optional-locks", "status", "--porcelain", "--", "ociruntime"])
+    if dirty:
+        commit += " (+ uncommitted changes in ociruntime/)"
+    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    cpus = f"{os.cpu_count()} CPUs" + (f" ({cpu})" if cpu else "")
+    return (
+        f"{date} · Linux {os.uname().release} · {cpus} · runc {runc_version} · "
+        f"ociruntime {commit} · Python {sys.version.split()[0]} · "
+        f"{runs} runs per runtime after {WARMUP} warm-ups, interleaved · "
+        f"load average {load_before} before, {loadavg()} after"
+    )
+
+
+def table_rows(results: dict[tuple[str, str], dict[str, list[float]]]) -> list[list[str]]:
+    rows = []
+    for scenario, step, label in ROWS:
+        per = results[(scenario, step)]
+        runc_m, runc_s = mean_sd(per["runc"])
+        oci_m, oci_s = mean_sd(per["ociruntime"])
+        rows.append(
+            [
+                scenario,
+                label,
+                f"{runc_m:.1f} ± {runc_s:.1f}",
+                f"{oci_m:.1f} ± {oci_s:.1f}",
+                f"{oci_m / runc_m:.2f}×",
+            ]
+        )
+    return rows
+
+
+HEADER = ["Scenario", "Step", "runc (ms)", "ociruntime (ms)", "ociruntime/runc"]
+
+
+def render(rows: list[list[str]], markdown: bool) -> str:
+    if markdown:
+        lines = ["| " + " | ".join(HEADER) + " |", "|---|---|--:|--:|--:|"]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines)
+    rows = [[c.replace("`", "").replace("**", "") for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in [HEADER, *rows]) for i in range(len(HEADER))]
+
+    def line(r: list[str]) -> str:
+        cells = zip(r, widths, strict=True)
+        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(cells))
+
+    return "\n".join([line(HEADER), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def notes(results: dict[tuple[str, str], dict[str, list[float]]]) -> str:
+    polls = results[("lifecycle", "polls")]
+    return (
+        "Mean ± sample stdev over the measured runs; ratio = ociruntime mean / runc mean "
+        "(> 1: ociruntime is slower). Polling uses each runtime's own `state` "
+        f"(mean polls: runc {statistics.fmean(polls['runc']):.1f}, "
+        f"ociruntime {statistics.fmean(polls['ociruntime']):.1f})."
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# --profile
+
+
+def parse_importtime(text: str) -> list[tuple[int, int, int, str]]:
+    """`-X importtime` lines as (self us, cumulative us, depth, module), in output order
+    (a module's line comes after those of the modules it imported)."""
+    entries = []
+    for ln in text.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)", ln)
+        if m:
+            depth = len(m.group(3)) // 2
+            entries.append((int(m.group(1)), int(m.group(2)), depth, m.group(4)))
+    return entries
+
+
+def importers(entries: list[tuple[int, int, int, str]], site_end: int) -> list[str]:
+    """Who imported each entry: the next entry one level up, or the interpreter's startup
+    or the console script for top-level ones."""
+    who = []
+    for i, (_, _, depth, _) in enumerate(entries):
+        if depth == 0:
+            who.append("(startup)" if i <= site_end else "(console script)")
+            continue
+        who.append(next((e[3] for e in entries[i + 1 :] if e[2] == depth - 1), "?"))
+    return who
+
+
+def profile(runc: str, bundle: str, runs: int, oci: Runtime, runc_rt: Runtime) -> str:
+    me = os.getpid()
+    py = str(PYTHON)
+    out = []
+    # Warm the page cache and the bundle, then one create under -X importtime.
+    timed(oci.argv("create", "--bundle", bundle, f"bench{me}-oci-prof-warm"))
+    timed(oci.argv("delete", f"bench{me}-oci-prof-warm"))
+    reap_children()
+    cid = f"bench{me}-oci-prof-0"
+    argv = [py, "-X", "importtime", str(OCIRUNTIME), *oci.argv("create")[1:]]
+    argv += ["--bundle", bundle, cid]
+    # stderr to a file, not a pipe: the container's init inherits it.
+    with tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter_ns()
+        rc = subprocess.call(argv, stdin=DEVNULL, stdout=DEVNULL, stderr=err)
+        wall = (time.perf_counter_ns() - t0) / 1e6
+        err.seek(0)
+        text = err.read()
+    if rc != 0:
+        raise BenchError(f"`{shlex.join(argv)}` exited with {rc}:\n{text[-2000:]}")
+    timed(oci.argv("delete", cid))
+    reap_children()
+
+    entries = parse_importtime(text)
+    # Interpreter startup (encodings, site, .pth files) ends with the top-level `site`.
+    site_end = next((i for i, e in enumerate(entries) if e[3] == "site" and e[2] == 0), -1)
+    startup_us = sum(e[0] for e in entries[: site_end + 1])
+    script_us = sum(e[0] for e in entries[site_end + 1 :])
+    who = importers(entries, site_end)
+    out.append(f"One `ociruntime create` under `python -X importtime` ({wall:.1f} ms wall):")
+    out.append(f"  {len(entries)} modules imported; importtime's (inflated) totals:")
+    out.append(f"  {startup_us / 1e3:6.1f} ms  interpreter startup (encodings, site, .pth files)")
+    out.append(f"  {script_us / 1e3:6.1f} ms  the console script and ociruntime")
+    out.append("")
+    out.append("15 most expensive imports, by self time (cumulative includes sub-imports):")
+    out.append(f"  {'self ms':>7}  {'cumul ms':>8}  {'module':<30}  imported by")
+    ranked = sorted(range(len(entries)), key=lambda i: entries[i][0], reverse=True)
+    for i in ranked[:15]:
+        self_us, cum_us, _, mod = entries[i]
+        out.append(f"  {self_us / 1e3:7.2f}  {cum_us / 1e3:8.2f}  {mod:<30}  {who[i]}")
+    top = [e for e in entries[site_end + 1 :] if e[2] == 0]
+    out.append("")
+    out.append("Top-level imports of the console script, by cumulative time:")
+    for _, cum_us, _, mod in sorted(top, key=lambda e: e[1], reverse=True):
+        out.append(f"  {cum_us / 1e3:7.2f}  {mod}")
+    out.append("")
+
+    # Startup floors, the same imports without importtime, and the real thing: interleaved.
+    modules = list(dict.fromkeys(e[3] for e in top))
+    import_all = "import " + ", ".join(modules)
+
+    def create_delete(rt: Runtime) -> Callable[[int], float]:
+        def go(i: int) -> float:
+            cid = f"bench{me}-{rt.short}-floor-{i}"
+            ms = timed(rt.argv("create", "--bundle", bundle, cid))
+            timed(rt.argv("delete", cid))
+            reap_children()
+            return ms
+
+        return go
+
+    cases: list[tuple[str, Callable[[int], float]]] = [
+        ("python -I -S -c pass", lambda i: timed([py, "-I", "-S", "-c", "pass"])),
+        ("python -c pass", lambda i: timed([py, "-c", "pass"])),
+        ("python -c 'import <create's modules>'", lambda i: timed([py, "-c", import_all])),
+        ("ociruntime --version", lambda i: timed([str(OCIRUNTIME), "--version"])),
+        ("ociruntime create", create_delete(oci)),
+        ("runc --version", lambda i: timed([runc, "--version"])),
+        ("runc create", create_delete(runc_rt)),
+    ]
+    times: dict[str, list[float]] = {name: [] for name, _ in cases}
+    for i in range(WARMUP + runs):
+        for name, fn in cases:
+            ms = fn(i)
+            if i >= WARMUP:
+                times[name].append(ms)
+    mean = {name: statistics.fmean(ts) for name, ts in times.items()}
+    out.append(f"Startup floor ({runs} runs each, interleaved, after {WARMUP} warm-ups):")
+    for name, _ in cases:
+        m, sd = mean_sd(times[name])
+        out.append(f"  {name:<38} {m:6.1f} ± {sd:4.1f} ms")
+    out.append(f"  (<create's modules> = {', '.join(modules)})")
+    out.append("")
+    floor, imports = mean["python -c pass"], mean["python -c 'import <create's modules>'"]
+    create = mean["ociruntime create"]
+    out.append(
+        f"So one `ociruntime create` ({create:.1f} ms; runc: {mean['runc create']:.1f} ms) is"
+    )
+    out.append(
+        f"  {floor:6.1f} ms  Python interpreter startup (of which `-I -S` floor: "
+        f"{mean['python -I -S -c pass']:.1f} ms)"
+    )
+    out.append(f"  {imports - floor:6.1f} ms  importing the console script's modules")
+    out.append(
+        f"  {create - imports:6.1f} ms  everything else: the work, forking the init, "
+        "the init's setup"
+    )
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=20, help="measured runs per runtime (20)")
+    ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    ap.add_argument(
+        "--profile", action="store_true", help="import profile of create + startup floor"
+    )
+    ap.add_argument("--runc", default=shutil.which("runc") or "/usr/sbin/runc")
+    args = ap.parse_args()
+    if args.runs < 2:
+        ap.error("--runs must be at least 2 (for a stdev)")
+    if os.geteuid() != 0:
+        ap.error("must run as root (runtimes need it)")
+    for path in (args.runc, str(OCIRUNTIME)):
+        if not os.access(path, os.X_OK):
+            ap.error(f"{path}: not executable")
+
+    # Measure what engines run: byte-compiled modules. PYTHONDONTWRITEBYTECODE (or a
+    # legacy install) can leave ociruntime or a dependency in the venv (prctl.py) without
+    # .pyc, and then every invocation recompiles it.
+    site_packages = [str(p) for p in REPO.glob(".venv/lib/python3*/site-packages")]
+    subprocess.run(
+        [str(PYTHON), "-m", "compileall", "-q", str(REPO / "ociruntime"), *site_packages],
+        stdout=DEVNULL,
+        check=True,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so cleanup runs
+    become_subreaper()
+    clean_stale_roots(args.runc)
+    clean_cgroups()
+
+    me = os.getpid()
+    runc = Runtime("runc", "runc", args.runc, f"/run/bench-runc-{me}")
+    oci = Runtime("ociruntime", "oci", str(OCIRUNTIME), f"/run/bench-ociruntime-{me}")
+    runtimes = [runc, oci]
+    tmp = tempfile.mkdtemp(prefix="ociruntime-bench-")
+    try:
+        bundle = make_bundle(tmp)
+        if args.profile:
+            text = profile(args.runc, bundle, args.runs, oci, runc)
+            print(f"```\n{text}\n```" if args.markdown else text)
+            return 0
+        load_before = loadavg()
+        results = benchmark(runtimes, bundle, args.runs)
+        print(describe_machine(args.runc, args.runs, load_before))
+        print()
+        print(render(table_rows(results), args.markdown))
+        print()
+        print(notes(results) if args.markdown else notes(results).replace("`", ""))
+        return 0
+    except BenchError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 1
+    finally:
+        cleanup(runtimes)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
