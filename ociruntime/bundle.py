@@ -5,9 +5,9 @@ Every failure names the file and the JSON pointer of the offending field, in one
 
 from __future__ import annotations
 
-import json
 import os
 
+from ociruntime import jsonlite
 from ociruntime.errors import RuntimeFailure
 
 
@@ -36,7 +36,7 @@ def load(path: str) -> Bundle:
 def parse_config(raw: bytes) -> dict:
     """JSON, then the schema, then the checks a schema cannot express."""
     try:
-        config = json.loads(raw)
+        config = jsonlite.loads(raw)
     except ValueError as e:
         where = f" at line {e.lineno} column {e.colno}" if hasattr(e, "lineno") else ""
         raise RuntimeFailure(f"config.json: invalid JSON{where}: {getattr(e, 'msg', e)}") from None

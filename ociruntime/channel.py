@@ -13,8 +13,9 @@ create -> init:  {"type": "cgroups-joined"}          (always first)
 
 from __future__ import annotations
 
-import json
 import os
+
+from ociruntime import jsonlite
 
 
 class Channel:
@@ -25,7 +26,7 @@ class Channel:
         self._buffer = b""
 
     def send(self, kind: str, **fields: object) -> None:
-        os.write(self.wfd, json.dumps({"type": kind, **fields}).encode() + b"\n")
+        os.write(self.wfd, jsonlite.dumps({"type": kind, **fields}).encode() + b"\n")
 
     def receive(self) -> dict | None:
         """The next message, or None at EOF (the other side exited)."""
@@ -35,7 +36,7 @@ class Channel:
                 return None
             self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
-        return json.loads(line)
+        return jsonlite.loads(line)  # type: ignore[return-value]
 
     def close(self) -> None:
         for fd in (self.rfd, self.wfd):

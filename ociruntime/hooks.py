@@ -9,12 +9,12 @@ timeout without threads.
 
 from __future__ import annotations
 
-import json
+import _signal
 import os
 import select
-import signal
 import time
 
+from ociruntime import jsonlite
 from ociruntime.errors import RuntimeFailure
 
 HOOK_KINDS = (
@@ -45,7 +45,7 @@ def run_hook(kind: str, index: int, hook: dict, state: dict) -> None:
                 (os.POSIX_SPAWN_DUP2, out_w, 1),
                 (os.POSIX_SPAWN_DUP2, out_w, 2),
             ],
-            setsigdef=(signal.SIGPIPE,),
+            setsigdef=(_signal.SIGPIPE,),
         )
     except OSError as e:
         for fd in (stdin_r, stdin_w, out_r, out_w):
@@ -54,7 +54,7 @@ def run_hook(kind: str, index: int, hook: dict, state: dict) -> None:
     os.close(stdin_r)
     os.close(out_w)
     try:
-        os.write(stdin_w, json.dumps(state).encode())
+        os.write(stdin_w, jsonlite.dumps(state).encode())
     except BrokenPipeError:
         pass  # the hook does not read its stdin: allowed
     finally:
@@ -86,7 +86,7 @@ def _wait(pid: int, out_r: int, timeout: int | None, where: str) -> tuple[bytes,
                 remaining = max(0, int(deadline_ms - (time.monotonic() - start) * 1000))
             events = poller.poll(remaining)
             if not events:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, _signal.SIGKILL)
                 os.waitpid(pid, 0)
                 raise RuntimeFailure(f"{where}: timed out after {timeout} s")
             for fd, _ in events:

@@ -7,10 +7,11 @@ JSONFormatter writes them) to report runtime errors, so the shape matters; the s
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
+
+from ociruntime import jsonlite
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
@@ -34,8 +35,8 @@ class Logger:
     def _format(self, level: str, msg: str) -> str:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if self.fmt == "json":
-            return json.dumps({"level": level, "msg": msg, "time": now}) + "\n"
-        return f"time={json.dumps(now)} level={level} msg={json.dumps(msg)}\n"
+            return jsonlite.dumps({"level": level, "msg": msg, "time": now}) + "\n"
+        return f"time={jsonlite.dumps(now)} level={level} msg={jsonlite.dumps(msg)}\n"
 
     def log(self, level: str, msg: str) -> None:
         if _LEVELS[level] < self.threshold:

@@ -77,12 +77,11 @@ def find_executable(arg0: str, env: dict[str, str]) -> str:
     """Resolve args[0] in the container's PATH, as execvp would, but *now*, so a missing
     program fails `create` rather than `start` (runc behaves the same)."""
     if "/" in arg0:
-        candidates = [arg0]
-    else:
-        candidates = [
-            os.path.join(d or ".", arg0) for d in env.get("PATH", DEFAULT_PATH).split(":")
-        ]
-    for path in candidates:
+        if os.path.isfile(arg0) and os.access(arg0, os.X_OK):
+            return arg0
+        raise RuntimeFailure(f"process.args[0]: {arg0}: no such executable file in the rootfs")
+    for directory in env.get("PATH", DEFAULT_PATH).split(":"):
+        path = os.path.join(directory or ".", arg0)
         if os.path.isfile(path) and os.access(path, os.X_OK):
             return path
     raise RuntimeFailure(f"process.args[0]: executable file {arg0!r} not found in $PATH")

@@ -9,10 +9,9 @@ process, has start consumed the exec fifo), so it cannot go stale.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 
-from ociruntime import SPEC_VERSION
+from ociruntime import SPEC_VERSION, jsonlite
 from ociruntime.errors import RuntimeFailure
 
 STATE_FILE = "state.json"
@@ -114,7 +113,7 @@ class StateDir:
     def load(self) -> ContainerState:
         try:
             with open(os.path.join(self.path, STATE_FILE), "rb") as f:
-                raw = json.load(f)
+                raw = jsonlite.loads(f.read())
         except FileNotFoundError:
             raise RuntimeFailure("container does not exist") from None
         return ContainerState(**raw)
@@ -124,7 +123,7 @@ class StateDir:
         tmp = os.path.join(self.path, f".{STATE_FILE}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, json.dumps(state.to_dict()).encode())
+            os.write(fd, jsonlite.dumps(state.to_dict()).encode())
         finally:
             os.close(fd)
         os.rename(tmp, os.path.join(self.path, STATE_FILE))

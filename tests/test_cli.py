@@ -130,3 +130,13 @@ def test_preserve_fds(runtime, make_bundle, tmp_path):
                        capture_output=True, text=True, timeout=60)  # fmt: skip
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["through-fd-3", "fd4-closed"]
+
+
+def test_signal_zero_checks_existence():
+    assert parse_signal("0") == 0
+
+
+@pytest.mark.parametrize("text", ["RTMIN", "SIGRTMIN", "RTMIN+1", "SIG_DFL"])
+def test_realtime_and_pseudo_names_are_refused_like_runc(text):
+    with pytest.raises(RuntimeFailure, match="unknown signal"):
+        parse_signal(text)

@@ -9,8 +9,8 @@ mounts live only in the init's mount namespace, which dies with it).
 
 from __future__ import annotations
 
+import _signal
 import os
-import signal
 import time
 
 from ociruntime import SPEC_VERSION, bundle, cgroups, hooks, namespaces
@@ -84,7 +84,7 @@ class _Rollback:
     def run(self) -> None:
         if self.pid is not None:
             try:
-                os.kill(self.pid, signal.SIGKILL)
+                os.kill(self.pid, _signal.SIGKILL)
                 os.waitpid(self.pid, 0)
             except (ProcessLookupError, ChildProcessError):
                 pass

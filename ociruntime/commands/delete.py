@@ -3,9 +3,9 @@ only created, as runc does), its cgroups and its state; then run poststop hooks.
 
 from __future__ import annotations
 
+import _signal
 import os
 import select
-import signal
 
 from ociruntime import cgroups, hooks
 from ociruntime.errors import RuntimeFailure
@@ -34,7 +34,7 @@ def kill_and_wait(state: ContainerState) -> None:
     """SIGKILL everything in the container and wait until the init is gone (pidfd)."""
     for pid in cgroups.procs(state.cgroup_dirs) or [state.pid]:
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, _signal.SIGKILL)
         except ProcessLookupError:
             pass
     try:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-from ociruntime import cgroups
+from ociruntime import cgroups, jsonlite
 from ociruntime.errors import RuntimeFailure
 from ociruntime.state import open_existing, status_of
 
@@ -16,7 +14,7 @@ def ps(root: str, container_id: str, fmt: str, ps_args: list[str]) -> str:
         raise RuntimeFailure("container not running")
     pids = cgroups.procs(state.cgroup_dirs)
     if fmt == "json":
-        return json.dumps(pids) + "\n"
+        return jsonlite.dumps(pids) + "\n"
     if fmt != "table":
         raise RuntimeFailure(f"invalid format option: {fmt}")
     return _ps_table(pids, ps_args or ["-ef"])

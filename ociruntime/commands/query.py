@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
 
+from ociruntime import jsonlite
 from ociruntime.errors import RuntimeFailure
 from ociruntime.state import STATE_FILE, StateDir, open_existing, public_state, status_of
 
@@ -13,7 +13,7 @@ from ociruntime.state import STATE_FILE, StateDir, open_existing, public_state, 
 def state(root: str, container_id: str) -> str:
     sd = open_existing(root, container_id)
     st = sd.load()
-    return json.dumps(public_state(st, status_of(sd, st)), indent=2)
+    return jsonlite.dumps_indent(public_state(st, status_of(sd, st)))
 
 
 def _all_states(root: str) -> list[dict]:
@@ -49,7 +49,7 @@ def list_containers(root: str, fmt: str, quiet: bool) -> str:
     if quiet:
         return "".join(e["id"] + "\n" for e in entries)
     if fmt == "json":
-        return json.dumps(entries or None, separators=(",", ":")) + "\n"
+        return jsonlite.dumps(entries or None, compact=True) + "\n"
     if fmt != "table":
         raise RuntimeFailure(f"invalid format option: {fmt}")
     rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
