@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 
 from ociruntime import SPEC_VERSION, __version__
 from ociruntime.errors import RuntimeFailure
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms)
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 DEFAULT_ROOT = "/run/ociruntime"
 

@@ -22,8 +22,10 @@ Semantics, chosen to match runc where runc is well-defined:
 
 from __future__ import annotations
 
-from collections import namedtuple
-from collections.abc import Iterable
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 
 # mount(2) flags, include/uapi/linux/mount.h.
 MS_RDONLY = 0x1
@@ -162,16 +164,8 @@ SUPPORTED_OPTIONS: tuple[str, ...] = tuple(
 )
 
 
-_MountOptionsBase = namedtuple(
-    "_MountOptionsBase",
-    "flags clear_flags propagation recursive_attrs data is_bind is_recursive_bind idmap ridmap "
-    "tmpcopyup",
-    defaults=(0, 0, (), (0, 0), "", False, False, False, False, False),
-)
-
-
-class MountOptions(_MountOptionsBase):
-    """The parsed form of one mount's ``options``.
+class MountOptions:
+    """The parsed form of one mount's ``options`` (immutable, compared by value).
 
     ``flags``: MS_* bits for mount(2) (includes MS_BIND/MS_REC for bind/rbind and
     MS_REMOUNT for remount, never propagation).  ``clear_flags``: MS_* bits the options
@@ -180,11 +174,49 @@ class MountOptions(_MountOptionsBase):
     ``propagation``: MS_* propagation values in the order given, one mount(2) call each.
     ``recursive_attrs``: ``(attr_set, attr_clr)`` for mount_setattr(2) with AT_RECURSIVE,
     ``(0, 0)`` when no recursive option was given.  ``data``: the filesystem-specific rest.
-    A namedtuple (immutable, hashable) rather than a dataclass: `dataclasses` costs ~6 ms
-    to import on the hot path.
+    A plain class: `dataclasses` (~6 ms) and even `collections` (~2 ms) cost too much to
+    import on the hot path.
     """
 
-    __slots__ = ()
+    FIELDS = (
+        "flags", "clear_flags", "propagation", "recursive_attrs", "data", "is_bind",
+        "is_recursive_bind", "idmap", "ridmap", "tmpcopyup",
+    )  # fmt: skip
+    __slots__ = FIELDS
+
+    def __init__(
+        self,
+        flags: int = 0,
+        clear_flags: int = 0,
+        propagation: tuple[int, ...] = (),
+        recursive_attrs: tuple[int, int] = (0, 0),
+        data: str = "",
+        is_bind: bool = False,
+        is_recursive_bind: bool = False,
+        idmap: bool = False,
+        ridmap: bool = False,
+        tmpcopyup: bool = False,
+    ) -> None:
+        values = (flags, clear_flags, propagation, recursive_attrs, data, is_bind,
+                  is_recursive_bind, idmap, ridmap, tmpcopyup)  # fmt: skip
+        for name, value in zip(self.FIELDS, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("MountOptions is immutable")
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MountOptions) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.FIELDS)
+        return f"MountOptions({args})"
 
     @property
     def has_recursive_attrs(self) -> bool:

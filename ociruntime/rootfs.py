@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
 
 from ociruntime import syscalls as sc
 from ociruntime.cgroups import Hierarchy
@@ -29,6 +28,10 @@ from ociruntime.mountopts import (
     parse_mount_options,
 )
 from ociruntime.safepath import ensure_dir, ensure_file, open_in_root, parent_and_name
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 MS_MOVE = 0x2000
 # statvfs f_flag bits that share their value with the MS_* flag of the same meaning.

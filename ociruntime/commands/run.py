@@ -3,15 +3,15 @@ it, delete the container and return the process's exit code (128+N for signal N)
 
 from __future__ import annotations
 
+import _signal
 import os
-import signal
 
 from ociruntime.commands.create import CreateOptions, create
 from ociruntime.commands.delete import destroy
 from ociruntime.commands.start import release
 
-_FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
-              signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT)  # fmt: skip
+_FORWARDED = (_signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGTERM, _signal.SIGUSR1,
+              _signal.SIGUSR2, _signal.SIGWINCH, _signal.SIGCONT)  # fmt: skip
 
 
 def run(opts: CreateOptions, detach: bool) -> int:
@@ -29,7 +29,7 @@ def run(opts: CreateOptions, detach: bool) -> int:
         return 0
     pid = state.pid
     for sig in _FORWARDED:
-        signal.signal(sig, lambda n, _frame: _forward(pid, n))
+        _signal.signal(sig, lambda n, _frame: _forward(pid, n))
     sd.unlock()  # let `state`/`kill` from other processes in while we wait
     _, status = os.waitpid(pid, 0)
     sd.lock()
