@@ -55,6 +55,7 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
         raise RuntimeFailure("config.json: /process/cwd: must be an absolute path")
     if cfg["process"].get("terminal"):
         raise RuntimeFailure("config.json: /process/terminal: terminals are not supported yet")
+    _refuse_unimplemented(cfg)
     ns = namespaces.configured(cfg.get("linux") or {})
     if "user" in ns:
         raise RuntimeFailure(
@@ -71,6 +72,21 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     except BaseException:
         undo.run()
         raise
+
+
+#: Settings that protect the host: running without them would be silently less safe than
+#: asked, so until they are implemented a config that uses them is refused.
+_UNIMPLEMENTED_SECURITY = {
+    "/linux/seccomp": "seccomp filters are not supported yet",
+    "/linux/intelRdt": "Intel RDT is not supported yet",
+}
+
+
+def _refuse_unimplemented(cfg: dict) -> None:
+    linux = cfg.get("linux") or {}
+    for pointer, reason in _UNIMPLEMENTED_SECURITY.items():
+        if linux.get(pointer.rsplit("/", 1)[1]):
+            raise RuntimeFailure(f"config.json: {pointer}: {reason}")
 
 
 class _Rollback:
