@@ -28,6 +28,15 @@ def wait_stopped(runtime, cid: str) -> dict:
     return st
 
 
+def process_gone(pid: int) -> bool:
+    """Exited: reaped already, or a zombie (this host's PID 1 does not reap orphans)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
 def test_state_transitions(runtime, make_bundle):
     bundle = make_bundle(["sleep", "1000"])
     cid = runtime.new_id()
@@ -97,8 +106,7 @@ def test_delete_created_container_kills_it(runtime, make_bundle):
     runtime("create", "--bundle", str(make_bundle(["sleep", "1000"]).path), cid, check=True)
     pid = runtime.state(cid)["pid"]
     runtime("delete", cid, check=True)
-    with open(f"/proc/{pid}/stat") as f:
-        assert f.read().split(")")[1].split()[0] in ("Z", "X")
+    assert process_gone(pid)
 
 
 def test_kill_all_and_default_signal(runtime, make_bundle):
@@ -245,3 +253,21 @@ def test_cgroup_placement_and_removal(runtime, make_bundle, kind):
     runtime("delete", "--force", cid, check=True)
     left = [d for d, _, _ in os.walk("/sys/fs/cgroup") if f"ocitest-{cid}" in d or d.endswith(leaf)]
     assert left == []
+
+
+def test_delete_kills_leftovers_of_a_shared_pid_namespace(runtime, make_bundle):
+    """Without its own PID namespace the init can exit and leave children running in the
+    container's cgroup; delete must not leave them behind."""
+    bundle = make_bundle(["sh", "-c", "sleep 1000 & echo $! > /tmp/child; exit 0"])
+    bundle.config["linux"]["namespaces"] = [
+        ns for ns in bundle.config["linux"]["namespaces"] if ns["type"] != "pid"
+    ]
+    bundle.config["root"]["readonly"] = False
+    bundle.write()
+    cid = runtime.new_id()
+    runtime("run", "-d", "--bundle", str(bundle.path), cid, check=True)
+    wait_stopped(runtime, cid)
+    child = int((bundle.rootfs / "tmp" / "child").read_text())
+    os.kill(child, 0)  # still alive after its parent, the init, exited
+    runtime("delete", cid, check=True)
+    assert process_gone(child)

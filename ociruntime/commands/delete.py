@@ -31,25 +31,34 @@ def delete(root: str, container_id: str, force: bool) -> None:
 
 
 def kill_and_wait(state: ContainerState) -> None:
-    """SIGKILL everything in the container and wait until the init is gone (pidfd)."""
-    for pid in cgroups.procs(state.cgroup_dirs) or [state.pid]:
+    """SIGKILL every process of the container (its cgroup, or just the init) and wait
+    until they are all gone, on pidfds: no timer involved."""
+    pidfds = []
+    for pid in set(cgroups.procs(state.cgroup_dirs)) | {state.pid}:
         try:
+            pidfds.append(os.pidfd_open(pid))
             os.kill(pid, _signal.SIGKILL)
         except ProcessLookupError:
-            pass
+            continue
+    poller = select.poll()
+    for fd in pidfds:
+        poller.register(fd, select.POLLIN)
     try:
-        pidfd = os.pidfd_open(state.pid)
-    except ProcessLookupError:
-        return
-    try:
-        poller = select.poll()
-        poller.register(pidfd, select.POLLIN)
-        poller.poll()
+        remaining = len(pidfds)
+        while remaining:
+            for fd, _ in poller.poll():
+                poller.unregister(fd)
+                remaining -= 1
     finally:
-        os.close(pidfd)
+        for fd in pidfds:
+            os.close(fd)
 
 
 def destroy(sd: StateDir, state: ContainerState) -> None:
+    """Remove cgroups and state, then run poststop hooks. Processes can outlive a stopped
+    init when it did not have its own PID namespace: they are killed first, as runc does."""
+    if cgroups.procs(state.cgroup_dirs):
+        kill_and_wait(state)
     cgroups.remove(state.cgroup_created)
     sd.remove()
     poststop = state.hooks.get("poststop") or []
