@@ -63,6 +63,18 @@ def hierarchies() -> list[Hierarchy]:
     return list(found.values())
 
 
+_warm_up: list[Hierarchy] | None = None
+
+
+def start_warm_up() -> list[Hierarchy]:
+    """Once per process: read the hierarchies and start the warm-up; returns them."""
+    global _warm_up
+    if _warm_up is None:
+        _warm_up = hierarchies()
+        warm_up_in_background(_warm_up)
+    return _warm_up
+
+
 def warm_up_in_background(found: list[Hierarchy]) -> None:
     """Start paying the kernel's first-migration cost now, in a thread.
 

@@ -116,6 +116,9 @@ def _one_id(parsed: Parsed, command: str, extra_allowed: int = 0) -> str:
 
 
 def _create_options(g: dict, p: Parsed, command: str):
+    from ociruntime import cgroups
+
+    cgroups.start_warm_up()  # first thing: the kernel's slow first migration overlaps the rest
     from ociruntime.commands.create import CreateOptions
 
     o = p.options

@@ -43,8 +43,7 @@ def rfc3339_now() -> str:
 
 def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     """Create the container; returns its locked state dir and state (for `run`)."""
-    found = cgroups.hierarchies()
-    cgroups.warm_up_in_background(found)
+    found = cgroups.start_warm_up()  # usually started already by the CLI
     b = bundle.load(opts.bundle)
     cfg = b.config
     if not cfg.get("process"):
