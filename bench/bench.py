@@ -18,6 +18,7 @@ See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import atexit
 import ctypes
 import json
 import os
@@ -148,11 +149,83 @@ def scenario_hot(rt: Runtime, bundle: str, cid: str) -> dict[str, float]:
     return steps
 
 
+PARALLEL = 20
+
+
+def scenario_parallel(rt: Runtime, bundle: str, cid: str) -> dict[str, float]:
+    """PARALLEL `create`s started at once (engines start pods and compose stacks this
+    way): wall time until the last one returned. Deletion is not timed."""
+    ids = [f"{cid}-{k}" for k in range(PARALLEL)]
+    t0 = time.perf_counter_ns()
+    procs = [
+        subprocess.Popen(rt.argv("create", "--bundle", bundle, i), stdin=DEVNULL,
+                         stdout=DEVNULL, stderr=DEVNULL)
+        for i in ids
+    ]  # fmt: skip
+    failed = [i for i, p in zip(ids, procs, strict=True) if p.wait() != 0]
+    elapsed = (time.perf_counter_ns() - t0) / 1e6
+    for i in ids:
+        subprocess.call(rt.argv("delete", "--force", i), stdin=DEVNULL, stdout=DEVNULL,
+                        stderr=DEVNULL)  # fmt: skip
+    if failed:
+        raise BenchError(f"{rt.name}: parallel create failed for {failed}")
+    return {"create20": elapsed}
+
+
+MAXRSS_C = r"""
+#include <stdio.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+/* Run argv and print its peak RSS in KiB. A small C parent, because a child forked or
+   vforked from the (large) Python bench inherits the bench's RSS as its high-water mark. */
+int main(int argc, char **argv) {
+    pid_t pid = fork();
+    if (pid == 0) { execv(argv[1], argv + 1); _exit(127); }
+    int status; struct rusage ru;
+    if (wait4(pid, &status, 0, &ru) < 0) return 126;
+    printf("%ld\n", ru.ru_maxrss);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 125;
+}
+"""
+_maxrss_tool: list[str] = []
+
+
+def maxrss_tool() -> str:
+    """Compile the peak-RSS helper once (gcc is installed by tools/test.sh)."""
+    if not _maxrss_tool:
+        workdir = tempfile.mkdtemp(prefix="bench-maxrss-")
+        atexit.register(shutil.rmtree, workdir, True)
+        src = os.path.join(workdir, "maxrss.c")
+        with open(src, "w") as f:
+            f.write(MAXRSS_C)
+        subprocess.run(["gcc", "-O1", "-o", src[:-2], src], check=True)
+        _maxrss_tool.append(src[:-2])
+    return _maxrss_tool[0]
+
+
+def scenario_rss(rt: Runtime, bundle: str, cid: str) -> dict[str, float]:
+    """Peak resident memory of the `create` process itself, in MiB (the container's init
+    outlives it and is not counted)."""
+    argv = [maxrss_tool(), *rt.argv("create", "--bundle", bundle, cid)]
+    with tempfile.TemporaryFile() as out:
+        rc = subprocess.call(argv, stdin=DEVNULL, stdout=out, stderr=DEVNULL)
+        out.seek(0)
+        kib = out.read().split()[0]
+    subprocess.call(rt.argv("delete", "--force", cid), stdin=DEVNULL, stdout=DEVNULL,
+                    stderr=DEVNULL)  # fmt: skip
+    if rc != 0:
+        raise BenchError(f"{rt.name}: create exited with {rc}")
+    return {"rss": int(kib) / 1024}
+
+
 Scenario = Callable[[Runtime, str, str], dict[str, float]]
 SCENARIOS: list[tuple[str, str, Scenario]] = [
     ("run", "run", scenario_run),
     ("lifecycle", "cycle", scenario_lifecycle),
     ("hot path", "hot", scenario_hot),
+    ("parallel", "par", scenario_parallel),
+    ("memory", "rss", scenario_rss),
 ]
 # (scenario, step key, row label); the "wait" row is shown but never part of a total.
 ROWS = [
@@ -165,6 +238,8 @@ ROWS = [
     ("hot path", "state", "`state` (created)"),
     ("hot path", "kill", "`kill ID KILL` (created)"),
     ("hot path", "delete", "`delete` (killed)"),
+    ("parallel", "create20", f"{PARALLEL} `create`s at once, until the last returns"),
+    ("memory", "rss", "peak RSS of the `create` process (**MiB**, not ms)"),
 ]
 
 
