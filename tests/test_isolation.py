@@ -252,3 +252,16 @@ def test_no_pivot_still_confines(runtime, make_bundle):
     result = runtime("run", "--no-pivot", "--bundle", str(bundle.path), runtime.new_id())
     assert result.returncode == 0, result.stderr
     assert "CONTAINER_ROOT_MARKER" in result.stdout.split()
+
+
+def test_time_namespace_offsets(runtime, make_bundle):
+    bundle = make_bundle(["cat", "/proc/uptime"])
+    bundle.config["linux"]["namespaces"].append({"type": "time"})
+    bundle.config["linux"]["timeOffsets"] = {"boottime": {"secs": 1000000, "nanosecs": 0}}
+    bundle.write()
+    with open("/proc/uptime") as f:
+        host_before = float(f.read().split()[0])
+    inside = float(run_in(runtime, bundle).split()[0])
+    with open("/proc/uptime") as f:
+        host_after = float(f.read().split()[0])
+    assert host_before + 1000000 <= inside <= host_after + 1000000
