@@ -265,3 +265,19 @@ def test_time_namespace_offsets(runtime, make_bundle):
     with open("/proc/uptime") as f:
         host_after = float(f.read().split()[0])
     assert host_before + 1000000 <= inside <= host_after + 1000000
+
+
+def test_join_namespaces_by_path(runtime, make_bundle):
+    """A second container joins the first one's network and IPC namespaces (a pod)."""
+    first = runtime.new_id()
+    runtime("run", "-d", "--bundle", str(make_bundle(["sleep", "1000"]).path), first,
+            check=True)  # fmt: skip
+    pid = runtime.state(first)["pid"]
+    bundle = make_bundle(["sh", "-c", "readlink /proc/self/ns/net /proc/self/ns/ipc"])
+    for ns in bundle.config["linux"]["namespaces"]:
+        if ns["type"] in ("network", "ipc"):
+            ns["path"] = f"/proc/{pid}/ns/{'net' if ns['type'] == 'network' else 'ipc'}"
+    bundle.write()
+    joined = run_in(runtime, bundle).split()
+    assert joined == [os.readlink(f"/proc/{pid}/ns/net"), os.readlink(f"/proc/{pid}/ns/ipc")]
+    assert joined[0] != os.readlink("/proc/self/ns/net")
