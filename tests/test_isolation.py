@@ -273,7 +273,7 @@ def test_join_namespaces_by_path(runtime, make_bundle):
     runtime("run", "-d", "--bundle", str(make_bundle(["sleep", "1000"]).path), first,
             check=True)  # fmt: skip
     pid = runtime.state(first)["pid"]
-    bundle = make_bundle(["sh", "-c", "readlink /proc/self/ns/net /proc/self/ns/ipc"])
+    bundle = make_bundle(["sh", "-c", "readlink /proc/self/ns/net; readlink /proc/self/ns/ipc"])
     for ns in bundle.config["linux"]["namespaces"]:
         if ns["type"] in ("network", "ipc"):
             ns["path"] = f"/proc/{pid}/ns/{'net' if ns['type'] == 'network' else 'ipc'}"
