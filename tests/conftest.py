@@ -99,7 +99,7 @@ class Runtime:
             err.seek(0)
             result = Result(p.returncode, out.read().decode(), err.read().decode())
         if check and p.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} failed ({p.returncode}): {p.stderr}")
+            raise AssertionError(f"{' '.join(args)} failed ({p.returncode}): {result.stderr}")
         return result
 
     def new_id(self) -> str:
