@@ -174,8 +174,11 @@ def _creation_hooks(all_hooks: dict, state: dict, chan: Channel) -> None:
 
 
 def _wait_for_start(fifo_fd: int) -> None:
-    """Block until `start` opens the fifo's read side, then tell it we are going."""
+    """Block until `start` opens the fifo's read side, then tell it we are going.
+
+    The write end stays open, close-on-exec: `start` sees EOF only once execve has
+    replaced us (after the startContainer hooks), so its poststart hooks run after the
+    user process started, as the spec orders."""
     fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
     os.write(fd, b"0")
-    os.close(fd)
     os.close(fifo_fd)

@@ -34,11 +34,17 @@ def release(sd: StateDir, state: ContainerState) -> None:
         poller = select.poll()
         poller.register(fifo, select.POLLIN)
         poller.register(pidfd, select.POLLIN)
+        released = False
         while True:
             ready = dict(poller.poll())
-            if ready.get(fifo, 0) & select.POLLIN and os.read(fifo, 1) == b"0":
-                break
-            if pidfd in ready:
+            if ready.get(fifo, 0) & (select.POLLIN | select.POLLHUP):
+                data = os.read(fifo, 64)
+                if data:
+                    released = released or data.startswith(b"0")
+                    continue
+                if released:
+                    break  # EOF: the init has exec'd the process (or died trying)
+            if pidfd in ready and not released:
                 raise RuntimeFailure("container init exited before it could start")
     finally:
         os.close(fifo)
