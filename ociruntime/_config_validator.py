@@ -6,12 +6,12 @@
 Each `_vN` is a check (object -> bool) for one distinct schema node, built from the
 combinators below; the verdicts match jsonschema's. `ociruntime.validation` runs the public
 `is_valid_*` functions on every document and imports jsonschema only to explain a rejection,
-which keeps jsonschema's ~70 ms import off the container start path.
+which keeps jsonschema's ~70 ms import off the container start path. For the same reason
+this module imports nothing: each `_REn` decides a "pattern" as re.search would, either
+without re (`_Seq`) or by importing re on first use (`_Lazy`).
 """
 
 from __future__ import annotations
-
-import re
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -22,6 +22,91 @@ if TYPE_CHECKING:
 __all__ = ["is_valid_config", "is_valid_state", "is_valid_features"]
 
 _NO_LIMIT = float("inf")
+_LITERAL, _IN, _NOT_IN = 0, 1, 2  # _Seq step kinds
+_MANY = None  # no upper bound on a _Seq step
+
+
+class _Seq:
+    """A pattern without groups or alternatives, decided greedily (no backtracking, no re).
+
+    Each step is (kind, chars, low, high): the string chars (_LITERAL, low = high = 1), or
+    low to high (_MANY: no limit) characters _IN or _NOT_IN chars, as many as there are.
+    start/end: the pattern begins with `^`/ends with `$` which, as in re, also matches
+    before a final newline. search(s) is `re.search(pattern, s) is not None`, because
+    schemas/generate.py builds a _Seq only where greedy matching is exact.
+    """
+
+    __slots__ = ("pattern", "steps", "start", "end")
+
+    def __init__(
+        self,
+        pattern: str,
+        *steps: tuple[int, str, int, int | None],
+        start: bool = False,
+        end: bool = False,
+    ) -> None:
+        self.pattern = pattern
+        self.steps = steps
+        self.start = start
+        self.end = end
+
+    def __repr__(self) -> str:
+        return f"_Seq({self.pattern!r})"
+
+    def search(self, s: str) -> bool:
+        if self.start:
+            return self.match(s, 0)
+        for i in range(len(s) + 1):
+            if self.match(s, i):
+                return True
+        return False
+
+    def match(self, s: str, i: int) -> bool:
+        """Whether the pattern (without its `^`) matches s at index i."""
+        n = len(s)
+        for kind, chars, low, high in self.steps:
+            if kind == _LITERAL:
+                if not s.startswith(chars, i):
+                    return False
+                i += len(chars)
+            elif high == 1:
+                if i < n and (s[i] in chars) == (kind == _IN):
+                    i += 1
+                elif low:
+                    return False
+            else:
+                if kind == _IN:
+                    j = n - len(s[i:].lstrip(chars))
+                else:  # up to the first excluded character
+                    j = n
+                    for c in chars:
+                        k = s.find(c, i, j)
+                        if k >= 0:
+                            j = k
+                if j - i < low:
+                    return False
+                i = j
+        return not self.end or i == n or (i == n - 1 and s[i] == "\n")
+
+
+class _Lazy:
+    """A pattern _Seq cannot decide: compiled with re, imported on first use only."""
+
+    __slots__ = ("pattern", "regex")
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self.regex = None
+
+    def __repr__(self) -> str:
+        return f"_Lazy({self.pattern!r})"
+
+    def search(self, s: str) -> bool:
+        if self.regex is None:
+            import re
+
+            self.regex = re.compile(self.pattern)
+        return self.regex.search(s) is not None
 
 
 def _anything(v: object) -> bool:
@@ -40,13 +125,13 @@ def _is_null(v: object) -> bool:
     return v is None
 
 
-def _string(pattern: re.Pattern | None = None, enum: set[str] | None = None) -> Check:
+def _string(pattern: _Seq | _Lazy | None = None, enum: set[str] | None = None) -> Check:
     """A string, in enum if given, containing a match of pattern if given (re.search)."""
 
     def check(v: object) -> bool:
         if not isinstance(v, str) or (enum is not None and v not in enum):
             return False
-        return pattern is None or pattern.search(v) is not None
+        return pattern is None or pattern.search(v)
 
     return check
 
@@ -75,7 +160,7 @@ def _array(items: Check = _anything, min_items: int = 0) -> Check:
 def _object(
     members: dict[str, Check] | None = None,
     required: tuple[str, ...] = (),
-    patterns: tuple[tuple[re.Pattern, Check], ...] = (),
+    patterns: tuple[tuple[_Seq | _Lazy, Check], ...] = (),
     extra: Check | None = _anything,
 ) -> Check:
     """properties/required/patternProperties/additionalProperties (None: no extra members)."""
@@ -101,7 +186,7 @@ def _object(
 def _object_general(
     members: dict[str, Check],
     required: tuple[str, ...],
-    patterns: tuple[tuple[re.Pattern, Check], ...],
+    patterns: tuple[tuple[_Seq | _Lazy, Check], ...],
     extra: Check | None,
 ) -> Check:
     def check(v: object) -> bool:
@@ -115,8 +200,8 @@ def _object_general(
             seen = f is not None
             if seen and not f(x):
                 return False
-            for regex, g in patterns:
-                if regex.search(k):
+            for pattern, g in patterns:
+                if pattern.search(k):
                     seen = True
                     if not g(x):
                         return False
@@ -174,7 +259,13 @@ _v9 = _integer(low=0, high=18446744073709551615)
 _MEMBERS3 = {"height": _v9, "width": _v9}
 # config.json#/definitions/consoleSize
 _v10 = _object(_MEMBERS3, required=("height", "width"))
-_RE4 = re.compile("^RLIMIT_[A-Z]+$")
+_RE4 = _Seq(
+    "^RLIMIT_[A-Z]+$",
+    (_LITERAL, "RLIMIT_", 1, 1),
+    (_IN, "ABCDEFGHIJKLMNOPQRSTUVWXYZ", 1, _MANY),
+    start=True,
+    end=True,
+)
 # config.json#/definitions/rlimit.type
 _v11 = _string(pattern=_RE4)
 _MEMBERS5 = {"type": _v11, "soft": _v9, "hard": _v9}
@@ -236,7 +327,7 @@ _v21 = _string(enum=_ENUM10)
 _MEMBERS11 = {"class": _v21, "priority": _v17}
 # config.json#/definitions/ioPriority
 _v22 = _object(_MEMBERS11, required=("class",))
-_RE12 = re.compile("^[0-9, -]*$")
+_RE12 = _Seq("^[0-9, -]*$", (_IN, " ,-0123456789", 0, _MANY), start=True, end=True)
 # config.json#/definitions/cpuList
 _v23 = _string(pattern=_RE12)
 _MEMBERS13 = {"initial": _v23, "final": _v23}
@@ -284,7 +375,7 @@ _MEMBERS17 = {
 }
 # config.json#/definitions/hooks
 _v31 = _object(_MEMBERS17)
-_RE18 = re.compile(".")
+_RE18 = _Seq(".", (_NOT_IN, "\n", 1, 1))
 # base.json#/definitions/stringMap
 _v32 = _object(patterns=((_RE18, _v0),))
 _ENUM19 = {"pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"}
@@ -303,7 +394,7 @@ _v37 = _object(_MEMBERS21)
 _MEMBERS22 = {"boottime": _v37, "monotonic": _v37}
 # linux.json#.timeOffsets
 _v38 = _object(_MEMBERS22)
-_RE23 = re.compile("^[cbup]$")
+_RE23 = _Seq("^[cbup]$", (_IN, "bcpu", 1, 1), start=True, end=True)
 # linux.json#/definitions/device.type
 _v39 = _string(pattern=_RE23)
 # base.json#/definitions/fileMode
@@ -380,7 +471,15 @@ _MEMBERS31 = {
 }
 # linux.json#/definitions/blockIO
 _v54 = _object(_MEMBERS31)
-_RE32 = re.compile("^[1-9][0-9]*[KMG]B$")
+_RE32 = _Seq(
+    "^[1-9][0-9]*[KMG]B$",
+    (_IN, "123456789", 1, 1),
+    (_IN, "0123456789", 0, _MANY),
+    (_IN, "GKM", 1, 1),
+    (_LITERAL, "B", 1, 1),
+    start=True,
+    end=True,
+)
 # linux.json#/definitions/hugepageLimit.pageSize
 _v55 = _string(pattern=_RE32)
 _MEMBERS33 = {"pageSize": _v55, "limit": _v9}
@@ -417,7 +516,13 @@ _MEMBERS38 = {
 }
 # linux.json#/definitions/resources
 _v64 = _object(_MEMBERS38)
-_RE39 = re.compile("^MB:[^\\n]*$")
+_RE39 = _Seq(
+    "^MB:[^\\n]*$",
+    (_LITERAL, "MB:", 1, 1),
+    (_NOT_IN, "\n", 0, _MANY),
+    start=True,
+    end=True,
+)
 # linux.json#/definitions/intelRdt.memBwSchema
 _v65 = _string(pattern=_RE39)
 _MEMBERS40 = {
@@ -765,7 +870,13 @@ _MEMBERS87 = {
 _v127 = _object(_MEMBERS87, required=("ociVersion", "id", "status", "bundle"))
 # features.json#/definitions/linux.namespaces
 _v128 = _array(items=_v33)
-_RE88 = re.compile("^CAP_[A-Z_]+$")
+_RE88 = _Seq(
+    "^CAP_[A-Z_]+$",
+    (_LITERAL, "CAP_", 1, 1),
+    (_IN, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_", 1, _MANY),
+    start=True,
+    end=True,
+)
 # features.json#/definitions/linux.capabilities[]
 _v129 = _string(pattern=_RE88)
 # features.json#/definitions/linux.capabilities

@@ -3,12 +3,19 @@
 
 Why a generator: `create` validates config.json on every container start, and importing
 jsonschema alone costs more than runc's whole `create`. The generated module checks the same
-draft-04 keywords with a handful of closures and imports nothing but `re`;
+draft-04 keywords with a handful of closures and imports nothing at all;
 `ociruntime.validation` imports jsonschema only to word the error once this code has said
-"invalid". Patterns are applied with `re.search`, exactly as jsonschema does, so the two
-agree even on Python-specific corners (e.g. `$` matching before a final newline). That is
-why we do not use fastjsonschema: it rewrites `$` to `\\Z` and its output imports
-fastjsonschema at run time.
+"invalid". A "pattern" must give exactly `re.search`'s verdict, as in jsonschema, even on
+Python-specific corners (e.g. `$` matching before a final newline). That is why we do not
+use fastjsonschema: it rewrites `$` to `\\Z` and its output imports fastjsonschema at run
+time.
+
+Patterns without `re`: importing re (with enum and functools) was the largest import left on
+the `create` path, and our patterns are simple. compile_pattern() turns a pattern made of
+anchors, literal characters, character classes and the quantifiers `*`, `+`, `?` into a
+`_Seq`, a list of steps the generated module matches greedily, without backtracking; it
+does so only when that is provably exact (see greedy_is_exact). Any other pattern becomes a
+`_Lazy`, which imports re and compiles the pattern the first time it is used.
 
 The output is declarative (one line per distinct schema node, built from the combinators in
 PRELUDE) rather than one function per node: it is a fifth of the size, and Python compiles a
@@ -26,8 +33,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
+import string
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 OUTPUT = SCHEMA_DIR.parent / "ociruntime" / "_config_validator.py"
@@ -117,6 +127,206 @@ class Expander:
         return value
 
 
+# --------------------------------------------------------------------------- patterns
+
+#: characters with a meaning outside a class; as literals they must be escaped (`\.`)
+SPECIAL = frozenset(".^$*+?{}[]()|\\")
+#: the escapes compile_pattern knows besides `\` + ASCII punctuation (which is that character)
+ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "v": "\v", "a": "\a"}
+QUANTIFIERS = {"*": (0, None), "+": (1, None), "?": (0, 1)}
+
+
+class Unsupported(ValueError):
+    """A pattern outside the grammar _Seq can decide exactly: it is left to re (lazily)."""
+
+
+class CharSet(NamedTuple):
+    """The characters in chars, or (negated) every character but those."""
+
+    chars: frozenset[str]
+    negated: bool = False
+
+    def overlaps(self, other: CharSet) -> bool:
+        """Whether some character is in both (there are always characters outside both)."""
+        if self.negated and other.negated:
+            return True
+        if self.negated or other.negated:
+            included, excluded = (other, self) if self.negated else (self, other)
+            return not included.chars <= excluded.chars
+        return not self.chars.isdisjoint(other.chars)
+
+
+class Step(NamedTuple):
+    """low to high (None: no limit) characters of charset."""
+
+    charset: CharSet
+    low: int
+    high: int | None
+
+
+class Plan(NamedTuple):
+    """A pattern as `^`? steps `$`?: what a _Seq matches."""
+
+    start: bool
+    steps: tuple[Step, ...]
+    end: bool
+
+
+def parse_pattern(pattern: str) -> Plan:
+    r"""The pattern in _Seq's grammar, or Unsupported.
+
+    Grammar: `^`? (atom quantifier?)* `$`? where an atom is a literal character, an escaped
+    one (`\.`, `\n`...), `.` or a class `[...]`/`[^...]` of characters and ranges, and a
+    quantifier is `*`, `+` or `?`. Groups, alternatives, `{m,n}`, lazy or possessive
+    quantifiers, `\d`-like classes, `\b`-like assertions and back references are not.
+    """
+    start = pattern.startswith("^")
+    end = pattern.endswith("$") and not _escaped_at(pattern, len(pattern) - 1)
+    body = pattern[int(start) : len(pattern) - int(end)]
+    steps = []
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c == "[":
+            charset, i = _parse_class(body, i + 1)
+        elif c == ".":
+            charset, i = CharSet(frozenset("\n"), negated=True), i + 1
+        elif c == "\\":
+            char, i = _parse_escape(body, i + 1)
+            charset = CharSet(frozenset(char))
+        elif c in SPECIAL:
+            raise Unsupported(f"{c!r} at {i}")
+        else:
+            charset, i = CharSet(frozenset(c)), i + 1
+        low = high = 1
+        if i < len(body) and body[i] in QUANTIFIERS:
+            low, high = QUANTIFIERS[body[i]]
+            i += 1
+            if i < len(body) and body[i] in "*+?{":
+                raise Unsupported(f"lazy, possessive or repeated quantifier at {i}")
+        steps.append(Step(charset, low, high))
+    return Plan(start, tuple(steps), end)
+
+
+def _escaped_at(pattern: str, i: int) -> bool:
+    """Whether pattern[i] is escaped (preceded by an odd number of backslashes)."""
+    backslashes = len(pattern[:i]) - len(pattern[:i].rstrip("\\"))
+    return backslashes % 2 == 1
+
+
+def _parse_escape(pattern: str, i: int) -> tuple[str, int]:
+    """The character a backslash and pattern[i] stand for (in or out of a class); the next index."""
+    if i >= len(pattern):
+        raise Unsupported("trailing backslash")
+    c = pattern[i]
+    if c in ESCAPES:
+        return ESCAPES[c], i + 1
+    if c in string.punctuation or c == " ":
+        return c, i + 1
+    raise Unsupported(f"escape \\{c}")
+
+
+def _parse_class(pattern: str, i: int) -> tuple[CharSet, int]:
+    """The class whose text starts at pattern[i] (after `[`); the index after its `]`.
+
+    Follows re's parser: `]` first is a literal, `-` is a literal first or last, and
+    otherwise a range. What re warns about (a possible nested set or set operation) is
+    Unsupported.
+    """
+    negated = pattern.startswith("^", i)
+    i += negated
+    chars: set[str] = set()
+    first = True
+    while True:
+        if i >= len(pattern):
+            raise Unsupported("unterminated class")
+        if pattern[i] == "]" and not first:
+            return CharSet(frozenset(chars), negated), i + 1
+        if pattern[i] == "[" or pattern[i : i + 2] in ("--", "&&", "~~", "||"):
+            raise Unsupported(f"possible nested set or set operation at {i}")
+        low, i = _class_char(pattern, i)
+        if pattern.startswith("-", i) and not pattern.startswith("-]", i):
+            high, i = _class_char(pattern, i + 1)
+            if high < low:
+                raise Unsupported(f"bad range {low!r}-{high!r}")
+            chars.update(chr(c) for c in range(ord(low), ord(high) + 1))
+        else:
+            chars.add(low)
+        first = False
+
+
+def _class_char(pattern: str, i: int) -> tuple[str, int]:
+    if i >= len(pattern):
+        raise Unsupported("unterminated class")
+    if pattern[i] == "\\":
+        return _parse_escape(pattern, i + 1)
+    return pattern[i], i + 1
+
+
+def greedy_is_exact(steps: tuple[Step, ...]) -> None:
+    """Raise Unsupported unless matching steps greedily finds a match whenever one exists.
+
+    Required: no character a repeated step (low < high) could take is one the steps after it
+    could take next, i.e. those up to and including the first that must take a character.
+    Then at every step of a match, the greedy matcher has taken the same characters: if it
+    took more, the first extra one is one the match took with a later step, a character in
+    both sets. (Or the match took it with none, ending before it: without `$` the greedy
+    match ends too, as every later step may take nothing; with `$` that character is the
+    final newline before which `$` matched, and `$` matches after it as well.)
+    """
+    for i, step in enumerate(steps):
+        if step.low == step.high:
+            continue
+        for later in steps[i + 1 :]:
+            if step.charset.overlaps(later.charset):
+                raise Unsupported(f"repeated step {i} overlaps a later one: needs backtracking")
+            if later.low:
+                break
+
+
+def compile_pattern(pattern: str) -> tuple[str, list[str]]:
+    """(callee, arguments): the call, in the generated module, deciding re.search(pattern, s).
+
+    `_Seq(...)` when parse_pattern and greedy_is_exact accept the pattern, else `_Lazy(...)`.
+    """
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise SchemaError(f"invalid pattern {pattern!r}: {e}") from None
+    try:
+        plan = parse_pattern(pattern)
+        greedy_is_exact(plan.steps)
+        steps = [_render_step(*s) for s in _merge_literals(plan.steps)]
+    except Unsupported:
+        return "_Lazy", [pystr(pattern)]
+    flags = ["start=True"] * plan.start + ["end=True"] * plan.end
+    return "_Seq", [pystr(pattern), *steps, *flags]
+
+
+def _merge_literals(steps: tuple[Step, ...]) -> list[tuple[str, str, int, int | None]]:
+    """(kind, chars, low, high) for each run of single characters and each other step."""
+    out: list[tuple[str, str, int, int | None]] = []
+    for step in steps:
+        cs = step.charset
+        if not cs.negated and len(cs.chars) == 1 and step.low == step.high == 1:
+            (char,) = cs.chars
+            if out and out[-1][0] == "_LITERAL":
+                out[-1] = ("_LITERAL", out[-1][1] + char, 1, 1)
+            else:
+                out.append(("_LITERAL", char, 1, 1))
+        else:
+            kind = "_NOT_IN" if cs.negated else "_IN"
+            out.append((kind, "".join(sorted(cs.chars)), step.low, step.high))
+    return out
+
+
+def _render_step(kind: str, chars: str, low: int, high: int | None) -> str:
+    text = f"({kind}, {pystr(chars)}, {low}, {'_MANY' if high is None else high})"
+    if len(text) + len("    ,") > LINE_LENGTH:  # a step per line must fit: leave huge sets to re
+        raise Unsupported(f"character set too large to inline: {chars!r}")
+    return text
+
+
 def canonical(node: object) -> str:
     """Structural identity of a node: equal schemas share one generated check."""
 
@@ -176,7 +386,9 @@ class Emitter:
         return self.constants[key]
 
     def regex(self, pattern: str) -> str:
-        return self.constant("_RE", "re.compile(", [pystr(pattern)], ")")
+        """Name of the module-level matcher (a _Seq or _Lazy) for pattern."""
+        callee, args = compile_pattern(pattern)
+        return self.constant("_RE", f"{callee}(", args, ")")
 
     def check(self, node: dict) -> str:
         """Name of the check for node, emitting it (after its children) if new."""
@@ -249,12 +461,12 @@ PRELUDE = '''\
 Each `_vN` is a check (object -> bool) for one distinct schema node, built from the
 combinators below; the verdicts match jsonschema's. `ociruntime.validation` runs the public
 `is_valid_*` functions on every document and imports jsonschema only to explain a rejection,
-which keeps jsonschema's ~70 ms import off the container start path.
+which keeps jsonschema's ~70 ms import off the container start path. For the same reason
+this module imports nothing: each `_REn` decides a "pattern" as re.search would, either
+without re (`_Seq`) or by importing re on first use (`_Lazy`).
 """
 
 from __future__ import annotations
-
-import re
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -265,6 +477,91 @@ if TYPE_CHECKING:
 __all__ = [{public}]
 
 _NO_LIMIT = float("inf")
+_LITERAL, _IN, _NOT_IN = 0, 1, 2  # _Seq step kinds
+_MANY = None  # no upper bound on a _Seq step
+
+
+class _Seq:
+    """A pattern without groups or alternatives, decided greedily (no backtracking, no re).
+
+    Each step is (kind, chars, low, high): the string chars (_LITERAL, low = high = 1), or
+    low to high (_MANY: no limit) characters _IN or _NOT_IN chars, as many as there are.
+    start/end: the pattern begins with `^`/ends with `$` which, as in re, also matches
+    before a final newline. search(s) is `re.search(pattern, s) is not None`, because
+    schemas/generate.py builds a _Seq only where greedy matching is exact.
+    """
+
+    __slots__ = ("pattern", "steps", "start", "end")
+
+    def __init__(
+        self,
+        pattern: str,
+        *steps: tuple[int, str, int, int | None],
+        start: bool = False,
+        end: bool = False,
+    ) -> None:
+        self.pattern = pattern
+        self.steps = steps
+        self.start = start
+        self.end = end
+
+    def __repr__(self) -> str:
+        return f"_Seq({{self.pattern!r}})"
+
+    def search(self, s: str) -> bool:
+        if self.start:
+            return self.match(s, 0)
+        for i in range(len(s) + 1):
+            if self.match(s, i):
+                return True
+        return False
+
+    def match(self, s: str, i: int) -> bool:
+        """Whether the pattern (without its `^`) matches s at index i."""
+        n = len(s)
+        for kind, chars, low, high in self.steps:
+            if kind == _LITERAL:
+                if not s.startswith(chars, i):
+                    return False
+                i += len(chars)
+            elif high == 1:
+                if i < n and (s[i] in chars) == (kind == _IN):
+                    i += 1
+                elif low:
+                    return False
+            else:
+                if kind == _IN:
+                    j = n - len(s[i:].lstrip(chars))
+                else:  # up to the first excluded character
+                    j = n
+                    for c in chars:
+                        k = s.find(c, i, j)
+                        if k >= 0:
+                            j = k
+                if j - i < low:
+                    return False
+                i = j
+        return not self.end or i == n or (i == n - 1 and s[i] == "\\n")
+
+
+class _Lazy:
+    """A pattern _Seq cannot decide: compiled with re, imported on first use only."""
+
+    __slots__ = ("pattern", "regex")
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self.regex = None
+
+    def __repr__(self) -> str:
+        return f"_Lazy({{self.pattern!r}})"
+
+    def search(self, s: str) -> bool:
+        if self.regex is None:
+            import re
+
+            self.regex = re.compile(self.pattern)
+        return self.regex.search(s) is not None
 
 
 def _anything(v: object) -> bool:
@@ -283,13 +580,13 @@ def _is_null(v: object) -> bool:
     return v is None
 
 
-def _string(pattern: re.Pattern | None = None, enum: set[str] | None = None) -> Check:
+def _string(pattern: _Seq | _Lazy | None = None, enum: set[str] | None = None) -> Check:
     """A string, in enum if given, containing a match of pattern if given (re.search)."""
 
     def check(v: object) -> bool:
         if not isinstance(v, str) or (enum is not None and v not in enum):
             return False
-        return pattern is None or pattern.search(v) is not None
+        return pattern is None or pattern.search(v)
 
     return check
 
@@ -318,7 +615,7 @@ def _array(items: Check = _anything, min_items: int = 0) -> Check:
 def _object(
     members: dict[str, Check] | None = None,
     required: tuple[str, ...] = (),
-    patterns: tuple[tuple[re.Pattern, Check], ...] = (),
+    patterns: tuple[tuple[_Seq | _Lazy, Check], ...] = (),
     extra: Check | None = _anything,
 ) -> Check:
     """properties/required/patternProperties/additionalProperties (None: no extra members)."""
@@ -344,7 +641,7 @@ def _object(
 def _object_general(
     members: dict[str, Check],
     required: tuple[str, ...],
-    patterns: tuple[tuple[re.Pattern, Check], ...],
+    patterns: tuple[tuple[_Seq | _Lazy, Check], ...],
     extra: Check | None,
 ) -> Check:
     def check(v: object) -> bool:
@@ -358,8 +655,8 @@ def _object_general(
             seen = f is not None
             if seen and not f(x):
                 return False
-            for regex, g in patterns:
-                if regex.search(k):
+            for pattern, g in patterns:
+                if pattern.search(k):
                     seen = True
                     if not g(x):
                         return False

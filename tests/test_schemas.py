@@ -12,8 +12,10 @@ import copy
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -967,8 +969,9 @@ def _render_modified(tmp_path: Path, edit: Callable[[dict[str, dict]], None]) ->
         lambda d: d["state.json"]["properties"]["id"].update({"$ref": "#definitions/x"}),
         lambda d: d["state.json"]["properties"]["id"].update(type="number"),
         lambda d: d["state.json"]["properties"]["id"].update(items=[{}]),
+        lambda d: d["state.json"]["properties"]["id"].update(pattern="[a-"),
     ],
-    ids=["oneOf", "minimum-on-string", "bad-pointer", "number", "tuple-items"],
+    ids=["oneOf", "minimum-on-string", "bad-pointer", "number", "tuple-items", "bad-pattern"],
 )
 def test_generator_refuses_what_it_cannot_compile(tmp_path: Path, edit: Callable) -> None:
     with pytest.raises(generate.SchemaError):
@@ -998,3 +1001,201 @@ def test_valid_config_does_not_import_jsonschema() -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+# --------------------------------------------------------------------------- patterns without re
+# The generated module decides each "pattern" with a _Seq (greedy steps, no re) when
+# schemas/generate.py can prove that exact, else with a _Lazy (re, imported on first use).
+
+
+def _schema_patterns() -> set[str]:
+    """Every "pattern" and patternProperties key in our schema files."""
+    found = set()
+    for doc in _load_dir(SCHEMAS).values():
+        for path, node in _walk(doc):
+            if path and path[-1] == "pattern" and isinstance(node, str):
+                found.add(node)
+            if path and path[-1] == "patternProperties" and isinstance(node, dict):
+                found.update(node)
+    return found
+
+
+SCHEMA_PATTERNS = sorted(_schema_patterns())
+#: pattern -> its matcher in the generated module
+GENERATED_MATCHERS = {
+    m.pattern: m for m in vars(fast).values() if isinstance(m, (fast._Seq, fast._Lazy))
+}
+
+
+def _matcher(pattern: str) -> fast._Seq | fast._Lazy:
+    """What the generator would emit for pattern, built in the generated module's namespace."""
+    callee, args = generate.compile_pattern(pattern)
+    return eval(f"{callee}({', '.join(args)})", vars(fast))
+
+
+def _agrees(pattern: str, matcher: fast._Seq | fast._Lazy, s: str) -> None:
+    expected = re.search(pattern, s) is not None
+    assert matcher.search(s) is expected, f"{pattern!r} on {s!r}: re says {expected}"
+
+
+def test_generated_matchers_are_the_schema_patterns() -> None:
+    assert SCHEMA_PATTERNS
+    assert sorted(GENERATED_MATCHERS) == SCHEMA_PATTERNS
+
+
+@pytest.mark.parametrize("pattern", SCHEMA_PATTERNS)
+def test_schema_patterns_need_no_re(pattern: str) -> None:
+    """Our patterns are all simple enough for _Seq.
+
+    One that is not would become a _Lazy and still be right, but would put `re` back on the
+    path of every document using it: extend compile_pattern, or exempt it here on purpose.
+    """
+    assert isinstance(GENERATED_MATCHERS[pattern], fast._Seq)
+    assert generate.compile_pattern(pattern)[0] == "_Seq"
+
+
+# Characters in and around our patterns' classes and literals, "\n" (which `$` may precede
+# and `.` never matches) and some others.
+PATTERN_ALPHABET = "".join(
+    sorted(set("".join(SCHEMA_PATTERNS)) | set("RLIMIT_CAPMB:KGcbup09AZ@[`{/ ,-\n\r\tx\x00é"))
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_schema_patterns_same_verdict_as_re(data: st.DataObject) -> None:
+    """Each generated matcher agrees with re.search on strings near and far from a match."""
+    pattern = data.draw(st.sampled_from(SCHEMA_PATTERNS))
+    near = st.from_regex(pattern).flatmap(
+        lambda s: st.sampled_from([s, s + "\n", s + "\n\n", "\n" + s, s[:-1], s + "x"])
+    )
+    strings = st.lists(st.text(PATTERN_ALPHABET, max_size=12) | near, min_size=1, max_size=20)
+    for s in data.draw(strings):
+        _agrees(pattern, GENERATED_MATCHERS[pattern], s)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "yes", "no"),
+    [
+        (
+            "^RLIMIT_[A-Z]+$",
+            ["RLIMIT_CPU", "RLIMIT_CPU\n"],
+            ["RLIMIT_", "RLIMIT_CPU\n\n", " RLIMIT_A"],
+        ),
+        (".", ["x", "\nx", "\n\nx\n"], ["", "\n", "\n\n"]),
+        ("^[0-9, -]*$", ["", "\n", "0-3, 7"], ["\n\n", "0;3", "1\n2"]),
+        ("^MB:[^\\n]*$", ["MB:", "MB:0=20\n"], ["MB:0\n1", "MB:0\n\n", " MB:"]),
+        ("^[1-9][0-9]*[KMG]B$", ["2MB", "64KB\n", "100GB"], ["0MB", "2mB", "2TB", "MB"]),
+    ],
+)
+def test_schema_pattern_corners(pattern: str, yes: list[str], no: list[str]) -> None:
+    """`$` also matches before one final newline, `.` never matches one."""
+    matcher = GENERATED_MATCHERS[pattern]
+    assert [s for s in yes if not matcher.search(s)] == []
+    assert [s for s in no if matcher.search(s)] == []
+    for s in yes + no:
+        _agrees(pattern, matcher, s)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "callee"),
+    [
+        ("", "_Seq"),
+        ("^$", "_Seq"),
+        ("abc", "_Seq"),
+        ("^a\\.b\\$$", "_Seq"),  # escaped `.` and `$` are literals
+        ("\\\\$", "_Seq"),  # an escaped backslash, then the `$` anchor
+        ("^[]a]+$", "_Seq"),  # `]` first in a class is a literal
+        ("^[^]a]?a$", "_Seq"),
+        ("[a-][-b]", "_Seq"),  # so is `-` first or last
+        ("^[^a]*a", "_Seq"),
+        ("^a*b+c?d$", "_Seq"),
+        ("^[^\\n]*$", "_Seq"),  # may take the final "\n" too: `$` matches after it as well
+        ("a*a", "_Lazy"),  # a repeated step overlapping the next: would need backtracking
+        ("^[^a]*b", "_Lazy"),
+        ("^a*b*a", "_Lazy"),  # b* may take nothing, so a* is followed by a
+        (".*x", "_Lazy"),
+        ("^[^a]*[^b]", "_Lazy"),
+        ("(a|b)", "_Lazy"),  # outside the grammar
+        ("a|b", "_Lazy"),
+        ("a{2}", "_Lazy"),
+        ("a*?b", "_Lazy"),
+        ("a*+b", "_Lazy"),
+        ("\\d+", "_Lazy"),
+        ("\\bx", "_Lazy"),
+        ("a$b", "_Lazy"),
+        ("[a&&b]", "_Lazy"),  # re warns of a possible set operation
+        ("[[a]", "_Lazy"),  # or of a possible nested set
+        ("[\u0100-\u01ff]", "_Lazy"),  # too large to write out
+    ],
+)
+@pytest.mark.filterwarnings("ignore:Possible:FutureWarning")
+def test_compile_pattern(pattern: str, callee: str) -> None:
+    assert generate.compile_pattern(pattern)[0] == callee
+    matcher = _matcher(pattern)
+    for s in ["", "\n", "a", "b", "ab", "ba\n", "aab", "a.b$", "\\", "]", "-", "x", "ā", "ab\nc"]:
+        _agrees(pattern, matcher, s)
+
+
+# Random patterns in (and around) the grammar, over a small alphabet so that the steps
+# overlap often: wherever the generator emits a _Seq, greedy matching must be exact.
+PATTERN_ATOMS = ["a", "b", "-", "\n", "\\n", ".", "\\.", "[ab]", "[^a]", "[^\\n]", "[a-b]", "[-a]"]
+random_patterns = st.builds(
+    lambda start, steps, end: start + "".join(steps) + end,
+    st.sampled_from(["", "^"]),
+    st.lists(
+        st.builds(
+            str.__add__, st.sampled_from(PATTERN_ATOMS), st.sampled_from(["", "*", "+", "?"])
+        ),
+        max_size=5,
+    ),
+    st.sampled_from(["", "$"]),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(random_patterns, st.lists(st.text("ab-.\nc", max_size=8), min_size=1, max_size=20))
+def test_random_patterns_same_verdict_as_re(pattern: str, strings: list[str]) -> None:
+    matcher = _matcher(pattern)
+    for s in strings:
+        _agrees(pattern, matcher, s)
+
+
+def test_random_patterns_often_need_no_re() -> None:
+    """The property above is not vacuous: plenty of those patterns become a _Seq."""
+    find(
+        random_patterns,
+        lambda p: generate.compile_pattern(p)[0] == "_Seq" and p.count("*") + p.count("+") >= 2,
+        settings=SEARCH,
+    )
+
+
+def test_lazy_pattern_imports_re_on_first_use() -> None:
+    matcher = _matcher("^(ab)+$")
+    assert isinstance(matcher, fast._Lazy) and matcher.regex is None
+    assert matcher.search("abab\n") and not matcher.search("aba")
+    assert matcher.regex is not None
+
+
+@pytest.mark.parametrize(
+    "config",
+    [REPO / "bundles" / "busybox" / "config.json", SPEC / "test/config/good/spec-example.json"],
+    ids=["busybox", "spec-example"],
+)
+def test_valid_config_does_not_import_re(config: Path) -> None:
+    """Importing validation and checking a typical config never imports re.
+
+    -I -S: no site module (which may import re itself); the doc is read with jsonlite, as
+    the runtime reads it (json imports re).
+    """
+    path = [str(REPO), sysconfig.get_paths()["purelib"]]
+    code = (
+        "import sys\n"
+        f"sys.path[:0] = {path!r}\n"
+        "from ociruntime import jsonlite\n"
+        "from ociruntime.validation import check_config\n"
+        f"check_config(jsonlite.loads(open({str(config)!r}).read()))\n"
+        "heavy = {'re', 'jsonschema'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-I", "-S", "-c", code], check=True, cwd=REPO)
