@@ -11,6 +11,7 @@ It runs entirely between fork and exec, so it must never return into the caller'
 
 from __future__ import annotations
 
+import _signal
 import os
 import sys
 
@@ -114,6 +115,10 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     start_hooks = (cfg.get("hooks") or {}).get("startContainer") or []
     if start_hooks:
         hooks.run_hooks("startContainer", start_hooks, dict(state, status="created"))
+    # Python ignores SIGPIPE and SIGXFSZ; an ignored signal stays ignored across execve, so
+    # restore the defaults the process would get from runc (`yes | head -1` must end).
+    _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
+    _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
     os.execve(executable, proc["args"], env)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
+import stat
 
 # Imported here, not lazily: the init uses it after pivot_root, when the host's
 # site-packages are no longer reachable.
@@ -76,15 +77,25 @@ def env_dict(env: list[str]) -> dict[str, str]:
 def find_executable(arg0: str, env: dict[str, str]) -> str:
     """Resolve args[0] in the container's PATH, as execvp would, but *now*, so a missing
     program fails `create` rather than `start` (runc behaves the same)."""
+    # The wording is runc's (Go's exec errors): engines classify the message by it, e.g.
+    # podman exits 127 for "no such file or directory" / "executable file not found in"
+    # and 126 for "permission denied".
     if "/" in arg0:
-        if os.path.isfile(arg0) and os.access(arg0, os.X_OK):
+        try:
+            mode = os.stat(arg0).st_mode
+        except OSError as e:
+            reason = e.strerror or "error"
+            reason = reason[:1].lower() + reason[1:]  # Go's wording: "no such file or ..."
+            message = f'process.args[0]: exec: "{arg0}": stat {arg0}: {reason}'
+            raise RuntimeFailure(message) from None
+        if stat.S_ISREG(mode) and os.access(arg0, os.X_OK):
             return arg0
-        raise RuntimeFailure(f"process.args[0]: {arg0}: no such executable file in the rootfs")
+        raise RuntimeFailure(f'process.args[0]: exec: "{arg0}": permission denied')
     for directory in env.get("PATH", DEFAULT_PATH).split(":"):
         path = os.path.join(directory or ".", arg0)
         if os.path.isfile(path) and os.access(path, os.X_OK):
             return path
-    raise RuntimeFailure(f"process.args[0]: executable file {arg0!r} not found in $PATH")
+    raise RuntimeFailure(f'process.args[0]: exec: "{arg0}": executable file not found in $PATH')
 
 
 def switch_user(user: dict, cap_sets: dict[str, set[int]]) -> None:

@@ -24,12 +24,17 @@ def release(sd: StateDir, state: ContainerState) -> None:
         raise RuntimeFailure("cannot start a container that has stopped")
     if status != "created":
         raise RuntimeFailure(f"cannot start an already {status} container")
-    fifo = os.open(sd.fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    # The pidfd first: once the fifo is open the process may exec, exit and be reaped at
+    # once (conmon, a subreaper, reaps immediately), and its pid would be gone.
     try:
         pidfd = os.pidfd_open(state.pid)
     except ProcessLookupError:
-        os.close(fifo)
         raise RuntimeFailure("cannot start a container that has stopped") from None
+    try:
+        fifo = os.open(sd.fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except BaseException:
+        os.close(pidfd)
+        raise
     try:
         poller = select.poll()
         poller.register(fifo, select.POLLIN)
