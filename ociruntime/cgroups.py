@@ -203,3 +203,51 @@ def remove(created: list[str], attempts: int = 50) -> None:
                 if e.errno != errno.EBUSY or attempt == attempts - 1:
                     raise RuntimeFailure(f"removing cgroup {d}: {e.strerror}") from None
                 time.sleep(0.002 * (attempt + 1))
+
+
+#: What runc always allows after the config's own rules (libcontainer's AllowedDevices):
+#: creating any device node, and using the default devices, /dev/pts/*,
+#: /dev/ptmx and /dev/net/tun.
+DEFAULT_ALLOWED_DEVICES = (
+    "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:8 rwm", "c 1:7 rwm", "c 5:0 rwm", "c 1:5 rwm",
+    "c 1:9 rwm", "c 136:* rwm", "c 5:2 rwm", "c 10:200 rwm",
+)  # fmt: skip
+
+
+def device_rules(resources: dict, devices: list[dict]) -> list[tuple[bool, str]]:
+    """(allow, "type major:minor access") in the order the kernel must see them: the
+    config's `linux.resources.devices`, then the devices the config creates, then runc's
+    defaults, so later rules win as in the spec."""
+    rules = []
+    for rule in resources.get("devices") or []:
+        kind = rule.get("type") or "a"
+        major, minor = rule.get("major", "*"), rule.get("minor", "*")
+        major = "*" if major in (None, -1) else major
+        minor = "*" if minor in (None, -1) else minor
+        rules.append(
+            (bool(rule.get("allow")), f"{kind} {major}:{minor} {rule.get('access') or 'rwm'}")
+        )
+    for dev in devices:
+        kind = "c" if dev.get("type") == "u" else dev.get("type")
+        if kind in ("c", "b"):
+            rules.append((True, f"{kind} {dev.get('major', 0)}:{dev.get('minor', 0)} rwm"))
+    rules += [(True, rule) for rule in DEFAULT_ALLOWED_DEVICES]
+    return rules
+
+
+def apply_device_rules(pairs: list[tuple[Hierarchy, str]], rules: list[tuple[bool, str]]) -> None:
+    """The v1 devices controller: deny everything, then replay the rules in order.
+    (cgroup v2 needs an eBPF program instead: not done yet.)"""
+    for h, d in pairs:
+        if "devices" not in h.controllers:
+            continue
+        writes = [("devices.deny", "a")]
+        writes += [("devices.allow" if allow else "devices.deny", rule) for allow, rule in rules]
+        for name, value in writes:
+            try:
+                with open(os.path.join(d, name), "w") as f:
+                    f.write(value)
+            except OSError as e:
+                raise RuntimeFailure(
+                    f"linux.resources.devices: {name} {value!r}: {e.strerror}"
+                ) from None

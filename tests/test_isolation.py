@@ -281,3 +281,26 @@ def test_join_namespaces_by_path(runtime, make_bundle):
     joined = run_in(runtime, bundle).split()
     assert joined == [os.readlink(f"/proc/{pid}/ns/net"), os.readlink(f"/proc/{pid}/ns/ipc")]
     assert joined[0] != os.readlink("/proc/self/ns/net")
+
+
+def test_device_cgroup_denies_unlisted_devices(runtime, make_bundle):
+    """runc's device policy: deny all, allow the config's rules, the created devices and
+    runc's defaults. A node the container makes for another device cannot be opened."""
+    bundle = make_bundle(
+        ["sh", "-c", "mknod /tmp/mem c 1 1 && head -c1 /tmp/mem >/dev/null && echo opened;"
+         "echo x > /dev/null && echo null-ok"]
+    )  # fmt: skip
+    caps = bundle.config["process"]["capabilities"]
+    for key in ("bounding", "effective", "permitted"):
+        caps[key] = [*caps[key], "CAP_MKNOD", "CAP_SYS_RAWIO"]
+    bundle.config["root"]["readonly"] = False
+    bundle.write()
+    out = run_in(runtime, bundle).split()
+    assert "opened" not in out and "null-ok" in out
+
+
+def test_device_cgroup_list_matches_runc(runtime, make_bundle):
+    bundle = make_bundle(["cat", "/sys/fs/cgroup/devices/devices.list"])
+    ours = set(run_in(runtime, bundle).splitlines())
+    assert ours == set(run_under_runc(bundle).splitlines())
+    assert "a *:* rwm" not in ours

@@ -123,6 +123,8 @@ def _create_in(
     cgroup_pairs = cgroups.placement(linux.get("cgroupsPath"), opts.container_id, found)
     dirs = [d for _, d in cgroup_pairs]
     undo.cgroups_created = cgroups.create(cgroup_pairs)
+    rules = cgroups.device_rules(linux.get("resources") or {}, linux.get("devices") or [])
+    cgroups.apply_device_rules(cgroup_pairs, rules)
     os.mkfifo(sd.fifo_path, 0o622)
     os.chmod(sd.fifo_path, 0o622)  # mkfifo obeys the umask; start may run as another user
     state = ContainerState(
