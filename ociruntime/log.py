@@ -35,7 +35,7 @@ class Logger:
     def _format(self, level: str, msg: str) -> str:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if self.fmt == "json":
-            return jsonlite.dumps({"level": level, "msg": msg, "time": now}) + "\n"
+            return jsonlite.dumps({"level": level, "msg": msg, "time": now}, compact=True) + "\n"
         return f"time={jsonlite.dumps(now)} level={level} msg={jsonlite.dumps(msg)}\n"
 
     def log(self, level: str, msg: str) -> None:

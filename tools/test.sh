@@ -4,6 +4,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 OCIRUNTIME_EXTRA_DEBS="gcc libc6-dev" tools/setup.sh
+tools/install-clients.sh  # the engines the client tests drive (containerd, podman)
 .venv/bin/ruff check ociruntime tests bench schemas
 .venv/bin/python schemas/generate.py --check
 exec .venv/bin/python -m pytest "$@"

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from ociruntime import cgroups, jsonlite
 from ociruntime.errors import RuntimeFailure
-from ociruntime.state import open_existing, status_of
+from ociruntime.state import open_existing
 
 
 def ps(root: str, container_id: str, fmt: str, ps_args: list[str]) -> str:
-    sd = open_existing(root, container_id)
-    state = sd.load()
-    if status_of(sd, state) == "stopped":
-        raise RuntimeFailure("container not running")
+    state = open_existing(root, container_id).load()
+    # A stopped container (not yet deleted) is no error, as in runc: its cgroup is empty,
+    # so `--format json` prints `null` (Go's nil slice) and the table only its header.
+    # containerd's shim asks this for `ctr task ps` whatever the task's state.
     pids = cgroups.procs(state.cgroup_dirs)
     if fmt == "json":
-        return jsonlite.dumps(pids) + "\n"
+        return (jsonlite.dumps(pids, compact=True) if pids else "null") + "\n"
     if fmt != "table":
         raise RuntimeFailure(f"invalid format option: {fmt}")
     return _ps_table(pids, ps_args or ["-ef"])
