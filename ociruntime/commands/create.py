@@ -88,6 +88,18 @@ def _refuse_unimplemented(cfg: dict) -> None:
             raise RuntimeFailure(f"config.json: {pointer}: {reason}")
 
 
+def _warn_unapplied_resources(resources: dict) -> None:
+    """Limits are not enforced yet (the cgroups issue). Refusing them would break every
+    engine (podman always sets a pids limit), so say so on each create instead."""
+    unapplied = sorted(k for k, v in resources.items() if k != "devices" and v)
+    if unapplied:
+        from ociruntime.log import LOG
+
+        LOG.warning(
+            "linux.resources: " + ", ".join(unapplied) + " not enforced yet (only devices are)"
+        )
+
+
 class _Rollback:
     """What to tear down if create fails part-way: init process, cgroups, state dir."""
 
@@ -123,8 +135,11 @@ def _create_in(
     cgroup_pairs = cgroups.placement(linux.get("cgroupsPath"), opts.container_id, found)
     dirs = [d for _, d in cgroup_pairs]
     undo.cgroups_created = cgroups.create(cgroup_pairs)
-    rules = cgroups.device_rules(linux.get("resources") or {}, linux.get("devices") or [])
-    cgroups.apply_device_rules(cgroup_pairs, rules)
+    resources = linux.get("resources") or {}
+    cgroups.apply_device_rules(
+        cgroup_pairs, cgroups.device_rules(resources, linux.get("devices") or [])
+    )
+    _warn_unapplied_resources(resources)
     os.mkfifo(sd.fifo_path, 0o622)
     os.chmod(sd.fifo_path, 0o622)  # mkfifo obeys the umask; start may run as another user
     state = ContainerState(
