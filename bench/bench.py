@@ -9,6 +9,10 @@ Scenarios, each timed run by run as runc, ociruntime, runc, ociruntime, ...:
   run        `run --bundle B ID` of `true`: the container's whole life, deletion included
   lifecycle  `create`, `start`, (poll `state` until stopped: shown, never counted), `delete`
   hot path   `state` of a created container, `kill ID KILL`, (poll), `delete`
+  parallel   20 `create`s started at once, until the last returns
+  containerd `ctr run --rm --runc-binary RUNTIME IMAGE ID true` through a private
+             containerd (conformance/containerd.py), end to end; skipped if not installed
+  memory     peak RSS of the `create` process
 
 `--profile` instead runs one ociruntime `create` under `python -X importtime` and times the
 interpreter's startup floor, to show what a Python runtime's milliseconds are made of.
@@ -31,11 +35,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, BinaryIO
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # conformance/ is a directory of the repo, not installed
+from conformance import containerd, oci_image  # noqa: E402
+
 PYTHON = REPO / ".venv" / "bin" / "python"
 OCIRUNTIME = REPO / ".venv" / "bin" / "ociruntime"
 SOURCE_BUNDLE = REPO / "bundles" / "busybox"
@@ -45,13 +56,22 @@ WARMUP = 2
 WAIT_TIMEOUT_S = 10.0
 PR_SET_CHILD_SUBREAPER = 36
 DEVNULL = subprocess.DEVNULL
-# Container ids are bench<our pid>-<runc|oci>-<scenario>-<n>: leftovers are attributable.
-ID_RE = re.compile(r"^bench(\d+)-(runc|oci)-")
+# Container ids are bench<our pid>-<runc|oci>-<scenario>-<n> and the containerd namespace
+# (the cgroup parent of its containers) bench<our pid>-ctd: leftovers are attributable.
+ID_RE = re.compile(r"^bench(\d+)-(runc|oci|ctd)(-|$)")
 ROOT_RE = re.compile(r"^bench-(runc|ociruntime)-(\d+)$")
+# The temp dir (bundle, private containerd) is ociruntime-bench-<our pid>-<random>.
+TMP_PREFIX = "ociruntime-bench-"
+TMP_RE = re.compile(r"/" + TMP_PREFIX + r"(\d+)-[^/]*/")
+CTD_IMAGE = "localhost/bench/busybox:latest"
 
 
 class BenchError(Exception):
     pass
+
+
+class Skip(Exception):
+    """A scenario that cannot run here; the message says why (shown under the table)."""
 
 
 class Runtime:
@@ -66,17 +86,22 @@ class Runtime:
 # Running and timing commands
 
 
-def timed(argv: list[str]) -> float:
-    """Run argv with stdin, stdout and stderr on /dev/null; its wall time in ms.
+def timed(argv: list[str], stderr: BinaryIO | None = None) -> float:
+    """Run argv with stdin, stdout and stderr on /dev/null (or stderr to a file, quoted
+    if argv fails); its wall time in ms.
 
     Never pipes: a `create`d container's init inherits the caller's stdio and would hold a
     pipe open for its whole life.
     """
     t0 = time.perf_counter_ns()
-    rc = subprocess.call(argv, stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL)
+    rc = subprocess.call(argv, stdin=DEVNULL, stdout=DEVNULL, stderr=stderr or DEVNULL)
     elapsed = time.perf_counter_ns() - t0
     if rc != 0:
-        raise BenchError(f"`{shlex.join(argv)}` exited with {rc} (run it by hand to see why)")
+        why = "(run it by hand to see why)"
+        if stderr is not None:
+            stderr.seek(0)
+            why = "saying:\n" + stderr.read().decode(errors="replace")[-2000:].rstrip()
+        raise BenchError(f"`{shlex.join(argv)}` exited with {rc} {why}")
     return elapsed / 1e6
 
 
@@ -110,6 +135,21 @@ def become_subreaper() -> None:
         libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Cleanup is not cut short by another Ctrl-C or a SIGTERM: a signal that arrives
+    meanwhile takes effect (KeyboardInterrupt, exit 143) once the block is done."""
+    got: list[int] = []
+    old = {s: signal.signal(s, lambda n, _: got.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    if got:
+        signal.raise_signal(got[0])
 
 
 def reap_children() -> None:
@@ -219,13 +259,71 @@ def scenario_rss(rt: Runtime, bundle: str, cid: str) -> dict[str, float]:
     return {"rss": int(kib) / 1024}
 
 
-Scenario = Callable[[Runtime, str, str], dict[str, float]]
-SCENARIOS: list[tuple[str, str, Scenario]] = [
-    ("run", "run", scenario_run),
-    ("lifecycle", "cycle", scenario_lifecycle),
-    ("hot path", "hot", scenario_hot),
-    ("parallel", "par", scenario_parallel),
-    ("memory", "rss", scenario_rss),
+@dataclass
+class CtrEnv:
+    """The containerd scenario's setup: one private containerd, the image imported, and
+    a `--runc-root` per runtime (under the temp dir: the shim sees containerd's /run)."""
+
+    ctd: containerd.Containerd
+    roots: dict[str, Path]
+
+
+@contextmanager
+def containerd_env(bundle: str, runtimes: list[Runtime]) -> Iterator[CtrEnv]:
+    """Start containerd (not timed) for the whole scenario, stop it afterwards."""
+    missing = containerd.missing_tools()
+    if missing:
+        raise Skip(
+            f"containerd scenario skipped: {', '.join(missing)} not installed "
+            "(`tools/install-clients.sh containerd` installs it)"
+        )
+    base = Path(bundle).parent / "containerd"
+    base.mkdir()
+    archive = oci_image.build_oci_archive(Path(bundle) / "rootfs", base / "image.tar", CTD_IMAGE)
+    roots = {rt.name: base / f"{rt.name}-root" for rt in runtimes}
+    ctd = containerd.Containerd(base, f"bench{os.getpid()}-ctd", roots.values())
+    try:
+        ctd.start()
+        ctd.import_image(archive.path, CTD_IMAGE)
+        yield CtrEnv(ctd, roots)
+    except containerd.ContainerdError as e:
+        raise BenchError(str(e)) from None
+    finally:
+        with signals_deferred():
+            leftovers = ctd.stop()
+            reap_children()  # the shims: the bench is their subreaper
+            for what in leftovers:
+                print(f"bench: cleaned up leftover {what}", file=sys.stderr)
+
+
+def scenario_containerd(rt: Runtime, env: CtrEnv, cid: str) -> dict[str, float]:
+    """`ctr run --rm` of `true`, as a user types it, with the shim running rt's executable
+    itself: from ctr's start to its exit (create, start, wait, delete, snapshot, shim)."""
+    args = env.ctd.run_args(rt.binary, env.roots[rt.name], "--rm", CTD_IMAGE, cid, "true")
+    with tempfile.TemporaryFile() as err:  # ctr's stderr: the reason if it fails
+        ms = timed(env.ctd.ctr_argv(*args), stderr=err)
+    # Not timed: the shim exits just after ctr; the next run starts on a quiet machine.
+    left = env.ctd.check_clean([cid])
+    if left:
+        raise BenchError(f"{rt.name}: `ctr run --rm` left behind {left}")
+    return {"ctr": ms}
+
+
+@contextmanager
+def bundle_only(bundle: str, runtimes: list[Runtime]) -> Iterator[str]:
+    yield bundle
+
+
+# fn(runtime, what setup yields, container id) -> {step: ms}
+Scenario = Callable[[Runtime, Any, str], dict[str, float]]
+Setup = Callable[[str, list[Runtime]], AbstractContextManager[Any]]
+SCENARIOS: list[tuple[str, str, Scenario, Setup]] = [
+    ("run", "run", scenario_run, bundle_only),
+    ("lifecycle", "cycle", scenario_lifecycle, bundle_only),
+    ("hot path", "hot", scenario_hot, bundle_only),
+    ("parallel", "par", scenario_parallel, bundle_only),
+    ("containerd", "ctd", scenario_containerd, containerd_env),
+    ("memory", "rss", scenario_rss, bundle_only),
 ]
 # (scenario, step key, row label); the "wait" row is shown but never part of a total.
 ROWS = [
@@ -239,28 +337,38 @@ ROWS = [
     ("hot path", "kill", "`kill ID KILL` (created)"),
     ("hot path", "delete", "`delete` (killed)"),
     ("parallel", "create20", f"{PARALLEL} `create`s at once, until the last returns"),
+    ("containerd", "ctr", "`ctr run --rm` of `true` (end to end: ctr, containerd, shim)"),
     ("memory", "rss", "peak RSS of the `create` process (**MiB**, not ms)"),
 ]
 
 
 def benchmark(
-    runtimes: list[Runtime], bundle: str, runs: int
+    runtimes: list[Runtime], bundle: str, runs: int, skipped: list[str]
 ) -> dict[tuple[str, str], dict[str, list[float]]]:
-    """{(scenario, step): {runtime name: [ms per measured run]}}."""
+    """{(scenario, step): {runtime name: [ms per measured run]}}; appends to `skipped`
+    why a scenario could not run."""
     results: dict[tuple[str, str], dict[str, list[float]]] = {}
     me = os.getpid()
     progress = sys.stderr.isatty()
-    for scenario, tag, fn in SCENARIOS:
-        for i in range(WARMUP + runs):
+    for scenario, tag, fn, setup in SCENARIOS:
+        try:
+            with setup(bundle, runtimes) as env:
+                for i in range(WARMUP + runs):
+                    if progress:
+                        print(f"\r{scenario}: {i + 1}/{WARMUP + runs}   ", end="", file=sys.stderr)
+                    for rt in runtimes:  # ABAB...: machine noise hits both runtimes alike
+                        steps = fn(rt, env, f"bench{me}-{rt.short}-{tag}-{i}")
+                        reap_children()
+                        if i < WARMUP:
+                            continue
+                        for step, ms in steps.items():
+                            per = results.setdefault((scenario, step), {})
+                            per.setdefault(rt.name, []).append(ms)
+        except Skip as e:
+            skipped.append(str(e))
             if progress:
-                print(f"\r{scenario}: {i + 1}/{WARMUP + runs}   ", end="", file=sys.stderr)
-            for rt in runtimes:  # ABAB...: machine noise hits both runtimes alike
-                steps = fn(rt, bundle, f"bench{me}-{rt.short}-{tag}-{i}")
-                reap_children()
-                if i < WARMUP:
-                    continue
-                for step, ms in steps.items():
-                    results.setdefault((scenario, step), {}).setdefault(rt.name, []).append(ms)
+                print("\r" + " " * 40 + "\r", end="", file=sys.stderr)
+            print(f"bench: {e}", file=sys.stderr)
     if progress:
         print("\r" + " " * 40 + "\r", end="", file=sys.stderr)
     return results
@@ -313,13 +421,29 @@ def clean_root(rt: Runtime) -> list[str]:
 
 
 def clean_cgroups() -> list[str]:
-    """Remove cgroups named like a container of this run or of a dead earlier run."""
+    """Remove cgroups named like a container of this run or of a dead earlier run, after
+    killing what still runs in them (an init that never got its `start`)."""
     found = []
     for dirpath, dirnames, _ in os.walk(CGROUP_MOUNT):
         for d in dirnames:
             m = ID_RE.match(d)
             if m and (int(m.group(1)) == os.getpid() or not pid_alive(int(m.group(1)))):
                 found.append(os.path.join(dirpath, d))
+    pids = set()
+    for path in found:
+        for sub, _, _ in os.walk(path):
+            try:
+                with open(os.path.join(sub, "cgroup.procs")) as f:
+                    pids.update(int(p) for p in f.read().split())
+            except OSError:
+                pass
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    containerd.wait_pids_gone(pids, timeout=5)
+    reap_children()
     for path in sorted(found, key=len, reverse=True):  # children first
         for sub, _, _ in sorted(os.walk(path), key=lambda w: len(w[0]), reverse=True):
             try:
@@ -339,6 +463,37 @@ def clean_stale_roots(runc: str) -> None:
         rt = Runtime(m.group(1), m.group(1), binary, os.path.join("/run", name))
         for what in clean_root(rt):
             print(f"bench: removed stale {what} from {rt.root}", file=sys.stderr)
+
+
+def clean_stale_containerd() -> None:
+    """The private containerd and shims of an earlier run that was SIGKILLed (containerd
+    gets SIGTERM when the bench dies, its shims do not), then that run's temp dir."""
+    procs = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if os.path.basename(argv[0]) not in ("containerd", "containerd-shim-runc-v2"):
+            continue
+        m = TMP_RE.search(" ".join(argv))
+        if m and not pid_alive(int(m.group(1))):
+            procs.append(int(entry))
+            print(f"bench: killing stale {argv[0]} (pid {entry})", file=sys.stderr)
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    containerd.wait_pids_gone(procs, timeout=5)
+    tmp = tempfile.gettempdir()
+    for name in os.listdir(tmp):
+        m = TMP_RE.match(f"/{name}/")
+        if m and not pid_alive(int(m.group(1))):
+            print(f"bench: removing stale {os.path.join(tmp, name)}", file=sys.stderr)
+            shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
 
 
 def cleanup(runtimes: list[Runtime]) -> None:
@@ -364,7 +519,7 @@ def loadavg() -> str:
         return "?"
 
 
-def describe_machine(runc: str, runs: int, load_before: str) -> str:
+def describe_machine(runc: str, runs: int, load_before: str, ctd_version: str) -> str:
     def out(argv: list[str]) -> str:
         p = subprocess.run(argv, stdin=DEVNULL, capture_output=True, text=True, cwd=REPO)
         return p.stdout.strip() if p.returncode == 0 else ""
@@ -384,8 +539,9 @@ def describe_machine(runc: str, runs: int, load_before: str) -> str:
         commit += " (+ uncommitted changes in ociruntime/)"
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     cpus = f"{os.cpu_count()} CPUs" + (f" ({cpu})" if cpu else "")
+    ctd = f"containerd {ctd_version} · " if ctd_version else ""
     return (
-        f"{date} · Linux {os.uname().release} · {cpus} · runc {runc_version} · "
+        f"{date} · Linux {os.uname().release} · {cpus} · runc {runc_version} · {ctd}"
         f"ociruntime {commit} · Python {sys.version.split()[0]} · "
         f"{runs} runs per runtime after {WARMUP} warm-ups, interleaved · "
         f"load average {load_before} before, {loadavg()} after"
@@ -395,6 +551,8 @@ def describe_machine(runc: str, runs: int, load_before: str) -> str:
 def table_rows(results: dict[tuple[str, str], dict[str, list[float]]]) -> list[list[str]]:
     rows = []
     for scenario, step, label in ROWS:
+        if (scenario, step) not in results:  # a skipped scenario
+            continue
         per = results[(scenario, step)]
         runc_m, runc_s = mean_sd(per["runc"])
         oci_m, oci_s = mean_sd(per["ociruntime"])
@@ -428,14 +586,21 @@ def render(rows: list[list[str]], markdown: bool) -> str:
     return "\n".join([line(HEADER), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def notes(results: dict[tuple[str, str], dict[str, list[float]]]) -> str:
+def notes(results: dict[tuple[str, str], dict[str, list[float]]], skipped: list[str]) -> str:
     polls = results[("lifecycle", "polls")]
-    return (
+    text = (
         "Mean ± sample stdev over the measured runs; ratio = ociruntime mean / runc mean "
         "(> 1: ociruntime is slower). Polling uses each runtime's own `state` "
         f"(mean polls: runc {statistics.fmean(polls['runc']):.1f}, "
         f"ociruntime {statistics.fmean(polls['ociruntime']):.1f})."
     )
+    if ("containerd", "ctr") in results:
+        text += (
+            " containerd: one private containerd for the whole scenario (started and "
+            "stopped untimed), `--runc-binary` is the runtime's executable itself, each "
+            "runtime with its own `--runc-root`."
+        )
+    return "\n\n".join([text, *(f"Note: {s}." for s in skipped)])
 
 
 # ---------------------------------------------------------------------------------------
@@ -597,6 +762,7 @@ def main() -> int:
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so cleanup runs
     become_subreaper()
+    clean_stale_containerd()
     clean_stale_roots(args.runc)
     clean_cgroups()
 
@@ -604,7 +770,7 @@ def main() -> int:
     runc = Runtime("runc", "runc", args.runc, f"/run/bench-runc-{me}")
     oci = Runtime("ociruntime", "oci", str(OCIRUNTIME), f"/run/bench-ociruntime-{me}")
     runtimes = [runc, oci]
-    tmp = tempfile.mkdtemp(prefix="ociruntime-bench-")
+    tmp = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{me}-")
     try:
         bundle = make_bundle(tmp)
         if args.profile:
@@ -612,19 +778,23 @@ def main() -> int:
             print(f"```\n{text}\n```" if args.markdown else text)
             return 0
         load_before = loadavg()
-        results = benchmark(runtimes, bundle, args.runs)
-        print(describe_machine(args.runc, args.runs, load_before))
+        skipped: list[str] = []
+        results = benchmark(runtimes, bundle, args.runs, skipped)
+        ctd_version = containerd.version() if ("containerd", "ctr") in results else ""
+        print(describe_machine(args.runc, args.runs, load_before, ctd_version))
         print()
         print(render(table_rows(results), args.markdown))
         print()
-        print(notes(results) if args.markdown else notes(results).replace("`", ""))
+        text = notes(results, skipped)
+        print(text if args.markdown else text.replace("`", ""))
         return 0
     except BenchError as e:
         print(f"bench: {e}", file=sys.stderr)
         return 1
     finally:
-        cleanup(runtimes)
-        shutil.rmtree(tmp, ignore_errors=True)
+        with signals_deferred():
+            cleanup(runtimes)
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ def hierarchies() -> list[Hierarchy]:
 
 
 _warm_up: list[Hierarchy] | None = None
+_warm_up_running: list = []  # the lock the warm-up thread holds until it is done
 
 
 def start_warm_up() -> list[Hierarchy]:
@@ -89,6 +90,11 @@ def warm_up_in_background(found: list[Hierarchy]) -> None:
         return
     procs = os.path.join(v1[0].mountpoint, v1[0].own_path.lstrip("/"), "cgroup.procs")
 
+    import _thread
+
+    running = _thread.allocate_lock()
+    running.acquire()
+
     def move_self() -> None:
         try:
             fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
@@ -98,10 +104,19 @@ def warm_up_in_background(found: list[Hierarchy]) -> None:
                 os.close(fd)
         except OSError:
             pass  # only an optimisation
+        finally:
+            running.release()
 
-    import _thread
-
+    _warm_up_running.append(running)
     _thread.start_new_thread(move_self, ())
+
+
+def wait_for_warm_up() -> None:
+    """Block until the warm-up thread's work is done (some namespace changes need a
+    single-threaded process)."""
+    for running in _warm_up_running:
+        running.acquire()
+        running.release()
 
 
 def placement(
@@ -191,7 +206,9 @@ def procs(dirs: list[str]) -> list[int]:
 
 def remove(created: list[str], attempts: int = 50) -> None:
     """rmdir what we created, deepest first. The kernel may still be draining exited
-    tasks (EBUSY) for a moment after the last one died, so retry briefly."""
+    tasks (EBUSY) for a moment after the last one died, so retry briefly. A parent we
+    created that now holds another container's cgroup is in use, not ours to take: it
+    stays (and this is no error)."""
     for d in sorted(created, key=len, reverse=True):
         for attempt in range(attempts):
             try:
@@ -200,9 +217,18 @@ def remove(created: list[str], attempts: int = 50) -> None:
             except FileNotFoundError:
                 break
             except OSError as e:
+                if e.errno == errno.EBUSY and _has_child_cgroups(d):
+                    break
                 if e.errno != errno.EBUSY or attempt == attempts - 1:
                     raise RuntimeFailure(f"removing cgroup {d}: {e.strerror}") from None
                 time.sleep(0.002 * (attempt + 1))
+
+
+def _has_child_cgroups(path: str) -> bool:
+    try:
+        return any(entry.is_dir(follow_symlinks=False) for entry in os.scandir(path))
+    except OSError:
+        return False
 
 
 #: What runc always allows after the config's own rules (libcontainer's AllowedDevices):

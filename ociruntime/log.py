@@ -51,8 +51,12 @@ class Logger:
         self.log("debug", msg)
 
     def warning(self, msg: str) -> None:
-        self.log("warning", msg)
-        sys.stderr.write(f"warning: {msg}\n")
+        """To the --log file when there is one, else stderr: an engine hands the runtime
+        the container's own stdio, so a stderr line would land in the container's output."""
+        if self.path:
+            self.log("warning", msg)
+        else:
+            sys.stderr.write(self._format("warning", msg))
 
     def error(self, msg: str) -> None:
         """Fatal errors, as runc reports them: with --log, a record in the file (what

@@ -7,6 +7,7 @@ runs later stay in the runtime namespace). The others are entered by the init it
 
 from __future__ import annotations
 
+import errno
 import os
 
 from ociruntime import syscalls as sc
@@ -48,10 +49,16 @@ def _open_ns(kind: str, path: str) -> int:
         raise RuntimeFailure(f"linux.namespaces {kind} path {path}: {e.strerror}") from None
 
 
-def _setns(kind: str, path: str) -> None:
+def _setns(kind: str, path: str, in_parent: bool = False) -> None:
+    """Join the namespace at `path`. In the parent (for_children) the cgroup warm-up
+    thread may still run; the forked init never has other threads (and must not wait
+    for a thread that did not survive the fork)."""
     fd = _open_ns(kind, path)
     try:
-        sc.setns(fd, FLAGS[kind])
+        if in_parent:
+            _setns_when_single_threaded(fd, FLAGS[kind])
+        else:
+            sc.setns(fd, FLAGS[kind])
     except OSError as e:
         raise RuntimeFailure(f"joining {kind} namespace {path}: {e.strerror}") from None
     finally:
@@ -80,7 +87,7 @@ class for_children:  # noqa: N801 - used as a `with` statement, like a function
         self.saved.append((own, FLAGS[kind]))
         path = self.namespaces[kind]
         if path:
-            _setns(kind, path)
+            _setns(kind, path, in_parent=True)
             return
         try:
             sc.unshare(FLAGS[kind])
@@ -91,9 +98,28 @@ class for_children:  # noqa: N801 - used as a `with` statement, like a function
 
     def __exit__(self, *exc: object) -> None:
         for fd, flag in reversed(self.saved):
-            sc.setns(fd, flag)
+            _setns_when_single_threaded(fd, flag)
             os.close(fd)
         self.saved = []
+
+
+def _setns_when_single_threaded(fd: int, flag: int) -> None:
+    """The kernel lets only a single-threaded process enter a time namespace (EUSERS
+    otherwise), and create's cgroup warm-up thread lives for a few milliseconds: wait
+    for its work, then for the thread itself to be gone (microseconds) rather than fail."""
+    from ociruntime.cgroups import wait_for_warm_up
+
+    wait_for_warm_up()
+    for attempt in range(400):
+        try:
+            sc.setns(fd, flag)
+            return
+        except OSError as e:
+            if e.errno != errno.EUSERS or attempt == 399:
+                raise
+            import time  # only on this slow path: the hot path imports nothing it can avoid
+
+            time.sleep(0.005)
 
 
 def _write_time_offsets(offsets: dict) -> None:

@@ -35,18 +35,27 @@ def apply_sysctls(sysctl: dict[str, str]) -> None:
 
 
 def apply_rlimits(rlimits: list[dict]) -> None:
+    seen: set[str] = set()
     for rl in rlimits:
         name = rl["type"]
+        if name in seen:  # config.md: duplicated types MUST generate an error
+            raise RuntimeFailure(f"process.rlimits: {name} is listed more than once")
+        seen.add(name)
         number = getattr(resource, name, None)
         if not isinstance(number, int):
             raise RuntimeFailure(f"process.rlimits: unknown rlimit type {name!r}")
         try:
-            resource.setrlimit(number, (rl["soft"], rl["hard"]))
-        except (OSError, ValueError) as e:
+            resource.setrlimit(number, (_rlim(rl["soft"]), _rlim(rl["hard"])))
+        except (OSError, ValueError, OverflowError) as e:
             reason = getattr(e, "strerror", None) or str(e)
             raise RuntimeFailure(
                 f"process.rlimits {name} soft={rl['soft']} hard={rl['hard']}: {reason}"
             ) from None
+
+
+def _rlim(value: int) -> int:
+    """config.json spells RLIM_INFINITY as the uint64 maximum; Python's is -1."""
+    return resource.RLIM_INFINITY if value == 2**64 - 1 else value
 
 
 def set_oom_score_adj(value: int) -> None:

@@ -80,8 +80,12 @@ def isolate_root(rootfs: str, propagation: int) -> None:
     """Make / a slave (or the configured propagation) so nothing the container mounts
     reaches the host, then bind the rootfs to itself so it is a mount point pivot_root
     accepts."""
+    # An unbindable / would forbid the bind below: it is applied to the new root once
+    # that is in place (finish_root), like every rootfsPropagation.
+    if not propagation or propagation & PROPAGATION["unbindable"]:
+        propagation = MS_SLAVE | MS_REC
     try:
-        sc.mount(None, "/", None, propagation or (MS_SLAVE | MS_REC))
+        sc.mount(None, "/", None, propagation)
         _make_parent_private(rootfs)
         sc.mount(rootfs, rootfs, None, MS_BIND | MS_REC)
     except OSError as e:
@@ -219,10 +223,11 @@ class Mounter:
                     sc.mount(container_dir, sc.fd_path(sfd), None, MS_BIND | MS_REC)
             finally:
                 os.close(sfd)
-            if opts.flags & MS_RDONLY:
-                self._remount(
-                    sub, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
-                )
+            # A bind ignores flags and a fresh mount takes all but ro: the configured
+            # ro/nosuid/nodev/noexec take a remount.
+            flags = opts.flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            if flags & MS_RDONLY or (flags and not self.cgroup_ns):
+                self._remount(sub, MS_BIND | MS_REMOUNT | flags)
         if opts.flags & MS_RDONLY:
             self._remount(dest, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 

@@ -1,19 +1,12 @@
 """containerd drives ociruntime: a private containerd 1.6 whose runc v2 shim calls our
 executable, exercised through `ctr` as a user would, asserting what the user sees.
 
-The harness:
-- containerd is Debian's (installed by tools/install-clients.sh), started with its own
-  root, state, socket and config under a temp dir, and only the plugins `ctr run` needs.
-- The runc v2 shim (containerd-shim-runc-v2) hardcodes its socket directory
-  (/run/containerd/s), so containerd runs in a private mount namespace with a tmpfs on
-  /run: the system's /run/containerd is never touched. ctr runs in the host namespace
-  with `--fifo-dir` (its default is /run/containerd/fifo).
-- ctr 1.6 passes the runtime binary per container: `ctr run --runc-binary W --runc-root R`
-  become the shim's runc options (BinaryName, Root), the same options CRI takes from
-  `[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options] BinaryName`.
-  W is a wrapper that appends its argv to a log and execs ociruntime; R keeps the
-  runtime's state under the temp dir too.
-- An image is built locally (conformance/oci_image.py) and `ctr images import`ed.
+The harness is conformance/containerd.py (shared with bench/bench.py): containerd with
+its own root, state, socket and config under a temp dir, in a private mount namespace
+with its own /run, and only the plugins `ctr run` needs. Here, in addition:
+- `ctr run --runc-binary W --runc-root R`: W is a wrapper that appends its argv to a log
+  and execs ociruntime; R keeps the runtime's state under the temp dir too.
+- Two images are built locally (conformance/oci_image.py) and `ctr images import`ed.
 - After every test: no container, task, shim, ociruntime state, cgroup or mount of it is
   left; after the module: containerd stopped, its namespace cgroups removed, no state.
 
@@ -29,15 +22,12 @@ import os
 import queue
 import re
 import select
-import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -45,7 +35,8 @@ from conftest import OCIRUNTIME, REPO
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # conformance/ is a directory of the repo, not installed
-from conformance import oci_image  # noqa: E402
+from conformance import containerd, oci_image  # noqa: E402
+from conformance.containerd import Result  # noqa: E402
 
 RUNTIME = os.environ.get("OCITEST_CONTAINERD_RUNTIME", OCIRUNTIME)
 IS_OCIRUNTIME = os.path.realpath(RUNTIME) == os.path.realpath(OCIRUNTIME)
@@ -55,47 +46,6 @@ CLIENTS_MD = REPO / "conformance" / "CLIENTS.md"
 #: What ociruntime says for a feature of a later issue (cli.py, commands/create.py).
 MISSING_MARKERS = ("not implemented yet", "not supported yet")
 
-#: Only what `ctr images import` and `ctr run` need; the rest would slow startup, reach for
-#: the network (cri) or write outside the temp dir (opt: /opt/containerd).
-DISABLED_PLUGINS = [
-    "io.containerd.grpc.v1.cri",
-    "io.containerd.internal.v1.opt",
-    "io.containerd.internal.v1.restart",
-    "io.containerd.internal.v1.tracing",
-    "io.containerd.tracing.processor.v1.otlp",
-    "io.containerd.monitor.v1.cgroups",
-    "io.containerd.snapshotter.v1.aufs",
-    "io.containerd.snapshotter.v1.btrfs",
-    "io.containerd.snapshotter.v1.devmapper",
-    "io.containerd.snapshotter.v1.zfs",
-]
-REQUIRED_PLUGINS = [
-    "io.containerd.grpc.v1.tasks",
-    "io.containerd.runtime.v2.task",
-    "io.containerd.snapshotter.v1.overlayfs",
-]
-
-CONFIG_TEMPLATE = """\
-# A private containerd for tests/test_containerd.py (containerd 1.6 config format).
-version = 2
-root = "{base}/root"
-state = "{base}/state"
-temp = "{base}/tmp"
-disabled_plugins = {disabled}
-required_plugins = {required}
-
-[grpc]
-  address = "{address}"
-
-[debug]
-  level = "info"
-
-# The runtime binary is chosen per container by `ctr run --runc-binary` (the shim's runc
-# options); a CRI client would set the same option here, but cri is disabled:
-# [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-#   BinaryName = "{wrapper}"
-"""
-
 WRAPPER_TEMPLATE = """\
 #!/bin/sh
 # containerd's runc shim runs this as its runc: record the command line, run the runtime.
@@ -104,111 +54,32 @@ exec '{runtime}' "$@"
 """
 
 
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
+class Containerd(containerd.Containerd):
+    """The module's containerd; every `ctr run` goes through the logging wrapper."""
 
-    def __str__(self) -> str:
-        return f"exit {self.returncode}\n--- stdout\n{self.stdout}--- stderr\n{self.stderr}"
-
-
-@dataclass
-class Containerd:
-    base: Path
-    address: str
-    namespace: str
-    proc: subprocess.Popen
-    wrapper: Path
-    argv_log: Path
-    runtime_root: Path  # --runc-root: the shim adds /<namespace>
-    fifo_dir: Path
-    ids: set[str] = field(default_factory=set)
-
-    def ctr(self, *args: str, timeout: float = 30, input: str | None = None, **kw) -> Result:
-        cmd = ["ctr", "--address", self.address, "--namespace", self.namespace, *args]
-        stdin = kw.pop("stdin", None if input is not None else subprocess.DEVNULL)
-        p = subprocess.run(
-            cmd, input=input, stdin=stdin, capture_output=True, text=True, timeout=timeout, **kw
-        )
-        return Result(p.returncode, p.stdout, p.stderr)
+    def __init__(self, base: Path) -> None:
+        self.wrapper = base / "runtime-wrapper.sh"
+        self.argv_log = base / "runtime-argv.log"
+        self.runtime_root = base / "runtime-root"  # --runc-root: the shim adds /<namespace>
+        self.ids: set[str] = set()
+        super().__init__(base, f"ocitest-{uuid.uuid4().hex[:8]}", [self.runtime_root])
+        self.wrapper.write_text(WRAPPER_TEMPLATE.format(log=self.argv_log, runtime=RUNTIME))
+        self.wrapper.chmod(0o755)
 
     def new_id(self) -> str:
         cid = "ctd-" + uuid.uuid4().hex[:8]
         self.ids.add(cid)
         return cid
 
-    def run_args(self, *opts: str) -> list[str]:
-        """`ctr run` with the shim pointed at our wrapper and our state root."""
-        return ["run", "--fifo-dir", str(self.fifo_dir), "--runc-binary", str(self.wrapper),
-                "--runc-root", str(self.runtime_root), *opts]  # fmt: skip
-
     def run(self, *opts_image_id_cmd: str, **kw) -> Result:
-        return self.ctr(*self.run_args(*opts_image_id_cmd), **kw)
+        """`ctr run` with the shim pointed at our wrapper and our state root."""
+        return self.ctr(*self.run_args(self.wrapper, self.runtime_root, *opts_image_id_cmd), **kw)
 
     def calls(self) -> list[str]:
         """The runtime command lines the shim ran so far."""
         if not self.argv_log.exists():
             return []
         return self.argv_log.read_text().splitlines()
-
-    def shim_pids(self) -> list[int]:
-        """Shims of this containerd (their command line names our socket)."""
-        pids = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    argv = f.read().split(b"\0")
-            except OSError:
-                continue
-            if (
-                argv
-                and argv[0].endswith(b"containerd-shim-runc-v2")
-                and (self.address.encode() in argv)
-            ):
-                pids.append(int(entry))
-        return pids
-
-    def mounts_under_base(self) -> list[str]:
-        """Mounts in containerd's private mount namespace that belong to this test."""
-        try:
-            with open(f"/proc/{self.proc.pid}/mountinfo") as f:
-                lines = f.read().splitlines()
-        except OSError:
-            return []
-        return [ln.split()[4] for ln in lines if ln.split()[4].startswith(str(self.base))]
-
-    def remove_everything(self) -> None:
-        """Best effort: kill and delete whatever a failed test left in our namespace."""
-        for cid in self.ctr("containers", "ls", "-q").stdout.split():
-            self.ctr("tasks", "kill", "-s", "SIGKILL", cid)
-            self.ctr("tasks", "delete", "--force", cid)
-            self.ctr("containers", "delete", cid)
-
-
-def wait_pids_gone(pids: list[int], timeout: float) -> list[int]:
-    """Wait (pidfd, no polling) for these processes to exit; returns those still alive."""
-    deadline = time.monotonic() + timeout
-    alive = []
-    for pid in pids:
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue
-        try:
-            left = max(0.0, deadline - time.monotonic())
-            if not select.select([fd], [], [], left)[0]:
-                alive.append(pid)
-        finally:
-            os.close(fd)
-    return alive
-
-
-def cgroup_hierarchies() -> list[Path]:
-    return [p for p in Path("/sys/fs/cgroup").iterdir() if p.is_dir() and not p.is_symlink()]
 
 
 class Events:
@@ -273,8 +144,8 @@ class Events:
 @pytest.fixture(scope="session")
 def containerd_installed() -> None:
     subprocess.run([str(REPO / "tools" / "install-clients.sh"), "containerd"], check=True)
-    for tool in ("containerd", "ctr", "containerd-shim-runc-v2", "unshare"):
-        assert shutil.which(tool), f"{tool} not found after tools/install-clients.sh"
+    missing = containerd.missing_tools()
+    assert missing == [], f"{missing} not found after tools/install-clients.sh"
 
 
 @pytest.fixture(scope="session")
@@ -291,104 +162,18 @@ def image_archives(rootfs_template: Path, tmp_path_factory: pytest.TempPathFacto
 def containerd_daemon(
     containerd_installed: None, image_archives: list[Path], tmp_path_factory
 ) -> Iterator[Containerd]:
-    base = tmp_path_factory.mktemp("containerd")
-    address = str(base / "containerd.sock")
-    namespace = f"ocitest-{uuid.uuid4().hex[:8]}"
-    wrapper, argv_log = base / "runtime-wrapper.sh", base / "runtime-argv.log"
-    wrapper.write_text(WRAPPER_TEMPLATE.format(log=argv_log, runtime=RUNTIME))
-    wrapper.chmod(0o755)
-    for d in ("tmp", "fifo", "runtime-root"):
-        (base / d).mkdir()
-    config = base / "config.toml"
-    config.write_text(
-        CONFIG_TEMPLATE.format(
-            base=base, address=address, wrapper=wrapper,
-            disabled=json.dumps(DISABLED_PLUGINS), required=json.dumps(REQUIRED_PLUGINS),
-        )
-    )  # fmt: skip
-    host_run_containerd = os.path.exists("/run/containerd")
-    log = open(base / "containerd.log", "w")  # closed at teardown
-    # A private mount namespace with its own /run: the shims put their sockets in
-    # /run/containerd/s whatever the config says. `unshare` and `sh` exec: the pid is
-    # containerd's.
-    proc = subprocess.Popen(
-        ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
-         'mount -t tmpfs -o mode=0755,size=16m ocitest-run /run && exec "$0" --config "$1"',
-         shutil.which("containerd") or "containerd", str(config)],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    ctd = Containerd(
-        base=base, address=address, namespace=namespace, proc=proc, wrapper=wrapper,
-        argv_log=argv_log, runtime_root=base / "runtime-root", fifo_dir=base / "fifo",
-    )  # fmt: skip
+    ctd = Containerd(tmp_path_factory.mktemp("containerd"))
     try:
-        _wait_until_serving(ctd, timeout=15)
-        for archive in image_archives:
-            imported = ctd.ctr("images", "import", str(archive), timeout=60)
-            assert imported.returncode == 0, f"ctr images import {archive}: {imported}"
-        listed = ctd.ctr("images", "ls", "-q").stdout.split()
-        assert IMAGE in listed and IMAGE_UID1000 in listed, listed
+        try:
+            ctd.start()
+            for archive, name in zip(image_archives, (IMAGE, IMAGE_UID1000), strict=True):
+                ctd.import_image(archive, name)
+        except containerd.ContainerdError as e:
+            pytest.fail(str(e))
         yield ctd
     finally:
-        try:
-            ctd.remove_everything()
-            leftovers = _stop_and_collect_leftovers(ctd, namespace)
-            # The shims' temp dir (containerd's `temp`): process.json files, console sockets.
-            leftovers += [f"temp file {n}" for n in os.listdir(base / "tmp")]
-            leftovers += [f"ctr fifo dir {n}" for n in os.listdir(base / "fifo")]
-        finally:
-            log.close()
-            for d in ("root", "state", "tmp", "fifo", "runtime-root"):
-                shutil.rmtree(base / d, ignore_errors=True)
-        assert os.path.exists("/run/containerd") == host_run_containerd, "/run/containerd"
+        leftovers = ctd.stop()
         assert leftovers == [], f"left behind: {leftovers}"
-
-
-def _wait_until_serving(ctd: Containerd, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if ctd.proc.poll() is not None:
-            log = (ctd.base / "containerd.log").read_text()[-3000:]
-            pytest.fail(f"containerd exited ({ctd.proc.returncode}) at startup:\n{log}")
-        if os.path.exists(ctd.address):
-            v = ctd.ctr("version", timeout=5)
-            if v.returncode == 0 and "Server:" in v.stdout:
-                return
-        if time.monotonic() > deadline:
-            log = (ctd.base / "containerd.log").read_text()[-3000:]
-            pytest.fail(f"containerd did not answer on {ctd.address} in {timeout} s:\n{log}")
-        time.sleep(0.05)  # nothing to wait on before the socket exists
-
-
-def _stop_and_collect_leftovers(ctd: Containerd, namespace: str) -> list[str]:
-    leftovers = [f"container {c}" for c in ctd.ctr("containers", "ls", "-q").stdout.split()]
-    shims = ctd.shim_pids()
-    alive = wait_pids_gone(shims, timeout=5)
-    leftovers += [f"shim pid {p}" for p in alive]
-    for pid in alive:  # ours: their command line names our socket
-        os.kill(pid, signal.SIGKILL)
-    leftovers += [f"mount {m}" for m in ctd.mounts_under_base()]
-    ctd.proc.terminate()
-    try:
-        ctd.proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        leftovers.append("containerd ignored SIGTERM")
-        ctd.proc.kill()
-        ctd.proc.wait()
-    runtime_state = ctd.runtime_root / namespace
-    if runtime_state.exists():
-        leftovers += [f"runtime state {runtime_state / n}" for n in os.listdir(runtime_state)]
-    # The cgroup parent /<namespace> is containerd's naming (cgroupsPath /<ns>/<id>); the
-    # runtime removes only the container's own dir, as runc does. Ours to remove.
-    for hierarchy in cgroup_hierarchies():
-        parent = hierarchy / namespace
-        if parent.is_dir():
-            leftovers += [f"cgroup {c}" for c in parent.iterdir() if c.is_dir()]
-            try:
-                parent.rmdir()
-            except OSError as e:
-                leftovers.append(f"cgroup {parent}: {e.strerror}")
-    return leftovers
 
 
 @pytest.fixture
@@ -396,18 +181,8 @@ def ctd(containerd_daemon: Containerd) -> Iterator[Containerd]:
     """The module's containerd; after the test, nothing of it may remain."""
     before = set(containerd_daemon.ids)
     yield containerd_daemon
-    mine = containerd_daemon.ids - before
-    left = containerd_daemon.ctr("containers", "ls", "-q").stdout.split()
-    containerd_daemon.remove_everything()
-    assert left == [], f"containers left behind: {left}"
-    alive = wait_pids_gone(containerd_daemon.shim_pids(), timeout=5)
-    assert alive == [], f"shims still running: {alive}"
-    state = containerd_daemon.runtime_root / containerd_daemon.namespace
-    assert not state.exists() or os.listdir(state) == [], "runtime state left behind"
-    cgroups = [str(h / containerd_daemon.namespace / c) for h in cgroup_hierarchies()
-               for c in mine if (h / containerd_daemon.namespace / c).exists()]  # fmt: skip
-    assert cgroups == [], f"cgroups left behind: {cgroups}"
-    assert containerd_daemon.mounts_under_base() == [], "mounts left behind"
+    leftovers = containerd_daemon.check_clean(containerd_daemon.ids - before)
+    assert leftovers == [], f"left behind: {leftovers}"
 
 
 def missing_feature(result: Result, feature: str) -> None:

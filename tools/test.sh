@@ -5,6 +5,6 @@ set -eu
 cd "$(dirname "$0")/.."
 OCIRUNTIME_EXTRA_DEBS="gcc libc6-dev" tools/setup.sh
 tools/install-clients.sh  # the engines the client tests drive (containerd, podman)
-.venv/bin/ruff check ociruntime tests bench schemas
+.venv/bin/ruff check ociruntime tests bench schemas conformance
 .venv/bin/python schemas/generate.py --check
 exec .venv/bin/python -m pytest "$@"

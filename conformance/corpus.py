@@ -1,0 +1,1034 @@
+"""The conformance corpus: configs as functions of one base config.
+
+The base is what `runc spec` writes (ociruntime.spec_default), with `terminal: false` and
+`/inspect` as the process. Each `Case` edits a copy of it to exercise one field group of
+config.md / config-linux.md; the runtime-spec's own examples appear where they can run on
+this host; hypothesis combines valid choices per field group into further variations.
+
+Everything here must be safe to run on the host: a sysctl only in a namespace the
+container owns, a hostname only in a UTS namespace of its own (or the holder's), hard
+rlimits never above the runner's (root lacks CAP_SYS_RESOURCE), oomScoreAdj only raised,
+no capability the host's bounding set lacks.
+
+`@BUNDLE@`, `@ID@`, `@TAG@` and `@NS:<holder>:<type>@` are filled in per bundle by the
+harness (absolute bundle path, container id, workspace tag, a holder's namespace file).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from ociruntime.capabilities import CAP_NUMBERS
+from ociruntime.spec_default import default_spec
+
+Edit = Callable[[dict], None]
+
+#: The host's bounding set lacks it, so no runtime can grant it here.
+UNGRANTABLE_CAPS = frozenset({"CAP_SYS_RESOURCE"})
+HOST_CAPS = tuple(c for c in CAP_NUMBERS if c not in UNGRANTABLE_CAPS)
+DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+
+#: Files every bundle gets, so masked/read-only/bind cases have something real to hide.
+COMMON_FILES: dict[str, str | None] = {
+    "rootfs/secret.txt": "TOPSECRET\n",
+    "rootfs/secretdir/key": "hidden\n",
+    "rootfs/ro-dir/file": "data\n",
+    "rootfs/ro-file.txt": "data\n",
+    "rootfs/src/inner": None,
+    "shared/hello.txt": "hello\n",
+    "hello.txt": "hello\n",
+    "volumes/testing/data.txt": "testing\n",
+}
+
+
+@dataclass(frozen=True)
+class Need:
+    """A feature a case needs that ociruntime does not have yet."""
+
+    feature: str
+    issue: str
+
+
+@dataclass(frozen=True)
+class Case:
+    """One config: how it differs from the base, and what it is about."""
+
+    name: str
+    group: str  # the feature group it exercises (a row of RESULTS.md)
+    doc: str  # what it shows, in terms of the spec
+    edit: Edit | None = None
+    probes: tuple[str, ...] = ()  # extra paths for the inspector to probe
+    nodes: tuple[str, ...] = ()  # device nodes outside /dev to stat
+    holders: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    must_fail: bool = False  # a config the spec says MUST generate an error
+    needs: Need | None = None  # later-issue feature: reported apart, never counted
+    summary: str = ""  # generated cases: the variation, for RESULTS.md
+    caller_umask: int | None = None  # the umask the runtime is started with
+
+    def config(self) -> dict:
+        config = base_config()
+        if self.edit:
+            self.edit(config)
+        return config
+
+
+def base_config() -> dict:
+    """runc's default spec, non-interactive, running the inspector."""
+    config = default_spec()
+    config["process"]["terminal"] = False
+    config["process"]["args"] = ["/inspect"]
+    return config
+
+
+# --- edit helpers: each returns an Edit ------------------------------------------------
+
+
+def compose(*edits: Edit) -> Edit:
+    def edit(config: dict) -> None:
+        for e in edits:
+            e(config)
+
+    return edit
+
+
+def top(**fields: object) -> Edit:
+    """Set (or, with None, remove) top-level fields."""
+    return _setter(lambda c: c, fields)
+
+
+def process(**fields: object) -> Edit:
+    return _setter(lambda c: c["process"], fields)
+
+
+def linux(**fields: object) -> Edit:
+    return _setter(lambda c: c.setdefault("linux", {}), fields)
+
+
+def root(**fields: object) -> Edit:
+    return _setter(lambda c: c["root"], fields)
+
+
+def _setter(where: Callable[[dict], dict], fields: Mapping[str, object]) -> Edit:
+    def edit(config: dict) -> None:
+        target = where(config)
+        for key, value in fields.items():
+            if value is None:
+                target.pop(key, None)
+            else:
+                target[key] = copy.deepcopy(value)
+
+    return edit
+
+
+def add_mounts(*mounts: dict) -> Edit:
+    def edit(config: dict) -> None:
+        config["mounts"] += copy.deepcopy(list(mounts))
+
+    return edit
+
+
+def namespaces(*kinds: str, **paths: str) -> Edit:
+    """Exactly these namespaces (mount is implied: ociruntime requires one); a keyword
+    joins that type by path instead."""
+
+    def edit(config: dict) -> None:
+        wanted = ["mount", *kinds, *paths]
+        entries = [{"type": k} for k in dict.fromkeys(wanted)]
+        for entry in entries:
+            if entry["type"] in paths:
+                entry["path"] = paths[entry["type"]]
+        config["linux"]["namespaces"] = entries
+        if "uts" not in wanted:  # a hostname needs a UTS namespace of the container's
+            config.pop("hostname", None)
+            config.pop("domainname", None)
+
+    return edit
+
+
+def caps(**sets: list[str]) -> Edit:
+    return process(capabilities={name: list(value) for name, value in sets.items()})
+
+
+def tmpfs(destination: str, *options: str) -> dict:
+    return {
+        "destination": destination,
+        "type": "tmpfs",
+        "source": "tmpfs",
+        "options": list(options),
+    }
+
+
+def bind(source: str, destination: str, *options: str) -> dict:
+    return {"destination": destination, "type": "bind", "source": source, "options": list(options)}
+
+
+# --- the runtime-spec's own examples (config.md, config-linux.md) ------------------------
+
+
+def spec_example_process() -> Edit:
+    """config.md "Example (Linux)" of `process`, minus what needs later issues
+    (apparmorProfile, selinuxLabel, ioPriority, execCPUAffinity, terminal)."""
+    return process(
+        user={"uid": 1, "gid": 1, "umask": 63, "additionalGids": [5, 6]},
+        env=["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+        cwd="/root",
+        noNewPrivileges=True,
+        capabilities={
+            "bounding": DEFAULT_CAPS,
+            "permitted": DEFAULT_CAPS,
+            "inheritable": DEFAULT_CAPS,
+            "effective": ["CAP_AUDIT_WRITE", "CAP_KILL"],
+            "ambient": ["CAP_NET_BIND_SERVICE"],
+        },
+        rlimits=[{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+    )
+
+
+def spec_example_full() -> Edit:
+    """config.md "Configuration Schema Example", every part that runs without a later
+    issue: user namespace mappings, resources, seccomp, apparmor, selinux, ioPriority,
+    the time namespace and the hooks' nonexistent programs are left out; cgroupsPath is
+    made unique to the run."""
+    return compose(
+        spec_example_process(),
+        process(
+            user={"uid": 1, "gid": 1, "additionalGids": [5, 6]},
+            cwd="/",
+            rlimits=[
+                {"type": "RLIMIT_CORE", "hard": 1024, "soft": 1024},
+                {"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024},
+            ],
+            oomScoreAdj=100,
+        ),
+        top(hostname="slartibartfast"),
+        _spec_example_sysfs_rw,
+        namespaces("pid", "network", "ipc", "uts", "cgroup"),
+        linux(
+            devices=[
+                {
+                    "path": "/dev/fuse",
+                    "type": "c",
+                    "major": 10,
+                    "minor": 229,
+                    "fileMode": 438,
+                    "uid": 0,
+                    "gid": 0,
+                },
+                {
+                    "path": "/dev/sda",
+                    "type": "b",
+                    "major": 8,
+                    "minor": 0,
+                    "fileMode": 432,
+                    "uid": 0,
+                    "gid": 0,
+                },
+            ],
+            sysctl={"net.ipv4.ip_forward": "1", "net.core.somaxconn": "256"},
+            cgroupsPath="/@ID@-myRuntime/myContainer",
+            rootfsPropagation="slave",
+            maskedPaths=[
+                "/proc/kcore",
+                "/proc/latency_stats",
+                "/proc/timer_stats",
+                "/proc/sched_debug",
+            ],
+            readonlyPaths=[
+                "/proc/asound",
+                "/proc/bus",
+                "/proc/fs",
+                "/proc/irq",
+                "/proc/sys",
+                "/proc/sysrq-trigger",
+            ],
+        ),
+        top(annotations={"com.example.key1": "value1", "com.example.key2": "value2"}),
+    )
+
+
+def _spec_example_sysfs_rw(config: dict) -> None:
+    """The full example mounts /sys without `ro`."""
+    for m in config["mounts"]:
+        if m["destination"] == "/sys":
+            m["options"] = ["nosuid", "noexec", "nodev"]
+
+
+SPEC_MOUNTS_EXAMPLE = (
+    tmpfs("/tmp", "nosuid", "strictatime", "mode=755", "size=65536k"),
+    {
+        "destination": "/data",
+        "type": "none",
+        "source": "@BUNDLE@/volumes/testing",
+        "options": ["rbind", "rw"],
+    },
+)
+
+# --- static cases, by field group ------------------------------------------------------
+
+
+def baseline_cases() -> list[Case]:
+    return [
+        Case(
+            "default",
+            "baseline",
+            "runc's default spec: every default mount, device, "
+            "masked and read-only path, capabilities, rlimit, NoNewPrivs, PID 1",
+        ),
+        Case(
+            "spec-example",
+            "baseline",
+            "config.md's full example (its core parts)",
+            spec_example_full(),
+            nodes=("/dev/fuse", "/dev/sda"),
+        ),
+        Case(
+            "spec-example-process",
+            "baseline",
+            "config.md's Linux process example",
+            spec_example_process(),
+        ),
+        Case(
+            "spec-example-mounts",
+            "baseline",
+            "config.md's Linux mounts example: tmpfs with options, rbind of a host directory",
+            compose(root(readonly=False), add_mounts(*SPEC_MOUNTS_EXAMPLE)),
+        ),
+    ]
+
+
+def root_cases() -> list[Case]:
+    return [
+        Case("root-writable", "root", "root.readonly false: / is writable", root(readonly=False)),
+        Case(
+            "root-absolute-path",
+            "root",
+            "root.path absolute instead of bundle-relative",
+            root(path="@BUNDLE@/rootfs"),
+        ),
+    ]
+
+
+def mount_cases() -> list[Case]:
+    writable = root(readonly=False)
+    return [
+        Case(
+            "mounts-tmpfs-options",
+            "mounts",
+            "tmpfs with flags and data options",
+            add_mounts(
+                tmpfs(
+                    "/scratch",
+                    "nosuid",
+                    "nodev",
+                    "noexec",
+                    "mode=700",
+                    "size=1m",
+                    "uid=1000",
+                    "gid=1000",
+                )
+            ),
+        ),
+        Case(
+            "mounts-tmpfs-ro-atime",
+            "mounts",
+            "ro, noatime, strictatime, nodiratime",
+            add_mounts(
+                tmpfs("/ro-scratch", "ro"),
+                tmpfs("/noatime", "noatime"),
+                tmpfs("/strict", "strictatime", "nodiratime"),
+            ),
+        ),
+        Case(
+            "mounts-bind-dir",
+            "mounts",
+            "bind of a host dir with ro,nosuid,nodev,noexec",
+            add_mounts(
+                bind("@BUNDLE@/shared", "/shared", "bind", "ro", "nosuid", "nodev", "noexec")
+            ),
+        ),
+        Case(
+            "mounts-bind-relative-source",
+            "mounts",
+            "a bind source relative to the bundle",
+            add_mounts(bind("shared", "/shared", "rbind")),
+        ),
+        Case(
+            "mounts-bind-file",
+            "mounts",
+            "a bind-mounted file",
+            add_mounts(bind("@BUNDLE@/hello.txt", "/etc/hello.txt", "bind", "ro")),
+        ),
+        Case(
+            "mounts-rbind-rro",
+            "mounts",
+            "rbind takes submounts along, rro makes every one read-only",
+            add_mounts(tmpfs("/src/inner"), bind("@BUNDLE@/rootfs/src", "/view", "rbind", "rro")),
+        ),
+        Case(
+            "mounts-bind-not-recursive",
+            "mounts",
+            "bind (not rbind) leaves submounts out",
+            add_mounts(tmpfs("/src/inner"), bind("@BUNDLE@/rootfs/src", "/view", "bind")),
+        ),
+        Case(
+            "mounts-propagation",
+            "mounts",
+            "shared, private, unbindable, rslave options",
+            add_mounts(
+                tmpfs("/p-shared", "shared"),
+                tmpfs("/p-private", "private"),
+                tmpfs("/p-unbindable", "unbindable"),
+                bind("@BUNDLE@/shared", "/p-rslave", "rbind", "rslave"),
+            ),
+        ),
+        Case(
+            "mounts-relative-destination",
+            "mounts",
+            "a relative destination is relative to / (deprecated, still a MUST)",
+            add_mounts(tmpfs("relative-dest")),
+        ),
+        Case(
+            "mounts-order",
+            "mounts",
+            "entries are mounted in order: the later one of two at the same place is on top",
+            compose(
+                writable, add_mounts(tmpfs("/layered", "mode=711"), tmpfs("/layered", "mode=750"))
+            ),
+        ),
+        Case(
+            "mounts-cgroup-rw",
+            "mounts",
+            "the cgroup mount without ro",
+            _cgroup_mount_options(["nosuid", "noexec", "nodev", "relatime"]),
+        ),
+    ]
+
+
+def _cgroup_mount_options(options: list[str]) -> Edit:
+    def edit(config: dict) -> None:
+        for m in config["mounts"]:
+            if m["type"] == "cgroup":
+                m["options"] = list(options)
+
+    return edit
+
+
+def uts_cases() -> list[Case]:
+    return [
+        Case("hostname", "uts", "config.md's hostname example", top(hostname="mrsdalloway")),
+        Case(
+            "domainname",
+            "uts",
+            "config.md's domainname example, with a hostname",
+            top(hostname="box", domainname="foobarbaz.test"),
+        ),
+    ]
+
+
+def user_cases() -> list[Case]:
+    return [
+        Case("user-nonroot", "user", "uid/gid 1000", process(user={"uid": 1000, "gid": 1000})),
+        Case(
+            "user-additional-gids",
+            "user",
+            "root with additionalGids",
+            process(user={"uid": 0, "gid": 0, "additionalGids": [10, 20, 1000]}),
+        ),
+        Case(
+            "user-umask", "user", "umask 0077", process(user={"uid": 0, "gid": 0, "umask": 0o077})
+        ),
+        Case(
+            "user-umask-zero",
+            "user",
+            "umask 0 (falsy, still set)",
+            process(user={"uid": 1000, "gid": 100, "umask": 0}),
+        ),
+        Case(
+            "user-umask-unset",
+            "user",
+            "no umask, runtime started with umask 027: config.md says it should stay",
+            process(user={"uid": 0, "gid": 0}),
+            caller_umask=0o027,
+        ),
+        Case(
+            "user-spec-example",
+            "user",
+            "config.md's user example",
+            process(user={"uid": 1, "gid": 1, "umask": 63, "additionalGids": [5, 6]}),
+        ),
+    ]
+
+
+def process_cases() -> list[Case]:
+    path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    return [
+        Case(
+            "env-custom",
+            "env",
+            "values with spaces, '=' and empty values",
+            process(env=[path, "FOO=bar", "EMPTY=", "SPACED=a b  c", "EQUALS=a=b=c"]),
+        ),
+        Case("env-home-set", "env", "HOME given by the config", process(env=[path, "HOME=/home"])),
+        Case("cwd-tmp", "cwd", "cwd /tmp", process(cwd="/tmp")),
+        Case(
+            "cwd-nonroot",
+            "cwd",
+            "cwd /home as uid 1000",
+            process(cwd="/home", user={"uid": 1000, "gid": 1000}),
+        ),
+        Case(
+            "args-multi",
+            "args",
+            "arguments with spaces and an empty one",
+            process(args=["/inspect", "a b", "", "--x=y"]),
+        ),
+        Case(
+            "args-path-lookup",
+            "args",
+            "args[0] without a slash is looked up in the config's PATH, like execvp",
+            process(args=["inspect"], env=["PATH=/usr/bin:/", "TERM=xterm"]),
+        ),
+        Case(
+            "nnp-false", "noNewPrivileges", "noNewPrivileges false", process(noNewPrivileges=False)
+        ),
+        Case("oom-100", "oomScoreAdj", "config.md's oomScoreAdj example", process(oomScoreAdj=100)),
+        Case("oom-1000", "oomScoreAdj", "the maximum", process(oomScoreAdj=1000)),
+    ]
+
+
+def capability_cases() -> list[Case]:
+    return [
+        Case("caps-none", "capabilities", "every set empty", process(capabilities={})),
+        Case(
+            "caps-root-custom",
+            "capabilities",
+            "root with distinct sets",
+            caps(
+                bounding=["CAP_CHOWN", "CAP_KILL", "CAP_SETUID", "CAP_NET_RAW"],
+                effective=["CAP_KILL"],
+                permitted=["CAP_KILL", "CAP_CHOWN"],
+                inheritable=["CAP_CHOWN"],
+                ambient=["CAP_CHOWN"],
+            ),
+        ),
+        Case(
+            "caps-user-ambient",
+            "capabilities",
+            "a non-root user keeps its ambient set",
+            compose(
+                process(user={"uid": 1000, "gid": 1000}),
+                caps(
+                    bounding=["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                    effective=["CAP_CHOWN", "CAP_NET_BIND_SERVICE"],
+                    permitted=["CAP_CHOWN", "CAP_NET_BIND_SERVICE"],
+                    inheritable=["CAP_CHOWN", "CAP_NET_BIND_SERVICE"],
+                    ambient=["CAP_NET_BIND_SERVICE"],
+                ),
+            ),
+        ),
+        Case(
+            "caps-all-host",
+            "capabilities",
+            "every capability the host allows, all sets",
+            caps(
+                **{
+                    s: list(HOST_CAPS)
+                    for s in ("bounding", "effective", "permitted", "inheritable", "ambient")
+                }
+            ),
+        ),
+        Case(
+            "caps-unknown-name",
+            "capabilities",
+            "an unknown name must not fail the container (spec: warn, SHOULD NOT fail)",
+            caps(
+                bounding=[*DEFAULT_CAPS, "CAP_NOT_A_CAPABILITY"],
+                effective=DEFAULT_CAPS,
+                permitted=DEFAULT_CAPS,
+            ),
+        ),
+    ]
+
+
+def rlimit_cases() -> list[Case]:
+    return [
+        Case(
+            "rlimits-several",
+            "rlimits",
+            "soft below hard, several types",
+            process(
+                rlimits=[
+                    {"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024},
+                    {"type": "RLIMIT_CORE", "soft": 0, "hard": 4096},
+                    {"type": "RLIMIT_NPROC", "soft": 2048, "hard": 4096},
+                    {"type": "RLIMIT_STACK", "soft": 4 << 20, "hard": 8 << 20},
+                    {"type": "RLIMIT_MSGQUEUE", "soft": 4096, "hard": 8192},
+                ]
+            ),
+        ),
+        Case(
+            "rlimits-unlimited",
+            "rlimits",
+            "RLIM_INFINITY written as the uint64 maximum",
+            process(
+                rlimits=[
+                    {"type": "RLIMIT_CPU", "soft": 2**64 - 1, "hard": 2**64 - 1},
+                    {"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024},
+                ]
+            ),
+        ),
+        Case(
+            "rlimits-spec-example",
+            "rlimits",
+            "config.md's full example's rlimits",
+            process(
+                rlimits=[
+                    {"type": "RLIMIT_CORE", "hard": 1024, "soft": 1024},
+                    {"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024},
+                ]
+            ),
+        ),
+    ]
+
+
+def namespace_cases() -> list[Case]:
+    join = {"join": ("uts", "ipc", "net")}
+    pid = {"pidjoin": ("pid",)}
+    return [
+        Case(
+            "ns-mount-only",
+            "namespaces",
+            "only a mount namespace: every other one is the runtime's",
+            namespaces(),
+        ),
+        Case(
+            "ns-pid", "namespaces", "a new PID namespace: the process is PID 1", namespaces("pid")
+        ),
+        Case("ns-network", "namespaces", "a new network namespace", namespaces("network")),
+        Case("ns-ipc", "namespaces", "a new IPC namespace", namespaces("ipc")),
+        Case(
+            "ns-uts",
+            "namespaces",
+            "a new UTS namespace with a hostname",
+            compose(namespaces("uts"), top(hostname="uts-only")),
+        ),
+        Case(
+            "ns-cgroup",
+            "namespaces",
+            "a new cgroup namespace: the container's cgroup is its root",
+            namespaces("pid", "cgroup"),
+        ),
+        Case(
+            "ns-all",
+            "namespaces",
+            "pid, network, ipc, uts, mount and cgroup together",
+            namespaces("pid", "network", "ipc", "uts", "cgroup"),
+        ),
+        Case(
+            "ns-join-by-path",
+            "namespaces",
+            "uts, ipc and network joined by path",
+            namespaces(
+                "pid", uts="@NS:join:uts@", ipc="@NS:join:ipc@", network="@NS:join:network@"
+            ),
+            holders=join,
+        ),
+        Case(
+            "ns-join-pid",
+            "namespaces",
+            "a PID namespace joined by path",
+            namespaces(pid="@NS:pidjoin:pid@"),
+            holders=pid,
+        ),
+        Case(
+            "ns-time",
+            "namespaces",
+            "a time namespace with config.md's timeOffsets (runtime-spec 1.1+)",
+            compose(
+                namespaces("pid", "time"),
+                linux(
+                    timeOffsets={
+                        "monotonic": {"secs": 172800, "nanosecs": 0},
+                        "boottime": {"secs": 604800, "nanosecs": 0},
+                    }
+                ),
+            ),
+        ),
+    ]
+
+
+def device_cases() -> list[Case]:
+    return [
+        Case(
+            "devices-spec-example",
+            "devices",
+            "config-linux.md's devices example",
+            linux(
+                devices=[
+                    {
+                        "path": "/dev/fuse",
+                        "type": "c",
+                        "major": 10,
+                        "minor": 229,
+                        "fileMode": 438,
+                        "uid": 0,
+                        "gid": 0,
+                    },
+                    {
+                        "path": "/dev/sda",
+                        "type": "b",
+                        "major": 8,
+                        "minor": 0,
+                        "fileMode": 432,
+                        "uid": 0,
+                        "gid": 0,
+                    },
+                ]
+            ),
+        ),
+        Case(
+            "devices-modes-owners",
+            "devices",
+            "modes, owners, a fifo, a node outside /dev",
+            compose(
+                root(readonly=False),
+                linux(
+                    devices=[
+                        {
+                            "path": "/dev/custom-null",
+                            "type": "c",
+                            "major": 1,
+                            "minor": 3,
+                            "fileMode": 0o600,
+                            "uid": 1000,
+                            "gid": 100,
+                        },
+                        {"path": "/dev/myfifo", "type": "p", "fileMode": 0o640},
+                        {"path": "/dev/sub/zero", "type": "c", "major": 1, "minor": 5},
+                        {
+                            "path": "/opt/dev/zero2",
+                            "type": "c",
+                            "major": 1,
+                            "minor": 5,
+                            "fileMode": 0o644,
+                        },
+                    ]
+                ),
+            ),
+            nodes=("/opt/dev/zero2",),
+        ),
+    ]
+
+
+def path_cases() -> list[Case]:
+    return [
+        Case(
+            "masked-custom",
+            "maskedPaths",
+            "a file and a directory of the rootfs, and a path that does not exist",
+            linux(maskedPaths=["/secret.txt", "/secretdir", "/no/such/path", "/proc/kcore"]),
+        ),
+        Case(
+            "readonly-custom",
+            "readonlyPaths",
+            "a directory and a file of a writable rootfs, and a missing path",
+            compose(
+                root(readonly=False),
+                linux(readonlyPaths=["/ro-dir", "/ro-file.txt", "/no/such/path", "/proc/sys"]),
+            ),
+        ),
+        Case(
+            "sysctl-spec-example",
+            "sysctl",
+            "config-linux.md's sysctl example (network)",
+            linux(sysctl={"net.ipv4.ip_forward": "1", "net.core.somaxconn": "256"}),
+        ),
+        Case(
+            "sysctl-ipc",
+            "sysctl",
+            "IPC sysctls in the container's IPC namespace",
+            linux(
+                sysctl={
+                    "kernel.shmmax": "65536",
+                    "kernel.msgmax": "4096",
+                    "fs.mqueue.queues_max": "128",
+                }
+            ),
+        ),
+    ]
+
+
+def propagation_cases() -> list[Case]:
+    return [
+        Case(
+            f"rootfs-{mode}",
+            "rootfsPropagation",
+            f"rootfsPropagation {mode}",
+            linux(rootfsPropagation=mode),
+        )
+        for mode in ("shared", "slave", "private", "unbindable")
+    ]
+
+
+def cgroup_cases() -> list[Case]:
+    return [
+        Case(
+            "cgroups-absolute",
+            "cgroupsPath",
+            "an absolute cgroupsPath: taken from the root of every hierarchy",
+            linux(cgroupsPath="/@ID@-abs/leaf"),
+        ),
+        Case(
+            "cgroups-relative",
+            "cgroupsPath",
+            "a relative cgroupsPath",
+            linux(cgroupsPath="@ID@-rel/leaf"),
+        ),
+        Case(
+            "annotations",
+            "annotations",
+            "annotations do not change the container",
+            top(
+                annotations={
+                    "com.example.gpu-cores": "2",
+                    "org.example/key": "",
+                    "com.example.key1": "value1",
+                }
+            ),
+        ),
+    ]
+
+
+def error_cases() -> list[Case]:
+    """Configs the spec says MUST generate an error (and leave nothing behind)."""
+    nofile = {"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024}
+    return [
+        Case(
+            "err-duplicate-rlimit",
+            "errors",
+            "config.md: duplicated rlimit types MUST error",
+            process(rlimits=[nofile, dict(nofile, soft=512)]),
+            must_fail=True,
+        ),
+        Case(
+            "err-unknown-rlimit",
+            "errors",
+            "config.md: an rlimit type that cannot be mapped MUST error",
+            process(rlimits=[{"type": "RLIMIT_NOPE", "soft": 1, "hard": 1}]),
+            must_fail=True,
+        ),
+        Case(
+            "err-duplicate-namespace",
+            "errors",
+            "config-linux.md: duplicated namespace types MUST error",
+            linux(namespaces=[{"type": "pid"}, {"type": "mount"}, {"type": "pid"}]),
+            must_fail=True,
+        ),
+        Case(
+            "err-namespace-wrong-type",
+            "errors",
+            "config-linux.md: a path that is not a namespace of the type MUST error",
+            namespaces(uts="@NS:join:network@"),
+            holders={"join": ("uts", "ipc", "net")},
+            must_fail=True,
+        ),
+        Case(
+            "err-relative-cwd",
+            "errors",
+            "config.md: cwd MUST be absolute",
+            process(cwd="tmp"),
+            must_fail=True,
+        ),
+        Case(
+            "err-empty-args",
+            "errors",
+            "config.md: args needs at least one entry",
+            process(args=[]),
+            must_fail=True,
+        ),
+        Case(
+            "err-missing-root",
+            "errors",
+            "config.md: a directory MUST exist at root.path",
+            root(path="no-such-rootfs"),
+            must_fail=True,
+        ),
+        Case(
+            "err-missing-executable",
+            "errors",
+            "the process cannot be executed",
+            process(args=["/no/such/program"]),
+            must_fail=True,
+        ),
+        Case(
+            "err-hook-timeout-zero",
+            "errors",
+            "config.md: a hook timeout MUST be > 0",
+            top(hooks={"createRuntime": [{"path": "/bin/true", "timeout": 0}]}),
+            must_fail=True,
+        ),
+    ]
+
+
+def static_cases() -> list[Case]:
+    return [
+        *baseline_cases(),
+        *root_cases(),
+        *mount_cases(),
+        *uts_cases(),
+        *user_cases(),
+        *process_cases(),
+        *capability_cases(),
+        *rlimit_cases(),
+        *namespace_cases(),
+        *device_cases(),
+        *path_cases(),
+        *propagation_cases(),
+        *cgroup_cases(),
+        *error_cases(),
+    ]
+
+
+# --- later issues: listed, run for the record, never counted ----------------------------
+
+ISSUE_PROCESS = "#4"
+ISSUE_CGROUPS = "#5"
+
+
+def later_cases() -> list[Case]:
+    def later(name: str, feature: str, issue: str, edit: Edit) -> Case:
+        return Case(name, "later", feature, edit, needs=Need(feature, issue))
+
+    mapping = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    return [
+        later(
+            "terminal",
+            "process.terminal (a pty, --console-socket)",
+            ISSUE_PROCESS,
+            process(terminal=True, consoleSize={"height": 25, "width": 80}),
+        ),
+        later(
+            "user-namespace",
+            "user namespace + uid/gid mappings",
+            ISSUE_PROCESS,
+            compose(namespaces("pid", "user"), linux(uidMappings=mapping, gidMappings=mapping)),
+        ),
+        later(
+            "seccomp",
+            "linux.seccomp (config-linux.md's example)",
+            ISSUE_PROCESS,
+            linux(
+                seccomp={
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "architectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+                    "syscalls": [{"names": ["getcwd", "chmod"], "action": "SCMP_ACT_ERRNO"}],
+                }
+            ),
+        ),
+        later(
+            "apparmor",
+            "process.apparmorProfile",
+            ISSUE_PROCESS,
+            process(apparmorProfile="acme_secure_profile"),
+        ),
+        later(
+            "selinux",
+            "process.selinuxLabel + linux.mountLabel",
+            ISSUE_PROCESS,
+            compose(
+                process(selinuxLabel="system_u:system_r:svirt_lxc_net_t:s0:c124,c675"),
+                linux(mountLabel="system_u:object_r:svirt_sandbox_file_t:s0:c715,c811"),
+            ),
+        ),
+        later(
+            "personality",
+            "linux.personality",
+            ISSUE_PROCESS,
+            linux(personality={"domain": "LINUX32"}),
+        ),
+        later(
+            "scheduler",
+            "process.scheduler",
+            ISSUE_PROCESS,
+            process(scheduler={"policy": "SCHED_BATCH", "nice": 5}),
+        ),
+        later(
+            "io-priority",
+            "process.ioPriority",
+            ISSUE_PROCESS,
+            process(ioPriority={"class": "IOPRIO_CLASS_IDLE", "priority": 4}),
+        ),
+        later(
+            "exec-cpu-affinity",
+            "process.execCPUAffinity",
+            ISSUE_PROCESS,
+            process(execCPUAffinity={"initial": "0", "final": "0-1"}),
+        ),
+        later(
+            "net-devices",
+            "linux.netDevices",
+            ISSUE_PROCESS,
+            linux(netDevices={"dummy0": {"name": "eth1"}}),
+        ),
+        later(
+            "resources-memory-pids",
+            "linux.resources memory/pids/cpu limits",
+            ISSUE_CGROUPS,
+            linux(
+                resources={
+                    "memory": {"limit": 536870912},
+                    "pids": {"limit": 512},
+                    "cpu": {"shares": 512},
+                }
+            ),
+        ),
+        later(
+            "resources-devices",
+            "linux.resources.devices (the device cgroup)",
+            ISSUE_CGROUPS,
+            linux(
+                resources={
+                    "devices": [
+                        {"allow": False, "access": "rwm"},
+                        {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rw"},
+                    ]
+                }
+            ),
+        ),
+    ]
+
+
+#: Operations of later issues, listed in RESULTS.md (they are not configs).
+LATER_OPERATIONS = (
+    ("exec", "exec into a running container", ISSUE_PROCESS),
+    ("pause-resume", "pause / resume (freezer)", ISSUE_CGROUPS),
+    ("update", "update of resource limits", ISSUE_CGROUPS),
+    ("events", "events (stats, OOM notifications)", ISSUE_CGROUPS),
+)
+
+
+# --- hypothesis-generated variations ------------------------------------------------------
+
+GENERATED_COUNT = 30
+
+
+def generated_cases(count: int = GENERATED_COUNT) -> list[Case]:
+    """`count` distinct hypothesis variations, the same ones on every run."""
+    from conformance import variations
+
+    return [
+        Case(
+            f"gen-{i:02d}",
+            "generated",
+            "hypothesis variation",
+            variations.apply(v),
+            summary=variations.summarise(v),
+        )
+        for i, v in enumerate(variations.load(count))
+    ]
+
+
+def all_cases() -> list[Case]:
+    return static_cases() + generated_cases() + later_cases()

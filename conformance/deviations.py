@@ -1,0 +1,219 @@
+"""Documented deviations: known, explained differences from the spec or between runtimes.
+
+Each entry says who deviates, what the spec says, and who is right. `explain` tags every
+failure and every report difference of a case that an entry accounts for; whatever is
+left is "unexplained", which the test treats as a real failure.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from conformance.results import CaseResult
+
+
+@dataclass(frozen=True)
+class Deviation:
+    id: str
+    who: str  # who deviates: "runc", "both", or "neither" (the spec is silent)
+    title: str
+    spec: str  # what the spec says
+    verdict: str  # who is right
+    failure: str | None = None  # regex over a failure of `who`
+    diff: str | None = None  # regex over a line only one runtime's report has
+    note: str | None = None  # regex over a NOTE-level observation (never a failure)
+    cases: str | None = None  # regex over the case names it can apply to
+
+    def explains_failure(self, runtime: str, text: str) -> bool:
+        return (
+            self.failure is not None
+            and self.who in (runtime, "both")
+            and re.search(self.failure, text) is not None
+        )
+
+
+DEVIATIONS: tuple[Deviation, ...] = (
+    Deviation(
+        "D1",
+        "neither",
+        "stdio of a foreground `run`: runc relays it through pipes, "
+        "ociruntime hands the container the caller's own fds",
+        "silent: runtime.md defines no stdio behaviour",
+        "both fine",
+        diff=r"^fd [012] ",
+    ),
+    Deviation(
+        "D2",
+        "runc",
+        "the `cgroup` mount with `ro` on cgroup v1: runc leaves the tmpfs at "
+        "/sys/fs/cgroup writable (only the hierarchies under it are read-only)",
+        "config.md: `ro` is a MUST option; the mount at the destination is asked read-only",
+        "ociruntime",
+        failure=r"/sys/fs/cgroup and every hierarchy read-only",
+        diff=r"^mount /sys/fs/cgroup tmpfs ",
+    ),
+    Deviation(
+        "D3",
+        "runc",
+        "runc adds HOME (from the rootfs's /etc/passwd) when the config's env has none",
+        "config.md: `env` is the process's environment; nothing adds to it",
+        "ociruntime (exactly the configured env); runc's is a documented extension",
+        diff=r"^env HOME=",
+        note=r"^env: nothing beyond the configured variables \(added: \['HOME'\]\)",
+    ),
+    Deviation(
+        "D4",
+        "neither",
+        "inside a cgroup namespace the name=systemd hierarchy is mounted "
+        "with source `systemd` by runc, `cgroup` by ociruntime",
+        "silent: the source of a mount the runtime makes on its own is free",
+        "both fine",
+        diff=r"^mount /sys/fs/cgroup/systemd cgroup .* (cgroup|systemd) name=systemd ",
+    ),
+    Deviation(
+        "D5",
+        "runc",
+        "rootfsPropagation `shared` is not applied: runc's root stays private",
+        "config-linux.md: `shared`: the rootfs mount belongs to a new peer group",
+        "ociruntime",
+        failure=r"propagation of / \(want shared",
+        diff=r"^mount / ",
+    ),
+    Deviation(
+        "D6",
+        "runc",
+        "`domainname` is ignored by runc 1.1.5",
+        "config.md: `domainname` sets the container's domainname in its UTS namespace",
+        "ociruntime",
+        failure=r"^uts: domainname",
+        diff=r"^uts domainname ",
+    ),
+    Deviation(
+        "D7",
+        "runc",
+        "no time namespace (runc 1.1.5 implements runtime-spec 1.0.2): a config with one fails",
+        "config-linux.md (1.1+): `time` namespaces and `timeOffsets`",
+        "ociruntime",
+        failure=r'namespace \{"time"',
+        diff=r"^run: ",
+        cases=r"^ns-time$",
+    ),
+    Deviation(
+        "D8",
+        "runc",
+        "rootfsPropagation `unbindable` makes create fail: runc applies it "
+        "to / before bind-mounting the rootfs, which the kernel then refuses (EINVAL)",
+        "config-linux.md: `unbindable` is a valid rootfsPropagation",
+        "ociruntime",
+        failure=r"^run exited 1: .*rootfs.*: invalid argument",
+        diff=r"^run: ",
+        cases=r"^rootfs-unbindable$",
+    ),
+    Deviation(
+        "D9",
+        "runc",
+        "duplicated rlimit types are accepted (the last one wins)",
+        "config.md: duplicated `rlimits` types MUST generate an error",
+        "ociruntime",
+        failure=r"accepted a config the spec says MUST fail",
+        diff=r"^run: ",
+        cases=r"^err-duplicate-rlimit$",
+    ),
+    Deviation(
+        "D10",
+        "runc",
+        "delete leaves the parent cgroups that create made (it removes only the leaf)",
+        "runtime.md: deleting MUST delete the resources create made",
+        "ociruntime",
+        failure=r"delete left cgroups it created",
+        diff=r"^cgroups left=",
+    ),
+    Deviation(
+        "D11",
+        "runc",
+        "poststart hooks run during create, before startContainer, and see status `created`",
+        "config.md: poststart MUST be called after the user process "
+        "is executed, before start returns; hooks in the listed order",
+        "ociruntime",
+        failure=r"^hooks after |^hook poststart: status",
+        diff=r"^hook (order|statuses)=",
+    ),
+    Deviation(
+        "D12",
+        "runc",
+        "createContainer and startContainer hooks get the pid as seen in the "
+        "container's PID namespace (1)",
+        "runtime.md: the state's `pid` is the container process's ID as seen by the host",
+        "ociruntime",
+        failure=r"^hook (createContainer|startContainer): pid ",
+    ),
+    Deviation(
+        "D13",
+        "both",
+        "delete of a created (not stopped) container succeeds and kills it",
+        "runtime.md: deleting a container that is not stopped MUST have no effect and MUST "
+        "generate an error",
+        "neither: ociruntime copies runc on purpose (engines delete "
+        "created containers; tests/test_lifecycle.py::test_delete_created_container_kills_it)",
+        failure=r"^delete \(created\): ok",
+        cases=r"^delete-created$",
+    ),
+    Deviation(
+        "D14",
+        "both",
+        "with no process.user.umask, both set 0022 instead of keeping the caller's umask",
+        "config.md: if unspecified, the umask should not be changed from the calling "
+        "process' umask (a lowercase should: a NOTE, not a failure)",
+        "neither follows it; ociruntime does what runc does",
+        note=r"umask unchanged when unset",
+    ),
+)
+
+
+def explain(result: CaseResult) -> None:
+    """Record which deviation accounts for which failure and report difference. A
+    deviation with a failure pattern explains report differences only in cases where
+    that failure happened, so it cannot hide an unrelated difference elsewhere."""
+    for runtime in result.failures:
+        result.explained.setdefault(runtime, {})
+    for d in DEVIATIONS:
+        if d.cases and not re.search(d.cases, result.name):
+            continue
+        hits = [
+            (runtime, text)
+            for runtime, texts in result.failures.items()
+            for text in texts
+            if d.explains_failure(runtime, text)
+        ]
+        if d.note:
+            hits += [
+                (runtime, text)
+                for runtime, texts in result.notes.items()
+                for text in texts
+                if d.who in (runtime, "both") and re.search(d.note, text)
+            ]
+        if d.diff and (d.failure is None or hits):
+            hits += [
+                (runtime, line)
+                for runtime, lines in result.only.items()
+                for line in lines
+                if re.search(d.diff, line)
+            ]
+        for runtime, item in hits:
+            result.explained[runtime].setdefault(item, d.id)
+
+
+def render_markdown(seen: set[str]) -> str:
+    rows = [
+        "## Documented deviations",
+        "",
+        "| id | who | what | the spec | verdict | seen |",
+        "|---|---|---|---|---|---|",
+    ]
+    for d in DEVIATIONS:
+        rows.append(
+            f"| {d.id} | {d.who} | {d.title} | {d.spec} | {d.verdict} | "
+            f"{'yes' if d.id in seen else 'no'} |"
+        )
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,458 @@
+"""runtime.md's lifecycle, driven the same way on both runtimes.
+
+Each scenario is a sequence of operations on one container. Every step records what
+the runtime did (exit status, the container's status afterwards) next to what
+runtime.md requires, so a scenario both checks the spec and compares the runtimes:
+two runtimes agree when their (ok, status) sequences and hook orders are identical.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conformance import corpus
+from conformance.harness import Workspace, ns_inode, remove_tagged_cgroups, tagged_cgroups
+
+GONE = "<none>"  # the status of a container that does not exist (state fails)
+SILENT = object()  # the spec says nothing: recorded, never checked
+HOOK_KINDS = (
+    "prestart",
+    "createRuntime",
+    "createContainer",
+    "startContainer",
+    "poststart",
+    "poststop",
+)
+
+
+@dataclass
+class Step:
+    """One operation: what happened, and what runtime.md wants (SILENT: no rule)."""
+
+    label: str
+    ok: bool
+    status: str
+    want_ok: object = SILENT
+    want_status: object = SILENT
+    detail: str = ""
+
+    @property
+    def conforms(self) -> bool:
+        return (self.want_ok is SILENT or self.ok == self.want_ok) and (
+            self.want_status is SILENT or self.status == self.want_status
+        )
+
+    def outcome(self) -> str:
+        return f"{self.label}: {'ok' if self.ok else 'error'} -> {self.status}"
+
+    def failure(self) -> str:
+        want = []
+        if self.want_ok is not SILENT:
+            want.append("ok" if self.want_ok else "an error")
+        if self.want_status is not SILENT:
+            want.append(f"status {self.want_status}")
+        got = self.outcome() + (f" [{self.detail}]" if self.detail else "")
+        return f"{got}; runtime.md wants {' and '.join(want)}"
+
+
+@dataclass
+class Driver:
+    """Runs one scenario's operations on one runtime, against one container."""
+
+    ws: Workspace
+    runtime: str
+    scenario: str
+    steps: list[Step] = field(default_factory=list)
+    facts: dict[str, object] = field(default_factory=dict)  # compared, not checked
+    problems: list[str] = field(default_factory=list)  # spec violations beyond steps
+
+    def __post_init__(self) -> None:
+        self.cid = self.ws.container_id(f"lc-{self.scenario}", self.runtime)
+        self.bundle: Path | None = None
+        self.siblings: list[Driver] = []
+
+    def make_bundle(self, edit: corpus.Edit) -> Path:
+        config = corpus.base_config()
+        config["process"]["args"] = ["sleep", "600"]
+        edit(config)
+        self.bundle, _ = self.ws.make_bundle(self.cid, config, dict(corpus.COMMON_FILES), [])
+        (self.bundle / "log").mkdir()
+        return self.bundle
+
+    def op(
+        self, label: str, args: list[str], want_ok: object = SILENT, want_status: object = SILENT
+    ) -> Step:
+        inv = self.ws.runtime(self.runtime, args)
+        step = Step(
+            label,
+            inv.ok,
+            self.status(),
+            want_ok,
+            want_status,
+            "" if inv.ok else inv.error()[-200:],
+        )
+        self.steps.append(step)
+        return step
+
+    def create(self, want_ok: object = True, want_status: object = "created") -> Step:
+        return self.op(
+            "create", ["create", "--bundle", str(self.bundle), self.cid], want_ok, want_status
+        )
+
+    def state(self) -> dict | None:
+        inv = self.ws.runtime(self.runtime, ["state", self.cid])
+        return json.loads(inv.stdout) if inv.ok else None
+
+    def status(self) -> str:
+        st = self.state()
+        return st["status"] if st else GONE
+
+    def wait_for(self, status: str, timeout: float = 10) -> Step:
+        """Poll `state` until it says `status` (a stopped init is not our child)."""
+        deadline = time.monotonic() + timeout
+        while self.status() != status and time.monotonic() < deadline:
+            time.sleep(0.02)
+        step = Step(f"wait for {status}", True, self.status(), SILENT, status)
+        self.steps.append(step)
+        return step
+
+    def run_to_stopped(self) -> None:
+        self.create()
+        self.op("start", ["start", self.cid], True, "running")
+        self.op("kill KILL", ["kill", self.cid, "KILL"], True)
+        self.wait_for("stopped")
+
+    def sibling(self, suffix: str, edit: corpus.Edit) -> Driver:
+        """A second container of the same scenario (cleaned up with this one)."""
+        other = Driver(self.ws, self.runtime, f"{self.scenario}-{suffix}")
+        other.make_bundle(edit)
+        self.siblings.append(other)
+        return other
+
+    def cleanup(self) -> None:
+        for d in [self, *self.siblings]:
+            self.ws.runtime(self.runtime, ["delete", "--force", d.cid])
+
+    def verdict(self) -> list[str]:
+        return [s.failure() for s in self.steps if not s.conforms] + self.problems
+
+    def comparable(self) -> list[str]:
+        return [s.outcome() for s in self.steps] + [f"{k}={v}" for k, v in self.facts.items()]
+
+
+# --- scenarios ----------------------------------------------------------------------------
+
+
+def unchanged(config: dict) -> None:
+    """The lifecycle base as it is: `sleep 600` under runc's default spec."""
+
+
+def marker_mount(config: dict) -> None:
+    """The process touches /log/ran when it runs: proof of when the user code started."""
+    config["process"]["args"] = ["sh", "-c", "touch /log/ran; exec sleep 600"]
+    config["mounts"].append(corpus.bind("@BUNDLE@/log", "/log", "rbind", "rw"))
+
+
+def transitions(d: Driver) -> None:
+    """creating -> created -> running -> stopped -> deleted; create must not run the
+    user code, start must; state carries what runtime.md lists."""
+    bundle = d.make_bundle(marker_mount)
+    d.create()
+    _check_state_fields(d, "created")
+    ran = bundle / "log" / "ran"
+    if ran.exists():
+        d.problems.append("create ran the user-specified program (runtime.md: MUST NOT)")
+    d.op("start", ["start", d.cid], True, "running")
+    if not _eventually(ran.exists):
+        d.problems.append("start did not run the user-specified program")
+    _check_state_fields(d, "running")
+    d.op("kill KILL (running)", ["kill", d.cid, "KILL"], True)
+    d.wait_for("stopped")
+    d.op("delete (stopped)", ["delete", d.cid], True, GONE)
+    d.op("state (deleted)", ["state", d.cid], False, GONE)
+
+
+def _check_state_fields(d: Driver, status: str) -> None:
+    st = d.state() or {}
+    want = {"id": d.cid, "status": status, "bundle": str(d.bundle)}
+    wrong = {k: st.get(k) for k, v in want.items() if st.get(k) != v}
+    if not isinstance(st.get("pid"), int) or st.get("pid", 0) <= 0:
+        wrong["pid"] = st.get("pid")
+    if "ociVersion" not in st:
+        wrong["ociVersion"] = None
+    if wrong:
+        d.problems.append(f"state while {status}: wrong or missing {wrong}")
+
+
+def _eventually(predicate: Callable[[], bool], timeout: float = 5) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def start_running(d: Driver) -> None:
+    """start on a running container: an error, and no effect."""
+    d.make_bundle(unchanged)
+    d.create()
+    d.op("start", ["start", d.cid], True, "running")
+    d.op("start (running)", ["start", d.cid], False, "running")
+
+
+def start_stopped(d: Driver) -> None:
+    d.make_bundle(unchanged)
+    d.run_to_stopped()
+    d.op("start (stopped)", ["start", d.cid], False, "stopped")
+
+
+def kill_created(d: Driver) -> None:
+    """kill is allowed on a created container (neither created nor running: error)."""
+    d.make_bundle(unchanged)
+    d.create()
+    d.op("kill KILL (created)", ["kill", d.cid, "KILL"], True)
+    d.wait_for("stopped")
+
+
+def kill_stopped(d: Driver) -> None:
+    d.make_bundle(unchanged)
+    d.run_to_stopped()
+    d.op("kill KILL (stopped)", ["kill", d.cid, "KILL"], False, "stopped")
+
+
+def kill_signal(d: Driver) -> None:
+    """kill MUST deliver the given signal: the process traps USR1 and exits (it says
+    when its trap is in place: PID 1 ignores a signal it has no handler for)."""
+    script = "trap 'exit 7' USR1; touch /log/trapped; while :; do sleep 1; done"
+    bundle = d.make_bundle(corpus.compose(marker_mount, corpus.process(args=["sh", "-c", script])))
+    d.create()
+    d.op("start", ["start", d.cid], True, "running")
+    if not _eventually((bundle / "log" / "trapped").exists):
+        d.problems.append("the process never got as far as installing its trap")
+    d.op("kill USR1 (running)", ["kill", d.cid, "USR1"], True)
+    d.wait_for("stopped")
+
+
+def delete_running(d: Driver) -> None:
+    d.make_bundle(unchanged)
+    d.create()
+    d.op("start", ["start", d.cid], True, "running")
+    d.op("delete (running)", ["delete", d.cid], False, "running")
+
+
+def delete_created(d: Driver) -> None:
+    """runtime.md: deleting a container that is not stopped MUST error, with no effect."""
+    d.make_bundle(unchanged)
+    d.create()
+    d.op("delete (created)", ["delete", d.cid], False, "created")
+
+
+def delete_stopped(d: Driver) -> None:
+    """delete MUST remove what create made: here, two levels of cgroups."""
+    d.make_bundle(corpus.linux(cgroupsPath="/@ID@/leaf"))
+    d.run_to_stopped()
+    d.op("delete (stopped)", ["delete", d.cid], True, GONE)
+    left = sorted(
+        {os.path.relpath(p, "/sys/fs/cgroup").split("/", 1)[1] for p in tagged_cgroups(d.cid)}
+    )
+    if left:
+        d.problems.append(f"delete left cgroups it created: {left}")
+    d.facts["cgroups left"] = left
+
+
+def shared_cgroup_parent(d: Driver) -> None:
+    """Two containers under one parent cgroup that the first one's create made: deleting
+    the first MUST work and MUST NOT take away what the second still uses."""
+    parent = f"/{d.cid}-parent"
+    d.make_bundle(corpus.linux(cgroupsPath=f"{parent}/a"))
+    other = d.sibling("b", corpus.linux(cgroupsPath=f"{parent}/b"))
+    d.run_to_stopped()
+    d.op("create a second container", ["create", "--bundle", str(other.bundle), other.cid], True)
+    d.op("delete the first (stopped)", ["delete", d.cid], True, GONE)
+    if other.status() != "created":
+        d.problems.append(f"the second container is {other.status()} after the first's delete")
+    d.op("delete the second (created)", ["delete", "--force", other.cid], True)
+    # The parent stays with both runtimes: its creator could not remove it while it was
+    # in use, and the second container did not create it. Recorded, then removed here.
+    left = remove_tagged_cgroups(d.cid)
+    d.facts["cgroups left"] = [x.replace(d.cid, "<id>") for x in left]
+
+
+def unknown_id(d: Driver) -> None:
+    """Every operation on a container that does not exist MUST error."""
+    for name in ("state", "start", "kill", "delete"):
+        args = [name, d.cid] + (["KILL"] if name == "kill" else [])
+        d.op(f"{name} (no such container)", args, False, GONE)
+
+
+def duplicate_id(d: Driver) -> None:
+    """create with an id in use MUST error and MUST NOT touch the existing container."""
+    d.make_bundle(unchanged)
+    d.create()
+    d.create(want_ok=False, want_status="created")
+
+
+def annotations(d: Driver) -> None:
+    wanted = {"com.example.key1": "value1", "org.example/empty": ""}
+    d.make_bundle(corpus.top(annotations=wanted))
+    d.create()
+    got = (d.state() or {}).get("annotations")
+    if got != wanted:
+        d.problems.append(f"state annotations: want {wanted}, got {got}")
+    d.facts["annotations"] = json.dumps(got, sort_keys=True)
+
+
+def hooks(d: Driver) -> None:
+    """Hooks run in the listed order, at their moments, in their namespaces, with the
+    state on stdin (config.md "POSIX-platform Hooks")."""
+    bundle = d.make_bundle(_hook_config)
+    log = bundle / "log"
+    d.create()
+    order = _hook_order(log)
+    _expect_order(d, "after create", order, HOOK_KINDS[:3])
+    pid = (d.state() or {}).get("pid")
+    container_mnt = ns_inode(f"/proc/{pid}/ns/mnt") if pid else None
+    d.op("start", ["start", d.cid], True, "running")
+    _expect_order(d, "after start", _hook_order(log), HOOK_KINDS[:5])
+    d.op("kill KILL", ["kill", d.cid, "KILL"], True)
+    d.wait_for("stopped")
+    d.op("delete", ["delete", d.cid], True, GONE)
+    order = _hook_order(log)
+    _expect_order(d, "after delete", order, HOOK_KINDS)
+    _check_hook_namespaces(d, log, container_mnt)
+    _check_hook_states(d, log, pid)
+    d.facts["hook order"] = " ".join(name for name, _ in order)
+
+
+def _hook_config(config: dict) -> None:
+    script = (
+        'cat > "$LOG/$1.json"; echo "$1 $(readlink /proc/self/ns/mnt) $HOOKVAR" >> "$LOG/order"'
+    )
+    host = {"LOG": "@BUNDLE@/log", "sh": "/bin/sh"}
+    inside = {"LOG": "/log", "sh": "/bin/sh"}
+    config["hooks"] = {
+        kind: [
+            {
+                "path": where["sh"],
+                "args": ["sh", "-c", script, "hook", kind],
+                "env": [f"LOG={where['LOG']}", f"HOOKVAR={kind}-env"],
+                "timeout": 10,
+            }
+        ]
+        for kind in HOOK_KINDS
+        for where in [inside if kind == "startContainer" else host]
+    }
+    config["mounts"].append(corpus.bind("@BUNDLE@/log", "/log", "rbind", "rw"))
+
+
+def _hook_order(log: Path) -> list[tuple[str, list[str]]]:
+    try:
+        lines = (log / "order").read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    return [(line.split()[0], line.split()[1:]) for line in lines if line.split()]
+
+
+def _expect_order(d: Driver, when: str, order: list, want: tuple[str, ...]) -> None:
+    names = tuple(name for name, _ in order)
+    if names != want:
+        d.problems.append(f"hooks {when}: ran {list(names)}, want {list(want)}")
+
+
+def _check_hook_namespaces(d: Driver, log: Path, container_mnt: str | None) -> None:
+    """createContainer and startContainer in the container's mount namespace, the
+    others in the runtime's; each with its own env."""
+    host_mnt = ns_inode("/proc/self/ns/mnt")
+    for name, fields in _hook_order(log):
+        inode = fields[0].split("[")[-1].rstrip("]") if fields else ""
+        want = container_mnt if name in ("createContainer", "startContainer") else host_mnt
+        if inode != want:
+            d.problems.append(f"hook {name} ran in mount namespace {inode}, want {want}")
+        if fields[1:] != [f"{name}-env"]:
+            d.problems.append(f"hook {name} env: got {fields[1:]}")
+
+
+def _check_hook_states(d: Driver, log: Path, pid: object) -> None:
+    """The state on stdin: this container, and the status it is in at that moment."""
+    statuses = {
+        "createRuntime": "creating",
+        "createContainer": "creating",
+        "poststart": "running",
+        "poststop": "stopped",
+    }
+    seen = {}
+    for name in HOOK_KINDS:
+        try:
+            state = json.loads((log / f"{name}.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError) as e:
+            d.problems.append(f"hook {name}: no state on stdin ({type(e).__name__})")
+            continue
+        seen[name] = state.get("status")
+        if state.get("id") != d.cid or state.get("bundle") != str(d.bundle):
+            d.problems.append(f"hook {name}: state names {state.get('id')} / {state.get('bundle')}")
+        if name in statuses and state.get("status") != statuses[name]:
+            d.problems.append(
+                f"hook {name}: status {state.get('status')!r}, want {statuses[name]!r}"
+            )
+        if name != "poststop" and state.get("pid") != pid:
+            d.problems.append(f"hook {name}: pid {state.get('pid')}, not the init's host pid")
+    d.facts["hook statuses"] = json.dumps(seen, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    group: str
+    doc: str
+    run: Callable[[Driver], None]
+
+
+SCENARIOS = (
+    Scenario(
+        "transitions",
+        "lifecycle",
+        "creating→created→running→stopped→deleted; "
+        "create does not run the program, start does; state fields",
+        transitions,
+    ),
+    Scenario("start-running", "lifecycle", "start on a running container", start_running),
+    Scenario("start-stopped", "lifecycle", "start on a stopped container", start_stopped),
+    Scenario("kill-created", "lifecycle", "kill on a created container", kill_created),
+    Scenario("kill-stopped", "lifecycle", "kill on a stopped container", kill_stopped),
+    Scenario("kill-signal", "lifecycle", "kill delivers the named signal", kill_signal),
+    Scenario("delete-running", "lifecycle", "delete on a running container", delete_running),
+    Scenario("delete-created", "lifecycle", "delete on a created container", delete_created),
+    Scenario(
+        "delete-stopped",
+        "lifecycle",
+        "delete removes the container and the cgroups create made",
+        delete_stopped,
+    ),
+    Scenario(
+        "shared-cgroup-parent",
+        "lifecycle",
+        "delete while another container uses the parent cgroup this one's create made",
+        shared_cgroup_parent,
+    ),
+    Scenario("unknown-id", "lifecycle", "state/start/kill/delete of an unknown id", unknown_id),
+    Scenario("duplicate-id", "lifecycle", "create with an id in use", duplicate_id),
+    Scenario("state-annotations", "annotations", "state carries the annotations", annotations),
+    Scenario("hooks", "hooks", "all six hooks: order, namespaces, env, state on stdin", hooks),
+)
+
+
+def run_scenario(ws: Workspace, scenario: Scenario, runtime: str) -> Driver:
+    d = Driver(ws, runtime, scenario.name)
+    try:
+        scenario.run(d)
+    except Exception as e:  # noqa: BLE001 - a crashed scenario is a failed one, not a crash
+        d.problems.append(f"scenario crashed: {type(e).__name__}: {e}")
+    finally:
+        d.cleanup()
+    return d
