@@ -4,9 +4,10 @@ It runs entirely between fork and exec, so it must never return into the caller'
 `run` ends in execve or os._exit. Its steps, each reported to `create` on failure:
 
   join cgroups -> enter namespaces -> hostname -> build rootfs -> (createRuntime hooks in
-  the parent, createContainer hooks here) -> pivot_root -> readonly/masked paths -> sysctl,
-  rlimits, oom score -> user and capabilities -> "ready" -> wait on the exec fifo ->
-  startContainer hooks -> execve(process.args)
+  the parent, createContainer hooks here) -> pivot_root -> the terminal (process.terminal:
+  pty, /dev/console, master sent, stdio) -> readonly/masked paths -> sysctl, rlimits, oom
+  score -> user and capabilities -> "ready" -> wait on the exec fifo -> startContainer
+  hooks -> execve(process.args)
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from ociruntime import capabilities, cgroups, hooks, namespaces, process, rootfs
 from ociruntime import syscalls as sc
 from ociruntime.channel import Channel
 from ociruntime.errors import RuntimeFailure
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from ociruntime.terminal import InitConsole
 
 
 class InitContext:
@@ -37,12 +42,14 @@ class InitContext:
         no_new_keyring: bool,
         preserve_fds: int,
         public_state: dict,  # the state JSON hooks receive (pid and status filled in here)
+        console: InitConsole | None = None,  # process.terminal: the console socket
     ) -> None:
         self.config, self.bundle, self.rootfs = config, bundle, rootfs
         self.container_id, self.fifo_path = container_id, fifo_path
         self.namespaces, self.cgroups = namespaces, cgroups
         self.no_pivot, self.no_new_keyring = no_pivot, no_new_keyring
         self.preserve_fds, self.public_state = preserve_fds, public_state
+        self.console = console
 
 
 def run(ctx: InitContext, chan: Channel) -> None:  # never returns
@@ -87,6 +94,8 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     fifo_fd = os.open(ctx.fifo_path, os.O_PATH | os.O_CLOEXEC)
 
     rootfs.enter_rootfs(ctx.rootfs, ctx.no_pivot)
+    if ctx.console is not None:  # before anything turns read-only, as runc
+        ctx.console.setup(proc.get("consoleSize"), (proc.get("user") or {}).get("uid", 0))
     process.apply_sysctls(linux.get("sysctl") or {})  # before /proc/sys turns read-only
     rootfs.readonly_paths(linux.get("readonlyPaths") or [])
     rootfs.mask_paths(linux.get("maskedPaths") or [])

@@ -101,11 +101,16 @@ def test_pid_file(runtime, make_bundle, tmp_path):
     assert pid_file.read_text() == str(runtime.state(cid)["pid"])
 
 
-def test_delete_created_container_kills_it(runtime, make_bundle):
+def test_delete_created_container_needs_force(runtime, make_bundle):
+    """runtime.md: deleting a container that is not stopped MUST fail and change nothing
+    (runc deletes a created one anyway); --force kills it first."""
     cid = runtime.new_id()
     runtime("create", "--bundle", str(make_bundle(["sleep", "1000"]).path), cid, check=True)
     pid = runtime.state(cid)["pid"]
-    runtime("delete", cid, check=True)
+    refused = runtime("delete", cid)
+    assert refused.returncode == 1 and "not stopped: created" in refused.stderr
+    assert runtime.state(cid)["status"] == "created"
+    runtime("delete", "--force", cid, check=True)
     assert process_gone(pid)
 
 

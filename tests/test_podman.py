@@ -327,6 +327,12 @@ SCENARIOS = {
         0,
     ),
     "sigpipe": ([IMAGE, "sh", "-c", "yes | head -n 1"], "y\n", 0),
+    # conmon's console socket: the pty master comes back from `create --console-socket`.
+    "terminal": (
+        ["-t", IMAGE, "sh", "-c", "tty; [ -t 0 ] && [ -t 1 ] && echo both; exit 4"],
+        "/dev/pts/0\r\nboth\r\n",
+        4,
+    ),
 }
 
 
@@ -444,10 +450,6 @@ MISSING = {
     "seccomp-default-profile": (
         ["run", "--rm", *RUN_FLAGS_DEFAULT_SECCOMP, IMAGE, "true"],
         "/linux/seccomp: seccomp filters are not supported yet",
-    ),
-    "terminal (-t)": (
-        ["run", "--rm", "-t", *RUN_FLAGS, IMAGE, "true"],
-        "/process/terminal: terminals are not supported yet",
     ),
 }
 

@@ -18,6 +18,10 @@ from ociruntime.channel import Channel, channel_pair
 from ociruntime.errors import RuntimeFailure
 from ociruntime.state import ContainerState, StateDir, process_start_time
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from ociruntime import terminal
+
 
 class CreateOptions:
     def __init__(
@@ -30,10 +34,15 @@ class CreateOptions:
         no_new_keyring: bool = False,
         preserve_fds: int = 0,
         console_socket: str | None = None,
+        detach: bool = True,
     ) -> None:
         self.root, self.container_id, self.bundle = root, container_id, bundle
         self.pid_file, self.no_pivot, self.no_new_keyring = pid_file, no_pivot, no_new_keyring
         self.preserve_fds, self.console_socket = preserve_fds, console_socket
+        #: False for `run` without -d: a terminal is then attached to the caller's, and
+        #: `console_peer` is set to the socket on which the pty master arrives.
+        self.detach = detach
+        self.console_peer: object | None = None
 
 
 def rfc3339_now() -> str:
@@ -52,8 +61,7 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
         raise RuntimeFailure("config.json: /process/args: must not be empty")
     if not str(cfg["process"].get("cwd", "/")).startswith("/"):
         raise RuntimeFailure("config.json: /process/cwd: must be an absolute path")
-    if cfg["process"].get("terminal"):
-        raise RuntimeFailure("config.json: /process/terminal: terminals are not supported yet")
+    _check_terminal(cfg["process"], opts)
     _refuse_unimplemented(cfg)
     ns = namespaces.configured(cfg.get("linux") or {})
     if "user" in ns:
@@ -66,11 +74,47 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     sd = StateDir(opts.root, opts.container_id)
     sd.create()
     undo = _Rollback(sd)
+    console = None
     try:
-        return sd, _create_in(sd, b, ns, opts, undo, found)
+        if cfg["process"].get("terminal"):
+            console = _open_console(opts)
+        return sd, _create_in(sd, b, ns, opts, undo, found, console)
     except BaseException:
         undo.run()
+        if opts.console_peer is not None:
+            opts.console_peer.close()  # type: ignore[attr-defined]
+            opts.console_peer = None
         raise
+    finally:
+        if console is not None:
+            console.close()  # the init has its own copy
+
+
+def _check_terminal(proc: dict, opts: CreateOptions) -> None:
+    """runc's rules: a detached terminal needs --console-socket, which is for nothing else."""
+    if proc.get("terminal"):
+        if opts.detach and not opts.console_socket:
+            raise RuntimeFailure(
+                "config.json: /process/terminal: cannot allocate tty if runc will detach "
+                "without setting console socket (--console-socket)"
+            )
+        from ociruntime import terminal
+
+        terminal.check_config(proc)
+    if opts.console_socket and not (proc.get("terminal") and opts.detach):
+        raise RuntimeFailure(
+            "--console-socket: cannot use console socket if runc will not detach or allocate tty"
+        )
+
+
+def _open_console(opts: CreateOptions) -> terminal.InitConsole:
+    """The init's console socket, before the fork: --console-socket is a host path."""
+    from ociruntime import terminal
+
+    if opts.detach:
+        return terminal.connect(str(opts.console_socket))
+    console, opts.console_peer = terminal.pair()
+    return console
 
 
 #: Settings that protect the host: running without them would be silently less safe than
@@ -128,6 +172,7 @@ def _create_in(
     opts: CreateOptions,
     undo: _Rollback,
     found: list[cgroups.Hierarchy],
+    console: terminal.InitConsole | None = None,
 ) -> ContainerState:
     from ociruntime import init
 
@@ -173,6 +218,7 @@ def _create_in(
         no_new_keyring=opts.no_new_keyring,
         preserve_fds=opts.preserve_fds,
         public_state=hook_state,
+        console=console,
     )
     parent, child = channel_pair()
     with namespaces.for_children(ns, linux.get("timeOffsets")):

@@ -1,5 +1,5 @@
-"""`delete`: remove a stopped container (killing it first with --force, or when it was
-only created, as runc does), its cgroups and its state; then run poststop hooks."""
+"""`delete`: remove a stopped container (killing it first with --force), its cgroups and
+its state; then run poststop hooks."""
 
 from __future__ import annotations
 
@@ -21,7 +21,10 @@ def delete(root: str, container_id: str, force: bool) -> None:
             return  # runc: `delete --force` of an unknown container succeeds silently
         raise
     status = status_of(sd, state)
-    if status not in ("stopped", "created") and not force:
+    # runtime.md: deleting a container that is not stopped (created included) MUST fail
+    # and change nothing. runc deletes a created one anyway; engines that mean it pass
+    # --force (containerd's shim and podman do).
+    if status != "stopped" and not force:
         raise RuntimeFailure(
             f"cannot delete container {container_id} that is not stopped: {status}"
         )

@@ -1,5 +1,9 @@
 """`run`: create + start, then (unless detached) wait for the process, forward signals to
-it, delete the container and return the process's exit code (128+N for signal N)."""
+it, delete the container and return the process's exit code (128+N for signal N).
+
+With `process.terminal` (and no -d), the container's terminal is attached to the caller's:
+`create` hands the init one end of a socketpair, the master arrives on the other, and the
+caller's stdin/stdout are proxied to it until the container exits (ociruntime.terminal)."""
 
 from __future__ import annotations
 
@@ -15,12 +19,24 @@ _FORWARDED = (_signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGTERM, 
 
 
 def run(opts: CreateOptions, detach: bool) -> int:
+    opts.detach = detach
     sd, state = create(opts)
+    attached = None
     try:
+        if opts.console_peer is not None:
+            from ociruntime import terminal  # loaded by create already
+
+            try:
+                attached = terminal.Attached(terminal.receive_master(opts.console_peer))
+            finally:
+                opts.console_peer.close()  # type: ignore[attr-defined]
+            attached.prepare()
         release(sd, state)
     except BaseException:
         from ociruntime.commands.delete import kill_and_wait
 
+        if attached is not None:
+            attached.close()
         kill_and_wait(state)
         os.waitpid(state.pid, 0)
         destroy(sd, state)
@@ -31,7 +47,11 @@ def run(opts: CreateOptions, detach: bool) -> int:
     for sig in _FORWARDED:
         _signal.signal(sig, lambda n, _frame: _forward(pid, n))
     sd.unlock()  # let `state`/`kill` from other processes in while we wait
-    _, status = os.waitpid(pid, 0)
+    if attached is None:
+        _, status = os.waitpid(pid, 0)
+    else:  # the kernel tells the container's foreground process of a new size itself
+        _signal.signal(_signal.SIGWINCH, lambda _n, _frame: attached.resize())
+        status = attached.run(pid)
     sd.lock()
     destroy(sd, state)
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
