@@ -74,6 +74,15 @@ class Case:
         return config
 
 
+#: config-linux.md's `devices` example (also part of its full example config).
+SPEC_EXAMPLE_DEVICES = [
+    {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 438, "uid": 0,
+     "gid": 0},
+    {"path": "/dev/sda", "type": "b", "major": 8, "minor": 0, "fileMode": 432, "uid": 0,
+     "gid": 0},
+]  # fmt: skip
+
+
 def base_config() -> dict:
     """runc's default spec, non-interactive, running the inspector."""
     config = default_spec()
@@ -206,26 +215,7 @@ def spec_example_full() -> Edit:
         _spec_example_sysfs_rw,
         namespaces("pid", "network", "ipc", "uts", "cgroup"),
         linux(
-            devices=[
-                {
-                    "path": "/dev/fuse",
-                    "type": "c",
-                    "major": 10,
-                    "minor": 229,
-                    "fileMode": 438,
-                    "uid": 0,
-                    "gid": 0,
-                },
-                {
-                    "path": "/dev/sda",
-                    "type": "b",
-                    "major": 8,
-                    "minor": 0,
-                    "fileMode": 432,
-                    "uid": 0,
-                    "gid": 0,
-                },
-            ],
+            devices=SPEC_EXAMPLE_DEVICES,
             sysctl={"net.ipv4.ip_forward": "1", "net.core.somaxconn": "256"},
             cgroupsPath="/@ID@-myRuntime/myContainer",
             rootfsPropagation="slave",
@@ -665,28 +655,7 @@ def device_cases() -> list[Case]:
             "devices-spec-example",
             "devices",
             "config-linux.md's devices example",
-            linux(
-                devices=[
-                    {
-                        "path": "/dev/fuse",
-                        "type": "c",
-                        "major": 10,
-                        "minor": 229,
-                        "fileMode": 438,
-                        "uid": 0,
-                        "gid": 0,
-                    },
-                    {
-                        "path": "/dev/sda",
-                        "type": "b",
-                        "major": 8,
-                        "minor": 0,
-                        "fileMode": 432,
-                        "uid": 0,
-                        "gid": 0,
-                    },
-                ]
-            ),
+            linux(devices=SPEC_EXAMPLE_DEVICES),
         ),
         Case(
             "devices-modes-owners",
