@@ -75,8 +75,25 @@ COMMAND_FLAGS: dict[str, tuple[Flag, ...]] = {
     "features": (),
     "validate": (_BUNDLE,),
     "ps": (Flag(("format", "f"), "format", True, "table"),),
+    "exec": (
+        Flag(("process", "p"), "process", True),
+        Flag(("tty", "t"), "tty"),
+        _CONSOLE,
+        Flag(("detach", "d"), "detach"),
+        _PID_FILE,
+        Flag(("cwd",), "cwd", True),
+        Flag(("env", "e"), "env", True, []),
+        Flag(("user", "u"), "user", True),
+        Flag(("additional-gids", "g"), "additional_gids", True, []),
+        Flag(("cap", "c"), "cap", True, []),
+        Flag(("no-new-privs",), "no_new_privs"),
+        Flag(("preserve-fds",), "preserve_fds", True, "0"),
+        Flag(("apparmor",), "apparmor", True),
+        Flag(("process-label",), "process_label", True),
+        Flag(("ignore-paused",), "ignore_paused"),
+    ),
 }
-NOT_YET = ("exec", "pause", "resume", "update", "events", "checkpoint", "restore")
+NOT_YET = ("pause", "resume", "update", "events", "checkpoint", "restore")
 
 
 def parse_flags(argv: list[str], flags: tuple[Flag, ...], where: str) -> Parsed:
@@ -101,7 +118,10 @@ def parse_flags(argv: list[str], flags: tuple[Flag, ...], where: str) -> Parsed:
             if i >= len(argv):
                 raise RuntimeFailure(f"{where}: flag needs an argument: -{name}")
             value = argv[i]
-        parsed.options[flag.dest] = value if flag.takes_value else (value or "true") == "true"
+        if isinstance(flag.default, list):  # repeatable (-e A=1 -e B=2)
+            parsed.options[flag.dest] = [*parsed.options[flag.dest], value]  # type: ignore[misc]
+        else:
+            parsed.options[flag.dest] = value if flag.takes_value else (value or "true") == "true"
         i += 1
     parsed.args = argv[i:]
     return parsed
@@ -229,6 +249,15 @@ def _cmd_ps(g: dict, p: Parsed) -> int:
     return 0
 
 
+def _cmd_exec(g: dict, p: Parsed) -> int:
+    from ociruntime.commands.exec import EXIT_FAILED, ExecOptions, exec_command
+
+    if not p.args:
+        raise RuntimeFailure('exec failed: "exec" requires a minimum of 1 argument', EXIT_FAILED)
+    opts = ExecOptions(str(g["root"]), p.args[0], p.args[1:], p.options)
+    return exec_command(opts)
+
+
 COMMANDS: dict[str, Callable[[dict, Parsed], int]] = {
     "create": _cmd_create,
     "run": _cmd_run,
@@ -241,13 +270,14 @@ COMMANDS: dict[str, Callable[[dict, Parsed], int]] = {
     "features": _cmd_features,
     "validate": _cmd_validate,
     "ps": _cmd_ps,
+    "exec": _cmd_exec,
 }
 
 USAGE = f"""ociruntime {__version__}: an OCI runtime (spec {SPEC_VERSION}), runc-compatible
 
 usage: ociruntime [--root DIR] [--log FILE] [--log-format text|json] [--debug] COMMAND ...
 
-commands: create, start, run, state, list, kill, delete, ps, spec, features, validate
+commands: create, start, run, exec, state, list, kill, delete, ps, spec, features, validate
 """
 
 

@@ -7,6 +7,7 @@ from ociruntime.capabilities import CAP_NUMBERS
 from ociruntime.hooks import HOOK_KINDS
 from ociruntime.mountopts import SUPPORTED_OPTIONS
 from ociruntime.namespaces import FLAGS
+from ociruntime.seccomp import features as seccomp_features
 
 #: Namespaces `create` can make or join today (user namespaces arrive with rootless).
 IMPLEMENTED_NAMESPACES = tuple(sorted(k for k in FLAGS if k != "user"))
@@ -22,7 +23,7 @@ def features() -> dict:
             "namespaces": list(IMPLEMENTED_NAMESPACES),
             "capabilities": list(CAP_NUMBERS),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
-            "seccomp": {"enabled": False},
+            "seccomp": seccomp_features(),
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},

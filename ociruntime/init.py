@@ -6,7 +6,8 @@ It runs entirely between fork and exec, so it must never return into the caller'
   join cgroups -> enter namespaces -> hostname -> build rootfs -> (createRuntime hooks in
   the parent, createContainer hooks here) -> pivot_root -> the terminal (process.terminal:
   pty, /dev/console, master sent, stdio) -> readonly/masked paths -> sysctl, rlimits, oom
-  score -> user and capabilities -> "ready" -> wait on the exec fifo -> startContainer
+  score -> (seccomp without noNewPrivileges) -> user and capabilities -> (seccomp with
+  noNewPrivileges) -> "ready" -> wait on the exec fifo -> startContainer
   hooks -> execve(process.args)
 """
 
@@ -43,13 +44,14 @@ class InitContext:
         preserve_fds: int,
         public_state: dict,  # the state JSON hooks receive (pid and status filled in here)
         console: InitConsole | None = None,  # process.terminal: the console socket
+        seccomp: object | None = None,  # linux.seccomp: the filter `create` built
     ) -> None:
         self.config, self.bundle, self.rootfs = config, bundle, rootfs
         self.container_id, self.fifo_path = container_id, fifo_path
         self.namespaces, self.cgroups = namespaces, cgroups
         self.no_pivot, self.no_new_keyring = no_pivot, no_new_keyring
         self.preserve_fds, self.public_state = preserve_fds, public_state
-        self.console = console
+        self.console, self.seccomp = console, seccomp
 
 
 def run(ctx: InitContext, chan: Channel) -> None:  # never returns
@@ -110,13 +112,23 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     executable = process.find_executable(proc["args"][0], env)
 
     cap_sets = capabilities.resolve_sets(proc.get("capabilities"))
+    no_new_privs = bool(proc.get("noNewPrivileges"))
+    if ctx.seccomp is not None and not no_new_privs:
+        # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before dropping
+        # privileges, as runc (the user switch then runs under the filter, as in runc).
+        _load_seccomp(ctx.seccomp)
     process.switch_user(proc.get("user") or {}, cap_sets)
     cwd = proc.get("cwd") or "/"
     try:
         os.chdir(cwd)
     except OSError as e:
         raise RuntimeFailure(f"process.cwd {cwd}: {e.strerror}") from None
-    process.apply_capabilities(cap_sets, bool(proc.get("noNewPrivileges")))
+    process.apply_capabilities(cap_sets, no_new_privs)
+    if ctx.seccomp is not None and no_new_privs:
+        # As late as runc 1.1.5: after everything privileged, before telling `create` we
+        # are ready (so a load failure is create's error). What still runs under it: the
+        # ready message, the exec fifo, startContainer hooks, two sigactions, execve.
+        _load_seccomp(ctx.seccomp)
 
     chan.send("ready")
     chan.close()
@@ -185,6 +197,14 @@ def _creation_hooks(all_hooks: dict, state: dict, chan: Channel) -> None:
     container_hooks = all_hooks.get("createContainer") or []
     if container_hooks:
         hooks.run_hooks("createContainer", container_hooks, dict(state, status="creating"))
+
+
+def _load_seccomp(filt: object) -> None:
+    """Install the filter `create` built (ociruntime/seccomp.py) on this process."""
+    try:
+        filt.load()  # type: ignore[attr-defined]
+    except OSError as e:
+        raise RuntimeFailure(f"linux.seccomp: loading the filter: {e.strerror}") from None
 
 
 def _wait_for_start(fifo_fd: int) -> None:

@@ -51,11 +51,12 @@ class Logger:
         self.log("debug", msg)
 
     def warning(self, msg: str) -> None:
-        """To the --log file when there is one, else stderr: an engine hands the runtime
-        the container's own stdio, so a stderr line would land in the container's output."""
+        """To the --log file when there is one, else to stderr only when that is a
+        terminal (a person). Engines hand the runtime the container's own stdio (podman's
+        conmon without --log), where a warning would land in the container's output."""
         if self.path:
             self.log("warning", msg)
-        else:
+        elif sys.stderr.isatty():
             sys.stderr.write(self._format("warning", msg))
 
     def error(self, msg: str) -> None:

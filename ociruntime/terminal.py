@@ -66,9 +66,10 @@ class InitConsole:
     def close(self) -> None:
         self.sock.close()
 
-    def setup(self, console_size: dict | None, uid: int) -> None:
+    def setup(self, console_size: dict | None, uid: int, console: bool = True) -> None:
         """In the init only, inside its rootfs (after pivot_root): the pty, /dev/console,
-        the master sent, the slave as controlling terminal and stdio."""
+        the master sent, the slave as controlling terminal and stdio. `exec` calls it too
+        (console=False: its pty is not bound on /dev/console, as with runc)."""
         try:
             master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
         except OSError as e:
@@ -79,7 +80,8 @@ class InitConsole:
         try:
             slave, slave_path = _open_slave(master)
             _step("chown " + slave_path, _chown_to_user, slave, uid)
-            _step("/dev/console", _mount_console, slave_path)
+            if console:
+                _step("/dev/console", _mount_console, slave_path)
             if console_size and console_size.get("height") and console_size.get("width"):
                 size = (console_size["height"], console_size["width"])
                 _step("process.consoleSize", termios.tcsetwinsize, master, size)

@@ -60,7 +60,7 @@ def test_features_is_valid_and_truthful(runtime):
     check_features(features)
     assert features["ociVersionMax"] == "1.3.0"
     assert "user" not in features["linux"]["namespaces"]  # not implemented yet
-    assert features["linux"]["seccomp"]["enabled"] is False
+    assert features["linux"]["seccomp"]["enabled"] is True
     assert {"bind", "rbind", "ro", "nosuid"} <= set(features["mountOptions"])
 
 

@@ -13,9 +13,9 @@ runc the same way, so each scenario is checked for what the user sees and compar
 runc. Teardown removes every container, waits for conmon and podman's cleanup processes,
 and fails if a mount, process, state dir or container cgroup is left.
 
-Every run passes `--security-opt seccomp=unconfined` (ociruntime refuses linux.seccomp until
-seccomp is implemented) and explicit `--ulimit`s (podman's default nofile/nproc exceed the
-hard limits here, and root lacks CAP_SYS_RESOURCE to raise them).
+Every run keeps podman's default seccomp profile (linux.seccomp, issue #4) and passes
+explicit `--ulimit`s (podman's default nofile/nproc exceed the hard limits here, and root
+lacks CAP_SYS_RESOURCE to raise them).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,14 +40,13 @@ OCIRUNTIME = REPO / ".venv" / "bin" / "ociruntime"
 RUNC = Path("/usr/sbin/runc")
 INSTALL_CLIENTS = REPO / "tools" / "install-clients.sh"
 IMAGE = "localhost/ocitest/busybox:podman"
-#: podman's default seccomp profile needs seccomp support (issue #4): see MISSING.
-RUN_FLAGS_DEFAULT_SECCOMP = [
+#: podman's default seccomp profile stays on (no --security-opt seccomp=unconfined).
+RUN_FLAGS = [
     "--pull", "never",
     "--network", "none",
     "--ulimit", "nofile=1024:1024",
     "--ulimit", "nproc=4096:4096",
 ]  # fmt: skip
-RUN_FLAGS = [*RUN_FLAGS_DEFAULT_SECCOMP, "--security-opt", "seccomp=unconfined"]
 RUNTIMES = {"ociruntime": OCIRUNTIME, "runc": RUNC}
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 #: podman's cgroup parent with --cgroup-manager cgroupfs (conmon goes in .../conmon).
@@ -327,6 +327,27 @@ SCENARIOS = {
         0,
     ),
     "sigpipe": ([IMAGE, "sh", "-c", "yes | head -n 1"], "y\n", 0),
+    # podman's default seccomp profile (linux.seccomp): a filter; chroot denied (without
+    # CAP_SYS_CHROOT the profile leaves it out); ordinary syscalls allowed. And
+    # seccomp=unconfined: no filter.
+    "seccomp-default-profile": (
+        [
+            "--cap-drop",
+            "sys_chroot",
+            IMAGE,
+            "sh",
+            "-c",
+            "grep ^Seccomp: /proc/self/status; chroot / true 2>/dev/null; echo $?; "
+            "mkdir /tmp/d && echo mkdir ok",
+        ],
+        "Seccomp:\t2\n1\nmkdir ok\n",
+        0,
+    ),
+    "seccomp-unconfined": (
+        ["--security-opt", "seccomp=unconfined", IMAGE, "grep", "^Seccomp:", "/proc/self/status"],
+        "Seccomp:\t0\n",
+        0,
+    ),
     # conmon's console socket: the pty master comes back from `create --console-socket`.
     "terminal": (
         ["-t", IMAGE, "sh", "-c", "tty; [ -t 0 ] && [ -t 1 ] && echo both; exit 4"],
@@ -445,12 +466,8 @@ def test_podman_info_reports_our_runtime(podman: Podman) -> None:
 # --- features podman needs that belong to later issues ------------------------------------
 
 #: name: (podman arguments without the runtime's own, the refusal podman shows)
-MISSING = {
-    # issue #4: ociruntime refuses linux.seccomp instead of running unconfined.
-    "seccomp-default-profile": (
-        ["run", "--rm", *RUN_FLAGS_DEFAULT_SECCOMP, IMAGE, "true"],
-        "/linux/seccomp: seccomp filters are not supported yet",
-    ),
+MISSING: dict[str, tuple[list[str], str]] = {
+    # (seccomp, issue #4, landed: SCENARIOS' seccomp-default-profile and -unconfined)
 }
 
 
@@ -465,12 +482,53 @@ def test_missing_feature_refused_readably(podman: Podman, name: str) -> None:
     assert os.listdir(podman.state_root("ociruntime")) == []
 
 
-def test_exec_and_pause_refused_readably(podman: Podman) -> None:
-    """`podman exec` and `podman pause` reach our `exec`/`pause`, which say they are not
-    implemented; the container keeps running and stops normally."""
+#: (podman exec flags, command)
+EXEC_CASES = (
+    ([], ["echo", "from-exec"]),
+    ([], ["sh", "-c", "exit 5"]),
+    (["-u", "1000:1000"], ["id"]),
+    (["-e", "X=1", "-w", "/tmp"], ["sh", "-c", "echo $X; pwd"]),
+    (["-t"], ["tty"]),
+    ([], ["nonexistent"]),
+    ([], ["/etc/passwd"]),
+    ([], ["grep", "^Seccomp:", "/proc/self/status"]),  # the container's filter applies
+)
+
+
+def test_exec(podman: Podman) -> None:
+    """`podman exec` (conmon: `exec --process FILE --detach --pid-file`, and
+    --console-socket with -t): output, exit codes and errors as with runc."""
+    seen: dict[str, list] = {}
+    for runtime in RUNTIMES:
+        name = f"busy-{runtime}"
+        podman.check("run", "-d", "--name", name, *RUN_FLAGS, IMAGE, "sleep", "1000",
+                     runtime=runtime)  # fmt: skip
+        try:
+            results = []
+            for flags, command in EXEC_CASES:
+                r = podman("exec", *flags, name, *command, runtime=runtime)
+                out = re.sub(r"/dev/pts/\d+", "/dev/pts/N", r.stdout.replace("\r\n", "\n"))
+                results.append((r.returncode, out))
+            seen[runtime] = results
+            assert f"{name} Up" in podman.check("ps", "--format", "{{.Names}} {{.Status}}")
+        finally:
+            podman.check("rm", "--force", "--time", "0", name, runtime=runtime)
+    ours = seen["ociruntime"]
+    assert ours[0] == (0, "from-exec\n"), ours
+    assert ours[1][0] == 5, ours
+    assert ours[2] == (0, "uid=1000 gid=1000\n"), ours
+    assert ours[3] == (0, "1\n/tmp\n"), ours
+    assert ours[4] == (0, "/dev/pts/N\n"), ours
+    assert [r[0] for r in ours[5:7]] == [127, 126], ours
+    assert ours[7] == (0, "Seccomp:\t2\n"), ours
+    if "runc" in seen:
+        assert ours == seen["runc"]
+
+
+def test_pause_refused_readably(podman: Podman) -> None:
+    """`podman pause` reaches our `pause`, which says it is not implemented; the
+    container keeps running and stops normally."""
     podman.check("run", "-d", "--name", "busy", *RUN_FLAGS, IMAGE, "sleep", "1000")
-    r = podman("exec", "busy", "true")
-    assert r.returncode != 0 and "exec: not implemented yet" in r.stderr, r
     r = podman("pause", "busy")
     assert r.returncode != 0 and "pause: not implemented yet" in r.stderr, r
     assert "busy Up" in podman.check("ps", "--format", "{{.Names}} {{.Status}}")
@@ -494,4 +552,4 @@ def test_argv_log_shows_our_runtime(podman: Podman) -> None:
     assert {"create", "start", "delete"} <= used, used
     flags = {arg.split("=")[0] for argv in podman.calls() for arg in argv if arg.startswith("-")}
     assert flags <= {"--bundle", "--pid-file", "--console-socket", "--force", "--process",
-                     "--detach", "--version"}, flags  # fmt: skip
+                     "--detach", "--tty", "--version"}, flags  # fmt: skip

@@ -63,6 +63,11 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
         raise RuntimeFailure("config.json: /process/cwd: must be an absolute path")
     _check_terminal(cfg["process"], opts)
     _refuse_unimplemented(cfg)
+    seccomp_filter = None
+    if (cfg.get("linux") or {}).get("seccomp"):
+        from ociruntime import seccomp  # only then: it loads libseccomp
+
+        seccomp_filter = seccomp.build(cfg["linux"]["seccomp"])
     ns = namespaces.configured(cfg.get("linux") or {})
     if "user" in ns:
         raise RuntimeFailure(
@@ -78,7 +83,7 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     try:
         if cfg["process"].get("terminal"):
             console = _open_console(opts)
-        return sd, _create_in(sd, b, ns, opts, undo, found, console)
+        return sd, _create_in(sd, b, ns, opts, undo, found, console, seccomp_filter)
     except BaseException:
         undo.run()
         if opts.console_peer is not None:
@@ -120,7 +125,6 @@ def _open_console(opts: CreateOptions) -> terminal.InitConsole:
 #: Settings that protect the host: running without them would be silently less safe than
 #: asked, so until they are implemented a config that uses them is refused.
 _UNIMPLEMENTED_SECURITY = {
-    "/linux/seccomp": "seccomp filters are not supported yet",
     "/linux/intelRdt": "Intel RDT is not supported yet",
 }
 
@@ -173,6 +177,7 @@ def _create_in(
     undo: _Rollback,
     found: list[cgroups.Hierarchy],
     console: terminal.InitConsole | None = None,
+    seccomp_filter: object | None = None,
 ) -> ContainerState:
     from ociruntime import init
 
@@ -219,6 +224,7 @@ def _create_in(
         preserve_fds=opts.preserve_fds,
         public_state=hook_state,
         console=console,
+        seccomp=seccomp_filter,
     )
     parent, child = channel_pair()
     with namespaces.for_children(ns, linux.get("timeOffsets")):

@@ -1,0 +1,422 @@
+"""`exec`: run a new process inside a running (or created) container, as `runc exec`.
+
+The process is described by `--process FILE` (a runtime-spec `process` object, as
+containerd's shim and conmon pass it) or, without it, by the container's own
+`config.json` process with ARGS as its args and the flags' overrides (runc's rules).
+
+How it enters the container (this command P, then its child C):
+
+- P opens the init's namespaces (/proc/<init>/ns/*) and joins its PID and time
+  namespaces itself: those apply to P's children only, so C is born inside them.
+- C joins the container's cgroups (the host paths recorded in state.json), then the
+  other namespaces (user first, the mount namespace last: setns(CLONE_NEWNS) sets C's
+  root and cwd to the namespace's root, which is the container's root after pivot_root),
+  then applies rlimits, the terminal, user, cwd, capabilities and no_new_privs and
+  execs. Its errors reach P over a pipe; EOF on that pipe means execve succeeded.
+- Foreground: P forwards signals, waits and returns the exit code (128+N on signal N).
+  `--detach`: P writes --pid-file (C's host pid) and returns at once.
+
+Failures exit 255 with `exec failed: ...`, as runc's.
+"""
+
+from __future__ import annotations
+
+import _signal
+import os
+
+from ociruntime import jsonlite, namespaces
+from ociruntime import syscalls as sc
+from ociruntime.errors import RuntimeFailure
+from ociruntime.state import open_existing, status_of
+
+EXIT_FAILED = 255  # runc: every exec failure
+_FORWARDED = (_signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGTERM, _signal.SIGUSR1,
+              _signal.SIGUSR2, _signal.SIGWINCH, _signal.SIGCONT)  # fmt: skip
+#: /proc/<pid>/ns names, in the order C joins them (user first, mount last). PID and time
+#: are joined by P for its children.
+_NS_NAMES = {"user": "user", "ipc": "ipc", "uts": "uts", "network": "net", "cgroup": "cgroup",
+             "mount": "mnt"}  # fmt: skip
+_FOR_CHILDREN = {"pid": "pid", "time": "time_for_children"}
+
+
+class ExecOptions:
+    def __init__(self, root: str, container_id: str, args: list[str], o: dict) -> None:
+        self.root, self.container_id, self.args = root, container_id, args
+        self.process_file: str | None = o.get("process")  # type: ignore[assignment]
+        self.tty = bool(o.get("tty"))
+        self.console_socket: str | None = o.get("console_socket")  # type: ignore[assignment]
+        self.detach = bool(o.get("detach"))
+        self.pid_file: str | None = o.get("pid_file")  # type: ignore[assignment]
+        self.cwd: str | None = o.get("cwd")  # type: ignore[assignment]
+        self.env: list[str] = list(o.get("env") or [])  # type: ignore[arg-type]
+        self.user: str | None = o.get("user")  # type: ignore[assignment]
+        self.additional_gids: list[str] = list(o.get("additional_gids") or [])  # type: ignore[arg-type]
+        self.caps: list[str] = list(o.get("cap") or [])  # type: ignore[arg-type]
+        self.no_new_privs = bool(o.get("no_new_privs"))
+        self.preserve_fds = str(o.get("preserve_fds") or "0")
+        self.apparmor: str | None = o.get("apparmor")  # type: ignore[assignment]
+        self.process_label: str | None = o.get("process_label")  # type: ignore[assignment]
+
+
+def _fail(message: str) -> RuntimeFailure:
+    return RuntimeFailure(f"exec failed: {message}", exit_code=EXIT_FAILED)
+
+
+def exec_command(opts: ExecOptions) -> int:
+    try:
+        return _exec(opts)
+    except RuntimeFailure as e:
+        if e.exit_code == EXIT_FAILED:
+            raise
+        raise _fail(str(e)) from None
+
+
+def _exec(opts: ExecOptions) -> int:
+    try:
+        preserve_fds = int(opts.preserve_fds)
+    except ValueError:
+        raise RuntimeFailure(f"invalid value for --preserve-fds: {opts.preserve_fds}") from None
+    sd = open_existing(opts.root, opts.container_id)
+    state = sd.load()
+    status = status_of(sd, state)
+    if status == "stopped":
+        raise RuntimeFailure("cannot exec in a stopped container")
+    proc = _process_spec(opts, state.bundle)
+    if proc.get("terminal"):
+        if opts.detach and not opts.console_socket:
+            raise RuntimeFailure(
+                "cannot allocate tty if runc will detach without setting console socket"
+            )
+        from ociruntime import terminal  # before setns: the container cannot import it
+
+        terminal.check_config(proc)
+    if opts.console_socket and not (proc.get("terminal") and opts.detach):
+        raise RuntimeFailure("cannot use console socket if runc will not detach or allocate tty")
+    if proc.get("selinuxLabel"):
+        raise RuntimeFailure("process.selinuxLabel: SELinux is not supported yet")
+    # apparmorProfile is not enforced, as with create (engines set it whenever the host
+    # has AppArmor); an explicit --apparmor flag is refused rather than ignored.
+    if opts.apparmor:
+        raise RuntimeFailure("--apparmor: AppArmor is not supported yet")
+
+    from ociruntime import capabilities, process  # noqa: F401 - loaded before setns
+
+    # The container's linux.seccomp applies to exec'd processes too (runc's setns init);
+    # built here, while the host's site-packages are reachable.
+    opts.seccomp_filter = _container_seccomp(state.bundle)
+
+    ns_fds = _open_namespaces(state.pid)
+    console = None
+    peer = None
+    try:
+        if proc.get("terminal"):
+            from ociruntime import terminal
+
+            if opts.detach:
+                console = terminal.connect(str(opts.console_socket))
+            else:
+                console, peer = terminal.pair()
+        return _run(opts, sd, state, proc, ns_fds, console, peer, preserve_fds)
+    finally:
+        for fd in ns_fds.values():
+            os.close(fd)
+        if console is not None:
+            console.close()
+
+
+def _run(opts, sd, state, proc, ns_fds, console, peer, preserve_fds) -> int:
+    from ociruntime.channel import channel_pair
+
+    # P joins the PID and time namespaces for its children, then goes back.
+    saved = []
+    parent, child = channel_pair()
+    try:
+        for kind, flag in (("pid", sc.CLONE_NEWPID), ("time", sc.CLONE_NEWTIME)):
+            if kind in ns_fds:
+                own = os.open(f"/proc/self/ns/{_FOR_CHILDREN[kind]}", os.O_RDONLY | os.O_CLOEXEC)
+                saved.append((own, flag))
+                try:
+                    sc.setns(ns_fds[kind], flag)
+                except OSError as e:
+                    raise RuntimeFailure(
+                        f"joining the container's {kind} namespace: {e.strerror}"
+                    ) from None
+        pid = os.fork()
+        if pid == 0:
+            sd.unlock()
+            parent.close()
+            _child(opts, state, proc, ns_fds, console, child, preserve_fds)
+    finally:
+        for fd, flag in reversed(saved):
+            sc.setns(fd, flag)
+            os.close(fd)
+    child.close()
+    if console is not None:
+        console.close()
+    msg = parent.receive()
+    parent.close()
+    if msg is not None:  # an error before execve: C exits, reap it
+        os.waitpid(pid, 0)
+        if peer is not None:
+            peer.close()
+        raise RuntimeFailure(str(msg.get("message", "exec: the process failed to start")))
+    if opts.pid_file:  # foreground too, as runc
+        from ociruntime.commands.create import write_pid_file
+
+        write_pid_file(opts.pid_file, pid)
+    if opts.detach:
+        return 0
+    sd.unlock()
+    for sig in _FORWARDED:
+        _signal.signal(sig, lambda n, _frame: _forward(pid, n))
+    if peer is not None:
+        from ociruntime import terminal
+
+        try:
+            attached = terminal.Attached(terminal.receive_master(peer))
+        finally:
+            peer.close()
+        attached.prepare()
+        _signal.signal(_signal.SIGWINCH, lambda _n, _frame: attached.resize())
+        status = attached.run(pid)
+    else:
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    return 128 + os.WTERMSIG(status)
+
+
+def _forward(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _open_namespaces(init_pid: int) -> dict[str, int]:
+    """fds of the init's namespaces that differ from ours (joining our own user namespace
+    would fail; the others would be no-ops)."""
+    fds: dict[str, int] = {}
+    try:
+        for kind, name in (*_NS_NAMES.items(), *(("pid", "pid"), ("time", "time"))):
+            try:
+                theirs = os.stat(f"/proc/{init_pid}/ns/{name}")
+            except FileNotFoundError:
+                continue  # a kernel without this namespace type
+            except ProcessLookupError:
+                raise RuntimeFailure("cannot exec in a stopped container") from None
+            mine_name = _FOR_CHILDREN.get(kind, name)
+            try:
+                mine = os.stat(f"/proc/self/ns/{mine_name}")
+            except FileNotFoundError:
+                mine = None
+            if mine is not None and (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino):
+                continue
+            fds[kind] = os.open(f"/proc/{init_pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    except BaseException:
+        for fd in fds.values():
+            os.close(fd)
+        raise
+    return fds
+
+
+def _process_spec(opts: ExecOptions, bundle_path: str) -> dict:
+    """The process to run: --process FILE as given, or config.json's with the flags."""
+    if opts.process_file:
+        if opts.args:
+            raise RuntimeFailure("--process: no arguments are allowed with a process file")
+        proc = _load_json(opts.process_file, "--process " + opts.process_file)
+        where = f"--process {opts.process_file}"
+    else:
+        if not opts.args:
+            raise RuntimeFailure("exec args cannot be empty")
+        config = _load_json(os.path.join(bundle_path, "config.json"), "config.json")
+        proc = config.get("process") if isinstance(config, dict) else None
+        if not isinstance(proc, dict):
+            raise RuntimeFailure("config.json: /process: missing")
+        proc = dict(proc, args=list(opts.args), terminal=opts.tty)
+        proc.pop("consoleSize", None)
+        where = "config.json /process"
+    _check_process(proc, where)
+    if opts.env:
+        proc["env"] = [*(proc.get("env") or []), *opts.env]
+    if opts.cwd:
+        proc["cwd"] = opts.cwd
+    if opts.tty:
+        proc["terminal"] = True
+    user = dict(proc.get("user") or {})
+    if opts.user:
+        uid, _, gid = opts.user.partition(":")
+        try:
+            user["uid"] = int(uid)
+            if gid:
+                user["gid"] = int(gid)
+        except ValueError:
+            raise RuntimeFailure(f"--user {opts.user}: uid and gid must be numbers") from None
+    if opts.additional_gids:
+        try:
+            gids = [int(g) for g in opts.additional_gids]
+        except ValueError:
+            raise RuntimeFailure("--additional-gids: must be numbers") from None
+        user["additionalGids"] = [*(user.get("additionalGids") or []), *gids]
+    proc["user"] = user
+    if opts.caps:
+        caps = {k: list(v or []) for k, v in (proc.get("capabilities") or {}).items()}
+        for name in opts.caps:
+            for s in ("bounding", "effective", "permitted", "ambient"):
+                caps.setdefault(s, []).append(name)
+        proc["capabilities"] = caps
+    if opts.no_new_privs:
+        proc["noNewPrivileges"] = True
+    if not str(proc.get("cwd") or "/").startswith("/"):
+        raise RuntimeFailure(f"{where}: cwd {proc.get('cwd')!r} must be an absolute path")
+    return proc
+
+
+def _load_json(path: str, what: str) -> dict:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise RuntimeFailure(f"{what}: {e.strerror}") from None
+    try:
+        value = jsonlite.loads(data)
+    except ValueError as e:
+        raise RuntimeFailure(f"{what}: invalid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise RuntimeFailure(f"{what}: not a JSON object")
+    return value
+
+
+def _check_process(proc: dict, where: str) -> None:
+    """The shapes exec relies on (the schema's, for the fields it uses)."""
+    args = proc.get("args")
+    if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
+        raise RuntimeFailure(f"{where}: args must be a non-empty list of strings")
+    env = proc.get("env", [])
+    if not isinstance(env, list) or not all(isinstance(e, str) for e in env):
+        raise RuntimeFailure(f"{where}: env must be a list of strings")
+    if not isinstance(proc.get("cwd", "/"), str):
+        raise RuntimeFailure(f"{where}: cwd must be a string")
+    user = proc.get("user", {})
+    if not isinstance(user, dict):
+        raise RuntimeFailure(f"{where}: user must be an object")
+    for key in ("uid", "gid", "umask"):
+        if key in user and (not isinstance(user[key], int) or user[key] < 0):
+            raise RuntimeFailure(f"{where}: user.{key} must be a non-negative integer")
+    gids = user.get("additionalGids", [])
+    if not isinstance(gids, list) or not all(isinstance(g, int) and g >= 0 for g in gids):
+        raise RuntimeFailure(f"{where}: user.additionalGids must be a list of integers")
+    caps = proc.get("capabilities", {})
+    if not isinstance(caps, dict) or not all(
+        isinstance(v, list) and all(isinstance(c, str) for c in v) for v in caps.values()
+    ):
+        raise RuntimeFailure(f"{where}: capabilities must map set names to lists of names")
+    rlimits = proc.get("rlimits", [])
+    if not isinstance(rlimits, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("type"), str)
+        and isinstance(r.get("soft"), int) and isinstance(r.get("hard"), int)
+        for r in rlimits
+    ):  # fmt: skip
+        raise RuntimeFailure(f"{where}: rlimits must be objects with type, soft and hard")
+
+
+def _child(opts, state, proc, ns_fds, console, chan, preserve_fds) -> None:
+    """C: never returns."""
+    try:
+        filt = getattr(opts, "seccomp_filter", None)
+        _enter_and_exec(state, proc, ns_fds, console, chan, preserve_fds, filt)
+    except RuntimeFailure as e:
+        _report(chan, str(e))
+    except OSError as e:
+        _report(chan, f"exec: {e}")
+    except BaseException as e:  # noqa: BLE001 - the child must never unwind into the parent
+        _report(chan, f"exec: unexpected {type(e).__name__}: {e}")
+    os._exit(EXIT_FAILED)
+
+
+def _report(chan, message: str) -> None:
+    try:
+        chan.send("error", message=message)
+    except OSError:
+        pass
+
+
+def _container_seccomp(bundle_path: str) -> object | None:
+    config = _load_json(os.path.join(bundle_path, "config.json"), "config.json")
+    spec = (config.get("linux") or {}).get("seccomp") if isinstance(config, dict) else None
+    if not spec:
+        return None
+    from ociruntime import seccomp
+
+    return seccomp.build(spec)
+
+
+def _load_seccomp(filt: object) -> None:
+    try:
+        filt.load()  # type: ignore[attr-defined]
+    except OSError as e:
+        raise RuntimeFailure(f"linux.seccomp: loading the filter: {e.strerror}") from None
+
+
+def _enter_and_exec(state, proc, ns_fds, console, chan, preserve_fds, seccomp_filter=None) -> None:
+    from ociruntime import capabilities, cgroups, process
+
+    _close_inherited_fds(3 + preserve_fds)
+    cgroups.join(state.cgroup_dirs, 0)  # 0: this process (host paths: before setns(mnt))
+    for kind in _NS_NAMES:
+        fd = ns_fds.get(kind)
+        if fd is None:
+            continue
+        try:
+            sc.setns(fd, namespaces.FLAGS[kind])
+        except OSError as e:
+            raise RuntimeFailure(
+                f"joining the container's {kind} namespace: {e.strerror}"
+            ) from None
+    if "mount" not in ns_fds:  # sharing our mount namespace: the container's root
+        os.chroot(f"/proc/{state.pid}/root")
+    os.chdir("/")
+
+    process.apply_rlimits(proc.get("rlimits") or [])
+    if "oomScoreAdj" in proc:
+        process.set_oom_score_adj(proc["oomScoreAdj"])
+    env = process.env_dict(proc.get("env") or [])
+    executable = process.find_executable(proc["args"][0], env)
+    user = proc.get("user") or {}
+    if console is not None:
+        os.setsid()
+        console.setup(proc.get("consoleSize"), user.get("uid", 0), console=False)
+    cap_sets = capabilities.resolve_sets(proc.get("capabilities"))
+    no_new_privs = bool(proc.get("noNewPrivileges"))
+    if seccomp_filter is not None and not no_new_privs:  # needs CAP_SYS_ADMIN: before
+        _load_seccomp(seccomp_filter)
+    process.switch_user(user, cap_sets)
+    cwd = proc.get("cwd") or "/"
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise RuntimeFailure(f"process.cwd {cwd}: {e.strerror}") from None
+    process.apply_capabilities(cap_sets, no_new_privs)
+    if seccomp_filter is not None and no_new_privs:  # as late as runc's setns init
+        _load_seccomp(seccomp_filter)
+    _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
+    _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
+    for sig in _FORWARDED:
+        _signal.signal(sig, _signal.SIG_DFL)
+    os.execve(executable, proc["args"], env)
+
+
+def _close_inherited_fds(first: int) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd >= first:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass

@@ -1,0 +1,210 @@
+"""`linux.seccomp`: the filter, built with libseccomp through `pyseccomp`.
+
+`build` runs in `create` before the fork (so every error is create's, naming the field,
+and the binding is imported while the host's site-packages are reachable); the init only
+loads it, as late as runc 1.1.5 does it (see init.py). This module imports nothing
+heavy itself: `pyseccomp` is imported by `build`, i.e. only for configs with linux.seccomp.
+
+The translation follows runc's libcontainer/seccomp/seccomp_linux.go: SCMP_ACT_KILL is
+kill-thread; ERRNO and TRACE return errnoRet (defaultErrnoRet for the default action) or
+EPERM; unknown syscall names are skipped with a debug line; a rule whose action equals
+the default action is skipped (libseccomp refuses it); several args on one rule are ANDed,
+unless one index appears twice, then each arg becomes a rule of its own (ORed), as runc;
+libseccomp's no_new_privs attribute is cleared (the config's noNewPrivileges decides).
+"""
+
+from __future__ import annotations
+
+from ociruntime.errors import RuntimeFailure
+
+EPERM = 1
+EEXIST = 17
+
+#: Actions, operators and flags as features.json names them.
+ACTIONS = (
+    "SCMP_ACT_ALLOW",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_LOG",
+    "SCMP_ACT_TRACE",
+    "SCMP_ACT_TRAP",
+)
+OPERATORS = {
+    "SCMP_CMP_NE": 1,
+    "SCMP_CMP_LT": 2,
+    "SCMP_CMP_LE": 3,
+    "SCMP_CMP_EQ": 4,
+    "SCMP_CMP_GE": 5,
+    "SCMP_CMP_GT": 6,
+    "SCMP_CMP_MASKED_EQ": 7,
+}
+#: The architectures libseccomp 2.5 knows (pyseccomp.Arch has a constant for each).
+ARCHS = (
+    "SCMP_ARCH_AARCH64",
+    "SCMP_ARCH_ARM",
+    "SCMP_ARCH_MIPS",
+    "SCMP_ARCH_MIPS64",
+    "SCMP_ARCH_MIPS64N32",
+    "SCMP_ARCH_MIPSEL",
+    "SCMP_ARCH_MIPSEL64",
+    "SCMP_ARCH_MIPSEL64N32",
+    "SCMP_ARCH_PARISC",
+    "SCMP_ARCH_PARISC64",
+    "SCMP_ARCH_PPC",
+    "SCMP_ARCH_PPC64",
+    "SCMP_ARCH_PPC64LE",
+    "SCMP_ARCH_RISCV64",
+    "SCMP_ARCH_S390",
+    "SCMP_ARCH_S390X",
+    "SCMP_ARCH_X32",
+    "SCMP_ARCH_X86",
+    "SCMP_ARCH_X86_64",
+)
+#: flag -> libseccomp attribute (pyseccomp.Attr): CTL_TSYNC, CTL_LOG, CTL_SSB.
+FLAG_ATTRS = {
+    "SECCOMP_FILTER_FLAG_TSYNC": 4,
+    "SECCOMP_FILTER_FLAG_LOG": 6,
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 7,
+}
+KNOWN_FLAGS = (*FLAG_ATTRS, "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV")
+_ATTR_CTL_NNP = 3
+_PTR = "config.json: /linux/seccomp"
+
+
+def features() -> dict:
+    return {
+        "enabled": True,
+        "actions": list(ACTIONS),
+        "operators": sorted(OPERATORS),
+        "archs": list(ARCHS),
+        "knownFlags": list(KNOWN_FLAGS),
+        "supportedFlags": list(FLAG_ATTRS),
+    }
+
+
+def _action(sc, name: str, errno_ret: int | None, where: str) -> int:  # noqa: ANN001
+    if name in ("SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD"):
+        return sc.KILL_THREAD
+    if name == "SCMP_ACT_KILL_PROCESS":
+        return sc.KILL_PROCESS
+    if name == "SCMP_ACT_TRAP":
+        return sc.TRAP
+    if name == "SCMP_ACT_ALLOW":
+        return sc.ALLOW
+    if name == "SCMP_ACT_LOG":
+        return sc.LOG
+    if name == "SCMP_ACT_ERRNO":
+        return sc.ERRNO(EPERM if errno_ret is None else errno_ret)
+    if name == "SCMP_ACT_TRACE":
+        return sc.TRACE(EPERM if errno_ret is None else errno_ret)
+    if name == "SCMP_ACT_NOTIFY":
+        raise RuntimeFailure(
+            f"{_PTR}/{where}: SCMP_ACT_NOTIFY (seccomp user notification) is not supported yet"
+        )
+    raise RuntimeFailure(f"{_PTR}/{where}: unknown seccomp action {name!r}")
+
+
+def _import_pyseccomp():  # noqa: ANN202 - the module
+    """Import pyseccomp, fast. At import it finds libc and libseccomp with
+    ctypes.util.find_library, whose module imports subprocess, shutil and tempfile and
+    which runs `ldconfig -p` (~20 ms on every create with seccomp). The sonames are
+    stable, so during the import a stand-in ctypes.util tries them first and falls back
+    to the real find_library only if they do not load."""
+    import ctypes
+    import sys
+
+    known = {"c": "libc.so.6", "seccomp": "libseccomp.so.2"}
+
+    def find_library(name: str) -> str | None:
+        soname = known.get(name)
+        if soname is not None:
+            try:
+                ctypes.CDLL(soname)
+                return soname
+            except OSError:
+                pass
+        sys.modules.pop("ctypes.util", None)
+        import ctypes.util as real
+
+        return real.find_library(name)
+
+    stub = type(sys)("ctypes.util")
+    stub.find_library = find_library  # type: ignore[attr-defined]
+    had = sys.modules.get("ctypes.util")
+    sys.modules["ctypes.util"] = had or stub
+    if had is None:
+        ctypes.util = stub  # type: ignore[attr-defined]
+    try:
+        import pyseccomp
+    except (ImportError, RuntimeError, OSError) as e:
+        raise RuntimeFailure(f"{_PTR}: libseccomp is unavailable: {e}") from None
+    finally:
+        if sys.modules.get("ctypes.util") is stub:
+            del sys.modules["ctypes.util"]
+            del ctypes.util  # type: ignore[attr-defined]
+    return pyseccomp
+
+
+def build(spec: dict) -> object:
+    """The libseccomp filter for `linux.seccomp` (not loaded yet)."""
+    sc = _import_pyseccomp()
+    from ociruntime.log import LOG
+
+    if spec.get("listenerPath"):
+        raise RuntimeFailure(f"{_PTR}/listenerPath: seccomp user notification is not supported yet")
+    default = _action(
+        sc, spec.get("defaultAction", ""), spec.get("defaultErrnoRet"), "defaultAction"
+    )
+    try:
+        filt = sc.SyscallFilter(default)
+        filt.set_attr(_ATTR_CTL_NNP, 0)
+    except OSError as e:
+        raise RuntimeFailure(f"{_PTR}/defaultAction: {e.strerror}") from None
+    for i, arch in enumerate(spec.get("architectures") or []):
+        number = getattr(sc.Arch, arch[len("SCMP_ARCH_") :], None)
+        if not arch.startswith("SCMP_ARCH_") or not isinstance(number, int) or not number:
+            raise RuntimeFailure(f"{_PTR}/architectures/{i}: unknown architecture {arch!r}")
+        try:
+            filt.add_arch(number)
+        except OSError as e:
+            if e.errno != EEXIST:  # the native one is there already (runc ignores it too)
+                raise RuntimeFailure(f"{_PTR}/architectures/{i}: {arch}: {e.strerror}") from None
+    for i, flag in enumerate(spec.get("flags") or []):
+        attr = FLAG_ATTRS.get(flag)
+        if attr is None:
+            raise RuntimeFailure(f"{_PTR}/flags/{i}: seccomp flag {flag!r} is not supported")
+        try:
+            filt.set_attr(attr, 1)
+        except OSError as e:
+            raise RuntimeFailure(f"{_PTR}/flags/{i}: {flag}: {e.strerror}") from None
+    for i, rule in enumerate(spec.get("syscalls") or []):
+        where = f"syscalls/{i}"
+        action = _action(sc, rule.get("action", ""), rule.get("errnoRet"), f"{where}/action")
+        if action == default:
+            continue  # libseccomp refuses it; runc skips it as well
+        conditions, counts = [], [0] * 6
+        for j, arg in enumerate(rule.get("args") or []):
+            index, op = arg.get("index", 0), OPERATORS.get(arg.get("op", ""))
+            if op is None:
+                raise RuntimeFailure(f"{_PTR}/{where}/args/{j}/op: unknown operator {arg['op']!r}")
+            if not 0 <= index < 6:
+                raise RuntimeFailure(f"{_PTR}/{where}/args/{j}/index: {index} is not in 0..5")
+            counts[index] += 1
+            conditions.append(sc.Arg(index, op, arg.get("value", 0), arg.get("valueTwo", 0)))
+        # runc: one index twice -> each condition is a rule of its own (OR), else AND.
+        groups = [[c] for c in conditions] if max(counts) > 1 else [conditions]
+        for name in rule.get("names") or []:
+            number = sc.resolve_syscall(sc.Arch.NATIVE, name)
+            if number == -1:  # __NR_SCMP_ERROR; other negatives are other arches' syscalls
+                LOG.debug(f"unknown seccomp syscall {name!r} ignored")
+                continue
+            for group in groups:
+                try:
+                    filt.add_rule(action, number, *group)
+                except OSError as e:
+                    raise RuntimeFailure(
+                        f"{_PTR}/{where}: adding the rule for {name}: {e.strerror}"
+                    ) from None
+    return filt
