@@ -468,7 +468,12 @@ def test_podman_info_reports_our_runtime(podman: Podman) -> None:
 #: name: (podman arguments without the runtime's own, the refusal podman shows)
 MISSING: dict[str, tuple[list[str], str]] = {
     # (seccomp, issue #4, landed: SCENARIOS' seccomp-default-profile and -unconfined)
-}
+    "user namespace (--uidmap)": (
+        ["run", "--rm", "--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536",
+         *RUN_FLAGS, IMAGE, "true"],
+        "user namespaces are not supported yet",
+    ),
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", list(MISSING))
