@@ -13,7 +13,6 @@ It runs entirely between fork and exec, so it must never return into the caller'
 
 from __future__ import annotations
 
-import _signal
 import os
 import sys
 
@@ -79,7 +78,7 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     proc = cfg["process"]
     state = dict(ctx.public_state, pid=int(os.readlink("/proc/self")))
     os.setsid()
-    _close_inherited_fds(3 + ctx.preserve_fds)
+    process.close_inherited_fds(3 + ctx.preserve_fds)
     namespaces.enter(ctx.namespaces, but=("cgroup",))
     _set_names(cfg, ctx.namespaces)
     joined = _CgroupJoin(chan, ctx.namespaces)
@@ -116,7 +115,7 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     if ctx.seccomp is not None and not no_new_privs:
         # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before dropping
         # privileges, as runc (the user switch then runs under the filter, as in runc).
-        _load_seccomp(ctx.seccomp)
+        process.load_seccomp(ctx.seccomp)
     process.switch_user(proc.get("user") or {}, cap_sets)
     cwd = proc.get("cwd") or "/"
     try:
@@ -128,7 +127,7 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
         # As late as runc 1.1.5: after everything privileged, before telling `create` we
         # are ready (so a load failure is create's error). What still runs under it: the
         # ready message, the exec fifo, startContainer hooks, two sigactions, execve.
-        _load_seccomp(ctx.seccomp)
+        process.load_seccomp(ctx.seccomp)
 
     chan.send("ready")
     chan.close()
@@ -136,10 +135,7 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     start_hooks = (cfg.get("hooks") or {}).get("startContainer") or []
     if start_hooks:
         hooks.run_hooks("startContainer", start_hooks, dict(state, status="created"))
-    # Python ignores SIGPIPE and SIGXFSZ; an ignored signal stays ignored across execve, so
-    # restore the defaults the process would get from runc (`yes | head -1` must end).
-    _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
-    _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
+    process.restore_signal_defaults()
     os.execve(executable, proc["args"], env)
 
 
@@ -160,17 +156,6 @@ class _CgroupJoin:
         if "cgroup" in self.ns:
             namespaces.enter({"cgroup": self.ns["cgroup"]})
         self.done = True
-
-
-def _close_inherited_fds(first: int) -> None:
-    """Fds the caller leaked to us must not reach the container (beyond --preserve-fds)."""
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd >= first:
-            try:
-                os.set_inheritable(fd, False)
-            except OSError:
-                pass  # the listdir fd itself, already closed
 
 
 def _set_names(cfg: dict, ns: dict[str, str | None]) -> None:
@@ -197,14 +182,6 @@ def _creation_hooks(all_hooks: dict, state: dict, chan: Channel) -> None:
     container_hooks = all_hooks.get("createContainer") or []
     if container_hooks:
         hooks.run_hooks("createContainer", container_hooks, dict(state, status="creating"))
-
-
-def _load_seccomp(filt: object) -> None:
-    """Install the filter `create` built (ociruntime/seccomp.py) on this process."""
-    try:
-        filt.load()  # type: ignore[attr-defined]
-    except OSError as e:
-        raise RuntimeFailure(f"linux.seccomp: loading the filter: {e.strerror}") from None
 
 
 def _wait_for_start(fifo_fd: int) -> None:

@@ -8,6 +8,7 @@ and no_new_privs come last, so nothing after them needs a privilege.
 
 from __future__ import annotations
 
+import _signal
 import ctypes
 import os
 import resource
@@ -131,3 +132,30 @@ def apply_capabilities(cap_sets: dict[str, set[int]], no_new_privileges: bool) -
     prctl.set_keepcaps(False)
     if no_new_privileges:
         prctl.set_no_new_privs(True)
+
+
+def close_inherited_fds(first: int) -> None:
+    """Fds the caller leaked to us must not reach the container (beyond --preserve-fds)."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd >= first:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass  # the listdir fd itself, already closed
+
+
+def restore_signal_defaults(*extra: int) -> None:
+    """Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across
+    execve: restore the defaults the process would get from runc (`yes | head -1` must
+    end), plus any `extra` signal the caller had handlers for."""
+    for sig in (_signal.SIGPIPE, _signal.SIGXFSZ, *extra):
+        _signal.signal(sig, _signal.SIG_DFL)
+
+
+def load_seccomp(filt: object) -> None:
+    """Install a filter `ociruntime.seccomp.build` made (in create or exec, before the fork)."""
+    try:
+        filt.load()  # type: ignore[attr-defined]
+    except OSError as e:
+        raise RuntimeFailure(f"linux.seccomp: loading the filter: {e.strerror}") from None

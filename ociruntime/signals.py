@@ -6,6 +6,12 @@ import _signal  # not `signal`: its enum wrappers cost ~3 ms to import
 
 from ociruntime.errors import RuntimeFailure
 
+#: What a foreground `run` or `exec` passes on to the container's process, as runc does.
+FORWARDED_SIGNALS = (
+    _signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGTERM, _signal.SIGUSR1,
+    _signal.SIGUSR2, _signal.SIGWINCH, _signal.SIGCONT,
+)  # fmt: skip
+
 #: Names as runc accepts them: real signals only (no SIG_DFL/SIG_IGN, no RT names).
 _NOT_SIGNALS = ("SIG_DFL", "SIG_IGN", "SIGRTMIN", "SIGRTMAX")
 

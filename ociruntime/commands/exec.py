@@ -27,11 +27,10 @@ import os
 from ociruntime import jsonlite, namespaces
 from ociruntime import syscalls as sc
 from ociruntime.errors import RuntimeFailure
+from ociruntime.signals import FORWARDED_SIGNALS
 from ociruntime.state import open_existing, status_of
 
 EXIT_FAILED = 255  # runc: every exec failure
-_FORWARDED = (_signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGTERM, _signal.SIGUSR1,
-              _signal.SIGUSR2, _signal.SIGWINCH, _signal.SIGCONT)  # fmt: skip
 #: /proc/<pid>/ns names, in the order C joins them (user first, mount last). PID and time
 #: are joined by P for its children.
 _NS_NAMES = {"user": "user", "ipc": "ipc", "uts": "uts", "network": "net", "cgroup": "cgroup",
@@ -167,7 +166,7 @@ def _run(opts, sd, state, proc, ns_fds, console, peer, preserve_fds) -> int:
     if opts.detach:
         return 0
     sd.unlock()
-    for sig in _FORWARDED:
+    for sig in FORWARDED_SIGNALS:
         _signal.signal(sig, lambda n, _frame: _forward(pid, n))
     if peer is not None:
         from ociruntime import terminal
@@ -357,17 +356,10 @@ def _container_seccomp(bundle_path: str) -> object | None:
     return seccomp.build(spec)
 
 
-def _load_seccomp(filt: object) -> None:
-    try:
-        filt.load()  # type: ignore[attr-defined]
-    except OSError as e:
-        raise RuntimeFailure(f"linux.seccomp: loading the filter: {e.strerror}") from None
-
-
 def _enter_and_exec(state, proc, ns_fds, console, chan, preserve_fds, seccomp_filter=None) -> None:
     from ociruntime import capabilities, cgroups, process
 
-    _close_inherited_fds(3 + preserve_fds)
+    process.close_inherited_fds(3 + preserve_fds)
     cgroups.join(state.cgroup_dirs, 0)  # 0: this process (host paths: before setns(mnt))
     for kind in _NS_NAMES:
         fd = ns_fds.get(kind)
@@ -395,7 +387,7 @@ def _enter_and_exec(state, proc, ns_fds, console, chan, preserve_fds, seccomp_fi
     cap_sets = capabilities.resolve_sets(proc.get("capabilities"))
     no_new_privs = bool(proc.get("noNewPrivileges"))
     if seccomp_filter is not None and not no_new_privs:  # needs CAP_SYS_ADMIN: before
-        _load_seccomp(seccomp_filter)
+        process.load_seccomp(seccomp_filter)
     process.switch_user(user, cap_sets)
     cwd = proc.get("cwd") or "/"
     try:
@@ -404,19 +396,6 @@ def _enter_and_exec(state, proc, ns_fds, console, chan, preserve_fds, seccomp_fi
         raise RuntimeFailure(f"process.cwd {cwd}: {e.strerror}") from None
     process.apply_capabilities(cap_sets, no_new_privs)
     if seccomp_filter is not None and no_new_privs:  # as late as runc's setns init
-        _load_seccomp(seccomp_filter)
-    _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
-    _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
-    for sig in _FORWARDED:
-        _signal.signal(sig, _signal.SIG_DFL)
+        process.load_seccomp(seccomp_filter)
+    process.restore_signal_defaults(*FORWARDED_SIGNALS)
     os.execve(executable, proc["args"], env)
-
-
-def _close_inherited_fds(first: int) -> None:
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd >= first:
-            try:
-                os.set_inheritable(fd, False)
-            except OSError:
-                pass

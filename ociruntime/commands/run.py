@@ -13,9 +13,7 @@ import os
 from ociruntime.commands.create import CreateOptions, create
 from ociruntime.commands.delete import destroy
 from ociruntime.commands.start import release
-
-_FORWARDED = (_signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGTERM, _signal.SIGUSR1,
-              _signal.SIGUSR2, _signal.SIGWINCH, _signal.SIGCONT)  # fmt: skip
+from ociruntime.signals import FORWARDED_SIGNALS
 
 
 def run(opts: CreateOptions, detach: bool) -> int:
@@ -44,7 +42,7 @@ def run(opts: CreateOptions, detach: bool) -> int:
     if detach:
         return 0
     pid = state.pid
-    for sig in _FORWARDED:
+    for sig in FORWARDED_SIGNALS:
         _signal.signal(sig, lambda n, _frame: _forward(pid, n))
     sd.unlock()  # let `state`/`kill` from other processes in while we wait
     if attached is None:
