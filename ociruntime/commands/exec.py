@@ -80,7 +80,8 @@ def _exec(opts: ExecOptions) -> int:
     status = status_of(sd, state)
     if status == "stopped":
         raise RuntimeFailure("cannot exec in a stopped container")
-    proc = _process_spec(opts, state.bundle)
+    config = _load_json(os.path.join(state.bundle, "config.json"), "config.json")
+    proc = _process_spec(opts, config)
     if proc.get("terminal"):
         if opts.detach and not opts.console_socket:
             raise RuntimeFailure(
@@ -102,7 +103,7 @@ def _exec(opts: ExecOptions) -> int:
 
     # The container's linux.seccomp applies to exec'd processes too (runc's setns init);
     # built here, while the host's site-packages are reachable.
-    opts.seccomp_filter = _container_seccomp(state.bundle)
+    opts.seccomp_filter = _container_seccomp(config)
 
     ns_fds = _open_namespaces(state.pid)
     console = None
@@ -224,7 +225,7 @@ def _open_namespaces(init_pid: int) -> dict[str, int]:
     return fds
 
 
-def _process_spec(opts: ExecOptions, bundle_path: str) -> dict:
+def _process_spec(opts: ExecOptions, config: dict) -> dict:
     """The process to run: --process FILE as given, or config.json's with the flags."""
     if opts.process_file:
         if opts.args:
@@ -234,7 +235,6 @@ def _process_spec(opts: ExecOptions, bundle_path: str) -> dict:
     else:
         if not opts.args:
             raise RuntimeFailure("exec args cannot be empty")
-        config = _load_json(os.path.join(bundle_path, "config.json"), "config.json")
         proc = config.get("process") if isinstance(config, dict) else None
         if not isinstance(proc, dict):
             raise RuntimeFailure("config.json: /process: missing")
@@ -346,8 +346,7 @@ def _report(chan, message: str) -> None:
         pass
 
 
-def _container_seccomp(bundle_path: str) -> object | None:
-    config = _load_json(os.path.join(bundle_path, "config.json"), "config.json")
+def _container_seccomp(config: dict) -> object | None:
     spec = (config.get("linux") or {}).get("seccomp") if isinstance(config, dict) else None
     if not spec:
         return None
