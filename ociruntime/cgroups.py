@@ -4,7 +4,11 @@ One path per mounted hierarchy: every cgroup v1 hierarchy (controllers and named
 as name=systemd) and the v2 unified one, so the same code serves v1, v2 and hybrid hosts.
 Like runc's cgroupfs driver, a relative `linux.cgroupsPath` (and the default, which is the
 container id) is taken relative to the runtime's own cgroup in each hierarchy; an absolute
-one is taken from each hierarchy's root. Resource limits are another module's concern.
+one is taken from each hierarchy's root.
+
+`Layout` is the one view of a container's cgroup the rest of the runtime uses, whatever
+the host: which directory (and which cgroup version) serves each controller. Resource
+limits are written by `limits.py`, freezing is `freezer.py`'s.
 """
 
 from __future__ import annotations
@@ -61,6 +65,119 @@ def hierarchies() -> list[Hierarchy]:
             if key in own and key not in found:
                 found[key] = Hierarchy(mountpoint, key, own[key])
     return list(found.values())
+
+
+def host_mode(found: list[Hierarchy]) -> str:
+    """ "v1", "v2" or "hybrid" (v1 controllers plus a v2 hierarchy), from the mounts
+    already read: no extra system call. Named v1 hierarchies (name=systemd) hold no
+    controller and do not make a v2 host hybrid."""
+    v1 = any(c for h in found for c in h.controllers if not c.startswith("name="))
+    v2 = any(h.is_v2 for h in found)
+    return "hybrid" if v1 and v2 else "v2" if v2 else "v1"
+
+
+def paths_of(pairs: list[tuple[Hierarchy, str]]) -> dict[str, str]:
+    """controller -> directory, as runc records it: each v1 controller (and named
+    hierarchy) by name, the v2 directory under ""."""
+    paths: dict[str, str] = {}
+    for h, d in pairs:
+        for c in h.controllers or ("",):
+            paths[c] = d
+    return paths
+
+
+class Layout:
+    """A container's cgroup on this host: one directory per hierarchy, and for each
+    controller the one that serves it. A controller mounted on v1 is served there; one
+    that is only on the v2 hierarchy (hugetlb on this hybrid host, all of them on a v2
+    host) by the v2 directory."""
+
+    __slots__ = ("paths", "_v2_available")
+
+    def __init__(self, paths: dict[str, str]) -> None:
+        self.paths = paths
+        self._v2_available: frozenset[str] | None = None
+
+    @property
+    def unified(self) -> str | None:
+        return self.paths.get("")
+
+    @property
+    def mode(self) -> str:
+        v1 = any(c and not c.startswith("name=") for c in self.paths)
+        return "hybrid" if v1 and self.unified else "v2" if self.unified else "v1"
+
+    def v2_root(self) -> str | None:
+        """The v2 hierarchy's mountpoint: the highest ancestor that is still a cgroup."""
+        d = self.unified
+        if d is None:
+            return None
+        while os.path.exists(os.path.join(os.path.dirname(d), "cgroup.controllers")):
+            d = os.path.dirname(d)
+        return d
+
+    def v2_available(self) -> frozenset[str]:
+        """Controllers the v2 hierarchy has (its root's cgroup.controllers), read once."""
+        if self._v2_available is None:
+            root = self.v2_root()
+            names: list[str] = []
+            if root is not None:
+                try:
+                    with open(os.path.join(root, "cgroup.controllers")) as f:
+                        names = f.read().split()
+                except OSError:
+                    pass
+            self._v2_available = frozenset(names)
+        return self._v2_available
+
+    def where(self, controller: str) -> str | None:
+        """ "v1" or "v2": the version serving `controller`; None when nothing does. ""
+        names the v2 directory itself (core files such as cgroup.freeze)."""
+        if controller and controller in self.paths:
+            return "v1"
+        if self.unified and (not controller or controller in self.v2_available()):
+            return "v2"
+        return None
+
+    def dir_of(self, controller: str) -> str | None:
+        version = self.where(controller)
+        if version is None:
+            return None
+        return self.paths[controller] if version == "v1" else self.unified
+
+
+def enable_v2_controllers(layout: Layout, controllers: list[str] | None = None) -> None:
+    """Make `controllers` (default: every one the v2 hierarchy has, as runc does on a v2
+    host) usable in the container's v2 directory: each ancestor's cgroup.subtree_control
+    must list them. Best effort, as in runc: an ancestor holding processes refuses
+    (cgroup v2's no-internal-processes rule), and the writes that need the controller
+    then fail naming the resource."""
+    leaf, root = layout.unified, layout.v2_root()
+    if leaf is None or root is None or leaf == root:
+        return
+    wanted = controllers if controllers is not None else sorted(layout.v2_available())
+    if not wanted:
+        return
+    request = " ".join("+" + c for c in wanted)
+    ancestors = [root]
+    for part in os.path.relpath(leaf, root).split("/")[:-1]:
+        ancestors.append(os.path.join(ancestors[-1], part))
+    for d in ancestors:
+        _enable_in(d, request)
+
+
+def _enable_in(directory: str, request: str) -> None:
+    path = os.path.join(directory, "cgroup.subtree_control")
+    try:
+        with open(path, "w") as f:
+            f.write(request)
+    except OSError:
+        for one in request.split():  # one refused controller must not block the others
+            try:
+                with open(path, "w") as f:
+                    f.write(one)
+            except OSError:
+                pass
 
 
 _warm_up: list[Hierarchy] | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 
-from ociruntime import SPEC_VERSION, jsonlite
+from ociruntime import SPEC_VERSION, freezer, jsonlite
 from ociruntime.errors import RuntimeFailure
 
 STATE_FILE = "state.json"
@@ -41,7 +41,7 @@ class ContainerState:
 
     FIELDS = (
         "id", "pid", "start_time", "bundle", "rootfs", "created", "owner", "annotations",
-        "cgroup_dirs", "cgroup_created", "hooks", "spec_version",
+        "cgroup_dirs", "cgroup_created", "hooks", "spec_version", "cgroup_paths", "resources",
     )  # fmt: skip
 
     def __init__(
@@ -58,6 +58,8 @@ class ContainerState:
         cgroup_created: list[str] | None = None,  # the ones we made (removed on delete)
         hooks: dict[str, list[dict]] | None = None,  # poststart/poststop, for later
         spec_version: str = SPEC_VERSION,
+        cgroup_paths: dict[str, str] | None = None,  # controller -> dir ("" for v2), as runc
+        resources: dict | None = None,  # linux.resources as `update` last left them
     ) -> None:
         self.id, self.pid, self.start_time = id, pid, start_time
         self.bundle, self.rootfs, self.created, self.owner = bundle, rootfs, created, owner
@@ -66,6 +68,8 @@ class ContainerState:
         self.cgroup_created = cgroup_created or []
         self.hooks = hooks or {}
         self.spec_version = spec_version
+        self.cgroup_paths = cgroup_paths or {}
+        self.resources = resources or {}
 
     def to_dict(self) -> dict:
         return {name: getattr(self, name) for name in self.FIELDS}
@@ -169,9 +173,11 @@ def init_alive(state: ContainerState) -> bool:
 
 
 def status_of(sd: StateDir, state: ContainerState) -> str:
-    """created / running / stopped (paused comes with the freezer support)."""
+    """created / running / paused / stopped."""
     if not init_alive(state):
         return "stopped"
+    if state.cgroup_paths and freezer.is_frozen(state.cgroup_paths):
+        return "paused"
     if os.path.exists(sd.fifo_path):
         return "created"
     return "running"

@@ -20,7 +20,7 @@ from ociruntime.state import ContainerState, StateDir, process_start_time
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from ociruntime import terminal
+    from ociruntime import limits, terminal
 
 
 class CreateOptions:
@@ -136,16 +136,21 @@ def _refuse_unimplemented(cfg: dict) -> None:
             raise RuntimeFailure(f"config.json: {pointer}: {reason}")
 
 
-def _warn_unapplied_resources(resources: dict) -> None:
-    """Limits are not enforced yet (the cgroups issue). Refusing them would break every
-    engine (podman always sets a pids limit), so say so on each create instead."""
-    unapplied = sorted(k for k, v in resources.items() if k != "devices" and v)
-    if unapplied:
-        from ociruntime.log import LOG
+def _prepare_limits(resources: dict, layout: cgroups.Layout) -> limits.Limits | None:
+    """linux.resources besides devices, planned (and so validated) now and written once
+    the init is in its cgroup, as runc does: the kernel then checks a memory limit
+    against real usage. A v2 host gets every controller enabled for the container, as
+    with runc; a hybrid one only the v2 controllers the limits need."""
+    if layout.mode == "v2":
+        cgroups.enable_v2_controllers(layout)
+    if not any(v not in (None, {}, []) for k, v in resources.items() if k != "devices"):
+        return None
+    from ociruntime import limits  # only then: configs without limits never load it
 
-        LOG.warning(
-            "linux.resources: " + ", ".join(unapplied) + " not enforced yet (only devices are)"
-        )
+    planned = limits.prepare(resources, layout)
+    if layout.mode == "hybrid" and planned.v2_controllers():
+        cgroups.enable_v2_controllers(layout, planned.v2_controllers())
+    return planned
 
 
 class _Rollback:
@@ -184,12 +189,13 @@ def _create_in(
     cfg, linux = b.config, b.config.get("linux") or {}
     cgroup_pairs = cgroups.placement(linux.get("cgroupsPath"), opts.container_id, found)
     dirs = [d for _, d in cgroup_pairs]
+    layout = cgroups.Layout(cgroups.paths_of(cgroup_pairs))
     undo.cgroups_created = cgroups.create(cgroup_pairs)
     resources = linux.get("resources") or {}
     cgroups.apply_device_rules(
         cgroup_pairs, cgroups.device_rules(resources, linux.get("devices") or [])
     )
-    _warn_unapplied_resources(resources)
+    planned_limits = _prepare_limits(resources, layout)
     os.mkfifo(sd.fifo_path, 0o622)
     os.chmod(sd.fifo_path, 0o622)  # mkfifo obeys the umask; start may run as another user
     state = ContainerState(
@@ -202,6 +208,8 @@ def _create_in(
         annotations=cfg.get("annotations") or {},
         cgroup_dirs=dirs,
         cgroup_created=undo.cgroups_created,
+        cgroup_paths=layout.paths,
+        resources={k: v for k, v in resources.items() if k != "devices"},
         hooks={k: v for k, v in (cfg.get("hooks") or {}).items() if k in ("poststart", "poststop")},
     )
     hook_state = {
@@ -236,8 +244,15 @@ def _create_in(
     undo.pid = pid
     child.close()
     cgroups.join(dirs, pid)  # concurrently with the init's namespace and mount work
+    if planned_limits is not None:
+        planned_limits.apply()
     parent.send("cgroups-joined")
-    _serve_init(parent, cfg.get("hooks") or {}, dict(hook_state, pid=pid))
+    try:
+        _serve_init(parent, cfg.get("hooks") or {}, dict(hook_state, pid=pid))
+    except RuntimeFailure:
+        if planned_limits is not None:
+            planned_limits.check_oom()  # an init the OOM killer took: say which limit
+        raise
     info = process_start_time(pid)
     if info is None:
         raise RuntimeFailure("container init exited during create")

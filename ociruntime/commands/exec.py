@@ -55,6 +55,7 @@ class ExecOptions:
         self.preserve_fds = str(o.get("preserve_fds") or "0")
         self.apparmor: str | None = o.get("apparmor")  # type: ignore[assignment]
         self.process_label: str | None = o.get("process_label")  # type: ignore[assignment]
+        self.ignore_paused = bool(o.get("ignore_paused"))
 
 
 def _fail(message: str) -> RuntimeFailure:
@@ -80,6 +81,8 @@ def _exec(opts: ExecOptions) -> int:
     status = status_of(sd, state)
     if status == "stopped":
         raise RuntimeFailure("cannot exec in a stopped container")
+    if status == "paused" and not opts.ignore_paused:
+        raise RuntimeFailure("cannot exec in a paused container (use --ignore-paused to override)")
     config = _load_json(os.path.join(state.bundle, "config.json"), "config.json")
     proc = _process_spec(opts, config)
     if proc.get("terminal"):

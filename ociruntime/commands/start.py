@@ -22,8 +22,10 @@ def release(sd: StateDir, state: ContainerState) -> None:
     status = status_of(sd, state)
     if status == "stopped":
         raise RuntimeFailure("cannot start a container that has stopped")
+    if status == "running":
+        raise RuntimeFailure("cannot start an already running container")
     if status != "created":
-        raise RuntimeFailure(f"cannot start an already {status} container")
+        raise RuntimeFailure(f"cannot start a container in the {status} state")
     # The pidfd first: once the fifo is open the process may exec, exit and be reaped at
     # once (conmon, a subreaper, reaps immediately), and its pid would be gone.
     try:
