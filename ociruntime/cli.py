@@ -92,8 +92,32 @@ COMMAND_FLAGS: dict[str, tuple[Flag, ...]] = {
         Flag(("process-label",), "process_label", True),
         Flag(("ignore-paused",), "ignore_paused"),
     ),
+    "pause": (),
+    "resume": (),
+    "events": (Flag(("interval",), "interval", True, "5s"), Flag(("stats",), "stats")),
+    "update": (
+        Flag(("resources", "r"), "resources", True),
+        Flag(("blkio-weight",), "blkio_weight", True),
+        Flag(("cpu-period",), "cpu_period", True),
+        Flag(("cpu-quota",), "cpu_quota", True),
+        Flag(("cpu-burst",), "cpu_burst", True),
+        Flag(("cpu-share", "cpu-shares"), "cpu_share", True),
+        Flag(("cpu-rt-period",), "cpu_rt_period", True),
+        Flag(("cpu-rt-runtime",), "cpu_rt_runtime", True),
+        Flag(("cpuset-cpus",), "cpuset_cpus", True),
+        Flag(("cpuset-mems",), "cpuset_mems", True),
+        Flag(("kernel-memory",), "kernel_memory", True),
+        Flag(("kernel-memory-tcp",), "kernel_memory_tcp", True),
+        Flag(("memory",), "memory", True),
+        Flag(("cpu-idle",), "cpu_idle", True),
+        Flag(("memory-reservation",), "memory_reservation", True),
+        Flag(("memory-swap",), "memory_swap", True),
+        Flag(("pids-limit",), "pids_limit", True),
+        Flag(("l3-cache-schema",), "l3_cache_schema", True),
+        Flag(("mem-bw-schema",), "mem_bw_schema", True),
+    ),
 }
-NOT_YET = ("pause", "resume", "update", "events", "checkpoint", "restore")
+NOT_YET = ("checkpoint", "restore")
 
 
 def parse_flags(argv: list[str], flags: tuple[Flag, ...], where: str) -> Parsed:
@@ -258,6 +282,35 @@ def _cmd_exec(g: dict, p: Parsed) -> int:
     return exec_command(opts)
 
 
+def _cmd_pause(g: dict, p: Parsed) -> int:
+    from ociruntime.commands.pause import pause
+
+    pause(str(g["root"]), _one_id(p, "pause"))
+    return 0
+
+
+def _cmd_resume(g: dict, p: Parsed) -> int:
+    from ociruntime.commands.resume import resume
+
+    resume(str(g["root"]), _one_id(p, "resume"))
+    return 0
+
+
+def _cmd_update(g: dict, p: Parsed) -> int:
+    from ociruntime.commands.update import update
+
+    update(str(g["root"]), _one_id(p, "update"), p.options)
+    return 0
+
+
+def _cmd_events(g: dict, p: Parsed) -> int:
+    from ociruntime.commands.events import events
+
+    container_id = _one_id(p, "events")
+    events(str(g["root"]), container_id, str(p.options["interval"]), bool(p.options["stats"]))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[dict, Parsed], int]] = {
     "create": _cmd_create,
     "run": _cmd_run,
@@ -271,13 +324,18 @@ COMMANDS: dict[str, Callable[[dict, Parsed], int]] = {
     "validate": _cmd_validate,
     "ps": _cmd_ps,
     "exec": _cmd_exec,
+    "pause": _cmd_pause,
+    "resume": _cmd_resume,
+    "update": _cmd_update,
+    "events": _cmd_events,
 }
 
 USAGE = f"""ociruntime {__version__}: an OCI runtime (spec {SPEC_VERSION}), runc-compatible
 
 usage: ociruntime [--root DIR] [--log FILE] [--log-format text|json] [--debug] COMMAND ...
 
-commands: create, start, run, exec, state, list, kill, delete, ps, spec, features, validate
+commands: create, start, run, exec, state, list, kill, delete, ps, pause, resume, update,
+          events, spec, features, validate
 """
 
 

@@ -128,6 +128,27 @@ def _write(layout: Layout, s: res.Setting) -> None:
     return None
 
 
+def snapshot(layout: Layout, settings: list[res.Setting]) -> list[tuple[str, str]]:
+    """(path, content) of the one-line files `settings` will write, to undo them."""
+    saved = []
+    for s in settings:
+        d = layout.dir_of(s.controller)
+        text = _read(d, s.file) if d else None
+        if text is not None and "\n" not in text and text:
+            saved.append((os.path.join(str(d), s.file), text))
+    return saved
+
+
+def restore(layout: Layout, saved: list[tuple[str, str]]) -> None:
+    """Write a snapshot back, last write first; refusals are ignored (best effort)."""
+    for path, text in reversed(saved):
+        try:
+            with open(path, "w") as f:
+                f.write(text)
+        except OSError:
+            pass
+
+
 def explain(layout: Layout, s: res.Setting, e: OSError) -> RuntimeFailure:
     """The kernel's refusal, in terms of the resource."""
     d = layout.dir_of(s.controller) or ""

@@ -460,3 +460,36 @@ def _unified(p: _Plan, unified: dict, mode: str) -> None:
         if not dot:
             raise error(f"unified.{key}", value, "must be CONTROLLER.PARAMETER")
         p.add("", key, str(value), f"unified.{key}", value)  # "": the v2 directory itself
+
+
+# --- update ----------------------------------------------------------------------------
+
+#: What `update` may change, as runc 1.1.5 takes it from its flags or its JSON input
+#: (plus cpu.burst and memory.checkBeforeUpdate, which later runcs take too).
+UPDATABLE = {
+    "memory": ("limit", "reservation", "swap", "checkBeforeUpdate"),
+    "cpu": ("shares", "quota", "burst", "period", "realtimeRuntime", "realtimePeriod", "cpus",
+            "mems", "idle"),
+    "blockIO": ("weight",),
+    "pids": ("limit",),
+}  # fmt: skip
+
+
+def merge_update(current: dict, update: dict) -> dict:
+    """The container's resources after `update`: `current` with the updatable values
+    `update` gives. Values depend on each other (swap on limit, quota on period), so the
+    whole result is written again, as runc does."""
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in current.items()}
+    for group, keys in UPDATABLE.items():
+        given = update.get(group) or {}
+        for key in keys:
+            value = given.get(key)
+            if value is None or (key in ("cpus", "mems") and not value):
+                continue
+            merged.setdefault(group, {})[key] = value
+    mem = update.get("memory") or {}
+    if mem.get("limit") == -1 and mem.get("swap") is None:
+        merged["memory"]["swap"] = -1  # unlimited memory: unlimited swap too, as runc
+    if update.get("unified"):
+        merged["unified"] = dict(merged.get("unified") or {}, **update["unified"])
+    return merged

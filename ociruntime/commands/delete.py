@@ -7,7 +7,7 @@ import _signal
 import os
 import select
 
-from ociruntime import cgroups, hooks
+from ociruntime import cgroups, freezer, hooks
 from ociruntime.errors import RuntimeFailure
 from ociruntime.state import ContainerState, StateDir, open_existing, public_state, status_of
 
@@ -43,6 +43,8 @@ def kill_and_wait(state: ContainerState) -> None:
             os.kill(pid, _signal.SIGKILL)
         except ProcessLookupError:
             continue
+    if state.cgroup_paths and freezer.is_frozen(state.cgroup_paths):
+        freezer.thaw(state.cgroup_paths)  # paused: on v1, killed processes die once thawed
     poller = select.poll()
     for fd in pidfds:
         poller.register(fd, select.POLLIN)
