@@ -360,7 +360,10 @@ DEFAULT_ALLOWED_DEVICES = (
 def device_rules(resources: dict, devices: list[dict]) -> list[tuple[bool, str]]:
     """(allow, "type major:minor access") in the order the kernel must see them: the
     config's `linux.resources.devices`, then the devices the config creates, then runc's
-    defaults, so later rules win as in the spec."""
+    defaults, so later rules win as in the spec. Then, unlike runc, the config's deny
+    rules that name one device type and major again: a config that denies writes to
+    /dev/null means it (runc's defaults would allow them back); its leading "deny all"
+    is not repeated, or the defaults would go."""
     rules = []
     for rule in resources.get("devices") or []:
         kind = rule.get("type") or "a"
@@ -370,12 +373,13 @@ def device_rules(resources: dict, devices: list[dict]) -> list[tuple[bool, str]]
         rules.append(
             (bool(rule.get("allow")), f"{kind} {major}:{minor} {rule.get('access') or 'rwm'}")
         )
+    explicit_denies = [r for r in rules if not r[0] and r[1][0] != "a" and r[1][2] != "*"]
     for dev in devices:
         kind = "c" if dev.get("type") == "u" else dev.get("type")
         if kind in ("c", "b"):
             rules.append((True, f"{kind} {dev.get('major', 0)}:{dev.get('minor', 0)} rwm"))
     rules += [(True, rule) for rule in DEFAULT_ALLOWED_DEVICES]
-    return rules
+    return rules + explicit_denies
 
 
 def apply_device_rules(pairs: list[tuple[Hierarchy, str]], rules: list[tuple[bool, str]]) -> None:
