@@ -384,7 +384,15 @@ def device_rules(resources: dict, devices: list[dict]) -> list[tuple[bool, str]]
 
 def apply_device_rules(pairs: list[tuple[Hierarchy, str]], rules: list[tuple[bool, str]]) -> None:
     """The v1 devices controller: deny everything, then replay the rules in order.
-    (cgroup v2 needs an eBPF program instead: not done yet.)"""
+    Without one (cgroup v2), an eBPF program built from the same rules is attached to
+    the v2 directory (devices_bpf.py)."""
+    if not any("devices" in h.controllers for h, _ in pairs):
+        v2 = [d for h, d in pairs if h.is_v2]
+        if v2:
+            from ociruntime import devices_bpf  # only on v2 hosts: it loads ctypes' libc
+
+            devices_bpf.apply(v2[0], rules)
+        return
     for h, d in pairs:
         if "devices" not in h.controllers:
             continue
