@@ -260,8 +260,9 @@ def placement(
 
 def create(pairs: list[tuple[Hierarchy, str]]) -> list[str]:
     """mkdir -p each dir; returns the directories created here (deepest last) so that a
-    rollback or delete removes exactly those. New cpuset cgroups inherit cpus/mems from
-    their parent, or no task could join them."""
+    rollback or delete removes exactly those. New v1 cpuset cgroups inherit cpus/mems from
+    their parent, or no task could join them (on v2 an empty cpuset.cpus already means the
+    parent's, and the root has no cpuset.cpus to copy)."""
     created: list[str] = []
     try:
         for h, d in pairs:
@@ -274,7 +275,8 @@ def create(pairs: list[tuple[Hierarchy, str]]) -> list[str]:
                 except FileExistsError:
                     continue
                 created.append(cur)
-                _inherit_cpuset(cur)
+                if not h.is_v2:
+                    _inherit_cpuset(cur)
     except OSError as e:
         remove(created)
         raise RuntimeFailure(f"creating cgroup {e.filename}: {e.strerror}") from None
