@@ -290,19 +290,18 @@ def test_update_flags_and_json_input(runtime, make_bundle):
 
 
 def test_update_refused_values_name_the_resource_and_change_nothing(runtime, make_bundle):
+    """cpu.shares 1: v1's kernel clamps it to 2 (read back and refused, as runc); on v2 it
+    has no cpu.weight (refused before writing). The previous value stays either way."""
     bundle = with_resources(make_bundle, ["sleep", "1000"], {"cpu": {"shares": 1024}})
     cid = start(runtime, bundle)
     r = runtime("update", "--cpu-share", "1", cid)
-    if MODE == "v2":  # shares 1 converts to weight 1, a valid one
-        assert r.returncode == 0, r
-        return
-    assert (r.returncode, r.stderr.strip()) == (
-        1,
-        "linux.resources.cpu.shares 1: the minimum allowed is 2",
-    )
-    cpu = layout(runtime, cid).dir_of("cpu")
-    with open(os.path.join(str(cpu), "cpu.shares")) as f:
-        assert f.read().strip() == "1024"  # put back
+    reason = "the minimum allowed is 2" if MODE != "v2" else "valid range is 2-262144"
+    assert (r.returncode, r.stderr.strip()) == (1, f"linux.resources.cpu.shares 1: {reason}")
+    cg = layout(runtime, cid)
+    name, value = ("cpu.shares", "1024") if cg.where("cpu") == "v1" else ("cpu.weight", "39")
+    with open(os.path.join(str(cg.dir_of("cpu")), name)) as f:
+        assert f.read().strip() == value  # put back (v1) or never changed (v2)
+    assert stats(runtime, cid)["pids"]["current"] == 1  # still running
 
 
 def test_update_memory_below_usage(runtime, make_bundle):
