@@ -22,7 +22,13 @@ def features() -> dict:
         "linux": {
             "namespaces": list(IMPLEMENTED_NAMESPACES),
             "capabilities": list(CAP_NUMBERS),
-            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": True},
+            "cgroup": {
+                "v1": True,
+                "v2": True,
+                "systemd": False,
+                "systemdUser": False,
+                "rdma": True,
+            },
             "seccomp": seccomp_features(),
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},

@@ -246,7 +246,12 @@ def _create_in(
     cgroups.join(dirs, pid)  # concurrently with the init's namespace and mount work
     if planned_limits is not None:
         planned_limits.apply()
-    parent.send("cgroups-joined")
+    try:
+        parent.send("cgroups-joined")
+    except BrokenPipeError:
+        # The init died (on v2 a memory limit below its usage OOM-kills it at once);
+        # _serve_init reads its EOF and the failure is reported there.
+        pass
     try:
         _serve_init(parent, cfg.get("hooks") or {}, dict(hook_state, pid=pid))
     except RuntimeFailure:
