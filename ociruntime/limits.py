@@ -58,11 +58,6 @@ class Limits:
             )
 
 
-def has_limits(resources: dict) -> bool:
-    """Does the config set anything besides devices (which create handles itself)?"""
-    return any(v not in (None, {}, []) for k, v in resources.items() if k != "devices")
-
-
 def prepare(resources: dict, layout: Layout) -> Limits:
     """Plan the writes (this validates them: bad values fail here, before any write)."""
     settings, warnings = res.plan(resources, layout.where, reader(layout), layout.mode)
