@@ -7,7 +7,10 @@ line; each message has a `type`.
 init -> create:  {"type": "ready"}
                  {"type": "error", "message": str}
                  {"type": "hooks"}                  (run prestart/createRuntime now)
-create -> init:  {"type": "cgroups-joined"}          (always first)
+                 {"type": "map-ids"}                (user namespace made: write its maps)
+                 {"type": "init-pid", "pid": int}   (the real init, forked in the userns)
+create -> init:  {"type": "ids-mapped"}              (user namespace only: first)
+                 {"type": "cgroups-joined"}
                  {"type": "hooks-done"}
 """
 
@@ -39,11 +42,14 @@ class Channel:
         return jsonlite.loads(line)  # type: ignore[return-value]
 
     def close(self) -> None:
+        """Idempotent: a second close must not hit an fd number reused meanwhile."""
         for fd in (self.rfd, self.wfd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.rfd = self.wfd = -1
 
 
 def channel_pair() -> tuple[Channel, Channel]:

@@ -9,8 +9,8 @@ from ociruntime.mountopts import SUPPORTED_OPTIONS
 from ociruntime.namespaces import FLAGS
 from ociruntime.seccomp import features as seccomp_features
 
-#: Namespaces `create` can make or join today (user namespaces arrive with rootless).
-IMPLEMENTED_NAMESPACES = tuple(sorted(k for k in FLAGS if k != "user"))
+#: Namespaces `create` can make or join.
+IMPLEMENTED_NAMESPACES = tuple(sorted(FLAGS))
 
 
 def features() -> dict:
@@ -27,7 +27,7 @@ def features() -> dict:
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
-            "mountExtensions": {"idmap": {"enabled": False}},
+            "mountExtensions": {"idmap": {"enabled": True}},
         },
         "annotations": {
             "org.opencontainers.runtime-spec.version": SPEC_VERSION,

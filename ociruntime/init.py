@@ -3,6 +3,8 @@
 It runs entirely between fork and exec, so it must never return into the caller's code:
 `run` ends in execve or os._exit. Its steps, each reported to `create` on failure:
 
+  [user namespace stage: unshare the user namespace, have `create` map it, become its
+  root, create the PID/time namespaces and fork the real init into them] ->
   join cgroups -> enter namespaces -> hostname -> build rootfs -> (createRuntime hooks in
   the parent, createContainer hooks here) -> pivot_root -> the terminal (process.terminal:
   pty, /dev/console, master sent, stdio) -> readonly/masked paths -> sysctl, rlimits, oom
@@ -16,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ociruntime import capabilities, cgroups, hooks, namespaces, process, rootfs
+from ociruntime import capabilities, cgroups, hooks, namespaces, process, rootfs, userns
 from ociruntime import syscalls as sc
 from ociruntime.channel import Channel
 from ociruntime.errors import RuntimeFailure
@@ -35,7 +37,7 @@ class InitContext:
         bundle: str,
         rootfs: str,
         container_id: str,
-        fifo_path: str,
+        fifo_fd: int,  # O_PATH fd of the exec fifo, opened by `create` (a host path)
         namespaces: dict[str, str | None],
         cgroups: list[tuple[cgroups.Hierarchy, str]],
         no_pivot: bool,
@@ -44,9 +46,13 @@ class InitContext:
         public_state: dict,  # the state JSON hooks receive (pid and status filled in here)
         console: InitConsole | None = None,  # process.terminal: the console socket
         seccomp: object | None = None,  # linux.seccomp: the filter `create` built
+        idmapped: dict[int, int] | None = None,  # mounts index -> id-mapped tree fd
     ) -> None:
         self.config, self.bundle, self.rootfs = config, bundle, rootfs
-        self.container_id, self.fifo_path = container_id, fifo_path
+        self.container_id, self.fifo_fd = container_id, fifo_fd
+        self.idmapped = idmapped
+        #: namespaces (by path) the user-namespace stage joined already
+        self.joined_early: tuple[str, ...] = ()
         self.namespaces, self.cgroups = namespaces, cgroups
         self.no_pivot, self.no_new_keyring = no_pivot, no_new_keyring
         self.preserve_fds, self.public_state = preserve_fds, public_state
@@ -56,6 +62,8 @@ class InitContext:
 def run(ctx: InitContext, chan: Channel) -> None:  # never returns
     """Entry point in the child: never returns."""
     try:
+        if "user" in ctx.namespaces:
+            _user_namespace_stage(ctx, chan)
         _run(ctx, chan)
     except RuntimeFailure as e:
         _report(chan, str(e))
@@ -73,26 +81,67 @@ def _report(chan: Channel, message: str) -> None:
         sys.stderr.write(message + "\n")
 
 
+def _user_namespace_stage(ctx: InitContext, chan: Channel) -> None:
+    """Make the user namespace and come back as the real init, forked inside it.
+
+    Every namespace must belong to the container's user namespace for its root to
+    manage it (mount proc, set the hostname...): so the user namespace comes first, and
+    the PID and time namespaces, which only a child can enter, are created after it here
+    rather than by `create`. Namespaces joined by path are entered before a new user
+    namespace (afterwards we would lack the rights over the host's), or after a joined
+    one (which then owns them). This process reports the real init's pid and exits:
+    `create` reaps it and the init is reparented, as runc's is."""
+    ns = ctx.namespaces
+    early = tuple(k for k in ("ipc", "uts", "network") if ns.get(k))
+    if ns["user"]:
+        namespaces.join(ns, ("user", *early))
+    else:
+        namespaces.join(ns, early)
+        try:
+            sc.unshare(sc.CLONE_NEWUSER)
+        except OSError as e:
+            raise RuntimeFailure(f"creating user namespace: {e.strerror}") from None
+        chan.send("map-ids")
+        reply = chan.receive()
+        if not reply or reply.get("type") != "ids-mapped":
+            os._exit(1)  # the parent failed to map us and reports it
+    # Before becoming root: the uid change makes us non-dumpable, and /proc/self files
+    # (timens_offsets) would then belong to the host's root.
+    linux = ctx.config.get("linux") or {}
+    namespaces.enter_for_children_for_good(ns, linux.get("timeOffsets"))
+    userns.become_root()
+    pid = os.fork()
+    if pid:
+        chan.send("init-pid", pid=pid)
+        os._exit(0)
+    ctx.joined_early = early
+
+
 def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     cfg, linux = ctx.config, ctx.config.get("linux") or {}
     proc = cfg["process"]
     state = dict(ctx.public_state, pid=int(os.readlink("/proc/self")))
     os.setsid()
     process.close_inherited_fds(3 + ctx.preserve_fds)
-    namespaces.enter(ctx.namespaces, but=("cgroup",))
+    namespaces.enter(ctx.namespaces, but=("cgroup", *ctx.joined_early))
     _set_names(cfg, ctx.namespaces)
     joined = _CgroupJoin(chan, ctx.namespaces)
 
     propagation = rootfs.rootfs_propagation(linux)
     rootfs.isolate_root(ctx.rootfs, propagation)
     mounter = rootfs.Mounter(
-        ctx.rootfs, ctx.bundle, ctx.cgroups, "cgroup" in ctx.namespaces, joined.wait
+        ctx.rootfs,
+        ctx.bundle,
+        ctx.cgroups,
+        "cgroup" in ctx.namespaces,
+        joined.wait,
+        in_userns="user" in ctx.namespaces,
+        idmapped=ctx.idmapped,
     )
     mounter.mount_all(cfg.get("mounts") or [])
     mounter.populate_dev(linux.get("devices") or [])
     joined.wait()
     _creation_hooks(cfg.get("hooks") or {}, state, chan)
-    fifo_fd = os.open(ctx.fifo_path, os.O_PATH | os.O_CLOEXEC)
 
     rootfs.enter_rootfs(ctx.rootfs, ctx.no_pivot)
     if ctx.console is not None:  # before anything turns read-only, as runc
@@ -131,7 +180,7 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
 
     chan.send("ready")
     chan.close()
-    _wait_for_start(fifo_fd)
+    _wait_for_start(ctx.fifo_fd)
     start_hooks = (cfg.get("hooks") or {}).get("startContainer") or []
     if start_hooks:
         hooks.run_hooks("startContainer", start_hooks, dict(state, status="created"))

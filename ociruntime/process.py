@@ -114,8 +114,15 @@ def switch_user(user: dict, cap_sets: dict[str, set[int]]) -> None:
     capabilities.drop_bounding(cap_sets["bounding"])
     prctl.set_keepcaps(True)
     uid, gid = user.get("uid", 0), user.get("gid", 0)
+    groups = user.get("additionalGids") or []
     try:
-        os.setgroups(user.get("additionalGids") or [])
+        try:
+            os.setgroups(groups)
+        except PermissionError:
+            if groups:
+                raise
+            # A user namespace whose creator denied setgroups (unprivileged maps): there
+            # are no supplementary groups to drop.
         os.setgid(gid)
         os.setuid(uid)
     except OSError as e:

@@ -70,9 +70,9 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
         seccomp_filter = seccomp.build(cfg["linux"]["seccomp"])
     ns = namespaces.configured(cfg.get("linux") or {})
     if "user" in ns:
-        raise RuntimeFailure(
-            "config.json: /linux/namespaces: user namespaces are not supported yet"
-        )
+        from ociruntime import userns
+
+        userns.check(cfg.get("linux") or {}, ns["user"])
     if "mount" not in ns:
         raise RuntimeFailure("config.json: /linux/namespaces: a mount namespace is required")
 
@@ -158,15 +158,33 @@ class _Rollback:
 
     def run(self) -> None:
         if self.pid is not None:
-            try:
-                os.kill(self.pid, _signal.SIGKILL)
-                os.waitpid(self.pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
+            _kill_and_reap(self.pid)
         try:
             cgroups.remove(self.cgroups_created)
         finally:
             self.sd.remove()
+
+
+def _kill_and_reap(pid: int) -> None:
+    """SIGKILL and wait for it to be gone, whether it is our child or (forked by the
+    user-namespace stage) not."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        os.kill(pid, _signal.SIGKILL)
+        import select
+
+        select.select([pidfd], [], [])  # readable once it has exited
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(pidfd)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def _create_in(
@@ -179,19 +197,57 @@ def _create_in(
     console: terminal.InitConsole | None = None,
     seccomp_filter: object | None = None,
 ) -> ContainerState:
-    from ociruntime import init
-
-    cfg, linux = b.config, b.config.get("linux") or {}
+    linux = b.config.get("linux") or {}
     cgroup_pairs = cgroups.placement(linux.get("cgroupsPath"), opts.container_id, found)
-    dirs = [d for _, d in cgroup_pairs]
-    undo.cgroups_created = cgroups.create(cgroup_pairs)
     resources = linux.get("resources") or {}
-    cgroups.apply_device_rules(
-        cgroup_pairs, cgroups.device_rules(resources, linux.get("devices") or [])
-    )
+    try:
+        undo.cgroups_created = cgroups.create(cgroup_pairs)
+        dirs = [d for _, d in cgroup_pairs]
+    except RuntimeFailure:
+        if os.geteuid() == 0:
+            raise
+        cgroup_pairs, dirs = _rootless_cgroups(found), []
+    if dirs:
+        cgroups.apply_device_rules(
+            cgroup_pairs, cgroups.device_rules(resources, linux.get("devices") or [])
+        )
     _warn_unapplied_resources(resources)
     os.mkfifo(sd.fifo_path, 0o622)
     os.chmod(sd.fifo_path, 0o622)  # mkfifo obeys the umask; start may run as another user
+    # Opened here, for the init to reopen through /proc/self/fd: in a user namespace it
+    # may not be able to walk the state dir's path.
+    fifo_fd = os.open(sd.fifo_path, os.O_PATH | os.O_CLOEXEC)
+    try:
+        return _start_init(
+            sd, b, ns, opts, undo, cgroup_pairs, dirs, console, seccomp_filter, fifo_fd
+        )
+    finally:
+        os.close(fifo_fd)
+
+
+def _rootless_cgroups(found: list[cgroups.Hierarchy]) -> list[tuple[cgroups.Hierarchy, str]]:
+    """Unprivileged without a cgroup it may create (runc's rootless mode): the container
+    stays in ours. It then owns no cgroup: nothing is joined or limited, and `kill --all`
+    or `delete` must not signal our cgroup's other processes, so the state records none;
+    only the cgroup mount shows these directories."""
+    return [(h, os.path.join(h.mountpoint, h.own_path.lstrip("/"))) for h in found]
+
+
+def _start_init(
+    sd: StateDir,
+    b: bundle.Bundle,
+    ns: dict[str, str | None],
+    opts: CreateOptions,
+    undo: _Rollback,
+    cgroup_pairs: list[tuple[cgroups.Hierarchy, str]],
+    dirs: list[str],
+    console: terminal.InitConsole | None,
+    seccomp_filter: object | None,
+    fifo_fd: int,
+) -> ContainerState:
+    from ociruntime import init
+
+    cfg, linux = b.config, b.config.get("linux") or {}
     state = ContainerState(
         id=opts.container_id,
         pid=0,
@@ -216,7 +272,7 @@ def _create_in(
         bundle=b.path,
         rootfs=b.rootfs,
         container_id=opts.container_id,
-        fifo_path=sd.fifo_path,
+        fifo_fd=fifo_fd,
         namespaces=ns,
         cgroups=cgroup_pairs,
         no_pivot=opts.no_pivot,
@@ -225,19 +281,30 @@ def _create_in(
         public_state=hook_state,
         console=console,
         seccomp=seccomp_filter,
+        idmapped=_idmapped_trees(cfg.get("mounts") or [], b.path),
     )
     parent, child = channel_pair()
-    with namespaces.for_children(ns, linux.get("timeOffsets")):
-        pid = os.fork()
-        if pid == 0:
-            sd.unlock()  # the parent's lock must not live on in the init until exec
-            parent.close()
-            init.run(ctx, child)
+    try:
+        # With a user namespace the init makes its PID/time namespaces itself (init.py).
+        with namespaces.for_children({} if "user" in ns else ns, linux.get("timeOffsets")):
+            pid = os.fork()
+            if pid == 0:
+                sd.unlock()  # the parent's lock must not live on in the init until exec
+                parent.close()
+                init.run(ctx, child)
+    finally:
+        for fd in (ctx.idmapped or {}).values():
+            os.close(fd)
     undo.pid = pid
     child.close()
-    cgroups.join(dirs, pid)  # concurrently with the init's namespace and mount work
-    parent.send("cgroups-joined")
-    _serve_init(parent, cfg.get("hooks") or {}, dict(hook_state, pid=pid))
+    try:
+        cgroups.join(dirs, pid)  # concurrently with the init's namespace and mount work
+        if "user" in ns:
+            pid = _map_user_namespace(parent, pid, linux, undo)
+        parent.send("cgroups-joined")
+        _serve_init(parent, cfg.get("hooks") or {}, dict(hook_state, pid=pid))
+    finally:
+        parent.close()
     info = process_start_time(pid)
     if info is None:
         raise RuntimeFailure("container init exited during create")
@@ -246,6 +313,52 @@ def _create_in(
     if opts.pid_file:
         write_pid_file(opts.pid_file, pid)
     return state
+
+
+def _idmapped_trees(mounts: list[dict], bundle_dir: str) -> dict[int, int] | None:
+    """Id-mapped bind mounts are cloned and mapped here, on the host (the kernel wants
+    the mapping done by a process privileged over the filesystem); the init attaches
+    them. Mounts index -> tree fd."""
+    trees: dict[int, int] = {}
+    for index, m in enumerate(mounts):
+        if not (m.get("uidMappings") or m.get("gidMappings")):
+            continue
+        from ociruntime import mountopts, userns
+
+        opts = mountopts.parse_mount_options(m.get("options") or [])
+        pointer = f"/mounts/{index}"
+        try:
+            if not (opts.is_bind or m.get("type") == "bind"):
+                raise RuntimeFailure(
+                    f"config.json: {pointer}/uidMappings: only bind mounts can be id-mapped"
+                )
+            source = os.path.join(bundle_dir, m.get("source") or "")
+            trees[index] = userns.idmapped_tree(source, opts.is_recursive_bind, m, pointer)
+        except BaseException:
+            for fd in trees.values():
+                os.close(fd)
+            raise
+    return trees or None
+
+
+def _map_user_namespace(chan: Channel, stage_pid: int, linux: dict, undo: _Rollback) -> int:
+    """The init's user-namespace stage (init.py): map its new user namespace when asked,
+    then learn the real init's pid and reap the stage. Returns the init's pid."""
+    msg = chan.receive()
+    if msg and msg.get("type") == "map-ids":
+        from ociruntime import userns
+
+        userns.write_maps(stage_pid, linux)
+        chan.send("ids-mapped")
+        msg = chan.receive()
+    if msg is None:
+        raise RuntimeFailure("container init exited unexpectedly during create")
+    if msg.get("type") == "error":
+        raise RuntimeFailure(msg.get("message", "container init failed"))
+    init_pid = int(msg["pid"])
+    undo.pid = init_pid
+    os.waitpid(stage_pid, 0)
+    return init_pid
 
 
 def _serve_init(chan: Channel, all_hooks: dict, hook_state: dict) -> None:
