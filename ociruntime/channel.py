@@ -7,7 +7,9 @@ line; each message has a `type`.
 init -> create:  {"type": "ready"}
                  {"type": "error", "message": str}
                  {"type": "hooks"}                  (run prestart/createRuntime now)
+                 {"type": "netns"}                  (linux.netDevices: move them in now)
 create -> init:  {"type": "cgroups-joined"}          (always first)
+                 {"type": "netdevices-moved"}
                  {"type": "hooks-done"}
 """
 
