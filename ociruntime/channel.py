@@ -9,8 +9,10 @@ init -> create:  {"type": "ready"}
                  {"type": "hooks"}                  (run prestart/createRuntime now)
                  {"type": "map-ids"}                (user namespace made: write its maps)
                  {"type": "init-pid", "pid": int}   (the real init, forked in the userns)
+                 {"type": "netns"}                  (linux.netDevices: move them in now)
 create -> init:  {"type": "ids-mapped"}              (user namespace only: first)
                  {"type": "cgroups-joined"}
+                 {"type": "netdevices-moved"}
                  {"type": "hooks-done"}
 """
 

@@ -27,6 +27,7 @@ def features() -> dict:
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
+            "netDevices": {"enabled": True},
             "mountExtensions": {"idmap": {"enabled": True}},
         },
         "annotations": {

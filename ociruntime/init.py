@@ -11,6 +11,9 @@ It runs entirely between fork and exec, so it must never return into the caller'
   score -> (seccomp without noNewPrivileges) -> user and capabilities -> (seccomp with
   noNewPrivileges) -> "ready" -> wait on the exec fifo -> startContainer
   hooks -> execve(process.args)
+
+With linux.netDevices, the init says "netns" once its namespaces exist and `create` moves
+the devices in while the rootfs is built; the init waits for that before any hook.
 """
 
 from __future__ import annotations
@@ -124,6 +127,8 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     os.setsid()
     process.close_inherited_fds(3 + ctx.preserve_fds)
     namespaces.enter(ctx.namespaces, but=("cgroup", *ctx.joined_early))
+    if linux.get("netDevices"):  # our netns exists: create moves them in meanwhile
+        chan.send("netns")
     _set_names(cfg, ctx.namespaces)
     joined = _CgroupJoin(chan, ctx.namespaces)
 
@@ -141,6 +146,10 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     mounter.mount_all(cfg.get("mounts") or [])
     mounter.populate_dev(linux.get("devices") or [])
     joined.wait()
+    if linux.get("netDevices"):
+        reply = chan.receive()
+        if not reply or reply.get("type") != "netdevices-moved":
+            os._exit(1)  # create failed to move them and reports it
     _creation_hooks(cfg.get("hooks") or {}, state, chan)
 
     rootfs.enter_rootfs(ctx.rootfs, ctx.no_pivot)

@@ -20,7 +20,7 @@ from ociruntime.state import ContainerState, StateDir, process_start_time
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from ociruntime import terminal
+    from ociruntime import netdevices, terminal
 
 
 class CreateOptions:
@@ -75,6 +75,10 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
         userns.check(cfg.get("linux") or {}, ns["user"])
     if "mount" not in ns:
         raise RuntimeFailure("config.json: /linux/namespaces: a mount namespace is required")
+    if (cfg.get("linux") or {}).get("netDevices"):
+        from ociruntime import netdevices
+
+        netdevices.check(cfg["linux"]["netDevices"], ns)
 
     sd = StateDir(opts.root, opts.container_id)
     sd.create()
@@ -149,14 +153,18 @@ def _warn_unapplied_resources(resources: dict) -> None:
 
 
 class _Rollback:
-    """What to tear down if create fails part-way: init process, cgroups, state dir."""
+    """What to tear down if create fails part-way: moved network devices (back to the
+    host, while their namespace lives), init process, cgroups, state dir."""
 
     def __init__(self, sd: StateDir) -> None:
         self.sd = sd
         self.pid: int | None = None
         self.cgroups_created: list[str] = []
+        self.netdevices: netdevices.Mover | None = None
 
     def run(self) -> None:
+        if self.netdevices is not None:
+            self.netdevices.restore()
         if self.pid is not None:
             _kill_and_reap(self.pid)
         try:
@@ -302,7 +310,11 @@ def _start_init(
         if "user" in ns:
             pid = _map_user_namespace(parent, pid, linux, undo)
         parent.send("cgroups-joined")
-        _serve_init(parent, cfg.get("hooks") or {}, dict(hook_state, pid=pid))
+        if linux.get("netDevices"):  # found on the host while the init unshares its netns
+            from ociruntime import netdevices
+
+            undo.netdevices = netdevices.Mover(linux["netDevices"])
+        _serve_init(parent, cfg.get("hooks") or {}, dict(hook_state, pid=pid), undo.netdevices)
     finally:
         parent.close()
     info = process_start_time(pid)
@@ -312,6 +324,9 @@ def _start_init(
     sd.save(state)
     if opts.pid_file:
         write_pid_file(opts.pid_file, pid)
+    if undo.netdevices is not None:  # they belong to the container's namespace from now on
+        undo.netdevices.close()
+        undo.netdevices = None
     return state
 
 
@@ -361,7 +376,12 @@ def _map_user_namespace(chan: Channel, stage_pid: int, linux: dict, undo: _Rollb
     return init_pid
 
 
-def _serve_init(chan: Channel, all_hooks: dict, hook_state: dict) -> None:
+def _serve_init(
+    chan: Channel,
+    all_hooks: dict,
+    hook_state: dict,
+    net_devices: netdevices.Mover | None = None,
+) -> None:
     """Answer the init until it is ready; its errors become ours."""
     try:
         while True:
@@ -373,6 +393,9 @@ def _serve_init(chan: Channel, all_hooks: dict, hook_state: dict) -> None:
                 return
             if kind == "error":
                 raise RuntimeFailure(msg.get("message", "container init failed"))
+            if kind == "netns" and net_devices is not None:  # before any hook, as runc
+                net_devices.move(hook_state["pid"])
+                chan.send("netdevices-moved")
             if kind == "hooks":
                 hooks.run_hooks("prestart", all_hooks.get("prestart") or [], hook_state)
                 hooks.run_hooks("createRuntime", all_hooks.get("createRuntime") or [], hook_state)
