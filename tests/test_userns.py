@@ -24,6 +24,13 @@ from test_bad_input import (  # noqa: F401 - the autouse fixture checks for left
     no_leftover_processes,
 )
 from test_isolation import run_in, run_under_runc
+from test_terminal import (  # noqa: F401 - console_socket is a fixture
+    EXPECTED,
+    _runner,
+    console_session,
+    console_socket,
+    terminal_bundle,
+)
 
 HOST_BASE = 100000  # container id 0 is host id HOST_BASE
 MAPPING = [{"containerID": 0, "hostID": HOST_BASE, "size": 65536}]
@@ -310,3 +317,18 @@ def test_rootless_cannot_map_other_ids_without_newuidmap(rootless_bundle):
     assert done.stderr.count("\n") == 1 and "/linux/uidMappings" in done.stderr
     assert "newuidmap" in done.stderr
     assert os.listdir(state_root) == []
+
+
+def test_console_socket_in_a_user_namespace(runtime, make_bundle, console_socket):  # noqa: F811
+    """The terminal session of test_terminal, in a user namespace: the same observations
+    (the pty belongs to the container's uid 1000 and devpts' gid 5, both mapped)."""
+    bundle = terminal_bundle(make_bundle, uid=1000)
+    bundle.config["linux"]["namespaces"].append({"type": "user"})
+    bundle.config["linux"]["uidMappings"] = MAPPING
+    bundle.config["linux"]["gidMappings"] = MAPPING
+    chown_tree(bundle.rootfs, HOST_BASE, HOST_BASE)
+    reachable(bundle.path)
+    bundle.write()
+    cid = runtime.new_id()
+    base = [OCIRUNTIME, "--root", runtime.root, "--log", runtime.log]
+    assert console_session(_runner(base, {"c": cid}), console_socket, bundle) == EXPECTED
