@@ -68,6 +68,7 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
         from ociruntime import seccomp  # only then: it loads libseccomp
 
         seccomp_filter = seccomp.build(cfg["linux"]["seccomp"])
+    attrs = _process_attrs(cfg)
     ns = namespaces.configured(cfg.get("linux") or {})
     if "user" in ns:
         raise RuntimeFailure(
@@ -83,7 +84,7 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     try:
         if cfg["process"].get("terminal"):
             console = _open_console(opts)
-        return sd, _create_in(sd, b, ns, opts, undo, found, console, seccomp_filter)
+        return sd, _create_in(sd, b, ns, opts, undo, found, console, seccomp_filter, attrs)
     except BaseException:
         undo.run()
         if opts.console_peer is not None:
@@ -93,6 +94,19 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     finally:
         if console is not None:
             console.close()  # the init has its own copy
+
+
+def _process_attrs(cfg: dict) -> object | None:
+    """Personality, scheduler, I/O priority, LSM labels: checked before anything is made,
+    applied by the init (ociruntime.procattrs, imported only for a config that sets one)."""
+    from ociruntime import process
+
+    proc, linux = cfg["process"], cfg.get("linux") or {}
+    if not process.wants_attrs(proc, linux):
+        return None
+    from ociruntime import procattrs
+
+    return procattrs.plan(proc, linux, "config.json: /process", "config.json: /linux", warn=True)
 
 
 def _check_terminal(proc: dict, opts: CreateOptions) -> None:
@@ -178,6 +192,7 @@ def _create_in(
     found: list[cgroups.Hierarchy],
     console: terminal.InitConsole | None = None,
     seccomp_filter: object | None = None,
+    attrs: object | None = None,
 ) -> ContainerState:
     from ociruntime import init
 
@@ -203,6 +218,7 @@ def _create_in(
         cgroup_dirs=dirs,
         cgroup_created=undo.cgroups_created,
         hooks={k: v for k, v in (cfg.get("hooks") or {}).items() if k in ("poststart", "poststop")},
+        no_new_keyring=opts.no_new_keyring,
     )
     hook_state = {
         "ociVersion": SPEC_VERSION,
@@ -225,6 +241,7 @@ def _create_in(
         public_state=hook_state,
         console=console,
         seccomp=seccomp_filter,
+        attrs=attrs,
     )
     parent, child = channel_pair()
     with namespaces.for_children(ns, linux.get("timeOffsets")):
