@@ -173,7 +173,7 @@ def plan(proc: dict, linux: dict, proc_at: str, linux_at: str, warn: bool = Fals
     errors (e.g. "config.json: /process"); `warn` logs what is accepted but ignored (at
     create, as runc)."""
     attrs = ProcessAttrs()
-    if linux.get("personality"):
+    if linux.get("personality") is not None:
         attrs.personality = _personality(linux["personality"], f"{linux_at}/personality", warn)
     if proc.get("scheduler"):
         attrs.sched = _scheduler(proc["scheduler"], f"{proc_at}/scheduler")

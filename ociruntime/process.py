@@ -38,8 +38,9 @@ ATTR_LINUX_FIELDS = ("personality",)
 def wants_attrs(proc: dict, linux: dict) -> bool:
     """Whether the config sets a personality, scheduler, I/O priority, exec CPU affinity
     or LSM label (see ociruntime.procattrs)."""
+    # An empty personality object is still one (runc refuses it: it has no domain).
     return any(proc.get(k) for k in ATTR_PROCESS_FIELDS) or any(
-        linux.get(k) for k in ATTR_LINUX_FIELDS
+        linux.get(k) is not None for k in ATTR_LINUX_FIELDS
     )
 
 

@@ -117,8 +117,9 @@ def test_personality_flags_are_ignored_with_a_warning(runtime, bundle_with):
                for r in records), records  # fmt: skip
 
 
-def test_personality_without_domain_is_an_error(runtime, bundle_with):
-    bundle = bundle_with(["true"], linux={"personality": {"flags": []}})
+@pytest.mark.parametrize("personality", [{"flags": []}, {}])
+def test_personality_without_domain_is_an_error(runtime, bundle_with, personality):
+    bundle = bundle_with(["true"], linux={"personality": personality})
     expect_error(runtime, ["run", "--bundle", str(bundle.path), runtime.new_id()],
                  "/linux/personality/domain", "invalid personality domain")  # fmt: skip
 
