@@ -24,8 +24,10 @@ def features() -> dict:
             "capabilities": list(CAP_NUMBERS),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
             "seccomp": seccomp_features(),
-            "apparmor": {"enabled": False},
-            "selinux": {"enabled": False},
+            # Implemented (applied as runc does); whether this host has them is another
+            # matter (features.md: the runtime's support, not the host's).
+            "apparmor": {"enabled": True},
+            "selinux": {"enabled": True},
             "intelRdt": {"enabled": False},
             "netDevices": {"enabled": True},
             "mountExtensions": {"idmap": {"enabled": True}},

@@ -8,7 +8,8 @@ It runs entirely between fork and exec, so it must never return into the caller'
   join cgroups -> enter namespaces -> hostname -> build rootfs -> (createRuntime hooks in
   the parent, createContainer hooks here) -> pivot_root -> the terminal (process.terminal:
   pty, /dev/console, master sent, stdio) -> readonly/masked paths -> sysctl, rlimits, oom
-  score -> (seccomp without noNewPrivileges) -> user and capabilities -> (seccomp with
+  score -> personality, scheduler, I/O priority, LSM labels -> session keyring ->
+  (seccomp without noNewPrivileges) -> user and capabilities -> (seccomp with
   noNewPrivileges) -> "ready" -> wait on the exec fifo -> startContainer
   hooks -> execve(process.args)
 
@@ -50,6 +51,7 @@ class InitContext:
         console: InitConsole | None = None,  # process.terminal: the console socket
         seccomp: object | None = None,  # linux.seccomp: the filter `create` built
         idmapped: dict[int, int] | None = None,  # mounts index -> id-mapped tree fd
+        attrs: object | None = None,  # procattrs.ProcessAttrs: personality, scheduler...
     ) -> None:
         self.config, self.bundle, self.rootfs = config, bundle, rootfs
         self.container_id, self.fifo_fd = container_id, fifo_fd
@@ -60,6 +62,7 @@ class InitContext:
         self.no_pivot, self.no_new_keyring = no_pivot, no_new_keyring
         self.preserve_fds, self.public_state = preserve_fds, public_state
         self.console, self.seccomp = console, seccomp
+        self.attrs = attrs
 
 
 def run(ctx: InitContext, chan: Channel) -> None:  # never returns
@@ -143,6 +146,7 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
         in_userns="user" in ctx.namespaces,
         idmapped=ctx.idmapped,
     )
+    mounter.label_with(linux.get("mountLabel") or "")
     mounter.mount_all(cfg.get("mounts") or [])
     mounter.populate_dev(linux.get("devices") or [])
     joined.wait()
@@ -157,12 +161,14 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
         ctx.console.setup(proc.get("consoleSize"), (proc.get("user") or {}).get("uid", 0))
     process.apply_sysctls(linux.get("sysctl") or {})  # before /proc/sys turns read-only
     rootfs.readonly_paths(linux.get("readonlyPaths") or [])
-    rootfs.mask_paths(linux.get("maskedPaths") or [])
+    rootfs.mask_paths(linux.get("maskedPaths") or [], linux.get("mountLabel") or "")
     rootfs.finish_root(bool((cfg.get("root") or {}).get("readonly")), propagation)
 
     process.apply_rlimits(proc.get("rlimits") or [])
     if "oomScoreAdj" in proc:
         process.set_oom_score_adj(proc["oomScoreAdj"])
+    if ctx.attrs is not None:  # personality, scheduler, I/O priority, LSM labels
+        ctx.attrs.apply()  # type: ignore[attr-defined]
     if not ctx.no_new_keyring:
         process.join_session_keyring(f"_ses.{ctx.container_id}")
     env = process.env_dict(proc.get("env") or [])

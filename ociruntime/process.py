@@ -22,7 +22,26 @@ from ociruntime import capabilities
 from ociruntime.errors import RuntimeFailure
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SYS_KEYCTL = 250
+KEYCTL_SETPERM = 5
+KEYCTL_DESCRIBE = 6
 KEYCTL_JOIN_SESSION_KEYRING = 1
+KEY_USR_SEARCH = 0x00080000
+KEY_OTH_SEARCH = 0x00000008
+
+#: Fields handled by ociruntime.procattrs, which create and exec import only for them.
+ATTR_PROCESS_FIELDS = ("scheduler", "ioPriority", "execCPUAffinity", "apparmorProfile",
+                       "selinuxLabel")  # fmt: skip
+ATTR_LINUX_FIELDS = ("personality",)
+
+
+def wants_attrs(proc: dict, linux: dict) -> bool:
+    """Whether the config sets a personality, scheduler, I/O priority, exec CPU affinity
+    or LSM label (see ociruntime.procattrs)."""
+    # An empty personality object is still one (runc refuses it: it has no domain).
+    return any(proc.get(k) for k in ATTR_PROCESS_FIELDS) or any(
+        linux.get(k) is not None for k in ATTR_LINUX_FIELDS
+    )
 
 
 def apply_sysctls(sysctl: dict[str, str]) -> None:
@@ -67,13 +86,36 @@ def set_oom_score_adj(value: int) -> None:
         raise RuntimeFailure(f"process.oomScoreAdj {value}: {e.strerror}") from None
 
 
-def join_session_keyring(name: str) -> None:
-    """A fresh session keyring per container, so containers do not share keys (runc)."""
+def join_session_keyring(name: str, set_permissions: bool = True) -> None:
+    """A session keyring per container (`_ses.<id>`, which exec'd processes join too), so
+    containers do not share keys with the host or each other (runc). As runc, the init
+    lets the container's user search it (the "other" class inside a user namespace);
+    exec only joins it (`set_permissions=False`: it may not own it)."""
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.syscall(250, KEYCTL_JOIN_SESSION_KEYRING, name.encode()) < 0:
+    serial = libc.syscall(SYS_KEYCTL, KEYCTL_JOIN_SESSION_KEYRING, name.encode())
+    if serial < 0:
         err = ctypes.get_errno()
         if err not in (38, 1):  # ENOSYS, EPERM: keyrings unavailable here; runc goes on too
             raise RuntimeFailure(f"joining session keyring: {os.strerror(err)}")
+        return
+    if not set_permissions:
+        return
+    buf = ctypes.create_string_buffer(512)
+    if libc.syscall(SYS_KEYCTL, KEYCTL_DESCRIBE, serial, buf, len(buf)) < 0:
+        raise RuntimeFailure(f"session keyring: {os.strerror(ctypes.get_errno())}")
+    perm = int(buf.value.split(b";")[3], 16)  # type;uid;gid;perm;description
+    perm |= KEY_OTH_SEARCH if _in_user_namespace() else KEY_USR_SEARCH
+    if libc.syscall(SYS_KEYCTL, KEYCTL_SETPERM, serial, perm) < 0:
+        raise RuntimeFailure(f"session keyring permissions: {os.strerror(ctypes.get_errno())}")
+
+
+def _in_user_namespace() -> bool:
+    """Anything but the initial namespace's identity map means a user namespace."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:  # no /proc in this container
+        return False
 
 
 def env_dict(env: list[str]) -> dict[str, str]:

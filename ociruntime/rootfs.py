@@ -61,8 +61,29 @@ DEV_LINKS = (
 )
 
 
+#: Filesystems that get no context= option for linux.mountLabel (runc 1.1.5's choice:
+#: proc and sysfs keep their own labels, mqueue is labelled after mounting, binds keep
+#: their source's). Every other filesystem a container mounts is labelled.
+_UNLABELLED = frozenset({"proc", "sysfs", "mqueue", "cgroup2", "bind"})
+
+
 def _fail(what: str, err: OSError) -> RuntimeFailure:
     return RuntimeFailure(f"{what}: {err.strerror or err}")
+
+
+def _labelled(data: str | None, label: str) -> str | None:
+    """Mount data with linux.mountLabel as SELinux's context= option (quoted: a label
+    holds commas). Without SELinux the kernel refuses the option, as it does for runc."""
+    if not label:
+        return data
+    option = f'context="{label}"'
+    return f"{data},{option}" if data else option
+
+
+def _label_error(what: str, label: str, err: OSError) -> RuntimeFailure:
+    return RuntimeFailure(
+        f"{what} with linux.mountLabel {label!r} (context= option): {err.strerror or err}"
+    )
 
 
 def rootfs_propagation(linux: dict) -> int:
@@ -118,6 +139,7 @@ class Mounter:
         in_userns: bool = False,
         idmapped: dict[int, int] | None = None,
     ) -> None:
+        self.mount_label = ""
         self.cgroup_ns = cgroup_ns
         #: Inside a user namespace: no mknod (devices are bind-mounted from the host), no
         #: v1 cgroupfs or foreign-netns sysfs mounts (binds instead), and flags the host
@@ -131,6 +153,14 @@ class Mounter:
         self.before_cgroup_mount = before_cgroup_mount
         self.root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.dev_is_bind = False
+
+    def label_with(self, mount_label: str) -> None:
+        """linux.mountLabel, for the filesystems mounted from now on."""
+        self.mount_label = mount_label
+        if mount_label:
+            from ociruntime import lsm  # now: after pivot_root nothing can be imported
+
+            self.lsm = lsm
 
     def mount_all(self, mounts: list[dict]) -> None:
         for index, m in enumerate(mounts):
@@ -165,12 +195,28 @@ class Mounter:
                 # own; otherwise show the host's /sys, as runc does.
                 self._bind("/sys", dest, parse_mount_options([*(m.get("options") or []), "rbind"]))
                 return
+            if fstype == "mqueue" and self.mount_label:
+                self._label_root(dest)
             self._finish(dest, opts)
 
     def _mount_fs(self, source: str, dest: str, fstype: str, opts: MountOptions) -> None:
+        label = "" if fstype in _UNLABELLED else self.mount_label
         fd = ensure_dir(self.root_fd, dest)
         try:
-            sc.mount(source, sc.fd_path(fd), fstype, opts.flags, opts.data)
+            try:
+                sc.mount(source, sc.fd_path(fd), fstype, opts.flags, _labelled(opts.data, label))
+            except OSError as e:
+                if label:
+                    raise _label_error(fstype, label, e) from None
+                raise
+        finally:
+            os.close(fd)
+
+    def _label_root(self, dest: str) -> None:
+        """The new mount's root (which `dest` resolves to only now) gets the label."""
+        fd = open_in_root(self.root_fd, dest)
+        try:
+            self.lsm.label_mount_root(sc.fd_path(fd), self.mount_label)
         finally:
             os.close(fd)
 
@@ -248,7 +294,13 @@ class Mounter:
             if not v1:
                 sc.mount("cgroup", sc.fd_path(fd), "cgroup2", opts.flags, None)
                 return
-            sc.mount("tmpfs", sc.fd_path(fd), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755")
+            flags, data = MS_NOSUID | MS_NODEV | MS_NOEXEC, _labelled("mode=755", self.mount_label)
+            try:
+                sc.mount("tmpfs", sc.fd_path(fd), "tmpfs", flags, data)
+            except OSError as e:
+                if self.mount_label:
+                    raise _label_error("tmpfs", self.mount_label, e) from None
+                raise
         finally:
             os.close(fd)
         for h, container_dir in self.cgroups:
@@ -383,8 +435,9 @@ def enter_rootfs(rootfs: str, no_pivot: bool) -> None:
         raise _fail("pivot_root", e) from None
 
 
-def mask_paths(paths: list[str]) -> None:
-    """Hide each path: /dev/null over files, an empty read-only tmpfs over directories."""
+def mask_paths(paths: list[str], mount_label: str = "") -> None:
+    """Hide each path: /dev/null over files, an empty read-only tmpfs over directories
+    (labelled with linux.mountLabel, as runc)."""
     for path in paths:
         try:
             st = os.stat(path)
@@ -394,7 +447,13 @@ def mask_paths(paths: list[str]) -> None:
             raise _fail(f"linux.maskedPaths {path}", e) from None
         try:
             if stat.S_ISDIR(st.st_mode):
-                sc.mount("tmpfs", path, "tmpfs", MS_RDONLY, None)
+                try:
+                    sc.mount("tmpfs", path, "tmpfs", MS_RDONLY, _labelled(None, mount_label))
+                except OSError as e:
+                    if mount_label:
+                        where = f"linux.maskedPaths {path}: tmpfs"
+                        raise _label_error(where, mount_label, e) from None
+                    raise
             else:
                 sc.mount("/dev/null", path, None, MS_BIND)
         except OSError as e:

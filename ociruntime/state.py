@@ -41,7 +41,7 @@ class ContainerState:
 
     FIELDS = (
         "id", "pid", "start_time", "bundle", "rootfs", "created", "owner", "annotations",
-        "cgroup_dirs", "cgroup_created", "hooks", "spec_version",
+        "cgroup_dirs", "cgroup_created", "hooks", "spec_version", "no_new_keyring",
     )  # fmt: skip
 
     def __init__(
@@ -58,6 +58,7 @@ class ContainerState:
         cgroup_created: list[str] | None = None,  # the ones we made (removed on delete)
         hooks: dict[str, list[dict]] | None = None,  # poststart/poststop, for later
         spec_version: str = SPEC_VERSION,
+        no_new_keyring: bool = False,  # create --no-new-keyring: exec keeps its keyring too
     ) -> None:
         self.id, self.pid, self.start_time = id, pid, start_time
         self.bundle, self.rootfs, self.created, self.owner = bundle, rootfs, created, owner
@@ -66,6 +67,7 @@ class ContainerState:
         self.cgroup_created = cgroup_created or []
         self.hooks = hooks or {}
         self.spec_version = spec_version
+        self.no_new_keyring = no_new_keyring
 
     def to_dict(self) -> dict:
         return {name: getattr(self, name) for name in self.FIELDS}

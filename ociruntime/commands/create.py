@@ -68,6 +68,7 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
         from ociruntime import seccomp  # only then: it loads libseccomp
 
         seccomp_filter = seccomp.build(cfg["linux"]["seccomp"])
+    attrs = _process_attrs(cfg)
     ns = namespaces.configured(cfg.get("linux") or {})
     if "user" in ns:
         from ociruntime import userns
@@ -87,7 +88,7 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     try:
         if cfg["process"].get("terminal"):
             console = _open_console(opts)
-        return sd, _create_in(sd, b, ns, opts, undo, found, console, seccomp_filter)
+        return sd, _create_in(sd, b, ns, opts, undo, found, console, seccomp_filter, attrs)
     except BaseException:
         undo.run()
         if opts.console_peer is not None:
@@ -97,6 +98,19 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     finally:
         if console is not None:
             console.close()  # the init has its own copy
+
+
+def _process_attrs(cfg: dict) -> object | None:
+    """Personality, scheduler, I/O priority, LSM labels: checked before anything is made,
+    applied by the init (ociruntime.procattrs, imported only for a config that sets one)."""
+    from ociruntime import process
+
+    proc, linux = cfg["process"], cfg.get("linux") or {}
+    if not process.wants_attrs(proc, linux):
+        return None
+    from ociruntime import procattrs
+
+    return procattrs.plan(proc, linux, "config.json: /process", "config.json: /linux", warn=True)
 
 
 def _check_terminal(proc: dict, opts: CreateOptions) -> None:
@@ -204,6 +218,7 @@ def _create_in(
     found: list[cgroups.Hierarchy],
     console: terminal.InitConsole | None = None,
     seccomp_filter: object | None = None,
+    attrs: object | None = None,
 ) -> ContainerState:
     linux = b.config.get("linux") or {}
     cgroup_pairs = cgroups.placement(linux.get("cgroupsPath"), opts.container_id, found)
@@ -227,7 +242,7 @@ def _create_in(
     fifo_fd = os.open(sd.fifo_path, os.O_PATH | os.O_CLOEXEC)
     try:
         return _start_init(
-            sd, b, ns, opts, undo, cgroup_pairs, dirs, console, seccomp_filter, fifo_fd
+            sd, b, ns, opts, undo, cgroup_pairs, dirs, console, seccomp_filter, fifo_fd, attrs
         )
     finally:
         os.close(fifo_fd)
@@ -252,6 +267,7 @@ def _start_init(
     console: terminal.InitConsole | None,
     seccomp_filter: object | None,
     fifo_fd: int,
+    attrs: object | None,
 ) -> ContainerState:
     from ociruntime import init
 
@@ -267,6 +283,7 @@ def _start_init(
         cgroup_dirs=dirs,
         cgroup_created=undo.cgroups_created,
         hooks={k: v for k, v in (cfg.get("hooks") or {}).items() if k in ("poststart", "poststop")},
+        no_new_keyring=opts.no_new_keyring,
     )
     hook_state = {
         "ociVersion": SPEC_VERSION,
@@ -290,6 +307,7 @@ def _start_init(
         console=console,
         seccomp=seccomp_filter,
         idmapped=_idmapped_trees(cfg.get("mounts") or [], b.path),
+        attrs=attrs,
     )
     parent, child = channel_pair()
     try:

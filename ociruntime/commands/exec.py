@@ -92,18 +92,13 @@ def _exec(opts: ExecOptions) -> int:
         terminal.check_config(proc)
     if opts.console_socket and not (proc.get("terminal") and opts.detach):
         raise RuntimeFailure("cannot use console socket if runc will not detach or allocate tty")
-    if proc.get("selinuxLabel"):
-        raise RuntimeFailure("process.selinuxLabel: SELinux is not supported yet")
-    # apparmorProfile is not enforced, as with create (engines set it whenever the host
-    # has AppArmor); an explicit --apparmor flag is refused rather than ignored.
-    if opts.apparmor:
-        raise RuntimeFailure("--apparmor: AppArmor is not supported yet")
 
     from ociruntime import capabilities, process  # noqa: F401 - loaded before setns
 
     # The container's linux.seccomp applies to exec'd processes too (runc's setns init);
     # built here, while the host's site-packages are reachable.
     opts.seccomp_filter = _container_seccomp(config)
+    opts.process_attrs = _process_attrs(opts, proc, config)
 
     ns_fds = _open_namespaces(state.pid)
     console = None
@@ -272,6 +267,10 @@ def _process_spec(opts: ExecOptions, config: dict) -> dict:
         proc["capabilities"] = caps
     if opts.no_new_privs:
         proc["noNewPrivileges"] = True
+    if opts.apparmor:
+        proc["apparmorProfile"] = opts.apparmor
+    if opts.process_label:
+        proc["selinuxLabel"] = opts.process_label
     if not str(proc.get("cwd") or "/").startswith("/"):
         raise RuntimeFailure(f"{where}: cwd {proc.get('cwd')!r} must be an absolute path")
     return proc
@@ -329,7 +328,8 @@ def _child(opts, state, proc, ns_fds, console, chan, preserve_fds) -> None:
     """C: never returns."""
     try:
         filt = getattr(opts, "seccomp_filter", None)
-        _enter_and_exec(state, proc, ns_fds, console, chan, preserve_fds, filt)
+        attrs = getattr(opts, "process_attrs", None)
+        _enter_and_exec(state, proc, ns_fds, console, chan, preserve_fds, filt, attrs)
     except RuntimeFailure as e:
         _report(chan, str(e))
     except OSError as e:
@@ -346,6 +346,22 @@ def _report(chan, message: str) -> None:
         pass
 
 
+def _process_attrs(opts: ExecOptions, proc: dict, config: dict) -> object | None:
+    """The process's scheduler, I/O priority, CPU affinity and LSM labels and the
+    container's personality, checked now (ociruntime.procattrs, only when one is set)."""
+    from ociruntime import process
+
+    linux = config.get("linux") or {}
+    if not isinstance(linux, dict) or not process.wants_attrs(proc, linux):
+        return None
+    from ociruntime import lsm, procattrs
+
+    if opts.process_label:
+        lsm.check_selinux_label(opts.process_label, "--process-label")
+    proc_at = f"--process {opts.process_file}: " if opts.process_file else "config.json: /process"
+    return procattrs.plan(proc, linux, proc_at, "config.json: /linux")
+
+
 def _container_seccomp(config: dict) -> object | None:
     spec = (config.get("linux") or {}).get("seccomp") if isinstance(config, dict) else None
     if not spec:
@@ -355,11 +371,17 @@ def _container_seccomp(config: dict) -> object | None:
     return seccomp.build(spec)
 
 
-def _enter_and_exec(state, proc, ns_fds, console, chan, preserve_fds, seccomp_filter=None) -> None:
+def _enter_and_exec(
+    state, proc, ns_fds, console, chan, preserve_fds, seccomp_filter=None, attrs=None
+) -> None:
     from ociruntime import capabilities, cgroups, process
 
     process.close_inherited_fds(3 + preserve_fds)
+    if attrs is not None:  # process.execCPUAffinity: initial before the cgroups
+        attrs.set_initial_affinity()
     cgroups.join(state.cgroup_dirs, 0)  # 0: this process (host paths: before setns(mnt))
+    if attrs is not None:  # ... final (or the container's default) after
+        attrs.set_final_affinity(state.cgroup_dirs)
     for kind in _NS_NAMES:
         fd = ns_fds.get(kind)
         if fd is None:
@@ -377,6 +399,10 @@ def _enter_and_exec(state, proc, ns_fds, console, chan, preserve_fds, seccomp_fi
     process.apply_rlimits(proc.get("rlimits") or [])
     if "oomScoreAdj" in proc:
         process.set_oom_score_adj(proc["oomScoreAdj"])
+    if attrs is not None:  # personality, scheduler, I/O priority, LSM labels
+        attrs.apply()
+    if not getattr(state, "no_new_keyring", False):  # the container's keyring, as runc
+        process.join_session_keyring(f"_ses.{state.id}", set_permissions=False)
     env = process.env_dict(proc.get("env") or [])
     executable = process.find_executable(proc["args"][0], env)
     user = proc.get("user") or {}
