@@ -7,8 +7,10 @@ line; each message has a `type`.
 init -> create:  {"type": "ready"}
                  {"type": "error", "message": str}
                  {"type": "hooks"}                  (run prestart/createRuntime now)
+                 {"type": "seccomp", "fd": int}     (send my notify fd to the agent)
 create -> init:  {"type": "cgroups-joined"}          (always first)
                  {"type": "hooks-done"}
+                 {"type": "seccomp-done"}
 """
 
 from __future__ import annotations

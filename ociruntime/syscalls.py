@@ -15,6 +15,7 @@ _libc.syscall.restype = ctypes.c_long
 # x86_64 syscall numbers for calls glibc 2.36 has no wrapper for.
 SYS_PIVOT_ROOT = 155
 SYS_OPENAT2 = 437
+SYS_PIDFD_GETFD = 438
 SYS_MOUNT_SETATTR = 442
 
 # Namespace clone flags (linux/sched.h).
@@ -127,6 +128,12 @@ def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True)
         ),
         "mount_setattr",
     )
+
+
+def pidfd_getfd(pidfd: int, target_fd: int) -> int:
+    """pidfd_getfd(2): a close-on-exec copy of another process's fd `target_fd` (needs
+    ptrace access to it: the runtime is root over its containers)."""
+    return _check(_libc.syscall(SYS_PIDFD_GETFD, pidfd, target_fd, 0), "pidfd_getfd")
 
 
 def fd_path(fd: int) -> str:

@@ -237,7 +237,7 @@ def _create_in(
     child.close()
     cgroups.join(dirs, pid)  # concurrently with the init's namespace and mount work
     parent.send("cgroups-joined")
-    _serve_init(parent, cfg.get("hooks") or {}, dict(hook_state, pid=pid))
+    _serve_init(parent, cfg.get("hooks") or {}, dict(hook_state, pid=pid), seccomp_filter)
     info = process_start_time(pid)
     if info is None:
         raise RuntimeFailure("container init exited during create")
@@ -248,7 +248,9 @@ def _create_in(
     return state
 
 
-def _serve_init(chan: Channel, all_hooks: dict, hook_state: dict) -> None:
+def _serve_init(
+    chan: Channel, all_hooks: dict, hook_state: dict, seccomp_filter: object | None = None
+) -> None:
     """Answer the init until it is ready; its errors become ours."""
     try:
         while True:
@@ -264,6 +266,11 @@ def _serve_init(chan: Channel, all_hooks: dict, hook_state: dict) -> None:
                 hooks.run_hooks("prestart", all_hooks.get("prestart") or [], hook_state)
                 hooks.run_hooks("createRuntime", all_hooks.get("createRuntime") or [], hook_state)
                 chan.send("hooks-done")
+            if kind == "seccomp":  # its filter is loaded: the notify fd goes to the agent
+                from ociruntime import seccomp_notify
+
+                seccomp_notify.forward(seccomp_filter, hook_state["pid"], msg.get("fd"), hook_state)
+                chan.send("seccomp-done")
     finally:
         chan.close()
 
