@@ -10,10 +10,12 @@ init -> create:  {"type": "ready"}
                  {"type": "map-ids"}                (user namespace made: write its maps)
                  {"type": "init-pid", "pid": int}   (the real init, forked in the userns)
                  {"type": "netns"}                  (linux.netDevices: move them in now)
+                 {"type": "seccomp", "fd": int}     (send my notify fd to the agent)
 create -> init:  {"type": "ids-mapped"}              (user namespace only: first)
                  {"type": "cgroups-joined"}
                  {"type": "netdevices-moved"}
                  {"type": "hooks-done"}
+                 {"type": "seccomp-done"}
 """
 
 from __future__ import annotations

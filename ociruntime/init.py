@@ -179,7 +179,7 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     if ctx.seccomp is not None and not no_new_privs:
         # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before dropping
         # privileges, as runc (the user switch then runs under the filter, as in runc).
-        process.load_seccomp(ctx.seccomp)
+        process.load_seccomp(ctx.seccomp, chan)
     process.switch_user(proc.get("user") or {}, cap_sets)
     cwd = proc.get("cwd") or "/"
     try:
@@ -191,7 +191,7 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
         # As late as runc 1.1.5: after everything privileged, before telling `create` we
         # are ready (so a load failure is create's error). What still runs under it: the
         # ready message, the exec fifo, startContainer hooks, two sigactions, execve.
-        process.load_seccomp(ctx.seccomp)
+        process.load_seccomp(ctx.seccomp, chan)
 
     chan.send("ready")
     chan.close()

@@ -21,6 +21,11 @@ import prctl
 from ociruntime import capabilities
 from ociruntime.errors import RuntimeFailure
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from ociruntime import seccomp
+    from ociruntime.channel import Channel
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SYS_KEYCTL = 250
 KEYCTL_SETPERM = 5
@@ -202,9 +207,11 @@ def restore_signal_defaults(*extra: int) -> None:
         _signal.signal(sig, _signal.SIG_DFL)
 
 
-def load_seccomp(filt: object) -> None:
-    """Install a filter `ociruntime.seccomp.build` made (in create or exec, before the fork)."""
+def load_seccomp(filt: seccomp.Filter, chan: Channel) -> None:
+    """Install a filter `ociruntime.seccomp.build` made (in create or exec, before the
+    fork); with SCMP_ACT_NOTIFY rules, hand its notify fd over to the parent on `chan`."""
     try:
-        filt.load()  # type: ignore[attr-defined]
+        filt.load()
     except OSError as e:
         raise RuntimeFailure(f"linux.seccomp: loading the filter: {e.strerror}") from None
+    filt.hand_over(chan)

@@ -15,6 +15,7 @@ _libc.syscall.restype = ctypes.c_long
 # x86_64 syscall numbers for calls glibc 2.36 has no wrapper for.
 SYS_PIVOT_ROOT = 155
 SYS_OPENAT2 = 437
+SYS_PIDFD_GETFD = 438
 SYS_MOUNT_SETATTR = 442
 SYS_OPEN_TREE = 428
 SYS_MOVE_MOUNT = 429
@@ -158,6 +159,12 @@ def set_child_subreaper() -> None:
     """Orphaned descendants become our children (so `run` can wait for a container init
     that was forked by an intermediate process, as with user namespaces)."""
     _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def pidfd_getfd(pidfd: int, target_fd: int) -> int:
+    """pidfd_getfd(2): a close-on-exec copy of another process's fd `target_fd` (needs
+    ptrace access to it: the runtime is root over its containers)."""
+    return _check(_libc.syscall(SYS_PIDFD_GETFD, pidfd, target_fd, 0), "pidfd_getfd")
 
 
 def fd_path(fd: int) -> str:

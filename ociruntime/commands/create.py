@@ -332,7 +332,13 @@ def _start_init(
             from ociruntime import netdevices
 
             undo.netdevices = netdevices.Mover(linux["netDevices"])
-        _serve_init(parent, cfg.get("hooks") or {}, dict(hook_state, pid=pid), undo.netdevices)
+        _serve_init(
+            parent,
+            cfg.get("hooks") or {},
+            dict(hook_state, pid=pid),
+            undo.netdevices,
+            seccomp_filter,
+        )
     finally:
         parent.close()
     info = process_start_time(pid)
@@ -399,6 +405,7 @@ def _serve_init(
     all_hooks: dict,
     hook_state: dict,
     net_devices: netdevices.Mover | None = None,
+    seccomp_filter: object | None = None,
 ) -> None:
     """Answer the init until it is ready; its errors become ours."""
     try:
@@ -418,6 +425,11 @@ def _serve_init(
                 hooks.run_hooks("prestart", all_hooks.get("prestart") or [], hook_state)
                 hooks.run_hooks("createRuntime", all_hooks.get("createRuntime") or [], hook_state)
                 chan.send("hooks-done")
+            if kind == "seccomp":  # its filter is loaded: the notify fd goes to the agent
+                from ociruntime import seccomp_notify
+
+                seccomp_notify.forward(seccomp_filter, hook_state["pid"], msg.get("fd"), hook_state)
+                chan.send("seccomp-done")
     finally:
         chan.close()
 

@@ -99,6 +99,7 @@ def _exec(opts: ExecOptions) -> int:
     # built here, while the host's site-packages are reachable.
     opts.seccomp_filter = _container_seccomp(config)
     opts.process_attrs = _process_attrs(opts, proc, config)
+    opts.status = status  # for a seccomp agent's ContainerProcessState
 
     ns_fds = _open_namespaces(state.pid)
     console = None
@@ -148,8 +149,7 @@ def _run(opts, sd, state, proc, ns_fds, console, peer, preserve_fds) -> int:
     child.close()
     if console is not None:
         console.close()
-    msg = parent.receive()
-    parent.close()
+    msg = _serve_child(opts, state, parent, pid)
     if msg is not None:  # an error before execve: C exits, reap it
         os.waitpid(pid, 0)
         if peer is not None:
@@ -184,6 +184,29 @@ def _run(opts, sd, state, proc, ns_fds, console, peer, preserve_fds) -> int:
     if os.WIFEXITED(status):
         return os.WEXITSTATUS(status)
     return 128 + os.WTERMSIG(status)
+
+
+def _serve_child(opts, state, chan, pid: int) -> dict | None:  # noqa: ANN001
+    """C's one message (its error, or None once it execs), after handing its seccomp
+    notify fd to the agent if it asks for that (as create does for the init)."""
+    try:
+        msg = chan.receive()
+        while msg is not None and msg.get("type") == "seccomp":
+            from ociruntime import seccomp_notify
+            from ociruntime.state import public_state
+
+            container = public_state(state, opts.status)
+            try:
+                seccomp_notify.forward(opts.seccomp_filter, pid, msg.get("fd"), container)
+            except BaseException:
+                os.kill(pid, _signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise
+            chan.send("seccomp-done")
+            msg = chan.receive()
+        return msg
+    finally:
+        chan.close()
 
 
 def _forward(pid: int, signum: int) -> None:
@@ -412,7 +435,7 @@ def _enter_and_exec(
     cap_sets = capabilities.resolve_sets(proc.get("capabilities"))
     no_new_privs = bool(proc.get("noNewPrivileges"))
     if seccomp_filter is not None and not no_new_privs:  # needs CAP_SYS_ADMIN: before
-        process.load_seccomp(seccomp_filter)
+        process.load_seccomp(seccomp_filter, chan)
     process.switch_user(user, cap_sets)
     cwd = proc.get("cwd") or "/"
     try:
@@ -421,6 +444,6 @@ def _enter_and_exec(
         raise RuntimeFailure(f"process.cwd {cwd}: {e.strerror}") from None
     process.apply_capabilities(cap_sets, no_new_privs)
     if seccomp_filter is not None and no_new_privs:  # as late as runc's setns init
-        process.load_seccomp(seccomp_filter)
+        process.load_seccomp(seccomp_filter, chan)
     process.restore_signal_defaults(*FORWARDED_SIGNALS)
     os.execve(executable, proc["args"], env)
