@@ -33,7 +33,12 @@ class Channel:
         self._buffer = b""
 
     def send(self, kind: str, **fields: object) -> None:
-        os.write(self.wfd, jsonlite.dumps({"type": kind, **fields}).encode() + b"\n")
+        """A peer that already exited is not an error here: the next `receive` says why
+        (its error message, still in the pipe, or EOF)."""
+        try:
+            os.write(self.wfd, jsonlite.dumps({"type": kind, **fields}).encode() + b"\n")
+        except BrokenPipeError:
+            pass
 
     def receive(self) -> dict | None:
         """The next message, or None at EOF (the other side exited)."""
