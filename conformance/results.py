@@ -41,7 +41,6 @@ GROUP_ORDER = (
     "annotations",
     "terminal",
     "userNamespace",
-    "idmap",
     "seccomp",
     "netDevices",
     "hooks",
