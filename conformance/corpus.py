@@ -11,7 +11,8 @@ rlimits never above the runner's (root lacks CAP_SYS_RESOURCE), oomScoreAdj only
 no capability the host's bounding set lacks.
 
 `@BUNDLE@`, `@ID@`, `@TAG@` and `@NS:<holder>:<type>@` are filled in per bundle by the
-harness (absolute bundle path, container id, workspace tag, a holder's namespace file).
+harness (absolute bundle path, container id, workspace tag, a holder's namespace file);
+`@VETH@` in a case with `veth=True` is the host end of the pair made for that run.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class Case:
     needs: Need | None = None  # later-issue feature: reported apart, never counted
     summary: str = ""  # generated cases: the variation, for RESULTS.md
     caller_umask: int | None = None  # the umask the runtime is started with
+    veth: bool = False  # a fresh veth pair per run; `@VETH@` names the end to move in
 
     def config(self) -> dict:
         config = base_config()
@@ -770,6 +772,115 @@ def cgroup_cases() -> list[Case]:
     ]
 
 
+#: config-linux.md's user namespace mapping (its example's hostID 1000 is a real user
+#: here; 100000 is the first id engines hand out from /etc/subuid).
+USERNS_MAPPING = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+#: config-linux.md's seccomp example.
+SPEC_EXAMPLE_SECCOMP = {
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "architectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+    "syscalls": [{"names": ["getcwd", "chmod"], "action": "SCMP_ACT_ERRNO"}],
+}
+
+
+def userns(*kinds: str) -> Edit:
+    """A new user namespace (with these other namespaces) mapping 0 -> 100000."""
+    return compose(
+        namespaces("user", *kinds),
+        linux(uidMappings=USERNS_MAPPING, gidMappings=USERNS_MAPPING),
+    )
+
+
+def process_feature_cases() -> list[Case]:
+    """Issue #4's features: terminal, user namespaces, id-mapped mounts, seccomp,
+    netDevices."""
+    return [
+        Case(
+            "terminal",
+            "terminal",
+            "process.terminal with config.md's consoleSize example: a pty on stdio, sent "
+            "over --console-socket; /dev/console is the pty",
+            process(terminal=True, consoleSize={"height": 25, "width": 80}),
+        ),
+        Case(
+            "terminal-user",
+            "terminal",
+            "a terminal for uid 1000 in a PID namespace, another size",
+            compose(
+                namespaces("pid", "ipc", "uts"),
+                process(
+                    terminal=True,
+                    consoleSize={"height": 40, "width": 160},
+                    user={"uid": 1000, "gid": 1000},
+                ),
+            ),
+        ),
+        Case(
+            "user-namespace",
+            "userNamespace",
+            "a user namespace with uid/gid mappings: root inside is 100000 on the host",
+            userns("pid", "network", "ipc", "uts"),
+        ),
+        Case(
+            "user-namespace-nonroot",
+            "userNamespace",
+            "uid 1000 / gid 1000 and additionalGids inside a user namespace",
+            compose(
+                userns("pid", "network", "ipc", "uts", "cgroup"),
+                process(user={"uid": 1000, "gid": 1000, "additionalGids": [10, 20]}),
+            ),
+        ),
+        Case(
+            "idmapped-mount",
+            "userNamespace",
+            "an id-mapped bind mount (config.md `idmap`, mount uid/gidMappings): the host's "
+            "root-owned files show as the container's root",
+            compose(
+                userns("pid", "network", "ipc", "uts"),
+                add_mounts(
+                    {
+                        "destination": "/mapped",
+                        "type": "bind",
+                        "source": "@BUNDLE@/shared",
+                        "options": ["rbind", "ro", "idmap"],
+                        "uidMappings": USERNS_MAPPING,
+                        "gidMappings": USERNS_MAPPING,
+                    },
+                    bind("@BUNDLE@/shared", "/plain", "rbind", "ro"),
+                ),
+            ),
+            nodes=("/mapped/hello.txt", "/plain/hello.txt"),
+        ),
+        Case(
+            "seccomp",
+            "seccomp",
+            "config-linux.md's seccomp example: getcwd and chmod fail with EPERM",
+            linux(seccomp=SPEC_EXAMPLE_SECCOMP),
+        ),
+        Case(
+            "seccomp-errnoret",
+            "seccomp",
+            "a rule's errnoRet: chmod fails with EACCES, getcwd is allowed",
+            linux(
+                seccomp={
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [
+                        {"names": ["chmod", "fchmodat"], "action": "SCMP_ACT_ERRNO",
+                         "errnoRet": 13},
+                    ],
+                }
+            ),
+        ),
+        Case(
+            "net-devices",
+            "netDevices",
+            "linux.netDevices: a host veth end moved in, renamed, its address kept, up",
+            linux(netDevices={"@VETH@": {"name": "eth1"}}),
+            veth=True,
+        ),
+    ]  # fmt: skip
+
+
 def error_cases() -> list[Case]:
     """Configs the spec says MUST generate an error (and leave nothing behind)."""
     nofile = {"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024}
@@ -856,6 +967,7 @@ def static_cases() -> list[Case]:
         *path_cases(),
         *propagation_cases(),
         *cgroup_cases(),
+        *process_feature_cases(),
         *error_cases(),
     ]
 
@@ -870,32 +982,7 @@ def later_cases() -> list[Case]:
     def later(name: str, feature: str, issue: str, edit: Edit) -> Case:
         return Case(name, "later", feature, edit, needs=Need(feature, issue))
 
-    mapping = [{"containerID": 0, "hostID": 100000, "size": 65536}]
     return [
-        later(
-            "terminal",
-            "process.terminal (a pty, --console-socket)",
-            ISSUE_PROCESS,
-            process(terminal=True, consoleSize={"height": 25, "width": 80}),
-        ),
-        later(
-            "user-namespace",
-            "user namespace + uid/gid mappings",
-            ISSUE_PROCESS,
-            compose(namespaces("pid", "user"), linux(uidMappings=mapping, gidMappings=mapping)),
-        ),
-        later(
-            "seccomp",
-            "linux.seccomp (config-linux.md's example)",
-            ISSUE_PROCESS,
-            linux(
-                seccomp={
-                    "defaultAction": "SCMP_ACT_ALLOW",
-                    "architectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-                    "syscalls": [{"names": ["getcwd", "chmod"], "action": "SCMP_ACT_ERRNO"}],
-                }
-            ),
-        ),
         later(
             "apparmor",
             "process.apparmorProfile",
@@ -936,12 +1023,6 @@ def later_cases() -> list[Case]:
             process(execCPUAffinity={"initial": "0", "final": "0-1"}),
         ),
         later(
-            "net-devices",
-            "linux.netDevices",
-            ISSUE_PROCESS,
-            linux(netDevices={"dummy0": {"name": "eth1"}}),
-        ),
-        later(
             "resources-memory-pids",
             "linux.resources memory/pids/cpu limits",
             ISSUE_CGROUPS,
@@ -971,7 +1052,6 @@ def later_cases() -> list[Case]:
 
 #: Operations of later issues, listed in RESULTS.md (they are not configs).
 LATER_OPERATIONS = (
-    ("exec", "exec into a running container", ISSUE_PROCESS),
     ("pause-resume", "pause / resume (freezer)", ISSUE_CGROUPS),
     ("update", "update of resource limits", ISSUE_CGROUPS),
     ("events", "events (stats, OOM notifications)", ISSUE_CGROUPS),

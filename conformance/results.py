@@ -39,8 +39,13 @@ GROUP_ORDER = (
     "rootfsPropagation",
     "cgroupsPath",
     "annotations",
+    "terminal",
+    "userNamespace",
+    "seccomp",
+    "netDevices",
     "hooks",
     "lifecycle",
+    "exec",
     "errors",
     "generated",
 )
