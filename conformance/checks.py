@@ -102,6 +102,7 @@ class Facts:
     joined_hostname: str | None = None  # the hostname in a UTS namespace joined by path
     host_ids: dict[str, str] = field(default_factory=dict)  # the init's Uid/Gid on the host
     host_links: dict[str, list[str]] = field(default_factory=dict)  # host name -> addresses
+    runner_cpus: str = ""  # the runner's Cpus_allowed_list
 
     @property
     def process(self) -> dict:
@@ -150,6 +151,10 @@ def all_checks(f: Facts) -> list[Check]:
         check_idmapped_mounts,
         check_seccomp,
         check_net_devices,
+        check_personality,
+        check_scheduler,
+        check_io_priority,
+        check_exec_cpu_affinity,
     )
     return [c for group in groups for c in group(f)]
 
@@ -899,3 +904,77 @@ def check_net_devices(f: Facts) -> Iterator[Check]:
         yield check(
             "netDevices", f"{name} kept its addresses", want <= got, f"want {want}, got {got}"
         )
+
+
+# --- personality, scheduler, I/O priority, exec CPU affinity ---------------------------------
+
+#: config-linux.md `personality.domain` -> PER_* of <linux/personality.h>.
+PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
+#: What `uname -m` says under PER_LINUX32, by the host's machine (the 32-bit one).
+MACHINE_32 = {"x86_64": "i686", "aarch64": "armv8l", "ppc64le": "ppc", "s390x": "s390"}
+#: config.md `scheduler.policy` -> SCHED_* of <linux/sched.h>.
+SCHED_POLICIES = {
+    "SCHED_OTHER": 0,
+    "SCHED_FIFO": 1,
+    "SCHED_RR": 2,
+    "SCHED_BATCH": 3,
+    "SCHED_ISO": 4,
+    "SCHED_IDLE": 5,
+    "SCHED_DEADLINE": 6,
+}
+
+
+def check_personality(f: Facts) -> Iterator[Check]:
+    """config-linux.md `personality`: the execution domain of the container's process
+    (/proc/PID/personality); under LINUX32, uname(2) reports the 32-bit machine."""
+    domain = (f.linux.get("personality") or {}).get("domain")
+    if domain not in PERSONALITY_DOMAINS:
+        return
+    want = f"{PERSONALITY_DOMAINS[domain]:08x}"
+    yield expect("personality", f"domain {domain}", want, f.report.get("persona", "domain"))
+    machine = os.uname().machine
+    if domain == "LINUX32":
+        machine = MACHINE_32.get(machine, machine)
+    yield expect("personality", "uname -m", machine, f.report.get("persona", "machine"))
+
+
+def check_scheduler(f: Facts) -> Iterator[Check]:
+    """config.md `scheduler`: the process's policy, its nice value and its static
+    priority (nice and priority "must" be 0 when not set); /proc/PID/stat fields 41, 19
+    and 40."""
+    sched = f.process.get("scheduler")
+    if not sched or sched.get("policy") not in SCHED_POLICIES:
+        return
+    seen = f.report.section("sched")
+    policy = sched["policy"]
+    yield expect("scheduler", f"policy {policy}", str(SCHED_POLICIES[policy]), seen.get("policy"))
+    yield expect("scheduler", "nice", str(sched.get("nice", 0)), seen.get("nice"))
+    yield expect("scheduler", "priority", str(sched.get("priority", 0)), seen.get("rt_priority"))
+
+
+def check_io_priority(f: Facts) -> Iterator[Check]:
+    """config.md `ioPriority`: the process's I/O class and level, as busybox `ionice -p`
+    prints ioprio_get(2) (the idle class has no level to show)."""
+    io = f.process.get("ioPriority")
+    if not io:
+        return
+    cls, level = io.get("class"), io.get("priority", 0)
+    want = {
+        "IOPRIO_CLASS_RT": f"realtime: prio {level}",
+        "IOPRIO_CLASS_BE": f"best-effort: prio {level}",
+        "IOPRIO_CLASS_IDLE": "idle",
+    }.get(cls)
+    yield expect("ioPriority", f"{cls} {level}", want, f.report.scalars.get("ioprio"))
+
+
+def check_exec_cpu_affinity(f: Facts) -> Iterator[Check]:
+    """config.md `execCPUAffinity`: "not applicable to the container's init process": the
+    init runs on the CPUs the runtime ran on."""
+    if not f.process.get("execCPUAffinity"):
+        return
+    yield expect(
+        "execCPUAffinity",
+        "the init's CPUs are the runtime's",
+        f.runner_cpus,
+        f.report.get("status", "Cpus_allowed_list"),
+    )

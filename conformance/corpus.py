@@ -18,6 +18,7 @@ harness (absolute bundle path, container id, workspace tag, a holder's namespace
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -64,6 +65,7 @@ class Case:
     nodes: tuple[str, ...] = ()  # device nodes outside /dev to stat
     holders: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     must_fail: bool = False  # a config the spec says MUST generate an error
+    error_field: str = ""  # must_fail: ociruntime's one-line error names this field
     needs: Need | None = None  # later-issue feature: reported apart, never counted
     summary: str = ""  # generated cases: the variation, for RESULTS.md
     caller_umask: int | None = None  # the umask the runtime is started with
@@ -179,8 +181,10 @@ def bind(source: str, destination: str, *options: str) -> dict:
 
 
 def spec_example_process() -> Edit:
-    """config.md "Example (Linux)" of `process`, minus what needs later issues
-    (apparmorProfile, selinuxLabel, ioPriority, execCPUAffinity, terminal)."""
+    """config.md "Example (Linux)" of `process`, minus apparmorProfile and selinuxLabel
+    (this host has neither LSM: `lsm_cases` shows both refused) and terminal (a foreground
+    run here has no console socket). Its execCPUAffinity names CPU 7, which this host may
+    lack: it applies to exec only, never to the init this case runs."""
     return process(
         user={"uid": 1, "gid": 1, "umask": 63, "additionalGids": [5, 6]},
         env=["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
@@ -194,12 +198,14 @@ def spec_example_process() -> Edit:
             "ambient": ["CAP_NET_BIND_SERVICE"],
         },
         rlimits=[{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+        ioPriority={"class": "IOPRIO_CLASS_IDLE", "priority": 4},
+        execCPUAffinity={"initial": "7", "final": "0-3,7"},
     )
 
 
 def spec_example_full() -> Edit:
     """config.md "Configuration Schema Example", every part that runs without a later
-    issue: user namespace mappings, resources, seccomp, apparmor, selinux, ioPriority,
+    issue or an LSM: user namespace mappings, resources, seccomp, apparmor, selinux,
     the time namespace and the hooks' nonexistent programs are left out; cgroupsPath is
     made unique to the run."""
     return compose(
@@ -881,6 +887,107 @@ def process_feature_cases() -> list[Case]:
     ]  # fmt: skip
 
 
+def process_attr_cases() -> list[Case]:
+    """Issue #4's per-task attributes: linux.personality, process.scheduler,
+    process.ioPriority, process.execCPUAffinity (which applies to exec only: the exec
+    lifecycle scenario checks the exec'd process; here, that the init is unaffected)."""
+    return [
+        Case(
+            "personality",
+            "personality",
+            "linux.personality LINUX32: the init's execution domain is PER_LINUX32 "
+            "(`uname -m` says i686 on x86_64)",
+            linux(personality={"domain": "LINUX32"}),
+        ),
+        Case(
+            "scheduler",
+            "scheduler",
+            "process.scheduler SCHED_BATCH with nice 5: the init's policy and nice",
+            process(scheduler={"policy": "SCHED_BATCH", "nice": 5}),
+        ),
+        Case(
+            "scheduler-idle",
+            "scheduler",
+            "process.scheduler SCHED_IDLE, nice unset (the spec: 0)",
+            process(scheduler={"policy": "SCHED_IDLE"}),
+        ),
+        Case(
+            "io-priority",
+            "ioPriority",
+            "config.md's ioPriority example: class IOPRIO_CLASS_IDLE, priority 4",
+            process(ioPriority={"class": "IOPRIO_CLASS_IDLE", "priority": 4}),
+        ),
+        Case(
+            "io-priority-be",
+            "ioPriority",
+            "ioPriority IOPRIO_CLASS_BE, priority 6, for uid 1000",
+            process(
+                ioPriority={"class": "IOPRIO_CLASS_BE", "priority": 6},
+                user={"uid": 1000, "gid": 1000},
+            ),
+        ),
+        Case(
+            "exec-cpu-affinity",
+            "execCPUAffinity",
+            "process.execCPUAffinity is not applicable to the init: its CPUs stay the runtime's",
+            process(execCPUAffinity={"initial": "0", "final": "0"}),
+        ),
+    ]
+
+
+def lsm_enabled(lsm: str) -> bool:
+    """Whether this host runs the LSM (then a label can be applied, and the cases below
+    are not refusals)."""
+    try:
+        with open("/sys/kernel/security/lsm") as f:
+            return lsm in f.read().split(",")
+    except OSError:
+        fallback = {"apparmor": "/sys/module/apparmor", "selinux": "/sys/fs/selinux"}
+        return os.path.exists(fallback[lsm])
+
+
+def lsm_cases() -> list[Case]:
+    """The LSM refusals, for the LSMs this host lacks."""
+    return [c for c in _lsm_refusals() if not lsm_enabled(c.group)]
+
+
+def _lsm_refusals() -> list[Case]:
+    """apparmorProfile, selinuxLabel and mountLabel on a host without the LSM: runtime.md
+    "create": a runtime that cannot apply a property MUST generate an error, and no
+    container is created. (On a host with the LSM they would be labels to check: listed
+    apart there, see `later_cases`.)"""
+    return [
+        Case(
+            "apparmor",
+            "apparmor",
+            "config.md's apparmorProfile example, on a host without AppArmor: refused",
+            process(apparmorProfile="acme_secure_profile"),
+            must_fail=True,
+            error_field="process.apparmorProfile",
+        ),
+        Case(
+            "selinux",
+            "selinux",
+            "config.md's selinuxLabel and config-linux.md's mountLabel examples, on a host "
+            "without SELinux: refused",
+            compose(
+                process(selinuxLabel="system_u:system_r:svirt_lxc_net_t:s0:c124,c675"),
+                linux(mountLabel="system_u:object_r:svirt_sandbox_file_t:s0:c715,c811"),
+            ),
+            must_fail=True,
+            error_field="/process/selinuxLabel",
+        ),
+        Case(
+            "selinux-mount-label",
+            "selinux",
+            "config-linux.md's mountLabel example alone, on a host without SELinux: refused",
+            linux(mountLabel="system_u:object_r:svirt_sandbox_file_t:s0:c715,c811"),
+            must_fail=True,
+            error_field="linux.mountLabel",
+        ),
+    ]
+
+
 def error_cases() -> list[Case]:
     """Configs the spec says MUST generate an error (and leave nothing behind)."""
     nofile = {"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024}
@@ -968,6 +1075,8 @@ def static_cases() -> list[Case]:
         *propagation_cases(),
         *cgroup_cases(),
         *process_feature_cases(),
+        *process_attr_cases(),
+        *lsm_cases(),
         *error_cases(),
     ]
 
@@ -983,44 +1092,15 @@ def later_cases() -> list[Case]:
         return Case(name, "later", feature, edit, needs=Need(feature, issue))
 
     return [
-        later(
-            "apparmor",
-            "process.apparmorProfile",
-            ISSUE_PROCESS,
-            process(apparmorProfile="acme_secure_profile"),
-        ),
-        later(
-            "selinux",
-            "process.selinuxLabel + linux.mountLabel",
-            ISSUE_PROCESS,
-            compose(
-                process(selinuxLabel="system_u:system_r:svirt_lxc_net_t:s0:c124,c675"),
-                linux(mountLabel="system_u:object_r:svirt_sandbox_file_t:s0:c715,c811"),
-            ),
-        ),
-        later(
-            "personality",
-            "linux.personality",
-            ISSUE_PROCESS,
-            linux(personality={"domain": "LINUX32"}),
-        ),
-        later(
-            "scheduler",
-            "process.scheduler",
-            ISSUE_PROCESS,
-            process(scheduler={"policy": "SCHED_BATCH", "nice": 5}),
-        ),
-        later(
-            "io-priority",
-            "process.ioPriority",
-            ISSUE_PROCESS,
-            process(ioPriority={"class": "IOPRIO_CLASS_IDLE", "priority": 4}),
-        ),
-        later(
-            "exec-cpu-affinity",
-            "process.execCPUAffinity",
-            ISSUE_PROCESS,
-            process(execCPUAffinity={"initial": "0", "final": "0-1"}),
+        *(
+            later(
+                c.name,
+                f"{c.group} labels on a host with the LSM (no check yet)",
+                ISSUE_PROCESS,
+                c.edit or compose(),
+            )
+            for c in _lsm_refusals()
+            if lsm_enabled(c.group)
         ),
         later(
             "resources-memory-pids",

@@ -205,6 +205,23 @@ DEVIATIONS: tuple[Deviation, ...] = (
         diff=r"^dev /dev/mqueue d ",
         cases=r"^(user-namespace|idmapped-)",
     ),
+    Deviation(
+        "D18",
+        "runc",
+        "`linux.personality`, `process.scheduler`, `process.ioPriority` and "
+        "`process.execCPUAffinity` are ignored (runc 1.1.5 implements runtime-spec 1.0.2; "
+        "runc 1.2 added them): the process keeps the runtime's execution domain, policy, "
+        "nice, I/O priority and CPUs",
+        "config-linux.md: `personality` sets the Linux execution personality; config.md: "
+        "`scheduler`: the scheduler properties for the process (`nice`: if not set, the "
+        "runtime must use the value 0); `ioPriority` configures the I/O priority settings "
+        "for the container's processes; `execCPUAffinity`: `final` is the list of CPUs the "
+        "process will be run on after the transition to container's cgroup",
+        "ociruntime",
+        failure=r"^(personality|scheduler|ioPriority|execCPUAffinity): ",
+        diff=r"^(persona|sched|ioprio) |^execCPUAffinity ",
+        cases=r"^(personality|scheduler|io-priority|exec|spec-example)",
+    ),
 )
 
 

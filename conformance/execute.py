@@ -25,11 +25,13 @@ from conformance.harness import (
     Invocation,
     NamespaceHolder,
     Workspace,
+    cpus_allowed,
     host_namespaces,
     ns_inode,
     tagged_cgroups,
 )
 from conformance.report import Normaliser, Report, parse
+from conformance.results import OURS
 
 
 @dataclass
@@ -178,7 +180,7 @@ def host_uptime() -> float:
 def judge(ws: Workspace, case: corpus.Case, run: Run, facts: dict) -> None:
     """Fill in run.checks / run.problems."""
     if case.must_fail:
-        _judge_refusal(ws, run)
+        _judge_refusal(ws, run, case.error_field)
         return
     if not run.invocation.ok:
         run.problems.append(
@@ -188,11 +190,17 @@ def judge(ws: Workspace, case: corpus.Case, run: Run, facts: dict) -> None:
     run.checks = checks.all_checks(checks_facts(run, facts, case.caller_umask))
 
 
-def _judge_refusal(ws: Workspace, run: Run) -> None:
-    """runtime.md "Errors": the error MUST leave things as if never attempted."""
+def _judge_refusal(ws: Workspace, run: Run, error_field: str = "") -> None:
+    """runtime.md "Errors": the error MUST leave things as if never attempted. The spec
+    says nothing of the message; this project's rule for ociruntime is one line naming
+    the config field (runc's are its own)."""
     if run.invocation.ok:
         run.problems.append("the runtime accepted a config the spec says MUST fail")
         return
+    if error_field and run.runtime == OURS:
+        lines = [line for line in run.invocation.stderr.splitlines() if line.strip()]
+        if len(lines) != 1 or error_field not in lines[0]:
+            run.problems.append(f"the error is not one line naming {error_field}: {lines}")
     if ws.runtime(run.runtime, ["state", run.cid]).ok:
         run.problems.append("a container was left behind after the error")
     if tagged_cgroups(run.cid):
@@ -213,6 +221,7 @@ def checks_facts(run: Run, facts: dict, caller_umask: int | None = None) -> chec
         joined_hostname=_joined_hostname(run.config),
         host_ids=run.host_ids,
         host_links=run.host_links,
+        runner_cpus=facts["cpus"],
     )
 
 
@@ -236,7 +245,13 @@ def runner_facts(ws: Workspace) -> dict:
                 paths[holder.path(kind)] = ns_inode(holder.path(kind))
             except OSError:
                 continue
-    return {"host_ns": host_namespaces(), "ns_paths": paths, "umask": umask, "oom_score_adj": oom}
+    return {
+        "host_ns": host_namespaces(),
+        "ns_paths": paths,
+        "umask": umask,
+        "oom_score_adj": oom,
+        "cpus": cpus_allowed("/proc/self/status"),
+    }
 
 
 def normaliser(ws: Workspace, run: Run, facts: dict) -> Normaliser:

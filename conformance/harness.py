@@ -145,6 +145,16 @@ def ns_inode(path: str) -> str:
     return os.readlink(path).split("[", 1)[1].rstrip("]")
 
 
+def cpus_allowed(status_file: str) -> str:
+    """The Cpus_allowed_list of a /proc/PID/status ("" when the process is gone)."""
+    try:
+        with open(status_file) as f:
+            lines = [ln for ln in f if ln.startswith("Cpus_allowed_list:")]
+    except OSError:
+        return ""
+    return lines[0].split(":", 1)[1].strip() if lines else ""
+
+
 def host_namespaces() -> dict[str, str]:
     """The runner's own namespaces: what a container inherits when it asks for none."""
     return {name: ns_inode(f"/proc/self/ns/{name}") for name in os.listdir("/proc/self/ns")}

@@ -78,7 +78,8 @@ section_status() {
         key=${line%%:*}
         value=$(echo ${line#*:})
         case "$key" in
-        Uid | Gid | Groups | Umask | CapInh | CapPrm | CapEff | CapBnd | CapAmb | NoNewPrivs | Seccomp | PPid)
+        Uid | Gid | Groups | Umask | CapInh | CapPrm | CapEff | CapBnd | CapAmb | NoNewPrivs | Seccomp | PPid | \
+        Cpus_allowed_list)
             echo "status $key $value" ;;
         esac
     done </proc/self/status
@@ -284,6 +285,22 @@ section_netdevs() {
     done <"$CONF"
 }
 
+section_sched() {
+    # The execution domain (/proc/self/personality, hex) and the machine uname(2) reports
+    # under it; the scheduling policy, nice and real-time priority (fields 41, 19 and 40
+    # of /proc/self/stat, read by the shell itself); the I/O priority (ioprio_get(2) of
+    # the init, through busybox ionice).
+    read -r persona </proc/self/personality
+    echo "persona domain $persona"
+    echo "persona machine $(uname -m)"
+    read -r stat </proc/self/stat
+    set -- ${stat##*) }
+    echo "sched policy ${39}"
+    echo "sched nice ${17}"
+    echo "sched rt_priority ${38}"
+    echo "ioprio $(ionice -p $PID1 2>&1)"
+}
+
 section_pid1
 section_args
 section_fds
@@ -301,4 +318,5 @@ section_tty
 section_idmap
 section_syscalls
 section_netdevs
+section_sched
 echo "end"

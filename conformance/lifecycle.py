@@ -19,6 +19,7 @@ from conformance import corpus
 from conformance.harness import (
     Invocation,
     Workspace,
+    cpus_allowed,
     ns_inode,
     remove_tagged_cgroups,
     tagged_cgroups,
@@ -419,11 +420,18 @@ def _check_hook_states(d: Driver, log: Path, pid: object) -> None:
 EXEC_USER = {"uid": 1000, "gid": 1000, "additionalGids": [20]}
 
 
+def exec_cpu_affinity() -> dict[str, str]:
+    """initial and final on different CPUs, final not every CPU the runner has (so
+    that ignoring it shows); one CPU for both on a machine with one."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return {"initial": str(cpus[0]), "final": str(cpus[-1])}
+
+
 def _exec_config(config: dict) -> None:
-    """A non-root init with its own namespaces, cwd and an extra variable: what exec
-    must reproduce."""
+    """A non-root init with its own namespaces, cwd, an extra variable and an
+    execCPUAffinity: what exec must reproduce or apply."""
     corpus.namespaces("pid", "network", "ipc", "uts", "cgroup")(config)
-    corpus.process(user=EXEC_USER, cwd="/tmp")(config)
+    corpus.process(user=EXEC_USER, cwd="/tmp", execCPUAffinity=exec_cpu_affinity())(config)
     config["process"]["env"].append("EXECVAR=from-config")
 
 
@@ -453,6 +461,7 @@ def exec_into(d: Driver) -> None:
     if root.split() != ["0", "0"]:
         d.problems.append(f"exec --user 0:0: ran as {root.split()}")
     _check_exec_namespaces(d, pid)
+    _check_exec_cpu_affinity(d, pid)
     d.op("kill KILL", ["kill", d.cid, "KILL"], True)
     d.wait_for("stopped")
     d.op("exec (stopped)", ["exec", d.cid, "true"], False, "stopped")
@@ -488,6 +497,35 @@ def _check_exec_namespaces(d: Driver, pid: object) -> None:
     if not mine or mine != inits:
         d.problems.append(f"exec: cgroup {mine!r}, the init's {inits!r}")
     d.facts["exec cgroup = init's"] = bool(mine) and mine == inits
+
+
+def _check_exec_cpu_affinity(d: Driver, pid: object) -> None:
+    """config.md `execCPUAffinity`: the exec'd process runs on `final` once it is in the
+    container's cgroup; "not applicable to the container's init process": the init keeps
+    the runtime's CPUs."""
+    final = exec_cpu_affinity()["final"]
+    grep = _exec(d, "exec: CPUs", ["grep", "Cpus_allowed_list", "/proc/self/status"])
+    got = grep.stdout.split(":", 1)[-1].strip()
+    if cpu_set(got) != cpu_set(final):
+        d.problems.append(f"execCPUAffinity: the exec'd process runs on {got!r}, want {final!r}")
+    d.facts["execCPUAffinity exec'd process on"] = got
+    init = cpus_allowed(f"/proc/{pid}/status") if isinstance(pid, int) else "?"
+    mine = cpus_allowed("/proc/self/status")
+    if cpu_set(init) != cpu_set(mine):
+        d.problems.append(f"execCPUAffinity: the init runs on {init!r}, the runtime's {mine!r}")
+    d.facts["execCPUAffinity init = runtime's"] = init == mine
+
+
+def cpu_set(text: str) -> set[int] | None:
+    """The kernel's CPU list format ("0-3,7") as a set; None when it is not one."""
+    cpus: set[int] = set()
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        return None
+    return cpus
 
 
 @dataclass(frozen=True)
@@ -533,7 +571,8 @@ SCENARIOS = (
         "exec",
         "exec",
         "exec into a running container: output, exit status, user/cwd/env of the config, "
-        "--user, the init's namespaces and cgroup; refused once stopped",
+        "--user, the init's namespaces and cgroup, execCPUAffinity (the exec'd process on "
+        "`final`, the init unaffected); refused once stopped",
         exec_into,
     ),
 )

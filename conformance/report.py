@@ -29,6 +29,8 @@ KEYED_SECTIONS = (
     "gid_map",
     "syscall",
     "netdev",
+    "persona",
+    "sched",
 )
 
 
