@@ -103,6 +103,7 @@ class Facts:
     host_ids: dict[str, str] = field(default_factory=dict)  # the init's Uid/Gid on the host
     host_links: dict[str, list[str]] = field(default_factory=dict)  # host name -> addresses
     runner_cpus: str = ""  # the runner's Cpus_allowed_list
+    agent: dict | None = None  # the seccomp agent: answers, received states, calls, errors
 
     @property
     def process(self) -> dict:
@@ -872,6 +873,50 @@ def check_seccomp(f: Facts) -> Iterator[Check]:
             )
         elif action in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG") and _is_root(f):
             yield expect("seccomp", f"{name} allowed", "ok", f.report.get("syscall", name))
+        elif action == "SCMP_ACT_NOTIFY" and f.agent is not None:
+            yield _notified_outcome(f, name)
+    if f.agent is not None and _notifies(seccomp):
+        yield from _check_agent(f, seccomp)
+
+
+def _notifies(seccomp: dict) -> bool:
+    actions = [seccomp.get("defaultAction")] + [r.get("action") for r in seccomp["syscalls"]]
+    return "SCMP_ACT_NOTIFY" in actions
+
+
+def _notified_outcome(f: Facts, name: str) -> Check:
+    """A notified call ends as the agent answers it: its errno, or (continued) run by the
+    kernel, which root's probes pass."""
+    assert f.agent is not None
+    kind, value = f.agent["answers"].get(name, ("continue", 0))
+    want = errno.errorcode.get(value, str(value)) if kind == "errno" else "ok"
+    return expect(
+        "seccomp", f"{name} notified: the agent's answer ({want})", want,
+        f.report.get("syscall", name),
+    )  # fmt: skip
+
+
+def _check_agent(f: Facts, seccomp: dict) -> Iterator[Check]:
+    """config-linux.md: the runtime MUST send the agent the container process state with
+    the listener fd ("fds": ["seccompFd"]), `metadata` from listenerMetadata, `state` the
+    container's; the process's notified calls reach the agent."""
+    assert f.agent is not None
+    received = f.agent["received"]
+    yield expect("seccomp", "the agent got one container process state", 1, len(received))
+    if received:
+        msg = received[0]
+        state = msg.get("state") or {}
+        yield expect("seccomp", "fds", ["seccompFd"], msg.get("fds"))
+        yield expect("seccomp", "metadata", seccomp.get("listenerMetadata"), msg.get("metadata"))
+        yield expect("seccomp", "state.bundle", f.bundle, state.get("bundle"))
+        yield expect("seccomp", "pid is the state's pid", state.get("pid"), msg.get("pid"))
+    yield check(
+        "seccomp",
+        "the agent was asked about chmod",
+        bool({"chmod", "fchmodat"} & set(f.agent["calls"])),
+        f"notified: {f.agent['calls']}",
+    )
+    yield expect("seccomp", "the agent saw no protocol error", [], f.agent["errors"])
 
 
 def _seccomp_action(seccomp: dict, name: str) -> tuple[str, int]:

@@ -12,7 +12,8 @@ no capability the host's bounding set lacks.
 
 `@BUNDLE@`, `@ID@`, `@TAG@` and `@NS:<holder>:<type>@` are filled in per bundle by the
 harness (absolute bundle path, container id, workspace tag, a holder's namespace file);
-`@VETH@` in a case with `veth=True` is the host end of the pair made for that run.
+`@VETH@` in a case with `veth=True` is the host end of the pair made for that run;
+`@AGENT@` in a case with an `agent` is the socket its seccomp agent listens on.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ class Case:
     summary: str = ""  # generated cases: the variation, for RESULTS.md
     caller_umask: int | None = None  # the umask the runtime is started with
     veth: bool = False  # a fresh veth pair per run; `@VETH@` names the end to move in
+    #: A seccomp agent listens on `@AGENT@` during each run and answers notified syscalls
+    #: by name: ("errno", N) fails the call, anything unlisted continues (tests/seccomp_agent).
+    agent: Mapping[str, tuple[str, int]] | None = None
 
     def config(self) -> dict:
         config = base_config()
@@ -789,6 +793,18 @@ SPEC_EXAMPLE_SECCOMP = {
 }
 
 
+#: config-linux.md's SCMP_ACT_NOTIFY: every call of these goes to the agent.
+SECCOMP_NOTIFY = {
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "listenerPath": "@AGENT@",
+    "listenerMetadata": "conformance-@ID@",
+    "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+    "syscalls": [
+        {"names": ["getcwd", "chmod", "fchmodat"], "action": "SCMP_ACT_NOTIFY"},
+    ],
+}
+
+
 def userns(*kinds: str) -> Edit:
     """A new user namespace (with these other namespaces) mapping 0 -> 100000."""
     return compose(
@@ -876,6 +892,15 @@ def process_feature_cases() -> list[Case]:
                     ],
                 }
             ),
+        ),
+        Case(
+            "seccomp-notify",
+            "seccomp",
+            "SCMP_ACT_NOTIFY with listenerPath: the agent gets the notify fd and the "
+            "container process state (listenerMetadata, status creating); chmod fails with "
+            "the agent's answer (EACCES), getcwd is notified and continues",
+            linux(seccomp=SECCOMP_NOTIFY),
+            agent={"chmod": ("errno", 13), "fchmodat": ("errno", 13)},
         ),
         Case(
             "net-devices",

@@ -47,6 +47,7 @@ class Run:
     host_uptime: float
     host_ids: dict[str, str] = field(default_factory=dict)  # the init's, seen by the host
     host_links: dict[str, list[str]] = field(default_factory=dict)  # moved in: addresses
+    agent: dict | None = None  # the seccomp agent's answers, and what it received
     checks: list[checks.Check] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # failures outside the checks
 
@@ -83,6 +84,12 @@ def run_case(ws: Workspace, case: corpus.Case, runtime: str) -> Run:
     config = case.config()
     veth = ws.veth(case.name, runtime) if case.veth else None
     extra = {"@VETH@": veth.end} if veth else {}
+    agent = None
+    if case.agent is not None:
+        from tests.seccomp_agent import SeccompAgent
+
+        extra["@AGENT@"] = f"@{cid}"  # an abstract socket: no file to leave behind
+        agent = SeccompAgent(extra["@AGENT@"], dict(case.agent))
     try:
         bundle, final = ws.make_bundle(
             cid, config, dict(corpus.COMMON_FILES), inspect_conf(config, case), extra
@@ -101,9 +108,18 @@ def run_case(ws: Workspace, case: corpus.Case, runtime: str) -> Run:
     finally:
         if veth:
             veth.remove()
+        if agent:
+            agent.close()
     run = Run(runtime, cid, bundle, final, inv, parse(text), uptime, ids)
     if veth:
         run.host_links[veth.end] = [veth.ADDRESS]
+    if agent:
+        run.agent = {
+            "answers": dict(agent.answers),
+            "received": list(agent.received),
+            "calls": [name for name, _pid, _path in agent.calls],
+            "errors": list(agent.errors),
+        }
     return run
 
 
@@ -222,6 +238,7 @@ def checks_facts(run: Run, facts: dict, caller_umask: int | None = None) -> chec
         host_ids=run.host_ids,
         host_links=run.host_links,
         runner_cpus=facts["cpus"],
+        agent=run.agent,
     )
 
 
