@@ -113,6 +113,7 @@ def _run_helper(tool: str, pid: int, field: str, maps: list[dict]) -> None:
     done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
     if done.returncode != 0:
         why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        why = why.removeprefix(f"{tool}: ")
         raise RuntimeFailure(f"config.json: /linux/{field}: {tool}: {why}")
 
 

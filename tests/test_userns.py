@@ -304,18 +304,71 @@ def test_rootless_spec_runs_as_unprivileged_user(rootless_bundle):
     assert done.returncode == 0, done.stderr
 
 
-def test_rootless_cannot_map_other_ids_without_newuidmap(rootless_bundle):
-    if shutil.which("newuidmap"):
-        pytest.skip("newuidmap is installed: it decides by /etc/subuid instead")
-    bundle, state_root = rootless_bundle
+SUBID_BASE = 200000  # the subordinate range /etc/subuid and /etc/subgid grant ROOTLESS_UID
+SUBID_USER = "ociruntime-rootless-test"
+
+
+@pytest.fixture
+def subordinate_ids():
+    """ROOTLESS_UID as a named user (newuidmap wants one) with 65536 subordinate ids in
+    /etc/subuid and /etc/subgid; all removed afterwards."""
+    if not shutil.which("newuidmap"):
+        pytest.fail("newuidmap (Debian package uidmap) is needed: tools/test.sh installs it")
+    # --system: no subordinate ids of its own (useradd would allocate some otherwise)
+    subprocess.run(["groupadd", "--system", "--gid", str(ROOTLESS_UID), SUBID_USER], check=True)
+    subprocess.run(["useradd", "--system", "--no-create-home", "--uid", str(ROOTLESS_UID),
+                    "--gid", str(ROOTLESS_UID), SUBID_USER], check=True)  # fmt: skip
+    line = f"{SUBID_USER}:{SUBID_BASE}:65536\n"
+    saved = {}
+    for path in ("/etc/subuid", "/etc/subgid"):
+        saved[path] = Path(path).read_text() if os.path.exists(path) else None
+        with open(path, "a") as f:
+            f.write(line)
+    try:
+        yield
+    finally:
+        for path, text in saved.items():
+            if text is None:
+                os.unlink(path)
+            else:
+                Path(path).write_text(text)
+        subprocess.run(["userdel", SUBID_USER], check=True)
+        subprocess.run(["groupdel", SUBID_USER], check=False)  # userdel may have removed it
+
+
+def _rootless_run(bundle: Path, state_root: Path, uid_maps: list[dict], gid_maps: list[dict],
+                  args: list[str], user: dict | None = None):  # fmt: skip
     config = json.loads((bundle / "config.json").read_text())
-    config["linux"]["uidMappings"] = MAPPING
+    config["linux"]["uidMappings"], config["linux"]["gidMappings"] = uid_maps, gid_maps
+    config["process"].update(terminal=False, args=args, user=user or {"uid": 0, "gid": 0})
     (bundle / "config.json").write_text(json.dumps(config))
-    done = as_user(ROOTLESS_UID, OCIRUNTIME, "--root", str(state_root), "run", "rl-x",
-                   cwd=bundle)  # fmt: skip
+    cid = "rl-" + uuid.uuid4().hex[:8]
+    return as_user(ROOTLESS_UID, OCIRUNTIME, "--root", str(state_root), "run", cid, cwd=bundle)
+
+
+def test_rootless_maps_subordinate_ids_with_newuidmap(rootless_bundle, subordinate_ids):
+    """More than the caller's own id goes through newuidmap/newgidmap, which allow the
+    ranges /etc/subuid and /etc/subgid grant: uid 1000 inside is SUBID_BASE + 999."""
+    bundle, state_root = rootless_bundle
+    maps = [{"containerID": 0, "hostID": ROOTLESS_UID, "size": 1},
+            {"containerID": 1, "hostID": SUBID_BASE, "size": 65536}]  # fmt: skip
+    script = "id -u; cat /proc/self/uid_map; grep ^Uid /proc/self/status"
+    done = _rootless_run(bundle, state_root, maps, maps, ["sh", "-c", script],
+                         {"uid": 1000, "gid": 1000})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[:7] == ["1000", "0", str(ROOTLESS_UID), "1",
+                                       "1", str(SUBID_BASE), "65536"]  # fmt: skip
+
+
+def test_rootless_cannot_map_ids_it_was_not_granted(rootless_bundle, subordinate_ids):
+    """Beyond the caller's own id and its subordinate range: newuidmap refuses, and the
+    error names the field and says why; nothing is left."""
+    bundle, state_root = rootless_bundle
+    own = [{"containerID": 0, "hostID": ROOTLESS_UID, "size": 1}]
+    done = _rootless_run(bundle, state_root, MAPPING, own, ["true"])  # HOST_BASE: not granted
     assert done.returncode == 1
-    assert done.stderr.count("\n") == 1 and "/linux/uidMappings" in done.stderr
-    assert "newuidmap" in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "/linux/uidMappings" in done.stderr and "newuidmap" in done.stderr
     assert os.listdir(state_root) == []
 
 
