@@ -9,9 +9,10 @@ namespaces, umask, oom score), never from what the other runtime did.
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from conformance.report import Mount, Report
@@ -99,6 +100,10 @@ class Facts:
     runner_oom_score_adj: str = "0"
     host_uptime: float = 0.0
     joined_hostname: str | None = None  # the hostname in a UTS namespace joined by path
+    host_ids: dict[str, str] = field(default_factory=dict)  # the init's Uid/Gid on the host
+    host_links: dict[str, list[str]] = field(default_factory=dict)  # host name -> addresses
+    runner_cpus: str = ""  # the runner's Cpus_allowed_list
+    agent: dict | None = None  # the seccomp agent: answers, received states, calls, errors
 
     @property
     def process(self) -> dict:
@@ -142,6 +147,15 @@ def all_checks(f: Facts) -> list[Check]:
         check_sysctl,
         check_propagation,
         check_cgroups,
+        check_terminal,
+        check_user_namespace,
+        check_idmapped_mounts,
+        check_seccomp,
+        check_net_devices,
+        check_personality,
+        check_scheduler,
+        check_io_priority,
+        check_exec_cpu_affinity,
     )
     return [c for group in groups for c in group(f)]
 
@@ -155,7 +169,8 @@ def check_process(f: Facts) -> Iterator[Check]:
     fds = f.report.section("fd")
     extra = sorted(int(n) for n, kind in fds.items() if int(n) > 2 and kind != "script")
     yield check("process", "only stdio is open", not extra, f"also open: {extra}")
-    yield expect("process", "no seccomp filter", "0", f.report.get("status", "Seccomp"))
+    if not f.linux.get("seccomp"):
+        yield expect("process", "no seccomp filter", "0", f.report.get("status", "Seccomp"))
     nnp = "1" if f.process.get("noNewPrivileges") else "0"
     yield expect("noNewPrivileges", "NoNewPrivs", nnp, f.report.get("status", "NoNewPrivs"))
 
@@ -419,7 +434,7 @@ def _check_one_mount(f: Facts, dest: str, m: dict, top: Mount) -> Iterator[Check
     if not is_bind:
         yield expect("mounts", f"{dest} type", m.get("type"), top.fstype)
     yield from _check_flags(dest, options, top)
-    yield from _check_data(dest, options, top)
+    yield from _check_data(dest, options, top, _host_id_of(f))
     yield from _check_propagation_option(dest, options, top)
     if is_bind:
         source = m.get("source") or ""
@@ -471,7 +486,12 @@ def _check_flags(dest: str, options: list[str], top: Mount) -> Iterator[Check]:
 _DATA_KEYS = ("mode", "ptmxmode", "uid", "gid", "size")
 
 
-def _check_data(dest: str, options: list[str], top: Mount) -> Iterator[Check]:
+def _check_data(
+    dest: str, options: list[str], top: Mount, host_id: dict[str, Callable[[int], int | None]]
+) -> Iterator[Check]:
+    """Data options as mountinfo shows them. uid=/gid= are ids of the container; the
+    kernel prints them as the initial user namespace sees them, so in a user namespace of
+    the container's they show mapped to the host."""
     for opt in options:
         key, eq, value = opt.partition("=")
         if not eq or key not in _DATA_KEYS:
@@ -483,9 +503,19 @@ def _check_data(dest: str, options: list[str], top: Mount) -> Iterator[Check]:
             ok = got is not None and int(got, 8) == int(value, 8)
         elif key == "size":
             ok = got is not None and size_bytes(got) == size_bytes(value)
+        elif key in host_id and value.isdigit():
+            ok = got == str(host_id[key](int(value)))
         else:
             ok = got == value
         yield check("mounts", f"{dest} {opt}", ok, f"shows {key}={got}")
+
+
+def _host_id_of(f: Facts) -> dict[str, Callable[[int], int | None]]:
+    """uid/gid -> the host id it maps to (identity without a user namespace)."""
+    if not _userns(f):
+        return {}
+    uids, gids = f.linux.get("uidMappings") or [], f.linux.get("gidMappings") or []
+    return {"uid": lambda i: map_id(uids, i), "gid": lambda i: map_id(gids, i)}
 
 
 def size_bytes(size: str) -> int:
@@ -701,3 +731,295 @@ def check_cgroups(f: Facts) -> Iterator[Check]:
     else:
         bad = {k: v for k, v in seen.items() if not (v + "/").endswith(want + "/")}
     yield check("cgroupsPath", f"every hierarchy at {path}", seen and not bad, f"elsewhere: {bad}")
+
+
+# --- terminal, user namespaces, seccomp, network devices ------------------------------------
+
+#: The major number of devpts's pseudoterminal slaves (/dev/pts/N), in stat's hex.
+PTS_MAJOR = "88"
+
+
+def check_terminal(f: Facts) -> Iterator[Check]:
+    """config.md `terminal`: a pseudoterminal is attached to the process (stdio is its
+    slave, and it is the controlling terminal); config-linux.md: /dev/console is set up by
+    bind mounting that pty; `consoleSize` is its size. Without one, stdio is no terminal."""
+    tty = f.report.section("tty")
+    if not f.process.get("terminal"):
+        yield expect("terminal", "stdin is not a terminal", "none", tty.get("stdin"))
+        return
+    console = tty.get("console") or ""
+    stdio = {n: f.report.get("fd", n) for n in ("0", "1", "2")}
+    yield check(
+        "terminal",
+        "stdin, stdout and stderr are one pty slave",
+        console.startswith(PTS_MAJOR + ":") and set(stdio.values()) == {f"chardev {console}"},
+        f"stdio {stdio}, /dev/console {console!r}",
+    )
+    yield check(
+        "terminal",
+        "/dev/console is the pty",
+        f.report.mount_at("/dev/console") is not None and console.startswith(PTS_MAJOR + ":"),
+        f"/dev/console {console!r}",
+    )
+    yield expect(
+        "terminal", "the pty is the controlling terminal", _tty_nr(console), tty.get("ctty")
+    )
+    size = f.process.get("consoleSize")
+    if size:
+        want = f"{size.get('height', 0)} {size.get('width', 0)}"
+        yield expect("terminal", "consoleSize", want, tty.get("size"))
+
+
+def _tty_nr(hex_dev: str) -> str:
+    """stat's `%t:%T` (hex) as /proc/PID/stat's tty_nr encodes it."""
+    try:
+        major, minor = (int(x, 16) for x in hex_dev.split(":"))
+    except ValueError:
+        return "?"
+    return str((minor & 0xFF) | (major << 8) | ((minor & ~0xFF) << 12))
+
+
+def map_id(mappings: list[dict], container_id: int) -> int | None:
+    """A container id through uid/gidMappings to the host (None: not mapped)."""
+    for m in mappings:
+        if m["containerID"] <= container_id < m["containerID"] + m["size"]:
+            return m["hostID"] + container_id - m["containerID"]
+    return None
+
+
+def unmap_id(mappings: list[dict], host_id: int) -> int | None:
+    """A host id back to the container's (None: not mapped)."""
+    for m in mappings:
+        if m["hostID"] <= host_id < m["hostID"] + m["size"]:
+            return m["containerID"] + host_id - m["hostID"]
+    return None
+
+
+def _userns(f: Facts) -> bool:
+    ns = f.namespaces()
+    return "user" in ns and not ns["user"]
+
+
+def check_user_namespace(f: Facts) -> Iterator[Check]:
+    """config-linux.md "User namespace mappings": the container's uid_map and gid_map are
+    the configured ones, so the process's ids are the mapped ones on the host."""
+    if not _userns(f):
+        return
+    user = f.process.get("user") or {}
+    for kind, field_name, want_id in (
+        ("uid", "uidMappings", user.get("uid", 0)),
+        ("gid", "gidMappings", user.get("gid", 0)),
+    ):
+        mappings = f.linux.get(field_name) or []
+        want = {str(m["containerID"]): f"{m['hostID']} {m['size']}" for m in mappings}
+        yield expect(
+            "userNamespace", f"{kind}_map = {field_name}", want, f.report.section(f"{kind}_map")
+        )
+        host = map_id(mappings, want_id)
+        status = f.host_ids.get(kind.capitalize())
+        yield expect(
+            "userNamespace",
+            f"host {kind} of the process (/proc/PID/status, real/effective/saved/fs)",
+            " ".join([str(host)] * 4),
+            status,
+        )
+
+
+def check_idmapped_mounts(f: Facts) -> Iterator[Check]:
+    """config.md `idmap`/`ridmap` with the mount's uidMappings/gidMappings: files show
+    through the mount's mapping (on-disk id as containerID -> hostID), then as the
+    container's user namespace sees that id; without a mapping, the overflow id 65534."""
+    for m in f.config.get("mounts") or []:
+        options = m.get("options") or []
+        if not ({"idmap", "ridmap"} & set(options)) or not m.get("uidMappings"):
+            continue
+        dest, source = _dest(m), m.get("source") or ""
+        for node, seen in f.report.section("node").items():
+            if not node.startswith(dest + "/"):
+                continue
+            st = os.stat(os.path.join(source, node[len(dest) + 1 :]))
+            want = f"{_shown(f, m, 'uid', st.st_uid)}:{_shown(f, m, 'gid', st.st_gid)}"
+            owner = seen.rsplit("|", 1)[-1] if seen != "absent" else "absent"
+            yield expect("idmap", f"{node} owner through the id-mapped mount", want, owner)
+
+
+def _shown(f: Facts, mount: dict, kind: str, on_disk: int) -> int:
+    through = map_id(mount.get(f"{kind}Mappings") or [], on_disk)
+    if through is None:
+        return 65534
+    if not _userns(f):
+        return through
+    shown = unmap_id(f.linux.get(f"{kind}Mappings") or [], through)
+    return 65534 if shown is None else shown
+
+
+#: The system calls the inspector tries (section_syscalls).
+PROBED_SYSCALLS = ("getcwd", "chmod")
+
+
+def check_seccomp(f: Facts) -> Iterator[Check]:
+    """config-linux.md `seccomp`: a filter is installed (Seccomp: 2); a syscall a rule
+    names with SCMP_ACT_ERRNO fails with its errnoRet (default EPERM)."""
+    seccomp = f.linux.get("seccomp")
+    if not seccomp:
+        return
+    yield expect("seccomp", "a filter is installed", "2", f.report.get("status", "Seccomp"))
+    for name in PROBED_SYSCALLS:
+        action, errno_ret = _seccomp_action(seccomp, name)
+        if action == "SCMP_ACT_ERRNO":
+            want = errno.errorcode.get(errno_ret, str(errno_ret))
+            yield expect(
+                "seccomp", f"{name} fails with {want}", want, f.report.get("syscall", name)
+            )
+        elif action in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG") and _is_root(f):
+            yield expect("seccomp", f"{name} allowed", "ok", f.report.get("syscall", name))
+        elif action == "SCMP_ACT_NOTIFY" and f.agent is not None:
+            yield _notified_outcome(f, name)
+    if f.agent is not None and _notifies(seccomp):
+        yield from _check_agent(f, seccomp)
+
+
+def _notifies(seccomp: dict) -> bool:
+    actions = [seccomp.get("defaultAction")] + [r.get("action") for r in seccomp["syscalls"]]
+    return "SCMP_ACT_NOTIFY" in actions
+
+
+def _notified_outcome(f: Facts, name: str) -> Check:
+    """A notified call ends as the agent answers it: its errno, or (continued) run by the
+    kernel, which root's probes pass."""
+    assert f.agent is not None
+    kind, value = f.agent["answers"].get(name, ("continue", 0))
+    want = errno.errorcode.get(value, str(value)) if kind == "errno" else "ok"
+    return expect(
+        "seccomp", f"{name} notified: the agent's answer ({want})", want,
+        f.report.get("syscall", name),
+    )  # fmt: skip
+
+
+def _check_agent(f: Facts, seccomp: dict) -> Iterator[Check]:
+    """config-linux.md: the runtime MUST send the agent the container process state with
+    the listener fd ("fds": ["seccompFd"]), `metadata` from listenerMetadata, `state` the
+    container's; the process's notified calls reach the agent."""
+    assert f.agent is not None
+    received = f.agent["received"]
+    yield expect("seccomp", "the agent got one container process state", 1, len(received))
+    if received:
+        msg = received[0]
+        state = msg.get("state") or {}
+        yield expect("seccomp", "fds", ["seccompFd"], msg.get("fds"))
+        yield expect("seccomp", "metadata", seccomp.get("listenerMetadata"), msg.get("metadata"))
+        yield expect("seccomp", "state.bundle", f.bundle, state.get("bundle"))
+        yield expect("seccomp", "pid is the state's pid", state.get("pid"), msg.get("pid"))
+    yield check(
+        "seccomp",
+        "the agent was asked about chmod",
+        bool({"chmod", "fchmodat"} & set(f.agent["calls"])),
+        f"notified: {f.agent['calls']}",
+    )
+    yield expect("seccomp", "the agent saw no protocol error", [], f.agent["errors"])
+
+
+def _seccomp_action(seccomp: dict, name: str) -> tuple[str, int]:
+    """The action (and errno) for a call of `name` with any arguments: the first rule
+    naming it without argument conditions, else the default."""
+    for rule in seccomp.get("syscalls") or []:
+        if name in rule.get("names", []) and not rule.get("args"):
+            return rule["action"], rule.get("errnoRet", errno.EPERM)
+    return seccomp["defaultAction"], seccomp.get("defaultErrnoRet", errno.EPERM)
+
+
+def _is_root(f: Facts) -> bool:
+    return (f.process.get("user") or {}).get("uid", 0) == 0
+
+
+def check_net_devices(f: Facts) -> Iterator[Check]:
+    """config-linux.md "Network Devices": each device MUST be made available in the
+    container under `name` (else its host name), keep its permanent global addresses,
+    and be set up."""
+    for host_name, entry in (f.linux.get("netDevices") or {}).items():
+        name = (entry or {}).get("name") or host_name
+        seen = f.report.get("netdev", name) or "absent"
+        yield check("netDevices", f"{name} in the container", seen != "absent", "absent")
+        if seen == "absent":
+            continue
+        flags, _, addresses = seen.partition(" ")
+        yield check("netDevices", f"{name} is up", "UP" in flags.split(","), f"flags {flags}")
+        want = set(f.host_links.get(host_name) or [])
+        got = set(addresses.split(",")) - {""}
+        yield check(
+            "netDevices", f"{name} kept its addresses", want <= got, f"want {want}, got {got}"
+        )
+
+
+# --- personality, scheduler, I/O priority, exec CPU affinity ---------------------------------
+
+#: config-linux.md `personality.domain` -> PER_* of <linux/personality.h>.
+PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
+#: What `uname -m` says under PER_LINUX32, by the host's machine (the 32-bit one).
+MACHINE_32 = {"x86_64": "i686", "aarch64": "armv8l", "ppc64le": "ppc", "s390x": "s390"}
+#: config.md `scheduler.policy` -> SCHED_* of <linux/sched.h>.
+SCHED_POLICIES = {
+    "SCHED_OTHER": 0,
+    "SCHED_FIFO": 1,
+    "SCHED_RR": 2,
+    "SCHED_BATCH": 3,
+    "SCHED_ISO": 4,
+    "SCHED_IDLE": 5,
+    "SCHED_DEADLINE": 6,
+}
+
+
+def check_personality(f: Facts) -> Iterator[Check]:
+    """config-linux.md `personality`: the execution domain of the container's process
+    (/proc/PID/personality); under LINUX32, uname(2) reports the 32-bit machine."""
+    domain = (f.linux.get("personality") or {}).get("domain")
+    if domain not in PERSONALITY_DOMAINS:
+        return
+    want = f"{PERSONALITY_DOMAINS[domain]:08x}"
+    yield expect("personality", f"domain {domain}", want, f.report.get("persona", "domain"))
+    machine = os.uname().machine
+    if domain == "LINUX32":
+        machine = MACHINE_32.get(machine, machine)
+    yield expect("personality", "uname -m", machine, f.report.get("persona", "machine"))
+
+
+def check_scheduler(f: Facts) -> Iterator[Check]:
+    """config.md `scheduler`: the process's policy, its nice value and its static
+    priority (nice and priority "must" be 0 when not set); /proc/PID/stat fields 41, 19
+    and 40."""
+    sched = f.process.get("scheduler")
+    if not sched or sched.get("policy") not in SCHED_POLICIES:
+        return
+    seen = f.report.section("sched")
+    policy = sched["policy"]
+    yield expect("scheduler", f"policy {policy}", str(SCHED_POLICIES[policy]), seen.get("policy"))
+    yield expect("scheduler", "nice", str(sched.get("nice", 0)), seen.get("nice"))
+    yield expect("scheduler", "priority", str(sched.get("priority", 0)), seen.get("rt_priority"))
+
+
+def check_io_priority(f: Facts) -> Iterator[Check]:
+    """config.md `ioPriority`: the process's I/O class and level, as busybox `ionice -p`
+    prints ioprio_get(2) (the idle class has no level to show)."""
+    io = f.process.get("ioPriority")
+    if not io:
+        return
+    cls, level = io.get("class"), io.get("priority", 0)
+    want = {
+        "IOPRIO_CLASS_RT": f"realtime: prio {level}",
+        "IOPRIO_CLASS_BE": f"best-effort: prio {level}",
+        "IOPRIO_CLASS_IDLE": "idle",
+    }.get(cls)
+    yield expect("ioPriority", f"{cls} {level}", want, f.report.scalars.get("ioprio"))
+
+
+def check_exec_cpu_affinity(f: Facts) -> Iterator[Check]:
+    """config.md `execCPUAffinity`: "not applicable to the container's init process": the
+    init runs on the CPUs the runtime ran on."""
+    if not f.process.get("execCPUAffinity"):
+        return
+    yield expect(
+        "execCPUAffinity",
+        "the init's CPUs are the runtime's",
+        f.runner_cpus,
+        f.report.get("status", "Cpus_allowed_list"),
+    )

@@ -11,12 +11,15 @@ rlimits never above the runner's (root lacks CAP_SYS_RESOURCE), oomScoreAdj only
 no capability the host's bounding set lacks.
 
 `@BUNDLE@`, `@ID@`, `@TAG@` and `@NS:<holder>:<type>@` are filled in per bundle by the
-harness (absolute bundle path, container id, workspace tag, a holder's namespace file).
+harness (absolute bundle path, container id, workspace tag, a holder's namespace file);
+`@VETH@` in a case with `veth=True` is the host end of the pair made for that run;
+`@AGENT@` in a case with an `agent` is the socket its seccomp agent listens on.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -63,9 +66,14 @@ class Case:
     nodes: tuple[str, ...] = ()  # device nodes outside /dev to stat
     holders: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     must_fail: bool = False  # a config the spec says MUST generate an error
+    error_field: str = ""  # must_fail: ociruntime's one-line error names this field
     needs: Need | None = None  # later-issue feature: reported apart, never counted
     summary: str = ""  # generated cases: the variation, for RESULTS.md
     caller_umask: int | None = None  # the umask the runtime is started with
+    veth: bool = False  # a fresh veth pair per run; `@VETH@` names the end to move in
+    #: A seccomp agent listens on `@AGENT@` during each run and answers notified syscalls
+    #: by name: ("errno", N) fails the call, anything unlisted continues (tests/seccomp_agent).
+    agent: Mapping[str, tuple[str, int]] | None = None
 
     def config(self) -> dict:
         config = base_config()
@@ -177,8 +185,10 @@ def bind(source: str, destination: str, *options: str) -> dict:
 
 
 def spec_example_process() -> Edit:
-    """config.md "Example (Linux)" of `process`, minus what needs later issues
-    (apparmorProfile, selinuxLabel, ioPriority, execCPUAffinity, terminal)."""
+    """config.md "Example (Linux)" of `process`, minus apparmorProfile and selinuxLabel
+    (this host has neither LSM: `lsm_cases` shows both refused) and terminal (a foreground
+    run here has no console socket). Its execCPUAffinity names CPU 7, which this host may
+    lack: it applies to exec only, never to the init this case runs."""
     return process(
         user={"uid": 1, "gid": 1, "umask": 63, "additionalGids": [5, 6]},
         env=["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
@@ -192,12 +202,14 @@ def spec_example_process() -> Edit:
             "ambient": ["CAP_NET_BIND_SERVICE"],
         },
         rlimits=[{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+        ioPriority={"class": "IOPRIO_CLASS_IDLE", "priority": 4},
+        execCPUAffinity={"initial": "7", "final": "0-3,7"},
     )
 
 
 def spec_example_full() -> Edit:
     """config.md "Configuration Schema Example", every part that runs without a later
-    issue: user namespace mappings, resources, seccomp, apparmor, selinux, ioPriority,
+    issue or an LSM: user namespace mappings, resources, seccomp, apparmor, selinux,
     the time namespace and the hooks' nonexistent programs are left out; cgroupsPath is
     made unique to the run."""
     return compose(
@@ -770,6 +782,237 @@ def cgroup_cases() -> list[Case]:
     ]
 
 
+#: config-linux.md's user namespace mapping (its example's hostID 1000 is a real user
+#: here; 100000 is the first id engines hand out from /etc/subuid).
+USERNS_MAPPING = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+#: config-linux.md's seccomp example.
+SPEC_EXAMPLE_SECCOMP = {
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "architectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+    "syscalls": [{"names": ["getcwd", "chmod"], "action": "SCMP_ACT_ERRNO"}],
+}
+
+
+#: config-linux.md's SCMP_ACT_NOTIFY: every call of these goes to the agent.
+SECCOMP_NOTIFY = {
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "listenerPath": "@AGENT@",
+    "listenerMetadata": "conformance-@ID@",
+    "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+    "syscalls": [
+        {"names": ["getcwd", "chmod", "fchmodat"], "action": "SCMP_ACT_NOTIFY"},
+    ],
+}
+
+
+def userns(*kinds: str) -> Edit:
+    """A new user namespace (with these other namespaces) mapping 0 -> 100000."""
+    return compose(
+        namespaces("user", *kinds),
+        linux(uidMappings=USERNS_MAPPING, gidMappings=USERNS_MAPPING),
+    )
+
+
+def process_feature_cases() -> list[Case]:
+    """Issue #4's features: terminal, user namespaces, id-mapped mounts, seccomp,
+    netDevices."""
+    return [
+        Case(
+            "terminal",
+            "terminal",
+            "process.terminal with config.md's consoleSize example: a pty on stdio, sent "
+            "over --console-socket; /dev/console is the pty",
+            process(terminal=True, consoleSize={"height": 25, "width": 80}),
+        ),
+        Case(
+            "terminal-user",
+            "terminal",
+            "a terminal for uid 1000 in a PID namespace, another size",
+            compose(
+                namespaces("pid", "ipc", "uts"),
+                process(
+                    terminal=True,
+                    consoleSize={"height": 40, "width": 160},
+                    user={"uid": 1000, "gid": 1000},
+                ),
+            ),
+        ),
+        Case(
+            "user-namespace",
+            "userNamespace",
+            "a user namespace with uid/gid mappings: root inside is 100000 on the host",
+            userns("pid", "network", "ipc", "uts"),
+        ),
+        Case(
+            "user-namespace-nonroot",
+            "userNamespace",
+            "uid 1000 / gid 1000 and additionalGids inside a user namespace",
+            compose(
+                userns("pid", "network", "ipc", "uts", "cgroup"),
+                process(user={"uid": 1000, "gid": 1000, "additionalGids": [10, 20]}),
+            ),
+        ),
+        Case(
+            "idmapped-mount",
+            "userNamespace",
+            "an id-mapped bind mount (config.md `idmap`, mount uid/gidMappings): the host's "
+            "root-owned files show as the container's root",
+            compose(
+                userns("pid", "network", "ipc", "uts"),
+                add_mounts(
+                    {
+                        "destination": "/mapped",
+                        "type": "bind",
+                        "source": "@BUNDLE@/shared",
+                        "options": ["rbind", "ro", "idmap"],
+                        "uidMappings": USERNS_MAPPING,
+                        "gidMappings": USERNS_MAPPING,
+                    },
+                    bind("@BUNDLE@/shared", "/plain", "rbind", "ro"),
+                ),
+            ),
+            nodes=("/mapped/hello.txt", "/plain/hello.txt"),
+        ),
+        Case(
+            "seccomp",
+            "seccomp",
+            "config-linux.md's seccomp example: getcwd and chmod fail with EPERM",
+            linux(seccomp=SPEC_EXAMPLE_SECCOMP),
+        ),
+        Case(
+            "seccomp-errnoret",
+            "seccomp",
+            "a rule's errnoRet: chmod fails with EACCES, getcwd is allowed",
+            linux(
+                seccomp={
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [
+                        {"names": ["chmod", "fchmodat"], "action": "SCMP_ACT_ERRNO",
+                         "errnoRet": 13},
+                    ],
+                }
+            ),
+        ),
+        Case(
+            "seccomp-notify",
+            "seccomp",
+            "SCMP_ACT_NOTIFY with listenerPath: the agent gets the notify fd and the "
+            "container process state (listenerMetadata, status creating); chmod fails with "
+            "the agent's answer (EACCES), getcwd is notified and continues",
+            linux(seccomp=SECCOMP_NOTIFY),
+            agent={"chmod": ("errno", 13), "fchmodat": ("errno", 13)},
+        ),
+        Case(
+            "net-devices",
+            "netDevices",
+            "linux.netDevices: a host veth end moved in, renamed, its address kept, up",
+            linux(netDevices={"@VETH@": {"name": "eth1"}}),
+            veth=True,
+        ),
+    ]  # fmt: skip
+
+
+def process_attr_cases() -> list[Case]:
+    """Issue #4's per-task attributes: linux.personality, process.scheduler,
+    process.ioPriority, process.execCPUAffinity (which applies to exec only: the exec
+    lifecycle scenario checks the exec'd process; here, that the init is unaffected)."""
+    return [
+        Case(
+            "personality",
+            "personality",
+            "linux.personality LINUX32: the init's execution domain is PER_LINUX32 "
+            "(`uname -m` says i686 on x86_64)",
+            linux(personality={"domain": "LINUX32"}),
+        ),
+        Case(
+            "scheduler",
+            "scheduler",
+            "process.scheduler SCHED_BATCH with nice 5: the init's policy and nice",
+            process(scheduler={"policy": "SCHED_BATCH", "nice": 5}),
+        ),
+        Case(
+            "scheduler-idle",
+            "scheduler",
+            "process.scheduler SCHED_IDLE, nice unset (the spec: 0)",
+            process(scheduler={"policy": "SCHED_IDLE"}),
+        ),
+        Case(
+            "io-priority",
+            "ioPriority",
+            "config.md's ioPriority example: class IOPRIO_CLASS_IDLE, priority 4",
+            process(ioPriority={"class": "IOPRIO_CLASS_IDLE", "priority": 4}),
+        ),
+        Case(
+            "io-priority-be",
+            "ioPriority",
+            "ioPriority IOPRIO_CLASS_BE, priority 6, for uid 1000",
+            process(
+                ioPriority={"class": "IOPRIO_CLASS_BE", "priority": 6},
+                user={"uid": 1000, "gid": 1000},
+            ),
+        ),
+        Case(
+            "exec-cpu-affinity",
+            "execCPUAffinity",
+            "process.execCPUAffinity is not applicable to the init: its CPUs stay the runtime's",
+            process(execCPUAffinity={"initial": "0", "final": "0"}),
+        ),
+    ]
+
+
+def lsm_enabled(lsm: str) -> bool:
+    """Whether this host runs the LSM (then a label can be applied, and the cases below
+    are not refusals)."""
+    try:
+        with open("/sys/kernel/security/lsm") as f:
+            return lsm in f.read().split(",")
+    except OSError:
+        fallback = {"apparmor": "/sys/module/apparmor", "selinux": "/sys/fs/selinux"}
+        return os.path.exists(fallback[lsm])
+
+
+def lsm_cases() -> list[Case]:
+    """The LSM refusals, for the LSMs this host lacks."""
+    return [c for c in _lsm_refusals() if not lsm_enabled(c.group)]
+
+
+def _lsm_refusals() -> list[Case]:
+    """apparmorProfile, selinuxLabel and mountLabel on a host without the LSM: runtime.md
+    "create": a runtime that cannot apply a property MUST generate an error, and no
+    container is created. (On a host with the LSM they would be labels to check: listed
+    apart there, see `later_cases`.)"""
+    return [
+        Case(
+            "apparmor",
+            "apparmor",
+            "config.md's apparmorProfile example, on a host without AppArmor: refused",
+            process(apparmorProfile="acme_secure_profile"),
+            must_fail=True,
+            error_field="process.apparmorProfile",
+        ),
+        Case(
+            "selinux",
+            "selinux",
+            "config.md's selinuxLabel and config-linux.md's mountLabel examples, on a host "
+            "without SELinux: refused",
+            compose(
+                process(selinuxLabel="system_u:system_r:svirt_lxc_net_t:s0:c124,c675"),
+                linux(mountLabel="system_u:object_r:svirt_sandbox_file_t:s0:c715,c811"),
+            ),
+            must_fail=True,
+            error_field="/process/selinuxLabel",
+        ),
+        Case(
+            "selinux-mount-label",
+            "selinux",
+            "config-linux.md's mountLabel example alone, on a host without SELinux: refused",
+            linux(mountLabel="system_u:object_r:svirt_sandbox_file_t:s0:c715,c811"),
+            must_fail=True,
+            error_field="linux.mountLabel",
+        ),
+    ]
+
+
 def error_cases() -> list[Case]:
     """Configs the spec says MUST generate an error (and leave nothing behind)."""
     nofile = {"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024}
@@ -856,6 +1099,9 @@ def static_cases() -> list[Case]:
         *path_cases(),
         *propagation_cases(),
         *cgroup_cases(),
+        *process_feature_cases(),
+        *process_attr_cases(),
+        *lsm_cases(),
         *error_cases(),
     ]
 
@@ -870,76 +1116,16 @@ def later_cases() -> list[Case]:
     def later(name: str, feature: str, issue: str, edit: Edit) -> Case:
         return Case(name, "later", feature, edit, needs=Need(feature, issue))
 
-    mapping = [{"containerID": 0, "hostID": 100000, "size": 65536}]
     return [
-        later(
-            "terminal",
-            "process.terminal (a pty, --console-socket)",
-            ISSUE_PROCESS,
-            process(terminal=True, consoleSize={"height": 25, "width": 80}),
-        ),
-        later(
-            "user-namespace",
-            "user namespace + uid/gid mappings",
-            ISSUE_PROCESS,
-            compose(namespaces("pid", "user"), linux(uidMappings=mapping, gidMappings=mapping)),
-        ),
-        later(
-            "seccomp",
-            "linux.seccomp (config-linux.md's example)",
-            ISSUE_PROCESS,
-            linux(
-                seccomp={
-                    "defaultAction": "SCMP_ACT_ALLOW",
-                    "architectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-                    "syscalls": [{"names": ["getcwd", "chmod"], "action": "SCMP_ACT_ERRNO"}],
-                }
-            ),
-        ),
-        later(
-            "apparmor",
-            "process.apparmorProfile",
-            ISSUE_PROCESS,
-            process(apparmorProfile="acme_secure_profile"),
-        ),
-        later(
-            "selinux",
-            "process.selinuxLabel + linux.mountLabel",
-            ISSUE_PROCESS,
-            compose(
-                process(selinuxLabel="system_u:system_r:svirt_lxc_net_t:s0:c124,c675"),
-                linux(mountLabel="system_u:object_r:svirt_sandbox_file_t:s0:c715,c811"),
-            ),
-        ),
-        later(
-            "personality",
-            "linux.personality",
-            ISSUE_PROCESS,
-            linux(personality={"domain": "LINUX32"}),
-        ),
-        later(
-            "scheduler",
-            "process.scheduler",
-            ISSUE_PROCESS,
-            process(scheduler={"policy": "SCHED_BATCH", "nice": 5}),
-        ),
-        later(
-            "io-priority",
-            "process.ioPriority",
-            ISSUE_PROCESS,
-            process(ioPriority={"class": "IOPRIO_CLASS_IDLE", "priority": 4}),
-        ),
-        later(
-            "exec-cpu-affinity",
-            "process.execCPUAffinity",
-            ISSUE_PROCESS,
-            process(execCPUAffinity={"initial": "0", "final": "0-1"}),
-        ),
-        later(
-            "net-devices",
-            "linux.netDevices",
-            ISSUE_PROCESS,
-            linux(netDevices={"dummy0": {"name": "eth1"}}),
+        *(
+            later(
+                c.name,
+                f"{c.group} labels on a host with the LSM (no check yet)",
+                ISSUE_PROCESS,
+                c.edit or compose(),
+            )
+            for c in _lsm_refusals()
+            if lsm_enabled(c.group)
         ),
         later(
             "resources-memory-pids",
@@ -971,7 +1157,6 @@ def later_cases() -> list[Case]:
 
 #: Operations of later issues, listed in RESULTS.md (they are not configs).
 LATER_OPERATIONS = (
-    ("exec", "exec into a running container", ISSUE_PROCESS),
     ("pause-resume", "pause / resume (freezer)", ISSUE_CGROUPS),
     ("update", "update of resource limits", ISSUE_CGROUPS),
     ("events", "events (stats, OOM notifications)", ISSUE_CGROUPS),

@@ -169,6 +169,59 @@ DEVIATIONS: tuple[Deviation, ...] = (
         "neither follows it; ociruntime does what runc does",
         note=r"umask unchanged when unset",
     ),
+    Deviation(
+        "D15",
+        "runc",
+        "no id-mapped mounts (runc 1.1.5 implements runtime-spec 1.0.2): the `idmap` option "
+        "and the mount's uidMappings/gidMappings are ignored, a plain bind is made",
+        "config.md (1.2+): `idmap`: the mount is created as an id-mapped mount; the mount's "
+        "`uidMappings`: the mapping to convert UIDs from the source file system to the "
+        "destination mount point",
+        "ociruntime",
+        failure=r"^idmap: ",
+        diff=r"^(mount /mapped |node /mapped/)",
+        cases=r"^idmapped-",
+    ),
+    Deviation(
+        "D16",
+        "runc",
+        "`linux.netDevices` is ignored (runc 1.1.5 implements runtime-spec 1.0.2): the "
+        "device stays on the host",
+        "config-linux.md (1.3): netDevices are network devices that MUST be made available "
+        "in the container",
+        "ociruntime",
+        failure=r"^netDevices: ",
+        diff=r"^netdev ",
+        cases=r"^net-devices",
+    ),
+    Deviation(
+        "D17",
+        "neither",
+        "in a user namespace, /dev/mqueue belongs to the container's root group under "
+        "ociruntime, to the overflow gid 65534 under runc (mounted while its gid was still "
+        "the host's root group, which the namespace does not map)",
+        "silent: the owner of a mount the config lists without uid/gid options is free",
+        "both fine",
+        diff=r"^dev /dev/mqueue d ",
+        cases=r"^(user-namespace|idmapped-)",
+    ),
+    Deviation(
+        "D18",
+        "runc",
+        "`linux.personality`, `process.scheduler`, `process.ioPriority` and "
+        "`process.execCPUAffinity` are ignored (runc 1.1.5 implements runtime-spec 1.0.2; "
+        "runc 1.2 added them): the process keeps the runtime's execution domain, policy, "
+        "nice, I/O priority and CPUs",
+        "config-linux.md: `personality` sets the Linux execution personality; config.md: "
+        "`scheduler`: the scheduler properties for the process (`nice`: if not set, the "
+        "runtime must use the value 0); `ioPriority` configures the I/O priority settings "
+        "for the container's processes; `execCPUAffinity`: `final` is the list of CPUs the "
+        "process will be run on after the transition to container's cgroup",
+        "ociruntime",
+        failure=r"^(personality|scheduler|ioPriority|execCPUAffinity): ",
+        diff=r"^(persona|sched|ioprio) |^execCPUAffinity ",
+        cases=r"^(personality|scheduler|io-priority|exec|spec-example)",
+    ),
 )
 
 

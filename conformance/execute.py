@@ -4,24 +4,34 @@
 file, and parses the inspector's report; `judge` applies the spec checks (or, for a
 config the spec says must fail, checks that it failed cleanly); `compare` diffs two
 runtimes' normalised reports.
+
+A config with a terminal or a user namespace runs the way an engine runs it instead:
+`create` (with `--console-socket` for a terminal: a foreground `runc run` wants the
+caller's own terminal), the init's host credentials read while it is created, `start`,
+and the report read from the console or from the file the init's stdout is on.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance import checks, corpus
 from conformance.harness import (
+    COMMAND_TIMEOUT,
     Invocation,
     NamespaceHolder,
     Workspace,
+    cpus_allowed,
     host_namespaces,
     ns_inode,
     tagged_cgroups,
 )
 from conformance.report import Normaliser, Report, parse
+from conformance.results import OURS
 
 
 @dataclass
@@ -35,6 +45,9 @@ class Run:
     invocation: Invocation
     report: Report
     host_uptime: float
+    host_ids: dict[str, str] = field(default_factory=dict)  # the init's, seen by the host
+    host_links: dict[str, list[str]] = field(default_factory=dict)  # moved in: addresses
+    agent: dict | None = None  # the seccomp agent's answers, and what it received
     checks: list[checks.Check] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # failures outside the checks
 
@@ -58,21 +71,121 @@ def inspect_conf(config: dict, case: corpus.Case) -> list[str]:
     lines = [f"probe {p}" for p in dict.fromkeys(paths)]
     lines += [f"node {p}" for p in case.nodes]
     lines += [f"sysctl {k}" for k in linux.get("sysctl") or {}]
+    lines += [f"netdev {entry.get('name') or key}" for key, entry in _netdevs(config)]
     return lines
+
+
+def _netdevs(config: dict) -> list[tuple[str, dict]]:
+    return list(((config.get("linux") or {}).get("netDevices") or {}).items())
 
 
 def run_case(ws: Workspace, case: corpus.Case, runtime: str) -> Run:
     cid = ws.container_id(case.name, runtime)
     config = case.config()
-    bundle, final = ws.make_bundle(
-        cid, config, dict(corpus.COMMON_FILES), inspect_conf(config, case)
-    )
-    inv = ws.runtime(runtime, ["run", "--bundle", str(bundle), cid], umask=case.caller_umask)
-    uptime = host_uptime()
-    (bundle / "report.txt").write_text(inv.stdout)  # for --keep: what the runtime showed
-    (bundle / "stderr.txt").write_text(inv.stderr)
-    ws.runtime(runtime, ["delete", "--force", cid])  # only matters if `run` was cut short
-    return Run(runtime, cid, bundle, final, inv, parse(inv.stdout), uptime)
+    veth = ws.veth(case.name, runtime) if case.veth else None
+    extra = {"@VETH@": veth.end} if veth else {}
+    agent = None
+    if case.agent is not None:
+        from tests.seccomp_agent import SeccompAgent
+
+        extra["@AGENT@"] = f"@{cid}"  # an abstract socket: no file to leave behind
+        agent = SeccompAgent(extra["@AGENT@"], dict(case.agent))
+    try:
+        bundle, final = ws.make_bundle(
+            cid, config, dict(corpus.COMMON_FILES), inspect_conf(config, case), extra
+        )
+        if engine_style(final):
+            inv, text, ids = _create_and_start(ws, runtime, cid, bundle, final)
+        else:
+            inv = ws.runtime(
+                runtime, ["run", "--bundle", str(bundle), cid], umask=case.caller_umask
+            )
+            text, ids = inv.stdout, {}
+        uptime = host_uptime()
+        (bundle / "report.txt").write_text(text)  # for --keep: what the runtime showed
+        (bundle / "stderr.txt").write_text(inv.stderr)
+        ws.runtime(runtime, ["delete", "--force", cid])  # only matters if cut short
+    finally:
+        if veth:
+            veth.remove()
+        if agent:
+            agent.close()
+    run = Run(runtime, cid, bundle, final, inv, parse(text), uptime, ids)
+    if veth:
+        run.host_links[veth.end] = [veth.ADDRESS]
+    if agent:
+        run.agent = {
+            "answers": dict(agent.answers),
+            "received": list(agent.received),
+            "calls": [name for name, _pid, _path in agent.calls],
+            "errors": list(agent.errors),
+        }
+    return run
+
+
+def engine_style(config: dict) -> bool:
+    """A terminal needs a console socket; a user namespace's init is checked from the
+    host while it exists: both run through create + start."""
+    kinds = [ns.get("type") for ns in (config.get("linux") or {}).get("namespaces") or []]
+    return bool((config.get("process") or {}).get("terminal")) or "user" in kinds
+
+
+def _create_and_start(
+    ws: Workspace, runtime: str, cid: str, bundle: Path, config: dict
+) -> tuple[Invocation, str, dict[str, str]]:
+    """create, the init's host credentials, start, the report: from the console (the pty
+    turns each newline into CRLF) or from the init's stdout file."""
+    terminal = bool(config["process"].get("terminal"))
+    output = bundle / "stdout.txt"
+    args = ["create", "--bundle", str(bundle), cid]
+    listener = None
+    if terminal:
+        from tests.recvtty import ConsoleSocket  # runc's recvtty protocol
+
+        listener = ConsoleSocket(str(bundle / "console.sock"))
+        args[1:1] = ["--console-socket", listener.path]
+    try:
+        inv = ws.runtime(runtime, args, stdout=output)
+        if not inv.ok:
+            return inv, "", {}
+        ids = _host_ids(ws, runtime, cid)
+        started = ws.runtime(runtime, ["start", cid])
+        if not started.ok:
+            return started, "", ids
+        if listener:
+            console = listener.accept()
+            try:
+                text = console.read_to_end(timeout=COMMAND_TIMEOUT).replace("\r\n", "\n")
+            finally:
+                console.close()
+        else:
+            _wait_stopped(ws, runtime, cid)
+            text = output.read_text(errors="replace")
+        return inv, text, ids
+    finally:
+        if listener:
+            listener.close()
+
+
+def _host_ids(ws: Workspace, runtime: str, cid: str) -> dict[str, str]:
+    """Uid and Gid lines of the created init's /proc/PID/status, as the host sees them."""
+    state = ws.runtime(runtime, ["state", cid])
+    try:
+        pid = json.loads(state.stdout)["pid"]
+        with open(f"/proc/{pid}/status") as f:
+            fields = dict(line.rstrip("\n").split(":", 1) for line in f)
+    except (ValueError, KeyError, OSError):
+        return {}
+    return {key: " ".join(fields[key].split()) for key in ("Uid", "Gid")}
+
+
+def _wait_stopped(ws: Workspace, runtime: str, cid: str) -> None:
+    deadline = time.monotonic() + COMMAND_TIMEOUT
+    while time.monotonic() < deadline:
+        state = ws.runtime(runtime, ["state", cid])
+        if not state.ok or json.loads(state.stdout)["status"] == "stopped":
+            return
+        time.sleep(0.05)
 
 
 def host_uptime() -> float:
@@ -83,7 +196,7 @@ def host_uptime() -> float:
 def judge(ws: Workspace, case: corpus.Case, run: Run, facts: dict) -> None:
     """Fill in run.checks / run.problems."""
     if case.must_fail:
-        _judge_refusal(ws, run)
+        _judge_refusal(ws, run, case.error_field)
         return
     if not run.invocation.ok:
         run.problems.append(
@@ -93,11 +206,17 @@ def judge(ws: Workspace, case: corpus.Case, run: Run, facts: dict) -> None:
     run.checks = checks.all_checks(checks_facts(run, facts, case.caller_umask))
 
 
-def _judge_refusal(ws: Workspace, run: Run) -> None:
-    """runtime.md "Errors": the error MUST leave things as if never attempted."""
+def _judge_refusal(ws: Workspace, run: Run, error_field: str = "") -> None:
+    """runtime.md "Errors": the error MUST leave things as if never attempted. The spec
+    says nothing of the message; this project's rule for ociruntime is one line naming
+    the config field (runc's are its own)."""
     if run.invocation.ok:
         run.problems.append("the runtime accepted a config the spec says MUST fail")
         return
+    if error_field and run.runtime == OURS:
+        lines = [line for line in run.invocation.stderr.splitlines() if line.strip()]
+        if len(lines) != 1 or error_field not in lines[0]:
+            run.problems.append(f"the error is not one line naming {error_field}: {lines}")
     if ws.runtime(run.runtime, ["state", run.cid]).ok:
         run.problems.append("a container was left behind after the error")
     if tagged_cgroups(run.cid):
@@ -116,6 +235,10 @@ def checks_facts(run: Run, facts: dict, caller_umask: int | None = None) -> chec
         runner_oom_score_adj=facts["oom_score_adj"],
         host_uptime=run.host_uptime,
         joined_hostname=_joined_hostname(run.config),
+        host_ids=run.host_ids,
+        host_links=run.host_links,
+        runner_cpus=facts["cpus"],
+        agent=run.agent,
     )
 
 
@@ -139,7 +262,13 @@ def runner_facts(ws: Workspace) -> dict:
                 paths[holder.path(kind)] = ns_inode(holder.path(kind))
             except OSError:
                 continue
-    return {"host_ns": host_namespaces(), "ns_paths": paths, "umask": umask, "oom_score_adj": oom}
+    return {
+        "host_ns": host_namespaces(),
+        "ns_paths": paths,
+        "umask": umask,
+        "oom_score_adj": oom,
+        "cpus": cpus_allowed("/proc/self/status"),
+    }
 
 
 def normaliser(ws: Workspace, run: Run, facts: dict) -> Normaliser:

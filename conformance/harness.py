@@ -59,12 +59,16 @@ def invoke(
     args: list[str],
     timeout: float = COMMAND_TIMEOUT,
     umask: int | None = None,
+    stdout: Path | None = None,
 ) -> Invocation:
     """Run `binary --root ROOT ARGS...` with stdio on files, never pipes: a created
     container's init inherits the caller's stdio and would hold a pipe open forever.
-    `umask`: the caller's umask the runtime starts with (default: the runner's)."""
+    `umask`: the caller's umask the runtime starts with (default: the runner's).
+    `stdout`: a file to write stdout to instead of a temporary one (what a container made
+    by `create` prints arrives there after this returns)."""
     argv = [binary, "--root", str(root), *args]
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    out_file = open(stdout, "w+b") if stdout else tempfile.TemporaryFile()  # noqa: SIM115
+    with out_file as out, tempfile.TemporaryFile() as err:
         try:
             proc = subprocess.run(
                 argv,
@@ -141,6 +145,16 @@ def ns_inode(path: str) -> str:
     return os.readlink(path).split("[", 1)[1].rstrip("]")
 
 
+def cpus_allowed(status_file: str) -> str:
+    """The Cpus_allowed_list of a /proc/PID/status ("" when the process is gone)."""
+    try:
+        with open(status_file) as f:
+            lines = [ln for ln in f if ln.startswith("Cpus_allowed_list:")]
+    except OSError:
+        return ""
+    return lines[0].split(":", 1)[1].strip() if lines else ""
+
+
 def host_namespaces() -> dict[str, str]:
     """The runner's own namespaces: what a container inherits when it asks for none."""
     return {name: ns_inode(f"/proc/self/ns/{name}") for name in os.listdir("/proc/self/ns")}
@@ -152,6 +166,9 @@ class Workspace:
     def __init__(self) -> None:
         self.tag = "ocicf" + uuid.uuid4().hex[:6]
         self.dir = Path(tempfile.mkdtemp(prefix=f"{self.tag}-", dir="/tmp"))
+        # Reachable by every uid: a container in a user namespace must reach its bundle as
+        # its own mapped root, as under an engine (mkdtemp makes the directory 0700).
+        self.dir.chmod(0o755)
         self.template = self.dir / "rootfs-template"
         subprocess.run(
             [str(BUILD_ROOTFS), str(self.template)], check=True, stdout=subprocess.DEVNULL
@@ -159,6 +176,7 @@ class Workspace:
         self.roots = {name: self.dir / "state" / name for name in RUNTIMES}
         self.holders: dict[str, NamespaceHolder] = {}
         self.holder_pids: list[int] = []  # for the record: all gone after cleanup
+        self.veth_count = 0
 
     def holder(self, name: str, kinds: tuple[str, ...]) -> NamespaceHolder:
         """A namespace holder, started on first use and shared by every case."""
@@ -179,22 +197,34 @@ class Workspace:
         return values
 
     def make_bundle(
-        self, name: str, config: dict, files: dict[str, str | None], conf_lines: list[str]
+        self,
+        name: str,
+        config: dict,
+        files: dict[str, str | None],
+        conf_lines: list[str],
+        extra: dict[str, str] | None = None,
     ) -> tuple[Path, dict]:
         """A bundle dir with a private rootfs (hard links to the template: cheap, and
         nothing a runtime does changes the linked files), the inspector, its probe list,
-        the case's extra files, and config.json with placeholders filled in."""
+        the case's extra files, and config.json with placeholders (and `extra` ones)
+        filled in. With a user namespace the rootfs is a real copy owned by the mapped
+        root, as an engine prepares it (chowning hard links would change the template)."""
         bundle = self.dir / "bundles" / name
         bundle.mkdir(parents=True)
         rootfs = bundle / "rootfs"
-        shutil.copytree(self.template, rootfs, symlinks=True, copy_function=os.link)
+        owner = mapped_root(config)
+        link = shutil.copy2 if owner else os.link
+        shutil.copytree(self.template, rootfs, symlinks=True, copy_function=link)
         shutil.copyfile(INSPECTOR, rootfs / "inspect")
         os.chmod(rootfs / "inspect", 0o755)
         (rootfs / "inspect.conf").write_text("".join(line + "\n" for line in conf_lines))
+        if owner:
+            subprocess.run(["chown", "-R", "-h", f"{owner[0]}:{owner[1]}", str(rootfs)], check=True)
         for relpath, content in files.items():
             _make_file(bundle / relpath, content)
         text = json.dumps(config, indent=2)
-        for key, value in self.placeholders(bundle, name).items():
+        values = {**self.placeholders(bundle, name), **(extra or {})}
+        for key, value in values.items():
             text = text.replace(key, value)
         (bundle / "config.json").write_text(text)
         return bundle, json.loads(text)
@@ -205,8 +235,14 @@ class Workspace:
         args: list[str],
         timeout: float = COMMAND_TIMEOUT,
         umask: int | None = None,
+        stdout: Path | None = None,
     ) -> Invocation:
-        return invoke(RUNTIMES[name], self.roots[name], args, timeout, umask)
+        return invoke(RUNTIMES[name], self.roots[name], args, timeout, umask, stdout)
+
+    def veth(self, case: str, runtime: str) -> Veth:
+        """A fresh veth pair for one run of a case, named after the workspace tag."""
+        self.veth_count += 1
+        return Veth(f"{self.tag}{self.veth_count:02x}{runtime[0]}")
 
     def cleanup(self, keep_files: bool = False) -> list[str]:
         """Delete every container, stop the holders, remove the temp dir; return what had
@@ -221,11 +257,60 @@ class Workspace:
             holder.stop()
         self.holders.clear()
         leftovers += remove_tagged_cgroups(self.tag)
+        leftovers += remove_tagged_links(self.tag)
         if keep_files:
             print(f"kept {self.dir}")
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
         return leftovers
+
+
+def mapped_root(config: dict) -> tuple[int, int] | None:
+    """The host uid/gid of the container's root, when the config has a user namespace
+    of its own with mappings."""
+    linux = config.get("linux") or {}
+    kinds = {ns.get("type"): ns.get("path") for ns in linux.get("namespaces") or []}
+    if "user" not in kinds or kinds["user"]:
+        return None
+    ids = []
+    for field in ("uidMappings", "gidMappings"):
+        found = [m["hostID"] for m in linux.get(field) or [] if m["containerID"] == 0]
+        if not found:
+            return None
+        ids.append(found[0])
+    return ids[0], ids[1]
+
+
+class Veth:
+    """A veth pair on the host: `end` (with an address, up) is for the config to move into
+    a container, `peer` stays. The kernel destroys both when the container's network
+    namespace dies with `end` in it; `remove` deletes what is still there."""
+
+    ADDRESS = "192.0.2.10/24"  # a documentation range: carries no traffic
+
+    def __init__(self, stem: str) -> None:
+        self.end, self.peer = stem + "a", stem + "b"
+        _ip("link", "add", self.end, "type", "veth", "peer", "name", self.peer)
+        _ip("addr", "add", self.ADDRESS, "dev", self.end)
+        _ip("link", "set", self.end, "up")
+
+    def remove(self) -> None:
+        for name in (self.end, self.peer):
+            if os.path.exists(f"/sys/class/net/{name}"):
+                subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+def remove_tagged_links(tag: str) -> list[str]:
+    """Network interfaces of the workspace still on the host (a run leaves none behind:
+    `Veth.remove` runs after each case)."""
+    found = sorted(n for n in os.listdir("/sys/class/net") if n.startswith(tag))
+    for name in found:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+    return [f"network interface {name}" for name in found]
 
 
 def _make_file(path: Path, content: str | None) -> None:

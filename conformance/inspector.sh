@@ -12,7 +12,8 @@
 # at execve is not dumpable, so its children may not read its /proc/1/{environ,fd}.
 #
 # /inspect.conf (written by the runner) lists extra probes: "probe PATH" for masked and
-# read-only paths, "node PATH" for device nodes outside /dev, "sysctl KEY" for sysctls.
+# read-only paths, "node PATH" for device nodes outside /dev, "sysctl KEY" for sysctls,
+# "netdev NAME" for network interfaces the config moves in.
 # Nothing here changes anything: probes open for writing but never write.
 
 PID1=$$
@@ -77,7 +78,8 @@ section_status() {
         key=${line%%:*}
         value=$(echo ${line#*:})
         case "$key" in
-        Uid | Gid | Groups | Umask | CapInh | CapPrm | CapEff | CapBnd | CapAmb | NoNewPrivs | Seccomp | PPid)
+        Uid | Gid | Groups | Umask | CapInh | CapPrm | CapEff | CapBnd | CapAmb | NoNewPrivs | Seccomp | PPid | \
+        Cpus_allowed_list)
             echo "status $key $value" ;;
         esac
     done </proc/self/status
@@ -97,7 +99,8 @@ section_misc() {
     echo "oom_score_adj $oom"
     echo "uts hostname $(cat /proc/sys/kernel/hostname)"
     echo "uts domainname $(cat /proc/sys/kernel/domainname)"
-    echo "cwd $(pwd -P)"
+    # Not `pwd -P`: that is getcwd(2), which a seccomp profile may refuse.
+    echo "cwd $(readlink /proc/self/cwd)"
     # Seconds since boot, through the time namespace's boottime offset if any.
     read -r uptime _ </proc/uptime
     echo "clock uptime $uptime"
@@ -222,6 +225,82 @@ section_sysctls() {
     done <"$CONF"
 }
 
+section_tty() {
+    # The terminal: what stdin is, the init's controlling terminal (tty_nr of its own
+    # /proc/self/stat, read by the shell itself), the window size, /dev/console.
+    if [ -t 0 ]; then echo "tty stdin $(tty)"; else echo "tty stdin none"; fi
+    read -r _ _ _ _ _ _ ttynr _ </proc/self/stat
+    echo "tty ctty $ttynr"
+    if [ -t 0 ]; then echo "tty size $(stty size 2>/dev/null || echo unknown)"; fi
+    if [ -e /dev/console ]; then
+        echo "tty console $(stat -c '%t:%T' /dev/console)"
+    else
+        echo "tty console absent"
+    fi
+}
+
+section_idmap() {
+    # The user namespace's mappings: "uid_map CONTAINER HOST SIZE" (the runner's own
+    # mapping when there is no user namespace).
+    while read -r inside outside count; do echo "uid_map $inside $outside $count"; done \
+        </proc/self/uid_map
+    while read -r inside outside count; do echo "gid_map $inside $outside $count"; done \
+        </proc/self/gid_map
+}
+
+errno_of() {
+    # Run a command; print ok, or the errno its error message names.
+    if err=$("$@" 2>&1 >/dev/null); then echo ok; return; fi
+    case "$err" in
+    *"Operation not permitted"*) echo EPERM ;;
+    *"Permission denied"*) echo EACCES ;;
+    *"Read-only file system"*) echo EROFS ;;
+    *"Function not implemented"*) echo ENOSYS ;;
+    *) echo error ;;
+    esac
+}
+
+section_syscalls() {
+    # System calls a seccomp profile may refuse, each tried once without changing
+    # anything: getcwd(2) (busybox pwd, not the shell's builtin), chmod(2) of /dev to the
+    # mode it already has.
+    echo "syscall getcwd $(errno_of /bin/busybox pwd)"
+    mode=$(stat -c %a /dev)
+    echo "syscall chmod $(errno_of /bin/busybox chmod "$mode" /dev)"
+}
+
+section_netdevs() {
+    # "netdev NAME FLAGS ADDRESSES" for each interface inspect.conf names (only those:
+    # without a network namespace of its own the container would list the host's).
+    [ -r "$CONF" ] || return 0
+    while read -r what name; do
+        [ "$what" = netdev ] || continue
+        if [ ! -e "/sys/class/net/$name" ]; then
+            echo "netdev $name absent"
+            continue
+        fi
+        flags=$(ip -o link show dev "$name" | sed 's/^[^<]*<\([^>]*\)>.*/\1/')
+        addrs=$(ip -o addr show dev "$name" scope global | awk '{printf "%s,", $4}')
+        echo "netdev $name $flags ${addrs%,}"
+    done <"$CONF"
+}
+
+section_sched() {
+    # The execution domain (/proc/self/personality, hex) and the machine uname(2) reports
+    # under it; the scheduling policy, nice and real-time priority (fields 41, 19 and 40
+    # of /proc/self/stat, read by the shell itself); the I/O priority (ioprio_get(2) of
+    # the init, through busybox ionice).
+    read -r persona </proc/self/personality
+    echo "persona domain $persona"
+    echo "persona machine $(uname -m)"
+    read -r stat </proc/self/stat
+    set -- ${stat##*) }
+    echo "sched policy ${39}"
+    echo "sched nice ${17}"
+    echo "sched rt_priority ${38}"
+    echo "ioprio $(ionice -p $PID1 2>&1)"
+}
+
 section_pid1
 section_args
 section_fds
@@ -235,4 +314,9 @@ section_mounts
 section_dev
 section_probes
 section_sysctls
+section_tty
+section_idmap
+section_syscalls
+section_netdevs
+section_sched
 echo "end"

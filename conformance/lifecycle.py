@@ -16,9 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance import corpus
-from conformance.harness import Workspace, ns_inode, remove_tagged_cgroups, tagged_cgroups
+from conformance.harness import (
+    Invocation,
+    Workspace,
+    cpus_allowed,
+    ns_inode,
+    remove_tagged_cgroups,
+    tagged_cgroups,
+)
 
 GONE = "<none>"  # the status of a container that does not exist (state fails)
+#: The status right after a successful kill: whether the process is gone yet is a race
+#: (the signal's delivery and the exit take their time), so it is not read; the
+#: `wait for stopped` step that follows each kill checks the outcome.
+DYING = "<dying>"
 SILENT = object()  # the spec says nothing: recorded, never checked
 HOOK_KINDS = (
     "prestart",
@@ -88,10 +99,11 @@ class Driver:
         self, label: str, args: list[str], want_ok: object = SILENT, want_status: object = SILENT
     ) -> Step:
         inv = self.ws.runtime(self.runtime, args)
+        dying = inv.ok and args[0] == "kill"
         step = Step(
             label,
             inv.ok,
-            self.status(),
+            DYING if dying else self.status(),
             want_ok,
             want_status,
             "" if inv.ok else inv.error()[-200:],
@@ -405,6 +417,117 @@ def _check_hook_states(d: Driver, log: Path, pid: object) -> None:
     d.facts["hook statuses"] = json.dumps(seen, sort_keys=True)
 
 
+EXEC_USER = {"uid": 1000, "gid": 1000, "additionalGids": [20]}
+
+
+def exec_cpu_affinity() -> dict[str, str]:
+    """initial and final on different CPUs, final not every CPU the runner has (so
+    that ignoring it shows); one CPU for both on a machine with one."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return {"initial": str(cpus[0]), "final": str(cpus[-1])}
+
+
+def _exec_config(config: dict) -> None:
+    """A non-root init with its own namespaces, cwd, an extra variable and an
+    execCPUAffinity: what exec must reproduce or apply."""
+    corpus.namespaces("pid", "network", "ipc", "uts", "cgroup")(config)
+    corpus.process(user=EXEC_USER, cwd="/tmp", execCPUAffinity=exec_cpu_affinity())(config)
+    config["process"]["env"].append("EXECVAR=from-config")
+
+
+def exec_into(d: Driver) -> None:
+    """exec (runc's CLI; runtime.md has no exec operation) runs a new process in a running
+    container: its output and exit status reach the caller; it runs as process.user with
+    process.cwd and process.env of config.json (unless told otherwise), in every namespace
+    of the init and in its cgroup; a stopped container refuses it."""
+    d.make_bundle(_exec_config)
+    d.create()
+    d.op("start", ["start", d.cid], True, "running")
+    pid = (d.state() or {}).get("pid")
+    out = _exec(d, "exec: exit 3", ["sh", "-c", "echo out; echo err >&2; exit 3"], code=3)
+    if out.returncode != 3 or out.stdout != "out\n" or "err" not in out.stderr.split():
+        d.problems.append(
+            f"exec: exit {out.returncode}, stdout {out.stdout!r}, stderr {out.stderr[-200:]!r}; "
+            "want 3, 'out', 'err'"
+        )
+    d.facts["exec exit"] = out.returncode
+    script = 'id -u; id -g; id -G; pwd; echo "$EXECVAR"'
+    ident = _exec(d, "exec: identity", ["sh", "-c", script]).stdout.split("\n")[:5]
+    want = ["1000", "1000", "1000 20", "/tmp", "from-config"]
+    if ident != want:
+        d.problems.append(f"exec: uid, gid, groups, cwd, env: {ident}, want {want}")
+    d.facts["exec identity"] = " | ".join(ident)
+    root = _exec(d, "exec --user 0:0", ["sh", "-c", "id -u; id -g"], ("--user", "0:0")).stdout
+    if root.split() != ["0", "0"]:
+        d.problems.append(f"exec --user 0:0: ran as {root.split()}")
+    _check_exec_namespaces(d, pid)
+    _check_exec_cpu_affinity(d, pid)
+    d.op("kill KILL", ["kill", d.cid, "KILL"], True)
+    d.wait_for("stopped")
+    d.op("exec (stopped)", ["exec", d.cid, "true"], False, "stopped")
+
+
+def _exec(
+    d: Driver, label: str, command: list[str], options: tuple[str, ...] = (), code: int = 0
+) -> Invocation:
+    """`exec [OPTIONS] ID COMMAND`, recorded as a step that is ok when it exits `code` and
+    leaves the container running; the invocation back, for its output."""
+    inv = d.ws.runtime(d.runtime, ["exec", *options, d.cid, *command])
+    d.steps.append(Step(label, inv.returncode == code, d.status(), True, "running"))
+    return inv
+
+
+def _check_exec_namespaces(d: Driver, pid: object) -> None:
+    """The exec'd process's namespaces are the init's (read from the host) and its
+    cgroup is the init's (both read inside, through the same cgroup namespace)."""
+    if not isinstance(pid, int):
+        d.problems.append("exec: no init pid in state")
+        return
+    kinds = sorted(k for k in os.listdir(f"/proc/{pid}/ns") if not k.endswith("_for_children"))
+    init = [ns_inode(f"/proc/{pid}/ns/{k}") for k in kinds]
+    script = "for n in " + " ".join(kinds) + "; do readlink /proc/self/ns/$n; done"
+    listing = _exec(d, "exec: namespaces", ["sh", "-c", script]).stdout.split()
+    got = [x.split("[")[-1].rstrip("]") for x in listing]
+    if got != init:
+        d.problems.append(f"exec: namespaces {kinds} are {got}, the init's {init}")
+    d.facts["exec namespaces = init's"] = got == init
+    both = "cat /proc/self/cgroup; echo --; cat /proc/1/cgroup"
+    cg = _exec(d, "exec: cgroup", ["sh", "-c", both])
+    mine, _, inits = cg.stdout.partition("--\n")
+    if not mine or mine != inits:
+        d.problems.append(f"exec: cgroup {mine!r}, the init's {inits!r}")
+    d.facts["exec cgroup = init's"] = bool(mine) and mine == inits
+
+
+def _check_exec_cpu_affinity(d: Driver, pid: object) -> None:
+    """config.md `execCPUAffinity`: the exec'd process runs on `final` once it is in the
+    container's cgroup; "not applicable to the container's init process": the init keeps
+    the runtime's CPUs."""
+    final = exec_cpu_affinity()["final"]
+    grep = _exec(d, "exec: CPUs", ["grep", "Cpus_allowed_list", "/proc/self/status"])
+    got = grep.stdout.split(":", 1)[-1].strip()
+    if cpu_set(got) != cpu_set(final):
+        d.problems.append(f"execCPUAffinity: the exec'd process runs on {got!r}, want {final!r}")
+    d.facts["execCPUAffinity exec'd process on"] = got
+    init = cpus_allowed(f"/proc/{pid}/status") if isinstance(pid, int) else "?"
+    mine = cpus_allowed("/proc/self/status")
+    if cpu_set(init) != cpu_set(mine):
+        d.problems.append(f"execCPUAffinity: the init runs on {init!r}, the runtime's {mine!r}")
+    d.facts["execCPUAffinity init = runtime's"] = init == mine
+
+
+def cpu_set(text: str) -> set[int] | None:
+    """The kernel's CPU list format ("0-3,7") as a set; None when it is not one."""
+    cpus: set[int] = set()
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        return None
+    return cpus
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -444,6 +567,14 @@ SCENARIOS = (
     Scenario("duplicate-id", "lifecycle", "create with an id in use", duplicate_id),
     Scenario("state-annotations", "annotations", "state carries the annotations", annotations),
     Scenario("hooks", "hooks", "all six hooks: order, namespaces, env, state on stdin", hooks),
+    Scenario(
+        "exec",
+        "exec",
+        "exec into a running container: output, exit status, user/cwd/env of the config, "
+        "--user, the init's namespaces and cgroup, execCPUAffinity (the exec'd process on "
+        "`final`, the init unaffected); refused once stopped",
+        exec_into,
+    ),
 )
 
 

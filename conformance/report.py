@@ -24,6 +24,13 @@ KEYED_SECTIONS = (
     "node",
     "sysctl",
     "clock",
+    "tty",
+    "uid_map",
+    "gid_map",
+    "syscall",
+    "netdev",
+    "persona",
+    "sched",
 )
 
 

@@ -7,8 +7,15 @@ line; each message has a `type`.
 init -> create:  {"type": "ready"}
                  {"type": "error", "message": str}
                  {"type": "hooks"}                  (run prestart/createRuntime now)
-create -> init:  {"type": "cgroups-joined"}          (always first)
+                 {"type": "map-ids"}                (user namespace made: write its maps)
+                 {"type": "init-pid", "pid": int}   (the real init, forked in the userns)
+                 {"type": "netns"}                  (linux.netDevices: move them in now)
+                 {"type": "seccomp", "fd": int}     (send my notify fd to the agent)
+create -> init:  {"type": "ids-mapped"}              (user namespace only: first)
+                 {"type": "cgroups-joined"}
+                 {"type": "netdevices-moved"}
                  {"type": "hooks-done"}
+                 {"type": "seccomp-done"}
 """
 
 from __future__ import annotations
@@ -26,7 +33,12 @@ class Channel:
         self._buffer = b""
 
     def send(self, kind: str, **fields: object) -> None:
-        os.write(self.wfd, jsonlite.dumps({"type": kind, **fields}).encode() + b"\n")
+        """A peer that already exited is not an error here: the next `receive` says why
+        (its error message, still in the pipe, or EOF)."""
+        try:
+            os.write(self.wfd, jsonlite.dumps({"type": kind, **fields}).encode() + b"\n")
+        except BrokenPipeError:
+            pass
 
     def receive(self) -> dict | None:
         """The next message, or None at EOF (the other side exited)."""
@@ -39,11 +51,14 @@ class Channel:
         return jsonlite.loads(line)  # type: ignore[return-value]
 
     def close(self) -> None:
+        """Idempotent: a second close must not hit an fd number reused meanwhile."""
         for fd in (self.rfd, self.wfd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.rfd = self.wfd = -1
 
 
 def channel_pair() -> tuple[Channel, Channel]:

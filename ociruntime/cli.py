@@ -17,7 +17,16 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms)
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-DEFAULT_ROOT = "/run/ociruntime"
+def _default_root() -> str:
+    """runc's rule: /run/<name> for root; an unprivileged (rootless) caller's own
+    $XDG_RUNTIME_DIR/<name>, since it cannot write /run."""
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime_dir and os.geteuid() != 0:
+        return os.path.join(runtime_dir, "ociruntime")
+    return "/run/ociruntime"
+
+
+DEFAULT_ROOT = _default_root()
 
 
 class Flag:

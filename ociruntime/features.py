@@ -9,8 +9,8 @@ from ociruntime.mountopts import SUPPORTED_OPTIONS
 from ociruntime.namespaces import FLAGS
 from ociruntime.seccomp import features as seccomp_features
 
-#: Namespaces `create` can make or join today (user namespaces arrive with rootless).
-IMPLEMENTED_NAMESPACES = tuple(sorted(k for k in FLAGS if k != "user"))
+#: Namespaces `create` can make or join.
+IMPLEMENTED_NAMESPACES = tuple(sorted(FLAGS))
 
 
 def features() -> dict:
@@ -30,10 +30,13 @@ def features() -> dict:
                 "rdma": True,
             },
             "seccomp": seccomp_features(),
-            "apparmor": {"enabled": False},
-            "selinux": {"enabled": False},
+            # Implemented (applied as runc does); whether this host has them is another
+            # matter (features.md: the runtime's support, not the host's).
+            "apparmor": {"enabled": True},
+            "selinux": {"enabled": True},
             "intelRdt": {"enabled": False},
-            "mountExtensions": {"idmap": {"enabled": False}},
+            "netDevices": {"enabled": True},
+            "mountExtensions": {"idmap": {"enabled": True}},
         },
         "annotations": {
             "org.opencontainers.runtime-spec.version": SPEC_VERSION,

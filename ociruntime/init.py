@@ -3,12 +3,18 @@
 It runs entirely between fork and exec, so it must never return into the caller's code:
 `run` ends in execve or os._exit. Its steps, each reported to `create` on failure:
 
+  [user namespace stage: unshare the user namespace, have `create` map it, become its
+  root, create the PID/time namespaces and fork the real init into them] ->
   join cgroups -> enter namespaces -> hostname -> build rootfs -> (createRuntime hooks in
   the parent, createContainer hooks here) -> pivot_root -> the terminal (process.terminal:
   pty, /dev/console, master sent, stdio) -> readonly/masked paths -> sysctl, rlimits, oom
-  score -> (seccomp without noNewPrivileges) -> user and capabilities -> (seccomp with
+  score -> personality, scheduler, I/O priority, LSM labels -> session keyring ->
+  (seccomp without noNewPrivileges) -> user and capabilities -> (seccomp with
   noNewPrivileges) -> "ready" -> wait on the exec fifo -> startContainer
   hooks -> execve(process.args)
+
+With linux.netDevices, the init says "netns" once its namespaces exist and `create` moves
+the devices in while the rootfs is built; the init waits for that before any hook.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ociruntime import capabilities, cgroups, hooks, namespaces, process, rootfs
+from ociruntime import capabilities, cgroups, hooks, namespaces, process, rootfs, userns
 from ociruntime import syscalls as sc
 from ociruntime.channel import Channel
 from ociruntime.errors import RuntimeFailure
@@ -35,7 +41,7 @@ class InitContext:
         bundle: str,
         rootfs: str,
         container_id: str,
-        fifo_path: str,
+        fifo_fd: int,  # O_PATH fd of the exec fifo, opened by `create` (a host path)
         namespaces: dict[str, str | None],
         cgroups: list[tuple[cgroups.Hierarchy, str]],
         no_pivot: bool,
@@ -44,18 +50,26 @@ class InitContext:
         public_state: dict,  # the state JSON hooks receive (pid and status filled in here)
         console: InitConsole | None = None,  # process.terminal: the console socket
         seccomp: object | None = None,  # linux.seccomp: the filter `create` built
+        idmapped: dict[int, int] | None = None,  # mounts index -> id-mapped tree fd
+        attrs: object | None = None,  # procattrs.ProcessAttrs: personality, scheduler...
     ) -> None:
         self.config, self.bundle, self.rootfs = config, bundle, rootfs
-        self.container_id, self.fifo_path = container_id, fifo_path
+        self.container_id, self.fifo_fd = container_id, fifo_fd
+        self.idmapped = idmapped
+        #: namespaces (by path) the user-namespace stage joined already
+        self.joined_early: tuple[str, ...] = ()
         self.namespaces, self.cgroups = namespaces, cgroups
         self.no_pivot, self.no_new_keyring = no_pivot, no_new_keyring
         self.preserve_fds, self.public_state = preserve_fds, public_state
         self.console, self.seccomp = console, seccomp
+        self.attrs = attrs
 
 
 def run(ctx: InitContext, chan: Channel) -> None:  # never returns
     """Entry point in the child: never returns."""
     try:
+        if "user" in ctx.namespaces:
+            _user_namespace_stage(ctx, chan)
         _run(ctx, chan)
     except RuntimeFailure as e:
         _report(chan, str(e))
@@ -73,38 +87,88 @@ def _report(chan: Channel, message: str) -> None:
         sys.stderr.write(message + "\n")
 
 
+def _user_namespace_stage(ctx: InitContext, chan: Channel) -> None:
+    """Make the user namespace and come back as the real init, forked inside it.
+
+    Every namespace must belong to the container's user namespace for its root to
+    manage it (mount proc, set the hostname...): so the user namespace comes first, and
+    the PID and time namespaces, which only a child can enter, are created after it here
+    rather than by `create`. Namespaces joined by path are entered before a new user
+    namespace (afterwards we would lack the rights over the host's), or after a joined
+    one (which then owns them). This process reports the real init's pid and exits:
+    `create` reaps it and the init is reparented, as runc's is."""
+    ns = ctx.namespaces
+    early = tuple(k for k in ("ipc", "uts", "network") if ns.get(k))
+    if ns["user"]:
+        namespaces.join(ns, ("user", *early))
+    else:
+        namespaces.join(ns, early)
+        try:
+            sc.unshare(sc.CLONE_NEWUSER)
+        except OSError as e:
+            raise RuntimeFailure(f"creating user namespace: {e.strerror}") from None
+        chan.send("map-ids")
+        reply = chan.receive()
+        if not reply or reply.get("type") != "ids-mapped":
+            os._exit(1)  # the parent failed to map us and reports it
+    # Before becoming root: the uid change makes us non-dumpable, and /proc/self files
+    # (timens_offsets) would then belong to the host's root.
+    linux = ctx.config.get("linux") or {}
+    namespaces.enter_for_children_for_good(ns, linux.get("timeOffsets"))
+    userns.become_root()
+    pid = os.fork()
+    if pid:
+        chan.send("init-pid", pid=pid)
+        os._exit(0)
+    ctx.joined_early = early
+
+
 def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     cfg, linux = ctx.config, ctx.config.get("linux") or {}
     proc = cfg["process"]
     state = dict(ctx.public_state, pid=int(os.readlink("/proc/self")))
     os.setsid()
     process.close_inherited_fds(3 + ctx.preserve_fds)
-    namespaces.enter(ctx.namespaces, but=("cgroup",))
+    namespaces.enter(ctx.namespaces, but=("cgroup", *ctx.joined_early))
+    if linux.get("netDevices"):  # our netns exists: create moves them in meanwhile
+        chan.send("netns")
     _set_names(cfg, ctx.namespaces)
     joined = _CgroupJoin(chan, ctx.namespaces)
 
     propagation = rootfs.rootfs_propagation(linux)
     rootfs.isolate_root(ctx.rootfs, propagation)
     mounter = rootfs.Mounter(
-        ctx.rootfs, ctx.bundle, ctx.cgroups, "cgroup" in ctx.namespaces, joined.wait
+        ctx.rootfs,
+        ctx.bundle,
+        ctx.cgroups,
+        "cgroup" in ctx.namespaces,
+        joined.wait,
+        in_userns="user" in ctx.namespaces,
+        idmapped=ctx.idmapped,
     )
+    mounter.label_with(linux.get("mountLabel") or "")
     mounter.mount_all(cfg.get("mounts") or [])
     mounter.populate_dev(linux.get("devices") or [])
     joined.wait()
+    if linux.get("netDevices"):
+        reply = chan.receive()
+        if not reply or reply.get("type") != "netdevices-moved":
+            os._exit(1)  # create failed to move them and reports it
     _creation_hooks(cfg.get("hooks") or {}, state, chan)
-    fifo_fd = os.open(ctx.fifo_path, os.O_PATH | os.O_CLOEXEC)
 
     rootfs.enter_rootfs(ctx.rootfs, ctx.no_pivot)
     if ctx.console is not None:  # before anything turns read-only, as runc
         ctx.console.setup(proc.get("consoleSize"), (proc.get("user") or {}).get("uid", 0))
     process.apply_sysctls(linux.get("sysctl") or {})  # before /proc/sys turns read-only
     rootfs.readonly_paths(linux.get("readonlyPaths") or [])
-    rootfs.mask_paths(linux.get("maskedPaths") or [])
+    rootfs.mask_paths(linux.get("maskedPaths") or [], linux.get("mountLabel") or "")
     rootfs.finish_root(bool((cfg.get("root") or {}).get("readonly")), propagation)
 
     process.apply_rlimits(proc.get("rlimits") or [])
     if "oomScoreAdj" in proc:
         process.set_oom_score_adj(proc["oomScoreAdj"])
+    if ctx.attrs is not None:  # personality, scheduler, I/O priority, LSM labels
+        ctx.attrs.apply()  # type: ignore[attr-defined]
     if not ctx.no_new_keyring:
         process.join_session_keyring(f"_ses.{ctx.container_id}")
     env = process.env_dict(proc.get("env") or [])
@@ -115,7 +179,7 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     if ctx.seccomp is not None and not no_new_privs:
         # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before dropping
         # privileges, as runc (the user switch then runs under the filter, as in runc).
-        process.load_seccomp(ctx.seccomp)
+        process.load_seccomp(ctx.seccomp, chan)
     process.switch_user(proc.get("user") or {}, cap_sets)
     cwd = proc.get("cwd") or "/"
     try:
@@ -127,11 +191,11 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
         # As late as runc 1.1.5: after everything privileged, before telling `create` we
         # are ready (so a load failure is create's error). What still runs under it: the
         # ready message, the exec fifo, startContainer hooks, two sigactions, execve.
-        process.load_seccomp(ctx.seccomp)
+        process.load_seccomp(ctx.seccomp, chan)
 
     chan.send("ready")
     chan.close()
-    _wait_for_start(fifo_fd)
+    _wait_for_start(ctx.fifo_fd)
     start_hooks = (cfg.get("hooks") or {}).get("startContainer") or []
     if start_hooks:
         hooks.run_hooks("startContainer", start_hooks, dict(state, status="created"))

@@ -85,22 +85,45 @@ class for_children:  # noqa: N801 - used as a `with` statement, like a function
     def _enter(self, kind: str) -> None:
         own = os.open(f"/proc/self/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
         self.saved.append((own, FLAGS[kind]))
-        path = self.namespaces[kind]
-        if path:
-            _setns(kind, path, in_parent=True)
-            return
-        try:
-            sc.unshare(FLAGS[kind])
-        except OSError as e:
-            raise RuntimeFailure(f"creating {kind} namespace: {e.strerror}") from None
-        if kind == "time" and self.time_offsets:
-            _write_time_offsets(self.time_offsets)
+        _enter_for_children(kind, self.namespaces[kind], self.time_offsets, in_parent=True)
 
     def __exit__(self, *exc: object) -> None:
         for fd, flag in reversed(self.saved):
             _setns_when_single_threaded(fd, flag)
             os.close(fd)
         self.saved = []
+
+
+def _enter_for_children(
+    kind: str, path: str | None, time_offsets: dict | None, in_parent: bool
+) -> None:
+    if path:
+        _setns(kind, path, in_parent=in_parent)
+        return
+    try:
+        sc.unshare(FLAGS[kind])
+    except OSError as e:
+        raise RuntimeFailure(f"creating {kind} namespace: {e.strerror}") from None
+    if kind == "time" and time_offsets:
+        _write_time_offsets(time_offsets)
+
+
+def enter_for_children_for_good(
+    namespaces: dict[str, str | None], time_offsets: dict | None
+) -> None:
+    """The PID and time namespaces for our future children, in a single-threaded process
+    that will not go back (the init's user-namespace stage, see init.py)."""
+    for kind in ("pid", "time"):
+        if kind in namespaces:
+            _enter_for_children(kind, namespaces[kind], time_offsets, in_parent=False)
+
+
+def join(namespaces: dict[str, str | None], kinds: tuple[str, ...]) -> None:
+    """setns into those of `kinds` that have a path, in `kinds` order."""
+    for kind in kinds:
+        path = namespaces.get(kind)
+        if path:
+            _setns(kind, path)
 
 
 def _setns_when_single_threaded(fd: int, flag: int) -> None:

@@ -21,8 +21,32 @@ import prctl
 from ociruntime import capabilities
 from ociruntime.errors import RuntimeFailure
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from ociruntime import seccomp
+    from ociruntime.channel import Channel
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SYS_KEYCTL = 250
+KEYCTL_SETPERM = 5
+KEYCTL_DESCRIBE = 6
 KEYCTL_JOIN_SESSION_KEYRING = 1
+KEY_USR_SEARCH = 0x00080000
+KEY_OTH_SEARCH = 0x00000008
+
+#: Fields handled by ociruntime.procattrs, which create and exec import only for them.
+ATTR_PROCESS_FIELDS = ("scheduler", "ioPriority", "execCPUAffinity", "apparmorProfile",
+                       "selinuxLabel")  # fmt: skip
+ATTR_LINUX_FIELDS = ("personality",)
+
+
+def wants_attrs(proc: dict, linux: dict) -> bool:
+    """Whether the config sets a personality, scheduler, I/O priority, exec CPU affinity
+    or LSM label (see ociruntime.procattrs)."""
+    # An empty personality object is still one (runc refuses it: it has no domain).
+    return any(proc.get(k) for k in ATTR_PROCESS_FIELDS) or any(
+        linux.get(k) is not None for k in ATTR_LINUX_FIELDS
+    )
 
 
 def apply_sysctls(sysctl: dict[str, str]) -> None:
@@ -67,13 +91,36 @@ def set_oom_score_adj(value: int) -> None:
         raise RuntimeFailure(f"process.oomScoreAdj {value}: {e.strerror}") from None
 
 
-def join_session_keyring(name: str) -> None:
-    """A fresh session keyring per container, so containers do not share keys (runc)."""
+def join_session_keyring(name: str, set_permissions: bool = True) -> None:
+    """A session keyring per container (`_ses.<id>`, which exec'd processes join too), so
+    containers do not share keys with the host or each other (runc). As runc, the init
+    lets the container's user search it (the "other" class inside a user namespace);
+    exec only joins it (`set_permissions=False`: it may not own it)."""
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.syscall(250, KEYCTL_JOIN_SESSION_KEYRING, name.encode()) < 0:
+    serial = libc.syscall(SYS_KEYCTL, KEYCTL_JOIN_SESSION_KEYRING, name.encode())
+    if serial < 0:
         err = ctypes.get_errno()
         if err not in (38, 1):  # ENOSYS, EPERM: keyrings unavailable here; runc goes on too
             raise RuntimeFailure(f"joining session keyring: {os.strerror(err)}")
+        return
+    if not set_permissions:
+        return
+    buf = ctypes.create_string_buffer(512)
+    if libc.syscall(SYS_KEYCTL, KEYCTL_DESCRIBE, serial, buf, len(buf)) < 0:
+        raise RuntimeFailure(f"session keyring: {os.strerror(ctypes.get_errno())}")
+    perm = int(buf.value.split(b";")[3], 16)  # type;uid;gid;perm;description
+    perm |= KEY_OTH_SEARCH if _in_user_namespace() else KEY_USR_SEARCH
+    if libc.syscall(SYS_KEYCTL, KEYCTL_SETPERM, serial, perm) < 0:
+        raise RuntimeFailure(f"session keyring permissions: {os.strerror(ctypes.get_errno())}")
+
+
+def _in_user_namespace() -> bool:
+    """Anything but the initial namespace's identity map means a user namespace."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:  # no /proc in this container
+        return False
 
 
 def env_dict(env: list[str]) -> dict[str, str]:
@@ -114,8 +161,15 @@ def switch_user(user: dict, cap_sets: dict[str, set[int]]) -> None:
     capabilities.drop_bounding(cap_sets["bounding"])
     prctl.set_keepcaps(True)
     uid, gid = user.get("uid", 0), user.get("gid", 0)
+    groups = user.get("additionalGids") or []
     try:
-        os.setgroups(user.get("additionalGids") or [])
+        try:
+            os.setgroups(groups)
+        except PermissionError:
+            if groups:
+                raise
+            # A user namespace whose creator denied setgroups (unprivileged maps): there
+            # are no supplementary groups to drop.
         os.setgid(gid)
         os.setuid(uid)
     except OSError as e:
@@ -153,9 +207,11 @@ def restore_signal_defaults(*extra: int) -> None:
         _signal.signal(sig, _signal.SIG_DFL)
 
 
-def load_seccomp(filt: object) -> None:
-    """Install a filter `ociruntime.seccomp.build` made (in create or exec, before the fork)."""
+def load_seccomp(filt: seccomp.Filter, chan: Channel) -> None:
+    """Install a filter `ociruntime.seccomp.build` made (in create or exec, before the
+    fork); with SCMP_ACT_NOTIFY rules, hand its notify fd over to the parent on `chan`."""
     try:
-        filt.load()  # type: ignore[attr-defined]
+        filt.load()
     except OSError as e:
         raise RuntimeFailure(f"linux.seccomp: loading the filter: {e.strerror}") from None
+    filt.hand_over(chan)

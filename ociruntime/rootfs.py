@@ -61,8 +61,29 @@ DEV_LINKS = (
 )
 
 
+#: Filesystems that get no context= option for linux.mountLabel (runc 1.1.5's choice:
+#: proc and sysfs keep their own labels, mqueue is labelled after mounting, binds keep
+#: their source's). Every other filesystem a container mounts is labelled.
+_UNLABELLED = frozenset({"proc", "sysfs", "mqueue", "cgroup2", "bind"})
+
+
 def _fail(what: str, err: OSError) -> RuntimeFailure:
     return RuntimeFailure(f"{what}: {err.strerror or err}")
+
+
+def _labelled(data: str | None, label: str) -> str | None:
+    """Mount data with linux.mountLabel as SELinux's context= option (quoted: a label
+    holds commas). Without SELinux the kernel refuses the option, as it does for runc."""
+    if not label:
+        return data
+    option = f'context="{label}"'
+    return f"{data},{option}" if data else option
+
+
+def _label_error(what: str, label: str, err: OSError) -> RuntimeFailure:
+    return RuntimeFailure(
+        f"{what} with linux.mountLabel {label!r} (context= option): {err.strerror or err}"
+    )
 
 
 def rootfs_propagation(linux: dict) -> int:
@@ -115,8 +136,17 @@ class Mounter:
         cgroups: list[tuple[Hierarchy, str]],
         cgroup_ns: bool,
         before_cgroup_mount: Callable[[], None],
+        in_userns: bool = False,
+        idmapped: dict[int, int] | None = None,
     ) -> None:
+        self.mount_label = ""
         self.cgroup_ns = cgroup_ns
+        #: Inside a user namespace: no mknod (devices are bind-mounted from the host), no
+        #: v1 cgroupfs or foreign-netns sysfs mounts (binds instead), and flags the host
+        #: locked on a bind source must be kept on remount.
+        self.in_userns = in_userns
+        #: mounts index -> detached id-mapped tree made by `create` (userns.idmapped_tree)
+        self.idmapped = idmapped or {}
         self.rootfs = rootfs
         self.bundle = bundle
         self.cgroups = cgroups
@@ -124,11 +154,22 @@ class Mounter:
         self.root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.dev_is_bind = False
 
+    def label_with(self, mount_label: str) -> None:
+        """linux.mountLabel, for the filesystems mounted from now on."""
+        self.mount_label = mount_label
+        if mount_label:
+            from ociruntime import lsm  # now: after pivot_root nothing can be imported
+
+            self.lsm = lsm
+
     def mount_all(self, mounts: list[dict]) -> None:
         for index, m in enumerate(mounts):
             where = f"mounts[{index}] ({m.get('destination')})"
             try:
-                self.mount_one(m)
+                if index in self.idmapped:
+                    self._attach_tree(self.idmapped[index], m)
+                else:
+                    self.mount_one(m)
             except RuntimeFailure as e:
                 raise RuntimeFailure(f"{where}: {e}") from None
             except OSError as e:
@@ -145,12 +186,55 @@ class Mounter:
         elif fstype == "cgroup":
             self._cgroup(dest, opts)
         else:
-            fd = ensure_dir(self.root_fd, dest)
             try:
-                sc.mount(m.get("source") or fstype, sc.fd_path(fd), fstype, opts.flags, opts.data)
-            finally:
-                os.close(fd)
+                self._mount_fs(m.get("source") or fstype, dest, fstype, opts)
+            except PermissionError:
+                if not (self.in_userns and fstype == "sysfs"):
+                    raise
+                # A user namespace may mount sysfs only with a network namespace of its
+                # own; otherwise show the host's /sys, as runc does.
+                self._bind("/sys", dest, parse_mount_options([*(m.get("options") or []), "rbind"]))
+                return
+            if fstype == "mqueue" and self.mount_label:
+                self._label_root(dest)
             self._finish(dest, opts)
+
+    def _mount_fs(self, source: str, dest: str, fstype: str, opts: MountOptions) -> None:
+        label = "" if fstype in _UNLABELLED else self.mount_label
+        fd = ensure_dir(self.root_fd, dest)
+        try:
+            try:
+                sc.mount(source, sc.fd_path(fd), fstype, opts.flags, _labelled(opts.data, label))
+            except OSError as e:
+                if label:
+                    raise _label_error(fstype, label, e) from None
+                raise
+        finally:
+            os.close(fd)
+
+    def _label_root(self, dest: str) -> None:
+        """The new mount's root (which `dest` resolves to only now) gets the label."""
+        fd = open_in_root(self.root_fd, dest)
+        try:
+            self.lsm.label_mount_root(sc.fd_path(fd), self.mount_label)
+        finally:
+            os.close(fd)
+
+    def _attach_tree(self, tree_fd: int, m: dict) -> None:
+        """An id-mapped bind: `create` cloned and mapped the source on the host; attach it
+        at the destination, then apply the mount's flags as for any bind."""
+        dest = m["destination"] if m["destination"].startswith("/") else "/" + m["destination"]
+        opts = parse_mount_options(m.get("options") or [])
+        is_dir = os.path.isdir(sc.fd_path(tree_fd))
+        fd = (ensure_dir if is_dir else ensure_file)(self.root_fd, dest)
+        try:
+            sc.move_mount(tree_fd, fd)
+        finally:
+            os.close(fd)
+            os.close(tree_fd)
+        if opts.flags & ~(MS_BIND | MS_REC | MS_REMOUNT):
+            self._remount(dest, opts.flags | MS_BIND | MS_REMOUNT)
+        self._finish(dest, opts)
 
     def _bind(self, source: str, dest: str, opts: MountOptions) -> None:
         if not os.path.isabs(source):
@@ -171,7 +255,10 @@ class Mounter:
             os.close(fd)
         # A bind mount ignores every flag but MS_REC: flags take a remount.
         if opts.flags & ~(MS_BIND | MS_REC | MS_REMOUNT):
-            self._remount(dest, opts.flags | MS_BIND | MS_REMOUNT)
+            locked = 0
+            if self.in_userns:  # the kernel refuses to clear what the host set
+                locked = os.statvfs(source).f_flag & _PRESERVED_STATVFS_FLAGS
+            self._remount(dest, opts.flags | locked | MS_BIND | MS_REMOUNT)
         self._finish(dest, opts)
 
     def _remount(self, dest: str, flags: int) -> None:
@@ -207,7 +294,13 @@ class Mounter:
             if not v1:
                 sc.mount("cgroup", sc.fd_path(fd), "cgroup2", opts.flags, None)
                 return
-            sc.mount("tmpfs", sc.fd_path(fd), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755")
+            flags, data = MS_NOSUID | MS_NODEV | MS_NOEXEC, _labelled("mode=755", self.mount_label)
+            try:
+                sc.mount("tmpfs", sc.fd_path(fd), "tmpfs", flags, data)
+            except OSError as e:
+                if self.mount_label:
+                    raise _label_error("tmpfs", self.mount_label, e) from None
+                raise
         finally:
             os.close(fd)
         for h, container_dir in self.cgroups:
@@ -216,7 +309,7 @@ class Mounter:
             sub = f"{dest}/{os.path.basename(h.mountpoint)}"
             sfd = ensure_dir(self.root_fd, sub)
             try:
-                if self.cgroup_ns:
+                if self.cgroup_ns and not self.in_userns:  # v1 cgroupfs: init userns only
                     data = ",".join(sorted(h.controllers)) or None
                     sc.mount("cgroup", sc.fd_path(sfd), "cgroup", opts.flags & ~MS_RDONLY, data)
                 else:
@@ -226,7 +319,9 @@ class Mounter:
             # A bind ignores flags and a fresh mount takes all but ro: the configured
             # ro/nosuid/nodev/noexec take a remount.
             flags = opts.flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
-            if flags & MS_RDONLY or (flags and not self.cgroup_ns):
+            if self.in_userns:
+                flags |= os.statvfs(container_dir).f_flag & _PRESERVED_STATVFS_FLAGS
+            if flags & MS_RDONLY or (flags and not (self.cgroup_ns and not self.in_userns)):
                 self._remount(sub, MS_BIND | MS_REMOUNT | flags)
         if opts.flags & MS_RDONLY:
             self._remount(dest, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
@@ -256,6 +351,9 @@ class Mounter:
         self._setup_ptmx()
 
     def _mknod(self, dev: dict) -> None:
+        if self.in_userns:
+            self._bind_device(dev)
+            return
         kinds = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
         mode = kinds[dev["type"]] | (dev.get("fileMode", 0o666) & 0o7777)
         parent, name = parent_and_name(self.root_fd, dev["path"])
@@ -275,6 +373,16 @@ class Mounter:
                 os.close(fd)
         finally:
             os.close(parent)
+
+    def _bind_device(self, dev: dict) -> None:
+        """In a user namespace mknod is refused: bind the host's node of the same path
+        instead (as runc), so the device keeps the host's owner and mode."""
+        path = dev["path"]
+        fd = ensure_file(self.root_fd, path)
+        try:
+            sc.mount(path, sc.fd_path(fd), None, MS_BIND)
+        finally:
+            os.close(fd)
 
     def _symlink(self, target: str, link: str) -> None:
         parent, name = parent_and_name(self.root_fd, link)
@@ -327,8 +435,9 @@ def enter_rootfs(rootfs: str, no_pivot: bool) -> None:
         raise _fail("pivot_root", e) from None
 
 
-def mask_paths(paths: list[str]) -> None:
-    """Hide each path: /dev/null over files, an empty read-only tmpfs over directories."""
+def mask_paths(paths: list[str], mount_label: str = "") -> None:
+    """Hide each path: /dev/null over files, an empty read-only tmpfs over directories
+    (labelled with linux.mountLabel, as runc)."""
     for path in paths:
         try:
             st = os.stat(path)
@@ -338,7 +447,13 @@ def mask_paths(paths: list[str]) -> None:
             raise _fail(f"linux.maskedPaths {path}", e) from None
         try:
             if stat.S_ISDIR(st.st_mode):
-                sc.mount("tmpfs", path, "tmpfs", MS_RDONLY, None)
+                try:
+                    sc.mount("tmpfs", path, "tmpfs", MS_RDONLY, _labelled(None, mount_label))
+                except OSError as e:
+                    if mount_label:
+                        where = f"linux.maskedPaths {path}: tmpfs"
+                        raise _label_error(where, mount_label, e) from None
+                    raise
             else:
                 sc.mount("/dev/null", path, None, MS_BIND)
         except OSError as e:

@@ -11,11 +11,25 @@ EPERM; unknown syscall names are skipped with a debug line; a rule whose action 
 the default action is skipped (libseccomp refuses it); several args on one rule are ANDed,
 unless one index appears twice, then each arg becomes a rule of its own (ORed), as runc;
 libseccomp's no_new_privs attribute is cleared (the config's noNewPrivileges decides).
+
+SCMP_ACT_NOTIFY (seccomp user notification): libseccomp loads such a filter with
+SECCOMP_FILTER_FLAG_NEW_LISTENER and keeps the listener ("notify") fd; `Filter.hand_over`
+passes it to the runtime's parent side, which sends it to the agent at
+`listenerPath` (see seccomp_notify.py for how and why there). runc 1.1.5's rules: NOTIFY
+needs libseccomp API level 6, is refused as the default action and for `write` (the
+hand-over itself writes to the parent after the filter is on), and needs a listenerPath;
+a listenerPath without any NOTIFY rule is ignored.
 """
 
 from __future__ import annotations
 
+import os
+
 from ociruntime.errors import RuntimeFailure
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from ociruntime.channel import Channel
 
 EPERM = 1
 EEXIST = 17
@@ -28,6 +42,7 @@ ACTIONS = (
     "SCMP_ACT_KILL_PROCESS",
     "SCMP_ACT_KILL_THREAD",
     "SCMP_ACT_LOG",
+    "SCMP_ACT_NOTIFY",
     "SCMP_ACT_TRACE",
     "SCMP_ACT_TRAP",
 )
@@ -100,9 +115,7 @@ def _action(sc, name: str, errno_ret: int | None, where: str) -> int:  # noqa: A
     if name == "SCMP_ACT_TRACE":
         return sc.TRACE(EPERM if errno_ret is None else errno_ret)
     if name == "SCMP_ACT_NOTIFY":
-        raise RuntimeFailure(
-            f"{_PTR}/{where}: SCMP_ACT_NOTIFY (seccomp user notification) is not supported yet"
-        )
+        return sc.NOTIFY
     raise RuntimeFailure(f"{_PTR}/{where}: unknown seccomp action {name!r}")
 
 
@@ -147,13 +160,43 @@ def _import_pyseccomp():  # noqa: ANN202 - the module
     return pyseccomp
 
 
-def build(spec: dict) -> object:
+class Filter:
+    """A built filter (not loaded yet) and, when it has SCMP_ACT_NOTIFY rules, the agent
+    its notify fd goes to: `listener` (listenerPath) and `metadata` (listenerMetadata)."""
+
+    def __init__(self, sc, filt, listener: str | None, metadata: str) -> None:  # noqa: ANN001
+        self._sc, self._filter = sc, filt
+        self.listener, self.metadata = listener, metadata
+
+    def load(self) -> None:
+        """Install the filter in this process (OSError if the kernel refuses it)."""
+        self._filter.load()
+
+    def hand_over(self, chan: Channel) -> None:
+        """After `load`, with a listener: report the notify fd's number to the runtime's
+        parent side, which copies the fd out of this process (pidfd_getfd) and sends it to
+        the agent; then close this process's copy, so the container never holds its own
+        notify fd. What runs here under the filter: one write, one read, one close."""
+        if self.listener is None:
+            return
+        fd = self._sc._libseccomp.seccomp_notify_fd(self._filter._filter)
+        if fd < 0:
+            raise RuntimeFailure(f"{_PTR}: the loaded filter has no notify fd")
+        chan.send("seccomp", fd=fd)
+        reply = chan.receive()
+        os.close(fd)
+        if reply is None:
+            os._exit(1)  # the parent could not reach the agent: it reports that and kills us
+        if reply.get("type") != "seccomp-done":
+            raise RuntimeFailure(f"{_PTR}: unexpected reply to the notify fd: {reply}")
+
+
+def build(spec: dict) -> Filter:
     """The libseccomp filter for `linux.seccomp` (not loaded yet)."""
     sc = _import_pyseccomp()
     from ociruntime.log import LOG
 
-    if spec.get("listenerPath"):
-        raise RuntimeFailure(f"{_PTR}/listenerPath: seccomp user notification is not supported yet")
+    listener = _notify_listener(sc, spec)
     default = _action(
         sc, spec.get("defaultAction", ""), spec.get("defaultErrnoRet"), "defaultAction"
     )
@@ -179,6 +222,7 @@ def build(spec: dict) -> object:
             filt.set_attr(attr, 1)
         except OSError as e:
             raise RuntimeFailure(f"{_PTR}/flags/{i}: {flag}: {e.strerror}") from None
+    notifies = False  # a NOTIFY rule is in the filter: libseccomp then makes a listener
     for i, rule in enumerate(spec.get("syscalls") or []):
         where = f"syscalls/{i}"
         action = _action(sc, rule.get("action", ""), rule.get("errnoRet"), f"{where}/action")
@@ -207,4 +251,45 @@ def build(spec: dict) -> object:
                     raise RuntimeFailure(
                         f"{_PTR}/{where}: adding the rule for {name}: {e.strerror}"
                     ) from None
-    return filt
+                notifies = notifies or action == sc.NOTIFY
+    if listener is not None and not notifies:
+        # Every NOTIFY rule named only syscalls unknown here: no listener fd to send.
+        # (runc 1.1.5 asks the kernel for one anyway and sends an fd that never fires.)
+        LOG.debug("no SCMP_ACT_NOTIFY rule names a known syscall: listenerPath not used")
+        listener = None
+    return Filter(sc, filt, listener, spec.get("listenerMetadata") or "")
+
+
+def _notify_listener(sc, spec: dict) -> str | None:  # noqa: ANN001 - the pyseccomp module
+    """listenerPath if a rule uses SCMP_ACT_NOTIFY (runc 1.1.5's checks), else None: a
+    listenerPath without NOTIFY rules is ignored, as runc does."""
+    if spec.get("defaultAction") == "SCMP_ACT_NOTIFY":
+        raise RuntimeFailure(
+            f"{_PTR}/defaultAction: SCMP_ACT_NOTIFY cannot be used as default action"
+        )
+    notifying = [
+        i for i, rule in enumerate(spec.get("syscalls") or [])
+        if rule.get("action") == "SCMP_ACT_NOTIFY"
+    ]  # fmt: skip
+    if not notifying:
+        return None
+    first = f"/linux/seccomp/syscalls/{notifying[0]}"
+    api = sc.get_api()
+    if api < 6:
+        raise RuntimeFailure(
+            f"config.json: {first}/action: SCMP_ACT_NOTIFY needs libseccomp API level 6 "
+            f"(libseccomp >= 2.5.0, Linux >= 5.7), this one has {api}"
+        )
+    for i in notifying:
+        if "write" in (spec["syscalls"][i].get("names") or []):
+            raise RuntimeFailure(
+                f"{_PTR}/syscalls/{i}/names: SCMP_ACT_NOTIFY cannot be used for the write "
+                "syscall (the runtime hands the notify fd over by writing after the load)"
+            )
+    listener = spec.get("listenerPath") or ""
+    if not listener:
+        raise RuntimeFailure(
+            f"{_PTR}/listenerPath: not set, but {first} is SCMP_ACT_NOTIFY "
+            "(its notify fd needs an agent to go to)"
+        )
+    return listener

@@ -41,7 +41,8 @@ class ContainerState:
 
     FIELDS = (
         "id", "pid", "start_time", "bundle", "rootfs", "created", "owner", "annotations",
-        "cgroup_dirs", "cgroup_created", "hooks", "spec_version", "cgroup_paths", "resources",
+        "cgroup_dirs", "cgroup_created", "hooks", "spec_version", "no_new_keyring",
+        "cgroup_paths", "resources",
     )  # fmt: skip
 
     def __init__(
@@ -58,6 +59,7 @@ class ContainerState:
         cgroup_created: list[str] | None = None,  # the ones we made (removed on delete)
         hooks: dict[str, list[dict]] | None = None,  # poststart/poststop, for later
         spec_version: str = SPEC_VERSION,
+        no_new_keyring: bool = False,  # create --no-new-keyring: exec keeps its keyring too
         cgroup_paths: dict[str, str] | None = None,  # controller -> dir ("" for v2), as runc
         resources: dict | None = None,  # linux.resources as `update` last left them
     ) -> None:
@@ -68,6 +70,7 @@ class ContainerState:
         self.cgroup_created = cgroup_created or []
         self.hooks = hooks or {}
         self.spec_version = spec_version
+        self.no_new_keyring = no_new_keyring
         self.cgroup_paths = cgroup_paths or {}
         self.resources = resources or {}
 

@@ -15,7 +15,10 @@ _libc.syscall.restype = ctypes.c_long
 # x86_64 syscall numbers for calls glibc 2.36 has no wrapper for.
 SYS_PIVOT_ROOT = 155
 SYS_OPENAT2 = 437
+SYS_PIDFD_GETFD = 438
 SYS_MOUNT_SETATTR = 442
+SYS_OPEN_TREE = 428
+SYS_MOVE_MOUNT = 429
 
 # Namespace clone flags (linux/sched.h).
 CLONE_NEWTIME = 0x00000080
@@ -111,10 +114,18 @@ AT_RECURSIVE = 0x8000
 AT_EMPTY_PATH = 0x1000
 
 
-def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True) -> None:
+MOUNT_ATTR_IDMAP = 0x00100000
+OPEN_TREE_CLONE = 1
+MOVE_MOUNT_F_EMPTY_PATH = 0x04
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+
+
+def mount_setattr(
+    fd: int, attr_set: int, attr_clr: int, recursive: bool = True, userns_fd: int = 0
+) -> None:
     """mount_setattr(2) on the mount `fd` refers to: the only way to make bind mounts
-    recursively read-only (rro) and the like."""
-    attr = _MountAttr(attr_set, attr_clr, 0, 0)
+    recursively read-only (rro) and the like, or id-mapped (MOUNT_ATTR_IDMAP + userns_fd)."""
+    attr = _MountAttr(attr_set, attr_clr, 0, userns_fd)
     flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
     _check(
         _libc.syscall(
@@ -127,6 +138,33 @@ def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True)
         ),
         "mount_setattr",
     )
+
+
+def open_tree(path: str, recursive: bool) -> int:
+    """A detached copy of the mount tree at `path` (OPEN_TREE_CLONE), close-on-exec."""
+    flags = OPEN_TREE_CLONE | os.O_CLOEXEC | (AT_RECURSIVE if recursive else 0)
+    return _check(_libc.syscall(SYS_OPEN_TREE, AT_FDCWD, _b(path), flags), "open_tree", path)
+
+
+def move_mount(tree_fd: int, target_fd: int) -> None:
+    """Attach the detached tree `tree_fd` on what `target_fd` (an O_PATH fd) refers to."""
+    flags = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH
+    _check(_libc.syscall(SYS_MOVE_MOUNT, tree_fd, b"", target_fd, b"", flags), "move_mount")
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def set_child_subreaper() -> None:
+    """Orphaned descendants become our children (so `run` can wait for a container init
+    that was forked by an intermediate process, as with user namespaces)."""
+    _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def pidfd_getfd(pidfd: int, target_fd: int) -> int:
+    """pidfd_getfd(2): a close-on-exec copy of another process's fd `target_fd` (needs
+    ptrace access to it: the runtime is root over its containers)."""
+    return _check(_libc.syscall(SYS_PIDFD_GETFD, pidfd, target_fd, 0), "pidfd_getfd")
 
 
 def fd_path(fd: int) -> str:

@@ -59,7 +59,8 @@ def test_features_is_valid_and_truthful(runtime):
     features = json.loads(runtime("features", check=True).stdout)
     check_features(features)
     assert features["ociVersionMax"] == "1.3.0"
-    assert "user" not in features["linux"]["namespaces"]  # not implemented yet
+    assert "user" in features["linux"]["namespaces"]
+    assert features["linux"]["mountExtensions"]["idmap"]["enabled"] is True
     assert features["linux"]["seccomp"]["enabled"] is True
     assert {"bind", "rbind", "ro", "nosuid"} <= set(features["mountOptions"])
 

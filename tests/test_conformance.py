@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from conformance.corpus import lsm_enabled
+
 REPO = Path(__file__).resolve().parent.parent
 FLOOR = REPO / "conformance" / "FLOOR"
 
@@ -73,6 +75,47 @@ def test_every_runc_failure_is_documented(results):
         c["name"]: c["unexplained"]["runc"] for c in core_cases(results) if c["unexplained"]["runc"]
     }
     assert undocumented == {}
+
+
+#: Issue #4's features in main: counted like the core, never listed apart.
+ISSUE_4_CASES = {
+    "terminal",
+    "user-namespace",
+    "idmapped-mount",
+    "seccomp",
+    "seccomp-notify",
+    "net-devices",
+    "exec",
+    "personality",
+    "scheduler",
+    "io-priority",
+    "exec-cpu-affinity",
+}
+#: AppArmor and SELinux: counted refusals where the host lacks the LSM.
+LSM_CASES = {"apparmor": "apparmor", "selinux": "selinux", "selinux-mount-label": "selinux"}
+
+
+def test_issue_4_features_are_counted_and_pass(results):
+    """The features of issue #4 that are implemented are counted cases that pass under
+    ociruntime (and, by the tests above, agree with runc up to documented deviations)."""
+    counted = {c["name"]: c for c in core_cases(results)}
+    lsm = {name for name, module in LSM_CASES.items() if not lsm_enabled(module)}
+    assert ISSUE_4_CASES | lsm <= set(counted)
+    assert {n for n in ISSUE_4_CASES | lsm if not counted[n]["passed"]["ociruntime"]} == set()
+    later = {c["name"] for c in results["cases"] if c["needs"]}
+    assert ISSUE_4_CASES & later == set(), "implemented features are no longer listed apart"
+
+
+def test_lsm_refusals_fail_like_runc(results):
+    """Without the LSM both runtimes refuse the label (runtime.md create: a property that
+    cannot be applied MUST be an error): counted, passing, agreeing."""
+    cases = {c["name"]: c for c in core_cases(results)}
+    for name, module in LSM_CASES.items():
+        if lsm_enabled(module):
+            continue
+        case = cases[name]
+        assert case["passed"] == {"ociruntime": True, "runc": True}, case
+        assert all(o.startswith("exit 1: ") for o in case["outcome"].values()), case
 
 
 def test_later_issue_cases_are_listed_not_counted(results):

@@ -6,11 +6,18 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
+import uuid
 
 import pytest
 
 from tests.conftest import OCIRUNTIME
-from tests.test_bad_input import expect_error
+from tests.seccomp_agent import SeccompAgent
+from tests.test_bad_input import (  # noqa: F401 - the autouse fixture checks for leftover processes
+    expect_error,
+    no_leftover_processes,
+    processes_of,
+)
 from tests.test_isolation import run_under_runc
 
 PODMAN_PROFILE = "/usr/share/containers/seccomp.json"
@@ -187,19 +194,6 @@ def test_unknown_action_is_an_error(runtime, make_bundle):
     )
 
 
-def test_notify_is_refused_clearly(runtime, make_bundle):
-    profile = json.loads(json.dumps(DENY_MKDIR))
-    profile["syscalls"][0]["action"] = "SCMP_ACT_NOTIFY"
-    profile["listenerPath"] = "/run/nonexistent-seccomp-agent.sock"
-    bundle = seccomp_bundle(make_bundle, "true", profile)
-    expect_error(
-        runtime,
-        ["run", "--bundle", str(bundle.path), runtime.new_id()],
-        "/linux/seccomp/",
-        "not supported",
-    )
-
-
 def podman_profile_to_config(profile: dict, caps: list[str]) -> dict:
     """What podman (containers/common's seccomp package) puts in linux.seccomp for its
     default profile on this machine's architecture and the given capabilities."""
@@ -259,10 +253,12 @@ def test_features_describe_seccomp():
     out = subprocess.run([OCIRUNTIME, "features"], capture_output=True, text=True, check=True)
     seccomp = json.loads(out.stdout)["linux"]["seccomp"]
     assert seccomp["enabled"] is True
-    assert "SCMP_ACT_ERRNO" in seccomp["actions"] and "SCMP_ACT_NOTIFY" not in seccomp["actions"]
+    assert {"SCMP_ACT_ERRNO", "SCMP_ACT_NOTIFY"} <= set(seccomp["actions"])
     assert "SCMP_CMP_MASKED_EQ" in seccomp["operators"]
     assert {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_AARCH64"} <= set(seccomp["archs"])
     assert "SECCOMP_FILTER_FLAG_LOG" in seccomp["supportedFlags"]
+    # Known, refused (test_unsupported_flag_is_an_error): not claimed.
+    assert "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" not in seccomp["supportedFlags"]
 
 
 def test_flags(runtime, make_bundle):
@@ -302,3 +298,208 @@ def test_exec_gets_the_containers_filter(runtime, make_bundle):
         r = runtime("exec", *user, cid, "sh", "-c", script)
         assert (r.returncode, r.stdout) == (0, "Seccomp:\t2\n1\n"), r
         assert "Operation not permitted" in r.stderr
+
+
+# --- seccomp user notification (SCMP_ACT_NOTIFY, listenerPath) -----------------------------
+
+ENOSPC = 28
+X86 = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+MKDIR_ENOSPC = {"mkdir": ("errno", ENOSPC), "mkdirat": ("errno", ENOSPC)}
+NOTIFY_SCRIPT = (
+    "mkdir /tmp/x 2>&1; echo mkdir=$?; ls -d /tmp/x 2>&1; echo hi > /tmp/f && cat /tmp/f; "
+    "echo notify-fds=$(ls -l /proc/self/fd/ | grep -c seccomp)"
+)
+
+
+def notify_profile(listener: str, names=("mkdir", "mkdirat"), metadata: str = "meta-1") -> dict:
+    return {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": listener,
+        "listenerMetadata": metadata,
+        "architectures": X86,
+        "syscalls": [{"names": list(names), "action": "SCMP_ACT_NOTIFY"}],
+    }
+
+
+@pytest.fixture
+def agent(tmp_path):
+    """A seccomp agent that fails mkdir with ENOSPC and lets every other syscall run."""
+    with SeccompAgent(str(tmp_path / "agent.sock"), MKDIR_ENOSPC) as a:
+        yield a
+    assert a.errors == []
+
+
+def _notified(agent: SeccompAgent) -> list[tuple[str, str | None]]:
+    return [(name, path) for name, _pid, path in agent.calls]
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_notify_agent_answers_mkdir(runtime, make_bundle, agent, tmp_path, nnp):
+    """The agent gets the notify fd and the process state; its answer (ENOSPC) is what
+    the container's mkdir sees; everything else runs; the container holds no notify fd.
+    Without noNewPrivileges the filter is loaded before the user switch, with it last."""
+    bundle = seccomp_bundle(
+        make_bundle, NOTIFY_SCRIPT, notify_profile(agent.path), noNewPrivileges=nnp
+    )
+    bundle.config["annotations"] = {"org.example.key": "value"}
+    bundle.write()
+    cid, pid_file = runtime.new_id(), tmp_path / "pid"
+    r = runtime("run", "--pid-file", str(pid_file), "--bundle", str(bundle.path), cid)
+    assert r.returncode == 0, r
+    assert r.stdout == (
+        "mkdir: can't create directory '/tmp/x': No space left on device\nmkdir=1\n"
+        "ls: /tmp/x: No such file or directory\nhi\nnotify-fds=0\n"
+    )
+    pid = int(pid_file.read_text())
+    assert agent.wait_for(1) == [
+        {
+            "ociVersion": "1.3.0",
+            "fds": ["seccompFd"],
+            "pid": pid,
+            "metadata": "meta-1",
+            "state": {
+                "ociVersion": "1.3.0",
+                "id": cid,
+                "status": "creating",
+                "bundle": str(bundle.path),
+                "annotations": {"org.example.key": "value"},
+                "pid": pid,
+            },
+        }
+    ]
+    assert _notified(agent) == [("mkdir", "/tmp/x")]
+    # runc, with the same agent and config: the same output, the same kind of message.
+    assert run_under_runc(bundle) == r.stdout
+    ours, runcs = agent.wait_for(2)
+    assert runcs.keys() == ours.keys() and runcs["state"].keys() == ours["state"].keys()
+    assert (runcs["fds"], runcs["metadata"], runcs["state"]["status"]) == (
+        ["seccompFd"], "meta-1", "creating",
+    )  # fmt: skip
+    assert _notified(agent) == [("mkdir", "/tmp/x")] * 2
+
+
+def test_notify_agent_fakes_success_on_an_abstract_socket(runtime, make_bundle):
+    """The agent can make mkdir "succeed" without running it; "@name" is the abstract
+    socket "name" (Go's spelling, which runc inherits). No listenerMetadata: no field."""
+    path = "@ociruntime-test-" + uuid.uuid4().hex[:12]
+    with SeccompAgent(path, {"mkdir": ("value", 0), "mkdirat": ("value", 0)}) as agent:
+        profile = notify_profile(path, metadata="")
+        script = "mkdir /tmp/x && echo made; ls -d /tmp/x 2>&1; true"
+        bundle = seccomp_bundle(make_bundle, script, profile)
+        out = run_ok(runtime, bundle)
+        assert out == "made\nls: /tmp/x: No such file or directory\n"
+        (state,) = agent.wait_for(1)
+        assert "metadata" not in state and state["fds"] == ["seccompFd"]
+        assert out == run_under_runc(bundle)
+    assert agent.errors == []
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_notify_on_the_syscalls_the_runtime_itself_uses(runtime, make_bundle, tmp_path, nnp):
+    """runc's "important syscalls" case: open/read/close/execve notified, the agent lets
+    them all run; the init's last steps under the filter (the hand-over's read and close,
+    the exec fifo, execve) must then go through the agent and still work."""
+    names = ["execve", "openat", "open", "read", "close"]
+    with SeccompAgent(str(tmp_path / "agent.sock")) as agent:
+        profile = notify_profile(agent.path, names=names)
+        bundle = seccomp_bundle(make_bundle, "echo ran", profile, noNewPrivileges=nnp)
+        assert run_ok(runtime, bundle) == "ran\n"
+        notified = {name for name, _path in _notified(agent)}
+        assert {"execve", "read", "close"} <= notified, notified
+        assert run_under_runc(bundle) == "ran\n"
+    assert agent.errors == []
+
+
+def test_exec_sends_its_own_notify_fd(runtime, make_bundle, agent, tmp_path):
+    """As runc: each exec'd process's filter has its own notify fd, sent to the agent with
+    the exec'd pid and the container's state (its real status: runc always says
+    "running"); both load points of exec (with and without no_new_privs)."""
+    bundle = seccomp_bundle(
+        make_bundle, "sleep 1000", notify_profile(agent.path), noNewPrivileges=False
+    )
+    cid = runtime.new_id()
+    runtime("create", "--bundle", str(bundle.path), cid, check=True)
+    init = runtime.state(cid)["pid"]
+    (first,) = agent.wait_for(1)
+    assert first["pid"] == init
+    pid_file = tmp_path / "exec.pid"
+    cases = (([], "created"), (["--no-new-privs"], "running"))
+    for n, (flags, status) in enumerate(cases, start=2):
+        if status == "running":
+            runtime("start", cid, check=True)
+        r = runtime("exec", *flags, "--pid-file", str(pid_file), cid, "sh", "-c", NOTIFY_SCRIPT)
+        assert r.returncode == 0, r
+        assert "No space left on device" in r.stdout and "notify-fds=0" in r.stdout, r
+        state = agent.wait_for(n)[-1]
+        assert state["pid"] == int(pid_file.read_text()) != init
+        assert state["metadata"] == "meta-1"
+        assert {k: state["state"][k] for k in ("id", "status", "pid", "bundle")} == {
+            "id": cid, "status": status, "pid": init, "bundle": str(bundle.path)
+        }  # fmt: skip
+    assert _notified(agent) == [("mkdir", "/tmp/x")] * 2
+
+
+def test_exec_with_the_agent_gone_fails_cleanly(runtime, make_bundle, tmp_path):
+    """exec of a notify profile whose agent has stopped listening: runc's exec error (255),
+    naming listenerPath; the half-started process is gone."""
+    with SeccompAgent(str(tmp_path / "agent.sock")) as agent:
+        bundle = seccomp_bundle(make_bundle, "sleep 1000", notify_profile(agent.path))
+        cid = runtime.new_id()
+        runtime("run", "-d", "--bundle", str(bundle.path), cid, check=True)
+        agent.wait_for(1)
+    message = expect_error(
+        runtime, ["exec", cid, "true"], "exec failed", "/linux/seccomp/listenerPath", code=255
+    )
+    assert "No such file or directory" in message
+    assert runtime.state(cid)["status"] == "running"
+    assert processes_of([bundle.path]) == [runtime.state(cid)["pid"]]
+
+
+def test_listener_path_without_notify_rules_is_ignored(runtime, make_bundle, tmp_path):
+    """runc 1.1.5 ignores a listenerPath no rule needs (there is no agent here at all)."""
+    profile = dict(DENY_MKDIR, listenerPath=str(tmp_path / "nobody.sock"), listenerMetadata="m")
+    bundle = seccomp_bundle(make_bundle, MKDIR_SCRIPT, profile)
+    out = run_ok(runtime, bundle)
+    assert "mkdir=1" in out
+    assert out == run_under_runc(bundle)
+    # A NOTIFY rule naming only syscalls unknown here puts no NOTIFY rule in the filter:
+    # libseccomp makes no notify fd, so nothing goes to listenerPath. (Deliberately unlike
+    # runc 1.1.5, which asks for a listener anyway and fails here for want of an agent.)
+    unknown = {"names": ["no_such_syscall"], "action": "SCMP_ACT_NOTIFY"}
+    profile["syscalls"] = [*profile["syscalls"], unknown]
+    assert run_ok(runtime, seccomp_bundle(make_bundle, MKDIR_SCRIPT, profile)) == out
+
+
+def _refusing_socket(tmp_path) -> str:
+    """A socket file nobody listens on: connect(2) is refused."""
+    path = str(tmp_path / "dead.sock")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(path)
+    return path
+
+
+BAD_NOTIFY = {
+    "no-listener-path": (lambda tmp: dict(notify_profile(""), listenerPath=""),
+                         ("/linux/seccomp/listenerPath", "not set", "syscalls/0")),
+    "missing-socket": (lambda tmp: notify_profile(str(tmp / "nobody.sock")),
+                       ("/linux/seccomp/listenerPath", "nobody.sock", "No such file")),
+    "refusing-socket": (lambda tmp: notify_profile(_refusing_socket(tmp)),
+                        ("/linux/seccomp/listenerPath", "dead.sock", "Connection refused")),
+    "notify-write": (lambda tmp: notify_profile(_refusing_socket(tmp), names=["write"]),
+                     ("/linux/seccomp/syscalls/0/names", "write syscall")),
+    "notify-default": (lambda tmp: dict(notify_profile(_refusing_socket(tmp)),
+                                        defaultAction="SCMP_ACT_NOTIFY"),
+                       ("/linux/seccomp/defaultAction", "default action")),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+@pytest.mark.parametrize("case", sorted(BAD_NOTIFY))
+def test_bad_notify_config(runtime, make_bundle, tmp_path, case, nnp):
+    """Each fails create with one line naming the field, exit 1, nothing left (the
+    `runtime` fixture and no_leftover_processes check), as runc 1.1.5 fails each."""
+    make_profile, needles = BAD_NOTIFY[case]
+    bundle = seccomp_bundle(make_bundle, "true", make_profile(tmp_path), noNewPrivileges=nnp)
+    expect_error(runtime, ["run", "--bundle", str(bundle.path), runtime.new_id()], *needles)
+    with pytest.raises(AssertionError):
+        run_under_runc(bundle)

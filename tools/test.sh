@@ -3,7 +3,7 @@
 # Extra arguments go to pytest, e.g. `tools/test.sh -k lifecycle -x`.
 set -eu
 cd "$(dirname "$0")/.."
-OCIRUNTIME_EXTRA_DEBS="gcc libc6-dev" tools/setup.sh
+OCIRUNTIME_EXTRA_DEBS="gcc libc6-dev uidmap" tools/setup.sh
 tools/install-clients.sh  # the engines the client tests drive (containerd, podman)
 .venv/bin/ruff check ociruntime tests bench schemas conformance
 .venv/bin/python schemas/generate.py --check

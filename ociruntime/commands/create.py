@@ -20,7 +20,7 @@ from ociruntime.state import ContainerState, StateDir, process_start_time
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from ociruntime import limits, terminal
+    from ociruntime import limits, netdevices, terminal
 
 
 class CreateOptions:
@@ -68,13 +68,18 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
         from ociruntime import seccomp  # only then: it loads libseccomp
 
         seccomp_filter = seccomp.build(cfg["linux"]["seccomp"])
+    attrs = _process_attrs(cfg)
     ns = namespaces.configured(cfg.get("linux") or {})
     if "user" in ns:
-        raise RuntimeFailure(
-            "config.json: /linux/namespaces: user namespaces are not supported yet"
-        )
+        from ociruntime import userns
+
+        userns.check(cfg.get("linux") or {}, ns["user"])
     if "mount" not in ns:
         raise RuntimeFailure("config.json: /linux/namespaces: a mount namespace is required")
+    if (cfg.get("linux") or {}).get("netDevices"):
+        from ociruntime import netdevices
+
+        netdevices.check(cfg["linux"]["netDevices"], ns)
 
     sd = StateDir(opts.root, opts.container_id)
     sd.create()
@@ -83,7 +88,7 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     try:
         if cfg["process"].get("terminal"):
             console = _open_console(opts)
-        return sd, _create_in(sd, b, ns, opts, undo, found, console, seccomp_filter)
+        return sd, _create_in(sd, b, ns, opts, undo, found, console, seccomp_filter, attrs)
     except BaseException:
         undo.run()
         if opts.console_peer is not None:
@@ -93,6 +98,19 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     finally:
         if console is not None:
             console.close()  # the init has its own copy
+
+
+def _process_attrs(cfg: dict) -> object | None:
+    """Personality, scheduler, I/O priority, LSM labels: checked before anything is made,
+    applied by the init (ociruntime.procattrs, imported only for a config that sets one)."""
+    from ociruntime import process
+
+    proc, linux = cfg["process"], cfg.get("linux") or {}
+    if not process.wants_attrs(proc, linux):
+        return None
+    from ociruntime import procattrs
+
+    return procattrs.plan(proc, linux, "config.json: /process", "config.json: /linux", warn=True)
 
 
 def _check_terminal(proc: dict, opts: CreateOptions) -> None:
@@ -145,6 +163,11 @@ def _prepare_limits(resources: dict, layout: cgroups.Layout) -> limits.Limits | 
         cgroups.enable_v2_controllers(layout)
     if not any(v not in (None, {}, []) for k, v in resources.items() if k != "devices"):
         return None
+    if not layout.paths:  # rootless, and not allowed to create a cgroup (as runc refuses)
+        raise RuntimeFailure(
+            "linux.resources: limits need a cgroup of the container's own, "
+            "which this user may not create"
+        )
     from ociruntime import limits  # only then: configs without limits never load it
 
     planned = limits.prepare(resources, layout)
@@ -154,24 +177,46 @@ def _prepare_limits(resources: dict, layout: cgroups.Layout) -> limits.Limits | 
 
 
 class _Rollback:
-    """What to tear down if create fails part-way: init process, cgroups, state dir."""
+    """What to tear down if create fails part-way: moved network devices (back to the
+    host, while their namespace lives), init process, cgroups, state dir."""
 
     def __init__(self, sd: StateDir) -> None:
         self.sd = sd
         self.pid: int | None = None
         self.cgroups_created: list[str] = []
+        self.netdevices: netdevices.Mover | None = None
 
     def run(self) -> None:
+        if self.netdevices is not None:
+            self.netdevices.restore()
         if self.pid is not None:
-            try:
-                os.kill(self.pid, _signal.SIGKILL)
-                os.waitpid(self.pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
+            _kill_and_reap(self.pid)
         try:
             cgroups.remove(self.cgroups_created)
         finally:
             self.sd.remove()
+
+
+def _kill_and_reap(pid: int) -> None:
+    """SIGKILL and wait for it to be gone, whether it is our child or (forked by the
+    user-namespace stage) not."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        os.kill(pid, _signal.SIGKILL)
+        import select
+
+        select.select([pidfd], [], [])  # readable once it has exited
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(pidfd)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def _create_in(
@@ -183,21 +228,62 @@ def _create_in(
     found: list[cgroups.Hierarchy],
     console: terminal.InitConsole | None = None,
     seccomp_filter: object | None = None,
+    attrs: object | None = None,
+) -> ContainerState:
+    linux = b.config.get("linux") or {}
+    cgroup_pairs = cgroups.placement(linux.get("cgroupsPath"), opts.container_id, found)
+    resources = linux.get("resources") or {}
+    try:
+        undo.cgroups_created = cgroups.create(cgroup_pairs)
+        dirs = [d for _, d in cgroup_pairs]
+    except RuntimeFailure:
+        if os.geteuid() == 0:
+            raise
+        cgroup_pairs, dirs = _rootless_cgroups(found), []
+    if dirs:
+        cgroups.apply_device_rules(
+            cgroup_pairs, cgroups.device_rules(resources, linux.get("devices") or [])
+        )
+    os.mkfifo(sd.fifo_path, 0o622)
+    os.chmod(sd.fifo_path, 0o622)  # mkfifo obeys the umask; start may run as another user
+    # Opened here, for the init to reopen through /proc/self/fd: in a user namespace it
+    # may not be able to walk the state dir's path.
+    fifo_fd = os.open(sd.fifo_path, os.O_PATH | os.O_CLOEXEC)
+    try:
+        return _start_init(
+            sd, b, ns, opts, undo, cgroup_pairs, dirs, console, seccomp_filter, fifo_fd, attrs
+        )
+    finally:
+        os.close(fifo_fd)
+
+
+def _rootless_cgroups(found: list[cgroups.Hierarchy]) -> list[tuple[cgroups.Hierarchy, str]]:
+    """Unprivileged without a cgroup it may create (runc's rootless mode): the container
+    stays in ours. It then owns no cgroup: nothing is joined or limited, and `kill --all`
+    or `delete` must not signal our cgroup's other processes, so the state records none;
+    only the cgroup mount shows these directories."""
+    return [(h, os.path.join(h.mountpoint, h.own_path.lstrip("/"))) for h in found]
+
+
+def _start_init(
+    sd: StateDir,
+    b: bundle.Bundle,
+    ns: dict[str, str | None],
+    opts: CreateOptions,
+    undo: _Rollback,
+    cgroup_pairs: list[tuple[cgroups.Hierarchy, str]],
+    dirs: list[str],
+    console: terminal.InitConsole | None,
+    seccomp_filter: object | None,
+    fifo_fd: int,
+    attrs: object | None,
 ) -> ContainerState:
     from ociruntime import init
 
     cfg, linux = b.config, b.config.get("linux") or {}
-    cgroup_pairs = cgroups.placement(linux.get("cgroupsPath"), opts.container_id, found)
-    dirs = [d for _, d in cgroup_pairs]
-    layout = cgroups.Layout(cgroups.paths_of(cgroup_pairs))
-    undo.cgroups_created = cgroups.create(cgroup_pairs)
     resources = linux.get("resources") or {}
-    cgroups.apply_device_rules(
-        cgroup_pairs, cgroups.device_rules(resources, linux.get("devices") or [])
-    )
+    layout = cgroups.Layout(cgroups.paths_of(cgroup_pairs) if dirs else {})
     planned_limits = _prepare_limits(resources, layout)
-    os.mkfifo(sd.fifo_path, 0o622)
-    os.chmod(sd.fifo_path, 0o622)  # mkfifo obeys the umask; start may run as another user
     state = ContainerState(
         id=opts.container_id,
         pid=0,
@@ -211,6 +297,7 @@ def _create_in(
         cgroup_paths=layout.paths,
         resources={k: v for k, v in resources.items() if k != "devices"},
         hooks={k: v for k, v in (cfg.get("hooks") or {}).items() if k in ("poststart", "poststop")},
+        no_new_keyring=opts.no_new_keyring,
     )
     hook_state = {
         "ociVersion": SPEC_VERSION,
@@ -224,7 +311,7 @@ def _create_in(
         bundle=b.path,
         rootfs=b.rootfs,
         container_id=opts.container_id,
-        fifo_path=sd.fifo_path,
+        fifo_fd=fifo_fd,
         namespaces=ns,
         cgroups=cgroup_pairs,
         no_pivot=opts.no_pivot,
@@ -233,31 +320,47 @@ def _create_in(
         public_state=hook_state,
         console=console,
         seccomp=seccomp_filter,
+        idmapped=_idmapped_trees(cfg.get("mounts") or [], b.path),
+        attrs=attrs,
     )
     parent, child = channel_pair()
-    with namespaces.for_children(ns, linux.get("timeOffsets")):
-        pid = os.fork()
-        if pid == 0:
-            sd.unlock()  # the parent's lock must not live on in the init until exec
-            parent.close()
-            init.run(ctx, child)
+    try:
+        # With a user namespace the init makes its PID/time namespaces itself (init.py).
+        with namespaces.for_children({} if "user" in ns else ns, linux.get("timeOffsets")):
+            pid = os.fork()
+            if pid == 0:
+                sd.unlock()  # the parent's lock must not live on in the init until exec
+                parent.close()
+                init.run(ctx, child)
+    finally:
+        for fd in (ctx.idmapped or {}).values():
+            os.close(fd)
     undo.pid = pid
     child.close()
-    cgroups.join(dirs, pid)  # concurrently with the init's namespace and mount work
-    if planned_limits is not None:
-        planned_limits.apply()
     try:
+        cgroups.join(dirs, pid)  # concurrently with the init's namespace and mount work
+        if "user" in ns:
+            pid = _map_user_namespace(parent, pid, linux, undo)
+        if planned_limits is not None:
+            planned_limits.apply()
         parent.send("cgroups-joined")
-    except BrokenPipeError:
-        # The init died (on v2 a memory limit below its usage OOM-kills it at once);
-        # _serve_init reads its EOF and the failure is reported there.
-        pass
-    try:
-        _serve_init(parent, cfg.get("hooks") or {}, dict(hook_state, pid=pid))
+        if linux.get("netDevices"):  # found on the host while the init unshares its netns
+            from ociruntime import netdevices
+
+            undo.netdevices = netdevices.Mover(linux["netDevices"])
+        _serve_init(
+            parent,
+            cfg.get("hooks") or {},
+            dict(hook_state, pid=pid),
+            undo.netdevices,
+            seccomp_filter,
+        )
     except RuntimeFailure:
         if planned_limits is not None:
             planned_limits.check_oom()  # an init the OOM killer took: say which limit
         raise
+    finally:
+        parent.close()
     info = process_start_time(pid)
     if info is None:
         raise RuntimeFailure("container init exited during create")
@@ -265,10 +368,65 @@ def _create_in(
     sd.save(state)
     if opts.pid_file:
         write_pid_file(opts.pid_file, pid)
+    if undo.netdevices is not None:  # they belong to the container's namespace from now on
+        undo.netdevices.close()
+        undo.netdevices = None
     return state
 
 
-def _serve_init(chan: Channel, all_hooks: dict, hook_state: dict) -> None:
+def _idmapped_trees(mounts: list[dict], bundle_dir: str) -> dict[int, int] | None:
+    """Id-mapped bind mounts are cloned and mapped here, on the host (the kernel wants
+    the mapping done by a process privileged over the filesystem); the init attaches
+    them. Mounts index -> tree fd."""
+    trees: dict[int, int] = {}
+    for index, m in enumerate(mounts):
+        if not (m.get("uidMappings") or m.get("gidMappings")):
+            continue
+        from ociruntime import mountopts, userns
+
+        opts = mountopts.parse_mount_options(m.get("options") or [])
+        pointer = f"/mounts/{index}"
+        try:
+            if not (opts.is_bind or m.get("type") == "bind"):
+                raise RuntimeFailure(
+                    f"config.json: {pointer}/uidMappings: only bind mounts can be id-mapped"
+                )
+            source = os.path.join(bundle_dir, m.get("source") or "")
+            trees[index] = userns.idmapped_tree(source, opts.is_recursive_bind, m, pointer)
+        except BaseException:
+            for fd in trees.values():
+                os.close(fd)
+            raise
+    return trees or None
+
+
+def _map_user_namespace(chan: Channel, stage_pid: int, linux: dict, undo: _Rollback) -> int:
+    """The init's user-namespace stage (init.py): map its new user namespace when asked,
+    then learn the real init's pid and reap the stage. Returns the init's pid."""
+    msg = chan.receive()
+    if msg and msg.get("type") == "map-ids":
+        from ociruntime import userns
+
+        userns.write_maps(stage_pid, linux)
+        chan.send("ids-mapped")
+        msg = chan.receive()
+    if msg is None:
+        raise RuntimeFailure("container init exited unexpectedly during create")
+    if msg.get("type") == "error":
+        raise RuntimeFailure(msg.get("message", "container init failed"))
+    init_pid = int(msg["pid"])
+    undo.pid = init_pid
+    os.waitpid(stage_pid, 0)
+    return init_pid
+
+
+def _serve_init(
+    chan: Channel,
+    all_hooks: dict,
+    hook_state: dict,
+    net_devices: netdevices.Mover | None = None,
+    seccomp_filter: object | None = None,
+) -> None:
     """Answer the init until it is ready; its errors become ours."""
     try:
         while True:
@@ -280,10 +438,18 @@ def _serve_init(chan: Channel, all_hooks: dict, hook_state: dict) -> None:
                 return
             if kind == "error":
                 raise RuntimeFailure(msg.get("message", "container init failed"))
+            if kind == "netns" and net_devices is not None:  # before any hook, as runc
+                net_devices.move(hook_state["pid"])
+                chan.send("netdevices-moved")
             if kind == "hooks":
                 hooks.run_hooks("prestart", all_hooks.get("prestart") or [], hook_state)
                 hooks.run_hooks("createRuntime", all_hooks.get("createRuntime") or [], hook_state)
                 chan.send("hooks-done")
+            if kind == "seccomp":  # its filter is loaded: the notify fd goes to the agent
+                from ociruntime import seccomp_notify
+
+                seccomp_notify.forward(seccomp_filter, hook_state["pid"], msg.get("fd"), hook_state)
+                chan.send("seccomp-done")
     finally:
         chan.close()
 

@@ -1,5 +1,9 @@
 """`delete`: remove a stopped container (killing it first with --force), its cgroups and
-its state; then run poststop hooks."""
+its state; then run poststop hooks.
+
+Devices moved in by linux.netDevices are left alone, as the spec requires: when the
+network namespace dies the kernel returns physical ones to the host and destroys virtual
+ones."""
 
 from __future__ import annotations
 

@@ -95,18 +95,14 @@ def _exec(opts: ExecOptions) -> int:
         terminal.check_config(proc)
     if opts.console_socket and not (proc.get("terminal") and opts.detach):
         raise RuntimeFailure("cannot use console socket if runc will not detach or allocate tty")
-    if proc.get("selinuxLabel"):
-        raise RuntimeFailure("process.selinuxLabel: SELinux is not supported yet")
-    # apparmorProfile is not enforced, as with create (engines set it whenever the host
-    # has AppArmor); an explicit --apparmor flag is refused rather than ignored.
-    if opts.apparmor:
-        raise RuntimeFailure("--apparmor: AppArmor is not supported yet")
 
     from ociruntime import capabilities, process  # noqa: F401 - loaded before setns
 
     # The container's linux.seccomp applies to exec'd processes too (runc's setns init);
     # built here, while the host's site-packages are reachable.
     opts.seccomp_filter = _container_seccomp(config)
+    opts.process_attrs = _process_attrs(opts, proc, config)
+    opts.status = status  # for a seccomp agent's ContainerProcessState
 
     ns_fds = _open_namespaces(state.pid)
     console = None
@@ -156,8 +152,7 @@ def _run(opts, sd, state, proc, ns_fds, console, peer, preserve_fds) -> int:
     child.close()
     if console is not None:
         console.close()
-    msg = parent.receive()
-    parent.close()
+    msg = _serve_child(opts, state, parent, pid)
     if msg is not None:  # an error before execve: C exits, reap it
         os.waitpid(pid, 0)
         if peer is not None:
@@ -192,6 +187,29 @@ def _run(opts, sd, state, proc, ns_fds, console, peer, preserve_fds) -> int:
     if os.WIFEXITED(status):
         return os.WEXITSTATUS(status)
     return 128 + os.WTERMSIG(status)
+
+
+def _serve_child(opts, state, chan, pid: int) -> dict | None:  # noqa: ANN001
+    """C's one message (its error, or None once it execs), after handing its seccomp
+    notify fd to the agent if it asks for that (as create does for the init)."""
+    try:
+        msg = chan.receive()
+        while msg is not None and msg.get("type") == "seccomp":
+            from ociruntime import seccomp_notify
+            from ociruntime.state import public_state
+
+            container = public_state(state, opts.status)
+            try:
+                seccomp_notify.forward(opts.seccomp_filter, pid, msg.get("fd"), container)
+            except BaseException:
+                os.kill(pid, _signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise
+            chan.send("seccomp-done")
+            msg = chan.receive()
+        return msg
+    finally:
+        chan.close()
 
 
 def _forward(pid: int, signum: int) -> None:
@@ -275,6 +293,10 @@ def _process_spec(opts: ExecOptions, config: dict) -> dict:
         proc["capabilities"] = caps
     if opts.no_new_privs:
         proc["noNewPrivileges"] = True
+    if opts.apparmor:
+        proc["apparmorProfile"] = opts.apparmor
+    if opts.process_label:
+        proc["selinuxLabel"] = opts.process_label
     if not str(proc.get("cwd") or "/").startswith("/"):
         raise RuntimeFailure(f"{where}: cwd {proc.get('cwd')!r} must be an absolute path")
     return proc
@@ -332,7 +354,8 @@ def _child(opts, state, proc, ns_fds, console, chan, preserve_fds) -> None:
     """C: never returns."""
     try:
         filt = getattr(opts, "seccomp_filter", None)
-        _enter_and_exec(state, proc, ns_fds, console, chan, preserve_fds, filt)
+        attrs = getattr(opts, "process_attrs", None)
+        _enter_and_exec(state, proc, ns_fds, console, chan, preserve_fds, filt, attrs)
     except RuntimeFailure as e:
         _report(chan, str(e))
     except OSError as e:
@@ -349,6 +372,22 @@ def _report(chan, message: str) -> None:
         pass
 
 
+def _process_attrs(opts: ExecOptions, proc: dict, config: dict) -> object | None:
+    """The process's scheduler, I/O priority, CPU affinity and LSM labels and the
+    container's personality, checked now (ociruntime.procattrs, only when one is set)."""
+    from ociruntime import process
+
+    linux = config.get("linux") or {}
+    if not isinstance(linux, dict) or not process.wants_attrs(proc, linux):
+        return None
+    from ociruntime import lsm, procattrs
+
+    if opts.process_label:
+        lsm.check_selinux_label(opts.process_label, "--process-label")
+    proc_at = f"--process {opts.process_file}: " if opts.process_file else "config.json: /process"
+    return procattrs.plan(proc, linux, proc_at, "config.json: /linux")
+
+
 def _container_seccomp(config: dict) -> object | None:
     spec = (config.get("linux") or {}).get("seccomp") if isinstance(config, dict) else None
     if not spec:
@@ -358,11 +397,17 @@ def _container_seccomp(config: dict) -> object | None:
     return seccomp.build(spec)
 
 
-def _enter_and_exec(state, proc, ns_fds, console, chan, preserve_fds, seccomp_filter=None) -> None:
+def _enter_and_exec(
+    state, proc, ns_fds, console, chan, preserve_fds, seccomp_filter=None, attrs=None
+) -> None:
     from ociruntime import capabilities, cgroups, process
 
     process.close_inherited_fds(3 + preserve_fds)
+    if attrs is not None:  # process.execCPUAffinity: initial before the cgroups
+        attrs.set_initial_affinity()
     cgroups.join(state.cgroup_dirs, 0)  # 0: this process (host paths: before setns(mnt))
+    if attrs is not None:  # ... final (or the container's default) after
+        attrs.set_final_affinity(state.cgroup_dirs)
     for kind in _NS_NAMES:
         fd = ns_fds.get(kind)
         if fd is None:
@@ -380,6 +425,10 @@ def _enter_and_exec(state, proc, ns_fds, console, chan, preserve_fds, seccomp_fi
     process.apply_rlimits(proc.get("rlimits") or [])
     if "oomScoreAdj" in proc:
         process.set_oom_score_adj(proc["oomScoreAdj"])
+    if attrs is not None:  # personality, scheduler, I/O priority, LSM labels
+        attrs.apply()
+    if not getattr(state, "no_new_keyring", False):  # the container's keyring, as runc
+        process.join_session_keyring(f"_ses.{state.id}", set_permissions=False)
     env = process.env_dict(proc.get("env") or [])
     executable = process.find_executable(proc["args"][0], env)
     user = proc.get("user") or {}
@@ -389,7 +438,7 @@ def _enter_and_exec(state, proc, ns_fds, console, chan, preserve_fds, seccomp_fi
     cap_sets = capabilities.resolve_sets(proc.get("capabilities"))
     no_new_privs = bool(proc.get("noNewPrivileges"))
     if seccomp_filter is not None and not no_new_privs:  # needs CAP_SYS_ADMIN: before
-        process.load_seccomp(seccomp_filter)
+        process.load_seccomp(seccomp_filter, chan)
     process.switch_user(user, cap_sets)
     cwd = proc.get("cwd") or "/"
     try:
@@ -398,6 +447,6 @@ def _enter_and_exec(state, proc, ns_fds, console, chan, preserve_fds, seccomp_fi
         raise RuntimeFailure(f"process.cwd {cwd}: {e.strerror}") from None
     process.apply_capabilities(cap_sets, no_new_privs)
     if seccomp_filter is not None and no_new_privs:  # as late as runc's setns init
-        process.load_seccomp(seccomp_filter)
+        process.load_seccomp(seccomp_filter, chan)
     process.restore_signal_defaults(*FORWARDED_SIGNALS)
     os.execve(executable, proc["args"], env)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import _signal
 import os
 
+from ociruntime import syscalls as sc
 from ociruntime.commands.create import CreateOptions, create
 from ociruntime.commands.delete import destroy
 from ociruntime.commands.start import release
@@ -18,6 +19,10 @@ from ociruntime.signals import FORWARDED_SIGNALS
 
 def run(opts: CreateOptions, detach: bool) -> int:
     opts.detach = detach
+    if not detach:
+        # With a user namespace the init is forked by an intermediate process: it must
+        # become our child when that one exits, for us to wait for it.
+        sc.set_child_subreaper()
     sd, state = create(opts)
     attached = None
     try:
