@@ -359,11 +359,13 @@ DEFAULT_ALLOWED_DEVICES = (
 )  # fmt: skip
 
 
-def device_rules(resources: dict, devices: list[dict]) -> list[tuple[bool, str]]:
+def device_rules(resources: dict) -> list[tuple[bool, str]]:
     """(allow, "type major:minor access") in the order the kernel must see them: the
-    config's `linux.resources.devices`, then the devices the config creates, then runc's
-    defaults, so later rules win as in the spec. Then, unlike runc, the config's deny
-    rules that name one device type and major again: a config that denies writes to
+    config's `linux.resources.devices`, then runc's defaults, so later rules win as in
+    the spec. The devices `linux.devices` creates get no rule of their own: as with runc
+    1.1.5 (and config-linux.md's example, which pairs /dev/sda with a read-only rule),
+    the config's rules say what may be done with them. Then, unlike runc, the config's
+    deny rules that name one device type and major again: a config that denies writes to
     /dev/null means it (runc's defaults would allow them back); its leading "deny all"
     is not repeated, or the defaults would go."""
     rules = []
@@ -376,10 +378,6 @@ def device_rules(resources: dict, devices: list[dict]) -> list[tuple[bool, str]]
             (bool(rule.get("allow")), f"{kind} {major}:{minor} {rule.get('access') or 'rwm'}")
         )
     explicit_denies = [r for r in rules if not r[0] and r[1][0] != "a" and r[1][2] != "*"]
-    for dev in devices:
-        kind = "c" if dev.get("type") == "u" else dev.get("type")
-        if kind in ("c", "b"):
-            rules.append((True, f"{kind} {dev.get('major', 0)}:{dev.get('minor', 0)} rwm"))
     rules += [(True, rule) for rule in DEFAULT_ALLOWED_DEVICES]
     return rules + explicit_denies
 

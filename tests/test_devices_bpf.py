@@ -117,7 +117,7 @@ def test_the_verifier_accepts_every_program(rules: list[d.Rule]) -> None:
 
 def test_runc_default_policy() -> None:
     rules = [d.Rule.parse(a, t) for a, t in cgroups.device_rules(
-        {"devices": [{"allow": False, "access": "rwm"}]}, [])]  # fmt: skip
+        {"devices": [{"allow": False, "access": "rwm"}]})]  # fmt: skip
     assert d.decide(rules, "c", 1, 3, "rw")  # /dev/null
     assert d.decide(rules, "c", 136, 7, "rw")  # /dev/pts/7
     assert d.decide(rules, "b", 8, 0, "m") and not d.decide(rules, "b", 8, 0, "r")
@@ -140,7 +140,7 @@ def test_the_kernel_enforces_the_program() -> None:
     try:
         rules = cgroups.device_rules({"devices": [
             {"allow": False, "access": "rwm"},
-            {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "w"}]}, [])  # fmt: skip
+            {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "w"}]})  # fmt: skip
         d.apply(path, rules)
 
         def enter() -> None:

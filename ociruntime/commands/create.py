@@ -241,9 +241,7 @@ def _create_in(
             raise
         cgroup_pairs, dirs = _rootless_cgroups(found), []
     if dirs:
-        cgroups.apply_device_rules(
-            cgroup_pairs, cgroups.device_rules(resources, linux.get("devices") or [])
-        )
+        cgroups.apply_device_rules(cgroup_pairs, cgroups.device_rules(resources))
     os.mkfifo(sd.fifo_path, 0o622)
     os.chmod(sd.fifo_path, 0o622)  # mkfifo obeys the umask; start may run as another user
     # Opened here, for the init to reopen through /proc/self/fd: in a user namespace it
