@@ -15,6 +15,7 @@ import posixpath
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from conformance import cgroupfiles
 from conformance.report import Mount, Report
 from ociruntime.capabilities import CAP_NUMBERS
 from ociruntime.mountopts import parse_mount_options
@@ -147,6 +148,8 @@ def all_checks(f: Facts) -> list[Check]:
         check_sysctl,
         check_propagation,
         check_cgroups,
+        check_resources,
+        check_device_cgroup,
         check_terminal,
         check_user_namespace,
         check_idmapped_mounts,
@@ -731,6 +734,49 @@ def check_cgroups(f: Facts) -> Iterator[Check]:
     else:
         bad = {k: v for k, v in seen.items() if not (v + "/").endswith(want + "/")}
     yield check("cgroupsPath", f"every hierarchy at {path}", seen and not bad, f"elsewhere: {bad}")
+
+
+def check_resources(f: Facts) -> Iterator[Check]:
+    """config-linux.md "Control groups": each `linux.resources` field shows in the
+    container's cgroup file it names (on a v2 controller, runc's conversion of it)."""
+    if not cgroupfiles.resources_in_play(f.linux):
+        return
+    seen = f.report.section("cgfile")
+    for e in cgroupfiles.expected_files(f.linux["resources"]):
+        got = seen.get(e.file)
+        yield check(
+            "resources", f"{e.field}: {e.file}", cgroupfiles.matches(e, got),
+            f"want {e.want!r}, got {got!r}",
+        )  # fmt: skip
+
+
+def check_device_cgroup(f: Facts) -> Iterator[Check]:
+    """config-linux.md "Allowed Device list": the rules apply in the listed order (the
+    last one matching an access decides), and a denied access cannot be had: opening
+    the node fails with EPERM; the default devices stay usable unless a rule names
+    them. A leading "deny all" leaves no `a *:* rwm` in the v1 devices.list."""
+    if not cgroupfiles.resources_in_play(f.linux):
+        return
+    rules = (f.linux.get("resources") or {}).get("devices") or []
+    for path, node in cgroupfiles.device_probes(f.linux).items():
+        seen = dict(part.split("=", 1) for part in (f.report.get("devaccess", path) or "").split())
+        default = path in cgroupfiles.DEFAULT_DEVICES
+        for access, key in (("r", "read"), ("w", "write")):
+            allowed = cgroupfiles.device_allowed(rules, node, access, default)
+            if allowed is None:
+                continue
+            got = seen.get(key)
+            yield check(
+                "devices cgroup", f"{path} {key} {'allowed' if allowed else 'denied'}",
+                got is not None and (got != "EPERM") == allowed, f"open: {got}",
+            )  # fmt: skip
+    listing = next((v for k, v in f.report.section("cgfile").items()
+                    if k.endswith("/devices.list")), None)  # fmt: skip
+    if listing is not None and rules and rules[0] == cgroupfiles.BASE_DEVICE_RULES[0]:
+        yield check(
+            "devices cgroup", "deny all: devices.list has no a *:* rwm",
+            "a *:* rwm" not in listing.split(";"), listing,
+        )  # fmt: skip
 
 
 # --- terminal, user namespaces, seccomp, network devices ------------------------------------

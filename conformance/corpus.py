@@ -782,6 +782,129 @@ def cgroup_cases() -> list[Case]:
     ]
 
 
+def resources(**fields: object) -> Edit:
+    """linux.resources with these fields, on top of the base's "deny every device"."""
+
+    def edit(config: dict) -> None:
+        config["linux"].setdefault("resources", {}).update(copy.deepcopy(fields))
+
+    return edit
+
+
+#: config-linux.md's "Allowed Device list" example (it goes with its devices example).
+SPEC_EXAMPLE_DEVICE_RULES = [
+    {"allow": False, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rw"},
+    {"allow": True, "type": "b", "major": 8, "minor": 0, "access": "r"},
+]
+
+
+def host_controller(name: str) -> bool:
+    """Whether this host has the cgroup controller mounted (v1 or v2)."""
+    from conformance.cgroupfiles import host_layout
+
+    return host_layout().place(name) is not None
+
+
+def host_block_device() -> tuple[int, int]:
+    """A block device this host has (throttle rules must name one): the first of
+    /sys/block, a loop device on most hosts."""
+    for name in sorted(os.listdir("/sys/block")):
+        with open(f"/sys/block/{name}/dev") as f:
+            major, minor = f.read().split(":")
+            return int(major), int(minor)
+    return 7, 0
+
+
+def resource_cases() -> list[Case]:
+    """config-linux.md "Control groups": one case per field group of linux.resources;
+    each limit must show in the container's cgroup file (cgroupfiles.py), each device
+    rule in what the container may open."""
+    major, minor = host_block_device()
+    cases = [
+        Case(
+            "resources-memory-pids",
+            "resources",
+            "memory.limit, pids.limit and cpu.shares in memory.limit_in_bytes (memory.max), "
+            "pids.max and cpu.shares (cpu.weight by runc's formula)",
+            resources(memory={"limit": 536870912}, pids={"limit": 512}, cpu={"shares": 512}),
+        ),
+        Case(
+            "resources-memory",
+            "resources",
+            "memory reservation, swap (memory+swap), swappiness and disableOOMKiller",
+            resources(memory={"limit": 536870912, "reservation": 268435456,
+                              "swap": 1073741824, "swappiness": 10,
+                              "disableOOMKiller": True}),
+        ),
+        Case(
+            "resources-cpu",
+            "resources",
+            "cpu shares, quota and period (cpu.cfs_*_us or cpu.max), cpus and mems "
+            "(cpuset), pids -1 (unlimited)",
+            resources(cpu={"shares": 1024, "quota": 50000, "period": 100000, "cpus": "0",
+                           "mems": "0"},
+                      pids={"limit": -1}),
+        ),
+        Case(
+            "resources-blockio",
+            "resources",
+            "blockIO weight (checked where the host has a weight file) and per-device "
+            f"throttles on this host's block device {major}:{minor}",
+            resources(blockIO={
+                "weight": 500,
+                "throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}],
+                "throttleWriteIOPSDevice": [{"major": major, "minor": minor, "rate": 300}],
+            }),
+        ),
+        Case(
+            "resources-devices",
+            "resources",
+            "config-linux.md's devices and allowed device list examples: /dev/fuse "
+            "rw, /dev/sda read-only, every other device denied",
+            compose(linux(devices=SPEC_EXAMPLE_DEVICES),
+                    resources(devices=SPEC_EXAMPLE_DEVICE_RULES)),
+        ),
+        Case(
+            "resources-devices-deny",
+            "resources",
+            "rules denying writes to /dev/full and all access to /dev/zero, after the "
+            "base's deny-all: the last matching rule decides, even for a default device",
+            resources(devices=[
+                {"allow": False, "access": "rwm"},
+                {"allow": False, "type": "c", "major": 1, "minor": 7, "access": "w"},
+                {"allow": False, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+            ]),
+        ),
+    ]  # fmt: skip
+    if host_controller("hugetlb") and os.path.isdir("/sys/kernel/mm/hugepages/hugepages-2048kB"):
+        cases.append(
+            Case(
+                "resources-hugetlb",
+                "resources",
+                "config-linux.md's hugepageLimits example's 2MB entry (on a hybrid host "
+                "the hugetlb controller is on the v2 hierarchy, read from the host)",
+                resources(hugepageLimits=[{"pageSize": "2MB", "limit": 209715200}]),
+            )
+        )
+    network = resources(network={"classID": 1048577})
+    if host_controller("net_cls"):
+        cases.append(Case("resources-network", "resources", "config-linux.md's classID", network))
+    else:
+        cases.append(
+            Case(
+                "resources-network",
+                "resources",
+                "config-linux.md's classID on a host without the net_cls controller: "
+                "refused (runtime.md create: a property that cannot be applied)",
+                network,
+                must_fail=True,
+                error_field="linux.resources.network.classID",
+            )
+        )
+    return cases
+
+
 #: config-linux.md's user namespace mapping (its example's hostID 1000 is a real user
 #: here; 100000 is the first id engines hand out from /etc/subuid).
 USERNS_MAPPING = [{"containerID": 0, "hostID": 100000, "size": 65536}]
@@ -1099,6 +1222,7 @@ def static_cases() -> list[Case]:
         *path_cases(),
         *propagation_cases(),
         *cgroup_cases(),
+        *resource_cases(),
         *process_feature_cases(),
         *process_attr_cases(),
         *lsm_cases(),
@@ -1109,7 +1233,6 @@ def static_cases() -> list[Case]:
 # --- later issues: listed, run for the record, never counted ----------------------------
 
 ISSUE_PROCESS = "#4"
-ISSUE_CGROUPS = "#5"
 
 
 def later_cases() -> list[Case]:
@@ -1127,40 +1250,12 @@ def later_cases() -> list[Case]:
             for c in _lsm_refusals()
             if lsm_enabled(c.group)
         ),
-        later(
-            "resources-memory-pids",
-            "linux.resources memory/pids/cpu limits",
-            ISSUE_CGROUPS,
-            linux(
-                resources={
-                    "memory": {"limit": 536870912},
-                    "pids": {"limit": 512},
-                    "cpu": {"shares": 512},
-                }
-            ),
-        ),
-        later(
-            "resources-devices",
-            "linux.resources.devices (the device cgroup)",
-            ISSUE_CGROUPS,
-            linux(
-                resources={
-                    "devices": [
-                        {"allow": False, "access": "rwm"},
-                        {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rw"},
-                    ]
-                }
-            ),
-        ),
     ]
 
 
-#: Operations of later issues, listed in RESULTS.md (they are not configs).
-LATER_OPERATIONS = (
-    ("pause-resume", "pause / resume (freezer)", ISSUE_CGROUPS),
-    ("update", "update of resource limits", ISSUE_CGROUPS),
-    ("events", "events (stats, OOM notifications)", ISSUE_CGROUPS),
-)
+#: Operations of later issues, listed in RESULTS.md (they are not configs). Issue #5's
+#: pause/resume, update and events are lifecycle scenarios now (lifecycle.py).
+LATER_OPERATIONS: tuple[tuple[str, str, str], ...] = ()
 
 
 # --- hypothesis-generated variations ------------------------------------------------------

@@ -222,6 +222,32 @@ DEVIATIONS: tuple[Deviation, ...] = (
         diff=r"^(persona|sched|ioprio) |^execCPUAffinity ",
         cases=r"^(personality|scheduler|io-priority|exec|spec-example)",
     ),
+    Deviation(
+        "D19",
+        "runc",
+        "`hugepageLimits` on a hybrid host whose hugetlb controller is only on the v2 "
+        "hierarchy: runc 1.1.5 looks for it among the v1 hierarchies only and fails create "
+        "(`cannot set hugetlb limit`); ociruntime writes hugetlb.<size>.max there",
+        "config-linux.md: `hugepageLimits` represents the `hugetlb` controller which allows "
+        "to limit the HugeTLB reservations (if supported) or usage (page fault)",
+        "ociruntime (the host has the controller; runc cannot find it)",
+        failure=r"cannot set hugetlb limit",
+        diff=r"^run: ",
+        cases=r"^resources-hugetlb$",
+    ),
+    Deviation(
+        "D20",
+        "runc",
+        "a config's rule denying a default device (writes to /dev/full, all of /dev/zero) "
+        "has no effect: runc appends its default allow-list after the config's rules, so "
+        "the device stays usable",
+        'config-linux.md "Allowed Device list": `devices` configures the allowed device '
+        "list; the runtime MUST apply entries in the listed order",
+        "ociruntime (repeats the config's rules for one device after the defaults)",
+        failure=r"^devices cgroup: /dev/\S+ (read|write) denied",
+        diff=r"^(devaccess |cgfile devices/devices\.list )",
+        cases=r"^resources-devices",
+    ),
 )
 
 

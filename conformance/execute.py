@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conformance import checks, corpus
+from conformance import cgroupfiles, checks, corpus
 from conformance.harness import (
     COMMAND_TIMEOUT,
     Invocation,
@@ -72,7 +72,29 @@ def inspect_conf(config: dict, case: corpus.Case) -> list[str]:
     lines += [f"node {p}" for p in case.nodes]
     lines += [f"sysctl {k}" for k in linux.get("sysctl") or {}]
     lines += [f"netdev {entry.get('name') or key}" for key, entry in _netdevs(config)]
-    return lines
+    return lines + _cgroup_probes(linux)
+
+
+def _cgroup_probes(linux: dict) -> list[str]:
+    """The cgroup files a config's resources show in, as the container sees them (plus
+    the v1 devices.list), and the device nodes its device rules name."""
+    if not cgroupfiles.resources_in_play(linux):
+        return []
+    files = [e.file for e in cgroupfiles.expected_files(linux["resources"]) if e.where == "inside"]
+    placed = cgroupfiles.host_layout().place("devices")
+    if placed and placed[0] == "v1":
+        files.append(f"{placed[1]}/devices.list")
+    lines = [f"cgfile {f}" for f in dict.fromkeys(files)]
+    return lines + [f"devaccess {path}" for path in cgroupfiles.device_probes(linux)]
+
+
+def host_cgroup_files(config: dict) -> list[cgroupfiles.Expected]:
+    """Files the container cannot see (a hybrid host's v2 hierarchy): read on the host
+    while it is created."""
+    linux = config.get("linux") or {}
+    if not cgroupfiles.resources_in_play(linux):
+        return []
+    return [e for e in cgroupfiles.expected_files(linux["resources"]) if e.where == "host"]
 
 
 def _netdevs(config: dict) -> list[tuple[str, dict]]:
@@ -95,12 +117,12 @@ def run_case(ws: Workspace, case: corpus.Case, runtime: str) -> Run:
             cid, config, dict(corpus.COMMON_FILES), inspect_conf(config, case), extra
         )
         if engine_style(final):
-            inv, text, ids = _create_and_start(ws, runtime, cid, bundle, final)
+            inv, text, ids, cgfiles = _create_and_start(ws, runtime, cid, bundle, final)
         else:
             inv = ws.runtime(
                 runtime, ["run", "--bundle", str(bundle), cid], umask=case.caller_umask
             )
-            text, ids = inv.stdout, {}
+            text, ids, cgfiles = inv.stdout, {}, {}
         uptime = host_uptime()
         (bundle / "report.txt").write_text(text)  # for --keep: what the runtime showed
         (bundle / "stderr.txt").write_text(inv.stderr)
@@ -111,6 +133,8 @@ def run_case(ws: Workspace, case: corpus.Case, runtime: str) -> Run:
         if agent:
             agent.close()
     run = Run(runtime, cid, bundle, final, inv, parse(text), uptime, ids)
+    if cgfiles and run.report.complete:
+        run.report.keyed.setdefault("cgfile", {}).update(cgfiles)
     if veth:
         run.host_links[veth.end] = [veth.ADDRESS]
     if agent:
@@ -124,17 +148,20 @@ def run_case(ws: Workspace, case: corpus.Case, runtime: str) -> Run:
 
 
 def engine_style(config: dict) -> bool:
-    """A terminal needs a console socket; a user namespace's init is checked from the
-    host while it exists: both run through create + start."""
+    """A terminal needs a console socket; a user namespace's init, and cgroup files the
+    container cannot see, are checked from the host while it exists: all run through
+    create + start."""
     kinds = [ns.get("type") for ns in (config.get("linux") or {}).get("namespaces") or []]
-    return bool((config.get("process") or {}).get("terminal")) or "user" in kinds
+    terminal = bool((config.get("process") or {}).get("terminal"))
+    return terminal or "user" in kinds or bool(host_cgroup_files(config))
 
 
 def _create_and_start(
     ws: Workspace, runtime: str, cid: str, bundle: Path, config: dict
-) -> tuple[Invocation, str, dict[str, str]]:
-    """create, the init's host credentials, start, the report: from the console (the pty
-    turns each newline into CRLF) or from the init's stdout file."""
+) -> tuple[Invocation, str, dict[str, str], dict[str, str]]:
+    """create, the init's host credentials and host-side cgroup files, start, the report:
+    from the console (the pty turns each newline into CRLF) or from the init's stdout
+    file."""
     terminal = bool(config["process"].get("terminal"))
     output = bundle / "stdout.txt"
     args = ["create", "--bundle", str(bundle), cid]
@@ -147,11 +174,11 @@ def _create_and_start(
     try:
         inv = ws.runtime(runtime, args, stdout=output)
         if not inv.ok:
-            return inv, "", {}
-        ids = _host_ids(ws, runtime, cid)
+            return inv, "", {}, {}
+        ids, cgfiles = _host_ids(ws, runtime, cid), _host_cgfiles(ws, runtime, cid, config)
         started = ws.runtime(runtime, ["start", cid])
         if not started.ok:
-            return started, "", ids
+            return started, "", ids, cgfiles
         if listener:
             console = listener.accept()
             try:
@@ -161,7 +188,7 @@ def _create_and_start(
         else:
             _wait_stopped(ws, runtime, cid)
             text = output.read_text(errors="replace")
-        return inv, text, ids
+        return inv, text, ids, cgfiles
     finally:
         if listener:
             listener.close()
@@ -177,6 +204,18 @@ def _host_ids(ws: Workspace, runtime: str, cid: str) -> dict[str, str]:
     except (ValueError, KeyError, OSError):
         return {}
     return {key: " ".join(fields[key].split()) for key in ("Uid", "Gid")}
+
+
+def _host_cgfiles(ws: Workspace, runtime: str, cid: str, config: dict) -> dict[str, str]:
+    wanted = host_cgroup_files(config)
+    if not wanted:
+        return {}
+    state = ws.runtime(runtime, ["state", cid])
+    try:
+        pid = json.loads(state.stdout)["pid"]
+    except (ValueError, KeyError):
+        return {}
+    return {e.file: cgroupfiles.host_value(pid, e) for e in wanted}
 
 
 def _wait_stopped(ws: Workspace, runtime: str, cid: str) -> None:

@@ -256,6 +256,8 @@ errno_of() {
     *"Permission denied"*) echo EACCES ;;
     *"Read-only file system"*) echo EROFS ;;
     *"Function not implemented"*) echo ENOSYS ;;
+    *"No such device or address"*) echo ENXIO ;;
+    *"No such device"*) echo ENODEV ;;
     *) echo error ;;
     esac
 }
@@ -301,6 +303,29 @@ section_sched() {
     echo "ioprio $(ionice -p $PID1 2>&1)"
 }
 
+section_cgfiles() {
+    # "cgfile REL VALUE": a file of the container's own cgroups as the container sees them
+    # under /sys/fs/cgroup (its cgroup mount), sorted lines joined by ';'. "devaccess PATH
+    # read=R write=W": opening a device node for reading / for appending (never written),
+    # ok or the errno: what the device cgroup lets the container do.
+    [ -r "$CONF" ] || return 0
+    while read -r what arg; do
+        case "$what" in
+        cgfile)
+            if [ ! -e "/sys/fs/cgroup/$arg" ]; then
+                echo "cgfile $arg absent"
+            elif value=$(cat "/sys/fs/cgroup/$arg" 2>/dev/null); then
+                echo "cgfile $arg $(echo "$value" | sort | tr '\n' ';' | sed 's/;$//')"
+            else
+                echo "cgfile $arg unreadable"
+            fi ;;
+        devaccess)
+            echo "devaccess $arg read=$(errno_of head -c 0 "$arg")" \
+                "write=$(errno_of sh -c ': >>"$1"' sh "$arg")" ;;
+        esac
+    done <"$CONF"
+}
+
 section_pid1
 section_args
 section_fds
@@ -319,4 +344,5 @@ section_idmap
 section_syscalls
 section_netdevs
 section_sched
+section_cgfiles
 echo "end"

@@ -51,6 +51,7 @@ class Step:
     want_ok: object = SILENT
     want_status: object = SILENT
     detail: str = ""
+    rule: str = "runtime.md"  # whose rule want_ok/want_status are
 
     @property
     def conforms(self) -> bool:
@@ -68,7 +69,7 @@ class Step:
         if self.want_status is not SILENT:
             want.append(f"status {self.want_status}")
         got = self.outcome() + (f" [{self.detail}]" if self.detail else "")
-        return f"{got}; runtime.md wants {' and '.join(want)}"
+        return f"{got}; {self.rule} wants {' and '.join(want)}"
 
 
 @dataclass
@@ -110,6 +111,16 @@ class Driver:
         )
         self.steps.append(step)
         return step
+
+    def call(self, label: str, args: list[str], want_ok: object, want_status: object) -> Invocation:
+        """An operation runtime.md does not define (pause, resume, update, events): runc's
+        CLI, which engines drive, says what it does. The invocation back, for its output."""
+        inv = self.ws.runtime(self.runtime, args)
+        detail = "" if inv.ok else inv.error()[-200:]
+        self.steps.append(
+            Step(label, inv.ok, self.status(), want_ok, want_status, detail, "runc's CLI")
+        )
+        return inv
 
     def create(self, want_ok: object = True, want_status: object = "created") -> Step:
         return self.op(
@@ -528,6 +539,126 @@ def cpu_set(text: str) -> set[int] | None:
     return cpus
 
 
+# --- issue #5: pause/resume, update, events (runc's CLI; runtime.md has none of them) -----
+
+BUSY = ["sh", "-c", "while :; do :; done"]  # always runnable (R) unless frozen
+
+
+def pause_resume(d: Driver) -> None:
+    """pause freezes every process of a running container (state says paused), a second
+    pause and a resume of a running one are errors, resume thaws it (running again), and
+    delete --force removes a paused container and its processes."""
+    d.make_bundle(corpus.process(args=BUSY))
+    d.create()
+    d.op("start", ["start", d.cid], True, "running")
+    pid = (d.state() or {}).get("pid")
+    d.call("pause (running)", ["pause", d.cid], True, "paused")
+    frozen = _eventually(lambda: _task_state(pid) in ("D", "S"), 5)
+    if not frozen:
+        d.problems.append(f"pause: the init is still {_task_state(pid)!r}, not frozen")
+    d.facts["paused init frozen"] = frozen
+    d.call("pause (paused)", ["pause", d.cid], False, "paused")
+    d.call("resume (paused)", ["resume", d.cid], True, "running")
+    thawed = _eventually(lambda: _task_state(pid) == "R", 5)
+    if not thawed:
+        d.problems.append(f"resume: the init is {_task_state(pid)!r}, not runnable again")
+    d.facts["resumed init runnable"] = thawed
+    d.call("resume (running)", ["resume", d.cid], False, "running")
+    d.call("pause again", ["pause", d.cid], True, "paused")
+    d.call("delete --force (paused)", ["delete", "--force", d.cid], True, GONE)
+    gone = _eventually(lambda: _task_state(pid) in ("", "Z", "X"), 5)
+    if not gone:
+        d.problems.append("delete --force of a paused container left its init running")
+    d.facts["init gone after delete --force"] = gone
+
+
+def _task_state(pid: object) -> str:
+    """The one-letter state of /proc/PID/stat ("" when the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+UPDATE_START = {"memory": {"limit": 268435456}, "pids": {"limit": 100}, "cpu": {"shares": 512}}
+UPDATE_FLAGS = {"memory": {"limit": 402653184}, "pids": {"limit": 200}}
+UPDATE_FILE = {"cpu": {"shares": 256}, "pids": {"limit": 300}}
+
+
+def update(d: Driver) -> None:
+    """update changes a running container's limits, from flags and from a resources
+    file (`-r`): the container sees them in its cgroup files; a stopped container
+    refuses an update."""
+    bundle = d.make_bundle(corpus.resources(**UPDATE_START))
+    d.create()
+    d.op("start", ["start", d.cid], True, "running")
+    _read_limits(d, "at start", UPDATE_START)
+    flags = ["--memory", str(UPDATE_FLAGS["memory"]["limit"]),
+             "--pids-limit", str(UPDATE_FLAGS["pids"]["limit"])]  # fmt: skip
+    d.call("update --memory --pids-limit", ["update", *flags, d.cid], True, "running")
+    merged = {**UPDATE_START, **UPDATE_FLAGS}
+    _read_limits(d, "after update (flags)", merged)
+    (bundle / "resources.json").write_text(json.dumps(UPDATE_FILE))
+    args = ["update", "-r", str(bundle / "resources.json"), d.cid]
+    d.call("update -r FILE", args, True, "running")
+    _read_limits(d, "after update -r", {**merged, **UPDATE_FILE})
+    d.op("kill KILL", ["kill", d.cid, "KILL"], True)
+    d.wait_for("stopped")
+    d.call("update (stopped)", ["update", "--pids-limit", "50", d.cid], False, "stopped")
+
+
+def _read_limits(d: Driver, when: str, resources: dict) -> None:
+    """The files `resources` shows in, read inside the container through exec (the
+    config's cgroup mount), against what they must say."""
+    from conformance import cgroupfiles
+
+    wanted = [e for e in cgroupfiles.expected_files(resources) if e.where == cgroupfiles.INSIDE]
+    script = "; ".join(f"echo {e.file} $(cat /sys/fs/cgroup/{e.file})" for e in wanted)
+    out = _exec(d, f"exec: read the limits {when}", ["sh", "-c", script]).stdout
+    seen = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    for e in wanted:
+        if not cgroupfiles.matches(e, seen.get(e.file)):
+            d.problems.append(f"{when}: {e.file} is {seen.get(e.file)!r}, want {e.want!r}")
+    d.facts[when] = " ".join(f"{k}={v}" for k, v in sorted(seen.items()))
+
+
+def events(d: Driver) -> None:
+    """events --stats prints one JSON object of runc's shape (type "stats", the id, data
+    with the controllers' statistics; the memory limit shows in it); its keys are
+    compared with runc's."""
+    d.make_bundle(corpus.resources(memory={"limit": 268435456}, pids={"limit": 100}))
+    d.create()
+    d.op("start", ["start", d.cid], True, "running")
+    out = d.call("events --stats", ["events", "--stats", d.cid], True, "running").stdout
+    try:
+        objects = [json.loads(line) for line in out.splitlines() if line.strip()]
+    except json.JSONDecodeError as e:
+        d.problems.append(f"events --stats: not JSON ({e}): {out[:200]!r}")
+        objects = []
+    if len(objects) != 1:
+        d.problems.append(f"events --stats printed {len(objects)} JSON objects, want 1")
+    event = objects[0] if objects else {}
+    data = event.get("data") or {}
+    if event.get("type") != "stats" or event.get("id") != d.cid:
+        d.problems.append(f"events --stats: type {event.get('type')!r}, id {event.get('id')!r}")
+    limit = ((data.get("memory") or {}).get("usage") or {}).get("limit")
+    if limit != 268435456:
+        d.problems.append(f"events --stats: data.memory.usage.limit {limit}, want 268435456")
+    if (data.get("pids") or {}).get("limit") != 100:
+        d.problems.append(
+            f"events --stats: data.pids.limit {(data.get('pids') or {}).get('limit')}"
+        )
+    d.facts["events keys"] = " ".join(event)
+    d.facts["events data keys"] = " ".join(sorted(data))
+    for key in ("cpu", "memory", "pids"):
+        inner = data.get(key) or {}
+        d.facts[f"events data.{key} keys"] = " ".join(sorted(k for k in inner if k != "raw"))
+    d.op("kill KILL", ["kill", d.cid, "KILL"], True)
+    d.wait_for("stopped")
+    d.call("events --stats (stopped)", ["events", "--stats", d.cid], SILENT, "stopped")
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -574,6 +705,27 @@ SCENARIOS = (
         "--user, the init's namespaces and cgroup, execCPUAffinity (the exec'd process on "
         "`final`, the init unaffected); refused once stopped",
         exec_into,
+    ),
+    Scenario(
+        "pause-resume",
+        "pause",
+        "pause freezes the processes (state paused), resume thaws them (running); pause "
+        "of a paused and resume of a running container fail; delete --force of a paused one",
+        pause_resume,
+    ),
+    Scenario(
+        "update",
+        "update",
+        "update --memory/--pids-limit and update -r FILE change the limits the container "
+        "sees in its cgroup files; refused on a stopped container",
+        update,
+    ),
+    Scenario(
+        "events",
+        "events",
+        "events --stats prints one JSON object of runc's shape (type, id, data: cpu, "
+        "memory, pids...), its keys as runc's",
+        events,
     ),
 )
 

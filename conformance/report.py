@@ -31,6 +31,8 @@ KEYED_SECTIONS = (
     "netdev",
     "persona",
     "sched",
+    "cgfile",
+    "devaccess",
 )
 
 
