@@ -742,7 +742,14 @@ def check_resources(f: Facts) -> Iterator[Check]:
     if not cgroupfiles.resources_in_play(f.linux):
         return
     seen = f.report.section("cgfile")
-    for e in cgroupfiles.expected_files(f.linux["resources"]):
+    expected = cgroupfiles.expected_files(f.linux["resources"])
+    if (f.linux["resources"].get("blockIO") or {}).get("weight") and not any(
+        e.field == "blockIO.weight" for e in expected
+    ):
+        yield check(
+            "resources", "blockIO.weight applied", False, "the host has no weight file", NOTE
+        )
+    for e in expected:
         got = seen.get(e.file)
         yield check(
             "resources", f"{e.field}: {e.file}", cgroupfiles.matches(e, got),

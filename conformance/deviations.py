@@ -248,6 +248,16 @@ DEVIATIONS: tuple[Deviation, ...] = (
         diff=r"^(devaccess |cgfile devices/devices\.list )",
         cases=r"^resources-devices",
     ),
+    Deviation(
+        "D21",
+        "both",
+        "`blockIO.weight` where the host's block I/O controller has no weight file (no "
+        "blkio.weight, no BFQ weight): both accept the config and apply nothing",
+        "config-linux.md: `weight` specifies per-cgroup weight (the kernel decides whether "
+        "a weight file exists: a NOTE, not a failure)",
+        "neither can apply it here; ociruntime does what runc does",
+        note=r"^resources: blockIO\.weight applied",
+    ),
 )
 
 
