@@ -8,6 +8,7 @@ ones."""
 from __future__ import annotations
 
 import _signal
+import errno
 import os
 import select
 
@@ -47,6 +48,11 @@ def kill_and_wait(state: ContainerState) -> None:
             os.kill(pid, _signal.SIGKILL)
         except ProcessLookupError:
             continue
+        except OSError as e:
+            # EINVAL: the pid lives on only as the session/group id of the init's children
+            # (a reaping PID 1 or subreaper already collected the init): nothing to kill.
+            if e.errno != errno.EINVAL:
+                raise
     if state.cgroup_paths and freezer.is_frozen(state.cgroup_paths):
         freezer.thaw(state.cgroup_paths)  # paused: on v1, killed processes die once thawed
     poller = select.poll()
