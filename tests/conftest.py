@@ -19,6 +19,9 @@ REPO = Path(__file__).resolve().parent.parent
 OCIRUNTIME = str(REPO / ".venv" / "bin" / "ociruntime")
 BUILD_ROOTFS = str(REPO / "bundles" / "build-rootfs.sh")
 EXAMPLE_CONFIG = REPO / "bundles" / "busybox" / "config.json"
+#: A pure cgroup v2 host (e.g. tools/vm-lane.sh): /sys/fs/cgroup is the unified hierarchy
+#: itself, not a tmpfs of v1 hierarchies (v1 and hybrid hosts).
+CGROUP_V2_ONLY = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -11,6 +11,7 @@ import subprocess
 import uuid
 
 import pytest
+from conftest import CGROUP_V2_ONLY
 
 from ociruntime.capabilities import CAP_NUMBERS
 
@@ -237,13 +238,20 @@ def test_spec_output_runs(runtime, tmp_path, rootfs_template):
 
 
 def test_cgroup_namespace_roots_at_the_container_cgroup(runtime, make_bundle):
-    bundle = make_bundle(["sh", "-c", "cat /proc/self/cgroup; ls /sys/fs/cgroup/memory"])
+    """Inside, /proc/self/cgroup says `/` and /sys/fs/cgroup shows the container's own
+    cgroup: v1's memory hierarchy, or on a pure v2 host the unified one (whose memory
+    files the root's subtree_control delegates)."""
+    memory_dir, memory_file = (
+        ("/sys/fs/cgroup", "memory.max") if CGROUP_V2_ONLY
+        else ("/sys/fs/cgroup/memory", "memory.limit_in_bytes")
+    )  # fmt: skip
+    bundle = make_bundle(["sh", "-c", f"cat /proc/self/cgroup; ls {memory_dir}"])
     bundle.config["linux"]["namespaces"].append({"type": "cgroup"})
     bundle.write()
     lines = run_in(runtime, bundle).splitlines()
     cgroup_lines = [line for line in lines if line.count(":") >= 2]
     assert cgroup_lines and all(line.endswith(":/") for line in cgroup_lines), cgroup_lines
-    assert "memory.limit_in_bytes" in lines  # the container's own memory cgroup is mounted
+    assert memory_file in lines  # the container's own memory cgroup is mounted
 
 
 def test_no_pivot_still_confines(runtime, make_bundle):
@@ -283,6 +291,11 @@ def test_join_namespaces_by_path(runtime, make_bundle):
     assert joined[0] != os.readlink("/proc/self/ns/net")
 
 
+@pytest.mark.xfail(
+    CGROUP_V2_ONLY,
+    strict=True,
+    reason="cgroup v2 device policy (an eBPF program) not implemented yet",
+)
 def test_device_cgroup_denies_unlisted_devices(runtime, make_bundle):
     """runc's device policy: deny all, allow the config's rules, the created devices and
     runc's defaults. A node the container makes for another device cannot be opened."""
@@ -299,6 +312,7 @@ def test_device_cgroup_denies_unlisted_devices(runtime, make_bundle):
     assert "opened" not in out and "null-ok" in out
 
 
+@pytest.mark.skipif(CGROUP_V2_ONLY, reason="devices.list is cgroup v1's; v2 has no list to compare")
 def test_device_cgroup_list_matches_runc(runtime, make_bundle):
     bundle = make_bundle(["cat", "/sys/fs/cgroup/devices/devices.list"])
     ours = set(run_in(runtime, bundle).splitlines())
