@@ -143,6 +143,9 @@ def wait_pids_gone(pids: Iterable[int], timeout: float) -> list[int]:
 
 
 def cgroup_hierarchies() -> list[Path]:
+    """Each v1 hierarchy's mountpoint, or on a pure v2 host the unified one itself."""
+    if (CGROUP_MOUNT / "cgroup.controllers").exists():
+        return [CGROUP_MOUNT]
     return [p for p in CGROUP_MOUNT.iterdir() if p.is_dir() and not p.is_symlink()]
 
 

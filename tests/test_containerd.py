@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import OCIRUNTIME, REPO
+from conftest import CGROUP_V2_ONLY, OCIRUNTIME, REPO
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # conformance/ is a directory of the repo, not installed
@@ -318,20 +318,27 @@ def test_kill_all(ctd: Containerd) -> None:
     assert ctd.ctr("containers", "delete", cid).returncode == 0
 
 
+@pytest.mark.xfail(
+    CGROUP_V2_ONLY, strict=True,
+    reason="cgroup v2 device policy (an eBPF program) not implemented yet",
+)  # fmt: skip
 def test_device_policy(ctd: Containerd) -> None:
     """containerd's linux.resources.devices (deny all, allow its defaults) is enforced:
-    a block device node can be made (`b *:* m`) but not opened."""
-    cid = ctd.new_id()
-    assert ctd.run("-d", IMAGE, cid, "sleep", "1000").returncode == 0
-    try:
-        devices = Path("/sys/fs/cgroup/devices") / ctd.namespace / cid / "devices.list"
-        # what runc 1.1.5 makes of containerd 1.6's default spec (same set, any order)
-        assert set(devices.read_text().splitlines()) == {
-            "b *:* m", "c *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm",
-            "c 1:9 rwm", "c 10:200 rwm", "c 136:* rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm",
-        }  # fmt: skip
-    finally:
-        ctd.remove_everything()
+    a block device node can be made (`b *:* m`) but not opened. On v1 the rules are in
+    devices.list; v2 has no list (the policy is an eBPF program)."""
+    if not CGROUP_V2_ONLY:
+        cid = ctd.new_id()
+        assert ctd.run("-d", IMAGE, cid, "sleep", "1000").returncode == 0
+        try:
+            devices = Path("/sys/fs/cgroup/devices") / ctd.namespace / cid / "devices.list"
+            # what runc 1.1.5 makes of containerd 1.6's default spec (same set, any order)
+            assert set(devices.read_text().splitlines()) == {
+                "b *:* m", "c *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm",
+                "c 1:9 rwm", "c 10:200 rwm", "c 136:* rwm", "c 5:0 rwm", "c 5:1 rwm",
+                "c 5:2 rwm",
+            }  # fmt: skip
+        finally:
+            ctd.remove_everything()
     r = ctd.run(
         "--rm", IMAGE, ctd.new_id(), "sh", "-c", "mknod /tmp/blk b 8 0 && head -c1 /tmp/blk"
     )
