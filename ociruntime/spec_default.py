@@ -93,15 +93,18 @@ def _linux(rootless: bool) -> dict:
     Rootless maps only the caller's euid/egid to root (all an unprivileged user can map
     without newuidmap), adds a user namespace, drops the network namespace (no way to
     configure it unprivileged) and drops the device cgroup rule (cgroups are not writable).
+    On a pure cgroup v2 host runc also gives the container a cgroup namespace (before the
+    user one it adds for rootless).
     """
     linux: dict = {}
+    cgroup_ns = ["cgroup"] if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else []
     if rootless:
         linux["uidMappings"] = [{"containerID": 0, "hostID": os.geteuid(), "size": 1}]
         linux["gidMappings"] = [{"containerID": 0, "hostID": os.getegid(), "size": 1}]
-        namespaces = ["pid", "ipc", "uts", "mount", "user"]
+        namespaces = ["pid", "ipc", "uts", "mount", *cgroup_ns, "user"]
     else:
         linux["resources"] = {"devices": [{"allow": False, "access": "rwm"}]}
-        namespaces = ["pid", "network", "ipc", "uts", "mount"]
+        namespaces = ["pid", "network", "ipc", "uts", "mount", *cgroup_ns]
     linux["namespaces"] = [{"type": ns} for ns in namespaces]
     linux["maskedPaths"] = list(_MASKED_PATHS)
     linux["readonlyPaths"] = list(_READONLY_PATHS)
