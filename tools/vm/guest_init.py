@@ -73,17 +73,22 @@ def run(console: int) -> int:
     say(f"pytest exited {code} after {time.monotonic() - started:.1f} s (guest clock)")
     written = written_under(repo)
     if written:
-        say(f"the tests wrote into the repo (only in the guest's overlay): {' '.join(written)}")
+        say("the tests wrote into the repo (kept in the guest's overlay only): "
+            + ", ".join(f"{top} ({n} files)" for top, n in sorted(written.items())))  # fmt: skip
     return code
 
 
-def written_under(repo: str) -> list[str]:
-    """What the run created or changed in the repo: the overlay's upper layer keeps it."""
+def written_under(repo: str) -> dict[str, int]:
+    """What the run created, changed or deleted in the repo (the overlay's upper layer
+    keeps it), as files per top-level entry of the repo."""
     top = UPPER + repo
-    found = []
+    counts: dict[str, int] = {}
     for dirpath, _, filenames in os.walk(top):
-        found += [os.path.join(dirpath, n)[len(UPPER) :] for n in filenames]
-    return sorted(found)
+        for name in filenames:
+            entry = os.path.relpath(os.path.join(dirpath, name), top).split("/")[0]
+            entry += "" if dirpath == top else "/"
+            counts[entry] = counts.get(entry, 0) + 1
+    return counts
 
 
 def main() -> None:
