@@ -18,11 +18,15 @@ def wait_stopped(runtime, cid: str) -> dict:
     if st["status"] != "stopped":
         import select
 
-        fd = os.pidfd_open(st["pid"])
         try:
-            assert select.select([fd], [], [], 30)[0], "container did not stop in 30 s"
-        finally:
-            os.close(fd)
+            fd = os.pidfd_open(st["pid"])
+        except ProcessLookupError:
+            fd = None  # exited and reaped since (where PID 1 reaps orphans)
+        if fd is not None:
+            try:
+                assert select.select([fd], [], [], 30)[0], "container did not stop in 30 s"
+            finally:
+                os.close(fd)
     st = runtime.state(cid)
     assert st["status"] == "stopped"
     return st
