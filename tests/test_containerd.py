@@ -318,10 +318,6 @@ def test_kill_all(ctd: Containerd) -> None:
     assert ctd.ctr("containers", "delete", cid).returncode == 0
 
 
-@pytest.mark.xfail(
-    CGROUP_V2_ONLY, strict=True,
-    reason="cgroup v2 device policy (an eBPF program) not implemented yet",
-)  # fmt: skip
 def test_device_policy(ctd: Containerd) -> None:
     """containerd's linux.resources.devices (deny all, allow its defaults) is enforced:
     a block device node can be made (`b *:* m`) but not opened. On v1 the rules are in

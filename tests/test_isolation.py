@@ -291,11 +291,6 @@ def test_join_namespaces_by_path(runtime, make_bundle):
     assert joined[0] != os.readlink("/proc/self/ns/net")
 
 
-@pytest.mark.xfail(
-    CGROUP_V2_ONLY,
-    strict=True,
-    reason="cgroup v2 device policy (an eBPF program) not implemented yet",
-)
 def test_device_cgroup_denies_unlisted_devices(runtime, make_bundle):
     """runc's device policy: deny all, allow the config's rules, the created devices and
     runc's defaults. A node the container makes for another device cannot be opened."""
