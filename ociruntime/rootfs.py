@@ -8,6 +8,7 @@ Every destination is resolved inside the rootfs by the kernel (see safepath).
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -261,6 +262,21 @@ class Mounter:
             self._remount(dest, opts.flags | locked | MS_BIND | MS_REMOUNT)
         self._finish(dest, opts)
 
+    def _bind_cgroup2(self, dest: str, fd: int, opts: MountOptions) -> None:
+        """cgroup2 cannot be mounted from a user namespace that does not own the cgroup
+        namespace (no cgroup namespace of its own): bind the container's v2 cgroup with a
+        cgroup namespace, the whole hierarchy without, as runc does."""
+        v2 = [(h, d) for h, d in self.cgroups if h.is_v2]
+        source = "/sys/fs/cgroup"
+        if v2:
+            source = v2[0][1] if self.cgroup_ns else v2[0][0].mountpoint
+        sc.mount(source, sc.fd_path(fd), None, MS_BIND)
+        flags = opts.flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        if self.in_userns:  # a bind from a user namespace keeps the source's locked flags
+            flags |= os.statvfs(source).f_flag & _PRESERVED_STATVFS_FLAGS
+        if flags:
+            self._remount(dest, MS_BIND | MS_REMOUNT | flags)
+
     def _remount(self, dest: str, flags: int) -> None:
         fd = open_in_root(self.root_fd, dest)
         try:
@@ -292,7 +308,12 @@ class Mounter:
         fd = ensure_dir(self.root_fd, dest)
         try:
             if not v1:
-                sc.mount("cgroup", sc.fd_path(fd), "cgroup2", opts.flags, None)
+                try:
+                    sc.mount("cgroup", sc.fd_path(fd), "cgroup2", opts.flags, None)
+                except OSError as e:
+                    if e.errno not in (errno.EPERM, errno.EBUSY):
+                        raise
+                    self._bind_cgroup2(dest, fd, opts)
                 return
             flags, data = MS_NOSUID | MS_NODEV | MS_NOEXEC, _labelled("mode=755", self.mount_label)
             try:
