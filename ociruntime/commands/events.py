@@ -10,6 +10,7 @@ runc.
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import sys
@@ -155,6 +156,16 @@ class OomWatch:
             if not os.path.exists(os.path.join(str(self.d), "cgroup.event_control")):
                 return "gone"
             return "oom"
+        try:
+            return self._handle_v2(fd)
+        except OSError as e:
+            # ENODEV: the cgroup was removed before we read the change that said it
+            # emptied (delete was quicker than this process, e.g. under emulation)
+            if e.errno == errno.ENODEV:
+                return "gone"
+            raise
+
+    def _handle_v2(self, fd: int) -> str | None:
         if fd == self.cgroup_events:
             text = os.pread(fd, 4096, 0).decode()
             return "gone" if "populated 0" in text.splitlines() else None
