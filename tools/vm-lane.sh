@@ -98,5 +98,6 @@ if [ ! -s "$work/results/rc" ]; then
     exit 125
 fi
 rc=$(cat "$work/results/rc")
+cat "$work/results/notes" >&2 2>/dev/null || true
 echo "vm-lane: qemu ran ${elapsed} s (wall clock, boot + tests + power-off); pytest exit code $rc" >&2
 exit "$rc"

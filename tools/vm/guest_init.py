@@ -70,11 +70,15 @@ def run(console: int) -> int:
         if pid == child.pid:
             code = os.waitstatus_to_exitcode(status)
             break
-    say(f"pytest exited {code} after {time.monotonic() - started:.1f} s (guest clock)")
+    # After pytest's summary nothing more on its stream (CI reads the closing line): the
+    # host prints these notes on its stderr.
+    notes = [f"pytest exited {code} after {time.monotonic() - started:.1f} s (guest clock)"]
     written = written_under(repo)
     if written:
-        say("the tests wrote into the repo (kept in the guest's overlay only): "
-            + ", ".join(f"{top} ({n} files)" for top, n in sorted(written.items())))  # fmt: skip
+        listed = ", ".join(f"{top} ({n} files)" for top, n in sorted(written.items()))
+        notes.append(f"the tests wrote into the repo (kept in the guest's overlay only): {listed}")
+    with open(os.path.join(RESULTS, "notes"), "w") as f:
+        f.write("".join(f"vm-lane: {note}\n" for note in notes))
     return code
 
 
