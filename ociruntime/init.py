@@ -22,10 +22,20 @@ from __future__ import annotations
 import os
 import sys
 
-from ociruntime import capabilities, cgroups, hooks, namespaces, process, rootfs, userns
+from ociruntime import (
+    capabilities,
+    cgroups,
+    containersafe,
+    hooks,
+    namespaces,
+    process,
+    rootfs,
+    userns,
+)
 from ociruntime import syscalls as sc
 from ociruntime.channel import Channel
 from ociruntime.errors import RuntimeFailure
+from ociruntime.log import LOG
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -126,9 +136,10 @@ def _user_namespace_stage(ctx: InitContext, chan: Channel) -> None:
 def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     cfg, linux = ctx.config, ctx.config.get("linux") or {}
     proc = cfg["process"]
+    containersafe.hide()  # first: a joined PID namespace may show us to others already
+    _close_fds(ctx, chan)
     state = dict(ctx.public_state, pid=int(os.readlink("/proc/self")))
     os.setsid()
-    process.close_inherited_fds(3 + ctx.preserve_fds)
     namespaces.enter(ctx.namespaces, but=("cgroup", *ctx.joined_early))
     if linux.get("netDevices"):  # our netns exists: create moves them in meanwhile
         chan.send("netns")
@@ -149,6 +160,7 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     mounter.label_with(linux.get("mountLabel") or "")
     mounter.mount_all(cfg.get("mounts") or [])
     mounter.populate_dev(linux.get("devices") or [])
+    mounter.close()
     joined.wait()
     if linux.get("netDevices"):
         reply = chan.receive()
@@ -156,6 +168,9 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
             os._exit(1)  # create failed to move them and reports it
     _creation_hooks(cfg.get("hooks") or {}, state, chan)
 
+    # Every file this process will ever map is mapped by now (nothing can be imported
+    # once the host's paths are gone), and those paths are still here for the overlays.
+    containersafe.detach_from_host_files()
     rootfs.enter_rootfs(ctx.rootfs, ctx.no_pivot)
     if ctx.console is not None:  # before anything turns read-only, as runc
         ctx.console.setup(proc.get("consoleSize"), (proc.get("user") or {}).get("uid", 0))
@@ -201,6 +216,17 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
         hooks.run_hooks("startContainer", start_hooks, dict(state, status="created"))
     process.restore_signal_defaults()
     os.execve(executable, proc["args"], env)
+
+
+def _close_fds(ctx: InitContext, chan: Channel) -> None:
+    """Keep stdio, --preserve-fds and our own working fds (each closed once used); close
+    what `create` or its caller held, e.g. the host PID namespace `create` returns to."""
+    keep = {*range(3, 3 + ctx.preserve_fds), chan.rfd, chan.wfd, ctx.fifo_fd}
+    if ctx.console is not None:
+        keep.add(ctx.console.sock.fileno())
+    keep.update((ctx.idmapped or {}).values())
+    LOG.forget_file()
+    containersafe.close_fds(keep)
 
 
 class _CgroupJoin:

@@ -32,6 +32,15 @@ class Logger:
             )
         return self._fd
 
+    def forget_file(self) -> None:
+        """In a process the container can see: the --log path is the host's (inside the
+        rootfs it would name a file of the container's), and an open fd of it would be
+        a host file reachable through /proc/<pid>/fd. Later records go nowhere."""
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = None
+        self.path = None
+
     def _format(self, level: str, msg: str) -> str:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if self.fmt == "json":

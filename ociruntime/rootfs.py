@@ -155,6 +155,10 @@ class Mounter:
         self.root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.dev_is_bind = False
 
+    def close(self) -> None:
+        """Done: no fd of ours may stay open in a process the container can see."""
+        os.close(self.root_fd)
+
     def label_with(self, mount_label: str) -> None:
         """linux.mountLabel, for the filesystems mounted from now on."""
         self.mount_label = mount_label

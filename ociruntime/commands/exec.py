@@ -4,14 +4,19 @@ The process is described by `--process FILE` (a runtime-spec `process` object, a
 containerd's shim and conmon pass it) or, without it, by the container's own
 `config.json` process with ARGS as its args and the flags' overrides (runc's rules).
 
-How it enters the container (this command P, then its child C):
+How it enters the container (this command P, an intermediate I, the process C):
 
-- P opens the init's namespaces (/proc/<init>/ns/*) and joins its PID and time
-  namespaces itself: those apply to P's children only, so C is born inside them.
-- C joins the container's cgroups (the host paths recorded in state.json), then the
-  other namespaces (user first, the mount namespace last: setns(CLONE_NEWNS) sets C's
-  root and cwd to the namespace's root, which is the container's root after pivot_root),
-  then applies rlimits, the terminal, user, cwd, capabilities and no_new_privs and
+- P opens the init's namespaces (/proc/<init>/ns/*), detaches itself from the host's
+  files and becomes non-dumpable (ociruntime.containersafe), then forks I. Nothing P
+  holds, maps or runs from is then a host file C could reach through /proc.
+- I, still in the host's PID namespace and so invisible to the container, joins the
+  container's cgroups (host paths), then its namespaces: user first, then mount
+  (setns(CLONE_NEWNS) sets I's root and cwd to the container's root), then the rest,
+  and last the PID and time namespaces for its children. It forks C, reports C's pid
+  and exits. So C is born inside the container with the container's root: there is no
+  moment at which a process the container can see has the host's root or cwd (runc's
+  nsexec orders it the same way). P is a child subreaper and so inherits C.
+- C applies rlimits, the terminal, user, cwd, capabilities and no_new_privs and
   execs. Its errors reach P over a pipe; EOF on that pipe means execve succeeded.
 - Foreground: P forwards signals, waits and returns the exit code (128+N on signal N).
   `--detach`: P writes --pid-file (C's host pid) and returns at once.
@@ -24,7 +29,7 @@ from __future__ import annotations
 import _signal
 import os
 
-from ociruntime import jsonlite, namespaces
+from ociruntime import containersafe, jsonlite, namespaces
 from ociruntime import syscalls as sc
 from ociruntime.errors import RuntimeFailure
 from ociruntime.signals import FORWARDED_SIGNALS
@@ -36,6 +41,8 @@ EXIT_FAILED = 255  # runc: every exec failure
 _NS_NAMES = {"user": "user", "ipc": "ipc", "uts": "uts", "network": "net", "cgroup": "cgroup",
              "mount": "mnt"}  # fmt: skip
 _FOR_CHILDREN = {"pid": "pid", "time": "time_for_children"}
+#: The order I joins them in: see the module docstring.
+_JOIN_ORDER = ("user", "mount", "ipc", "uts", "network", "cgroup", "pid", "time")
 
 
 class ExecOptions:
@@ -77,7 +84,12 @@ def _exec(opts: ExecOptions) -> int:
     except ValueError:
         raise RuntimeFailure(f"invalid value for --preserve-fds: {opts.preserve_fds}") from None
     sd = open_existing(opts.root, opts.container_id)
-    state = sd.load()
+    try:
+        state = sd.load()
+    finally:
+        # The lock guards the state file only: held across the exec, a process frozen
+        # in a paused container (--ignore-paused) would block `resume` forever.
+        sd.unlock()
     status = status_of(sd, state)
     if status == "stopped":
         raise RuntimeFailure("cannot exec in a stopped container")
@@ -124,37 +136,27 @@ def _exec(opts: ExecOptions) -> int:
 
 
 def _run(opts, sd, state, proc, ns_fds, console, peer, preserve_fds) -> int:
+    import prctl
+
     from ociruntime.channel import channel_pair
 
-    # P joins the PID and time namespaces for its children, then goes back.
-    saved = []
     parent, child = channel_pair()
-    try:
-        for kind, flag in (("pid", sc.CLONE_NEWPID), ("time", sc.CLONE_NEWTIME)):
-            if kind in ns_fds:
-                own = os.open(f"/proc/self/ns/{_FOR_CHILDREN[kind]}", os.O_RDONLY | os.O_CLOEXEC)
-                saved.append((own, flag))
-                try:
-                    sc.setns(ns_fds[kind], flag)
-                except OSError as e:
-                    raise RuntimeFailure(
-                        f"joining the container's {kind} namespace: {e.strerror}"
-                    ) from None
-        pid = os.fork()
-        if pid == 0:
-            sd.unlock()
-            parent.close()
-            _child(opts, state, proc, ns_fds, console, child, preserve_fds)
-    finally:
-        for fd, flag in reversed(saved):
-            sc.setns(fd, flag)
-            os.close(fd)
+    containersafe.detach_from_host_files()  # C inherits our memory as it is now
+    containersafe.hide()
+    prctl.set_child_subreaper(True)  # C is I's child: it comes back to us when I exits
+    intermediate = os.fork()
+    if intermediate == 0:
+        parent.close()
+        _intermediate(opts, state, proc, ns_fds, console, child, preserve_fds)
     child.close()
+    pid = _reap_intermediate(parent, intermediate)
     if console is not None:
         console.close()
-    msg = _serve_child(opts, state, parent, pid)
-    if msg is not None:  # an error before execve: C exits, reap it
-        os.waitpid(pid, 0)
+    msg = _serve_child(opts, state, parent, pid) if pid else None
+    if pid == 0 or msg is not None:  # an error before execve: C exits, reap it
+        if pid:
+            os.waitpid(pid, 0)
+        msg = msg or _INTERMEDIATE_FAILED
         if peer is not None:
             peer.close()
         raise RuntimeFailure(str(msg.get("message", "exec: the process failed to start")))
@@ -164,7 +166,6 @@ def _run(opts, sd, state, proc, ns_fds, console, peer, preserve_fds) -> int:
         write_pid_file(opts.pid_file, pid)
     if opts.detach:
         return 0
-    sd.unlock()
     for sig in FORWARDED_SIGNALS:
         _signal.signal(sig, lambda n, _frame: _forward(pid, n))
     if peer is not None:
@@ -350,12 +351,53 @@ def _check_process(proc: dict, where: str) -> None:
         raise RuntimeFailure(f"{where}: rlimits must be objects with type, soft and hard")
 
 
-def _child(opts, state, proc, ns_fds, console, chan, preserve_fds) -> None:
+_INTERMEDIATE_FAILED = {"message": "exec: the process failed to enter the container"}
+
+
+def _reap_intermediate(chan, intermediate: int) -> int:  # noqa: ANN001
+    """C's pid as I reports it (0 if I failed: its error is then the next message), once
+    I is reaped, so that C is already ours to wait for."""
+    msg = chan.receive()
+    os.waitpid(intermediate, 0)
+    if msg is not None and msg.get("type") == "pid":
+        return int(msg["pid"])
+    if msg is not None:
+        raise RuntimeFailure(str(msg.get("message", _INTERMEDIATE_FAILED["message"])))
+    return 0
+
+
+def _intermediate(opts, state, proc, ns_fds, console, chan, preserve_fds) -> None:
+    """I: join the container, fork C inside it, report C's pid; never returns."""
+    try:
+        keep = {*range(3, 3 + preserve_fds), chan.rfd, chan.wfd, *ns_fds.values()}
+        if console is not None:
+            keep.add(console.sock.fileno())
+        from ociruntime.log import LOG
+
+        LOG.forget_file()
+        containersafe.close_fds(keep)
+        attrs = getattr(opts, "process_attrs", None)
+        _join_container(state, ns_fds, attrs)
+        pid = os.fork()
+        if pid == 0:
+            _child(opts, state, proc, console, chan)
+        chan.send("pid", pid=pid)
+        os._exit(0)
+    except RuntimeFailure as e:
+        _report(chan, str(e))
+    except OSError as e:
+        _report(chan, f"exec: {e}")
+    except BaseException as e:  # noqa: BLE001 - the child must never unwind into the parent
+        _report(chan, f"exec: unexpected {type(e).__name__}: {e}")
+    os._exit(EXIT_FAILED)
+
+
+def _child(opts, state, proc, console, chan) -> None:
     """C: never returns."""
     try:
         filt = getattr(opts, "seccomp_filter", None)
         attrs = getattr(opts, "process_attrs", None)
-        _enter_and_exec(state, proc, ns_fds, console, chan, preserve_fds, filt, attrs)
+        _finish_and_exec(state, proc, console, chan, filt, attrs)
     except RuntimeFailure as e:
         _report(chan, str(e))
     except OSError as e:
@@ -397,20 +439,22 @@ def _container_seccomp(config: dict) -> object | None:
     return seccomp.build(spec)
 
 
-def _enter_and_exec(
-    state, proc, ns_fds, console, chan, preserve_fds, seccomp_filter=None, attrs=None
-) -> None:
-    from ociruntime import capabilities, cgroups, process
+def _join_container(state, ns_fds, attrs=None) -> None:  # noqa: ANN001
+    """In I: the container's cgroups, then its namespaces, the mount namespace right
+    after the user one (from then on our root is the container's), the PID and time
+    namespaces last, for C. Closes the namespace fds."""
+    from ociruntime import cgroups
 
-    process.close_inherited_fds(3 + preserve_fds)
     if attrs is not None:  # process.execCPUAffinity: initial before the cgroups
         attrs.set_initial_affinity()
     cgroups.join(state.cgroup_dirs, 0)  # 0: this process (host paths: before setns(mnt))
     if attrs is not None:  # ... final (or the container's default) after
         attrs.set_final_affinity(state.cgroup_dirs)
-    for kind in _NS_NAMES:
-        fd = ns_fds.get(kind)
+    for kind in _JOIN_ORDER:
+        fd = ns_fds.pop(kind, None)
         if fd is None:
+            if kind == "mount":  # sharing our mount namespace: the container's root
+                os.chroot(f"/proc/{state.pid}/root")
             continue
         try:
             sc.setns(fd, namespaces.FLAGS[kind])
@@ -418,9 +462,14 @@ def _enter_and_exec(
             raise RuntimeFailure(
                 f"joining the container's {kind} namespace: {e.strerror}"
             ) from None
-    if "mount" not in ns_fds:  # sharing our mount namespace: the container's root
-        os.chroot(f"/proc/{state.pid}/root")
+        finally:
+            os.close(fd)
     os.chdir("/")
+
+
+def _finish_and_exec(state, proc, console, chan, seccomp_filter=None, attrs=None) -> None:  # noqa: ANN001
+    """In C, inside the container: the process's own settings, then execve."""
+    from ociruntime import capabilities, process
 
     process.apply_rlimits(proc.get("rlimits") or [])
     if "oomScoreAdj" in proc:
