@@ -90,11 +90,12 @@ class Runtime:
     root: str
     log: str
     ids: set[str] = field(default_factory=set)
+    binary: str = OCIRUNTIME  #: another build of the runtime (tests/security)
 
     def __call__(self, *args: str, check: bool = False, timeout: float = 60, **kw) -> Result:
         """Run the runtime. Output goes to files, not pipes: a created container's init
         inherits the caller's stdio and would hold a pipe open (as with any engine)."""
-        cmd = [OCIRUNTIME, "--root", self.root, "--log", self.log, "--log-format", "json", *args]
+        cmd = [self.binary, "--root", self.root, "--log", self.log, "--log-format", "json", *args]
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                timeout=timeout, **kw)  # fmt: skip
