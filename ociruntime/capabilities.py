@@ -12,6 +12,7 @@ import ctypes
 import errno
 import os
 
+from ociruntime import procfs
 from ociruntime.log import LOG
 
 #: Capability numbers from linux/capability.h (stable ABI).
@@ -71,9 +72,10 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 
 def last_cap() -> int:
-    """The highest capability number the running kernel knows."""
-    with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
-        return int(f.read())
+    """The highest capability number the running kernel knows, from the trusted procfs:
+    a fake cap_last_cap mounted in the container would leave the capabilities above it in
+    the bounding set."""
+    return int(procfs.read("sys/kernel/cap_last_cap"))
 
 
 def to_numbers(names: list[str], known_up_to: int, set_name: str) -> set[int]:

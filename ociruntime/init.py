@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ociruntime import capabilities, cgroups, hooks, namespaces, process, rootfs, userns
+from ociruntime import capabilities, cgroups, hooks, namespaces, process, procfs, rootfs, userns
 from ociruntime import syscalls as sc
 from ociruntime.channel import Channel
 from ociruntime.errors import RuntimeFailure
@@ -130,6 +130,7 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     os.setsid()
     process.close_inherited_fds(3 + ctx.preserve_fds)
     namespaces.enter(ctx.namespaces, but=("cgroup", *ctx.joined_early))
+    procfs.use_private()  # before any container mount: see ociruntime.procfs
     if linux.get("netDevices"):  # our netns exists: create moves them in meanwhile
         chan.send("netns")
     _set_names(cfg, ctx.namespaces)
@@ -254,6 +255,6 @@ def _wait_for_start(fifo_fd: int) -> None:
     The write end stays open, close-on-exec: `start` sees EOF only once execve has
     replaced us (after the startContainer hooks), so its poststart hooks run after the
     user process started, as the spec orders."""
-    fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    fd = procfs.reopen(fifo_fd, os.O_WRONLY)  # not through the container's /proc
     os.write(fd, b"0")
     os.close(fifo_fd)

@@ -400,9 +400,10 @@ def _container_seccomp(config: dict) -> object | None:
 def _enter_and_exec(
     state, proc, ns_fds, console, chan, preserve_fds, seccomp_filter=None, attrs=None
 ) -> None:
-    from ociruntime import capabilities, cgroups, process
+    from ociruntime import capabilities, cgroups, process, procfs
 
     process.close_inherited_fds(3 + preserve_fds)
+    procfs.use_host()  # our /proc, before the container's mount namespace can reshape it
     if attrs is not None:  # process.execCPUAffinity: initial before the cgroups
         attrs.set_initial_affinity()
     cgroups.join(state.cgroup_dirs, 0)  # 0: this process (host paths: before setns(mnt))
