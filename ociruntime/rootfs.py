@@ -68,6 +68,53 @@ DEV_LINKS = (
 _UNLABELLED = frozenset({"proc", "sysfs", "mqueue", "cgroup2", "bind"})
 
 
+#: runc's checkProcMount allow-list (libcontainer/rootfs_linux.go): the files lxcfs
+#: emulates are the only mount destinations under /proc. Anything else there could
+#: redirect what the runtime (or the kernel's users) read and write in /proc.
+PROC_ALLOWED = frozenset(
+    (
+        "/proc/cpuinfo",
+        "/proc/diskstats",
+        "/proc/meminfo",
+        "/proc/stat",
+        "/proc/swaps",
+        "/proc/uptime",
+        "/proc/loadavg",
+        "/proc/slabinfo",
+        "/proc/net/dev",
+        "/proc/sys/kernel/ns_last_pid",
+        "/proc/sys/crypto/fips_enabled",
+    )
+)
+
+
+class ProcMountRefused(RuntimeFailure):
+    """A mounts entry over /proc; its message names the field already."""
+
+
+def proc_refusal(resolved: str, is_procfs: Callable[[], bool]) -> str | None:
+    """Why nothing may be mounted at `resolved` (a clean absolute path in the rootfs), or
+    None. /proc itself takes a proc mount or a bind of a procfs (runc's rule)."""
+    if resolved == "/proc":
+        if is_procfs():
+            return None
+        return "only a proc mount or a bind of a procfs may be mounted on /proc: not a procfs"
+    if resolved.startswith("/proc/") and resolved not in PROC_ALLOWED:
+        return "mounting over /proc is not allowed"
+    return None
+
+
+def _is_procfs_path(path: str) -> bool:
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return sc.fstatfs_type(fd) == sc.PROC_SUPER_MAGIC
+    finally:
+        os.close(fd)
+
+
 def _fail(what: str, err: OSError) -> RuntimeFailure:
     return RuntimeFailure(f"{what}: {err.strerror or err}")
 
@@ -153,7 +200,10 @@ class Mounter:
         self.cgroups = cgroups
         self.before_cgroup_mount = before_cgroup_mount
         self.root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        #: the rootfs as the kernel names it (symlinks resolved), to place destinations
+        self.root_path = os.readlink(sc.fd_path(self.root_fd))
         self.dev_is_bind = False
+        self.index, self.entry = 0, {}  # the mounts entry being done (checks, errors)
 
     def label_with(self, mount_label: str) -> None:
         """linux.mountLabel, for the filesystems mounted from now on."""
@@ -166,15 +216,53 @@ class Mounter:
     def mount_all(self, mounts: list[dict]) -> None:
         for index, m in enumerate(mounts):
             where = f"mounts[{index}] ({m.get('destination')})"
+            self.index, self.entry = index, m
             try:
+                dest = m["destination"]
+                self._check_proc(dest, os.path.normpath("/" + dest.lstrip("/")), m)
                 if index in self.idmapped:
                     self._attach_tree(self.idmapped[index], m)
                 else:
                     self.mount_one(m)
+            except ProcMountRefused:
+                raise
             except RuntimeFailure as e:
                 raise RuntimeFailure(f"{where}: {e}") from None
             except OSError as e:
                 raise _fail(where, e) from None
+
+    def _check_proc(self, dest: str, resolved: str, m: dict, tree_fd: int = -1) -> None:
+        """Refuse a destination in /proc (see PROC_ALLOWED): first as written, then where
+        it resolved in the rootfs (through symlinks, `..` and earlier mounts)."""
+
+        def is_procfs() -> bool:
+            if tree_fd >= 0:
+                return sc.fstatfs_type(tree_fd) == sc.PROC_SUPER_MAGIC
+            opts = parse_mount_options(m.get("options") or [])
+            if opts.is_bind or m.get("type") == "bind":
+                return _is_procfs_path(os.path.join(self.bundle, m.get("source") or ""))
+            return m.get("type") == "proc"
+
+        why = proc_refusal(resolved, is_procfs)
+        if why:
+            via = f"resolves to {resolved}: " if resolved != dest else ""
+            raise ProcMountRefused(
+                f"config.json: /mounts/{self.index}/destination: {dest}: {via}{why}"
+            )
+
+    def _target(self, make: Callable[[int, str], int], dest: str, tree_fd: int = -1) -> int:
+        """The destination, made and opened inside the rootfs, checked for where it
+        resolved (before anything is mounted on it)."""
+        fd = make(self.root_fd, dest)
+        where = os.readlink(sc.fd_path(fd))
+        if where == self.root_path or where.startswith(self.root_path + "/"):
+            m = self.entry
+            try:
+                self._check_proc(m["destination"], where[len(self.root_path) :] or "/", m, tree_fd)
+            except RuntimeFailure:
+                os.close(fd)
+                raise
+        return fd
 
     def mount_one(self, m: dict) -> None:
         dest = m["destination"]
@@ -202,7 +290,7 @@ class Mounter:
 
     def _mount_fs(self, source: str, dest: str, fstype: str, opts: MountOptions) -> None:
         label = "" if fstype in _UNLABELLED else self.mount_label
-        fd = ensure_dir(self.root_fd, dest)
+        fd = self._target(ensure_dir, dest)
         try:
             try:
                 sc.mount(source, sc.fd_path(fd), fstype, opts.flags, _labelled(opts.data, label))
@@ -227,7 +315,7 @@ class Mounter:
         dest = m["destination"] if m["destination"].startswith("/") else "/" + m["destination"]
         opts = parse_mount_options(m.get("options") or [])
         is_dir = os.path.isdir(sc.fd_path(tree_fd))
-        fd = (ensure_dir if is_dir else ensure_file)(self.root_fd, dest)
+        fd = self._target(ensure_dir if is_dir else ensure_file, dest, tree_fd)
         try:
             sc.move_mount(tree_fd, fd)
         finally:
@@ -247,7 +335,7 @@ class Mounter:
         if dest.rstrip("/") == "/dev":
             self.dev_is_bind = True
         make = ensure_dir if stat.S_ISDIR(st.st_mode) else ensure_file
-        fd = make(self.root_fd, dest)
+        fd = self._target(make, dest)
         try:
             sc.mount(
                 source, sc.fd_path(fd), None, MS_BIND | (MS_REC if opts.is_recursive_bind else 0)
@@ -305,7 +393,7 @@ class Mounter:
         cgroupfs mount inside a cgroup namespace, else a bind of the container's dir)."""
         self.before_cgroup_mount()
         v1 = [h for h, _ in self.cgroups if not h.is_v2]
-        fd = ensure_dir(self.root_fd, dest)
+        fd = self._target(ensure_dir, dest)
         try:
             if not v1:
                 try:
