@@ -28,7 +28,15 @@ from ociruntime.mountopts import (
     MountOptions,
     parse_mount_options,
 )
-from ociruntime.safepath import ensure_dir, ensure_file, open_in_root, parent_and_name
+from ociruntime.safepath import (
+    bind_fd,
+    bind_target,
+    ensure_dir,
+    ensure_file,
+    open_in_root,
+    open_null_device,
+    parent_and_name,
+)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -485,13 +493,22 @@ class Mounter:
 
     def _bind_device(self, dev: dict) -> None:
         """In a user namespace mknod is refused: bind the host's node of the same path
-        instead (as runc), so the device keeps the host's owner and mode."""
+        instead (as runc), so the device keeps the host's owner and mode. By fd, onto a
+        target that is not a symlink (an image's /dev may be bound from the bundle)."""
         path = dev["path"]
-        fd = ensure_file(self.root_fd, path)
+        source = os.open(path, os.O_PATH | os.O_CLOEXEC)
         try:
-            sc.mount(path, sc.fd_path(fd), None, MS_BIND)
+            parent, name = parent_and_name(self.root_fd, path)
+            try:
+                target = bind_target(parent, name, 0o644)
+            finally:
+                os.close(parent)
+            try:
+                bind_fd(source, target)
+            finally:
+                os.close(target)
         finally:
-            os.close(fd)
+            os.close(source)
 
     def _symlink(self, target: str, link: str) -> None:
         parent, name = parent_and_name(self.root_fd, link)
@@ -545,28 +562,51 @@ def enter_rootfs(rootfs: str, no_pivot: bool) -> None:
 
 
 def mask_paths(paths: list[str], mount_label: str = "") -> None:
-    """Hide each path: /dev/null over files, an empty read-only tmpfs over directories
-    (labelled with linux.mountLabel, as runc)."""
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            continue
-        except OSError as e:
-            raise _fail(f"linux.maskedPaths {path}", e) from None
-        try:
-            if stat.S_ISDIR(st.st_mode):
-                try:
-                    sc.mount("tmpfs", path, "tmpfs", MS_RDONLY, _labelled(None, mount_label))
-                except OSError as e:
-                    if mount_label:
-                        where = f"linux.maskedPaths {path}: tmpfs"
-                        raise _label_error(where, mount_label, e) from None
-                    raise
-            else:
-                sc.mount("/dev/null", path, None, MS_BIND)
-        except OSError as e:
-            raise _fail(f"linux.maskedPaths {path}", e) from None
+    """Hide each path: the null device over files, an empty read-only tmpfs over
+    directories (labelled with linux.mountLabel, as runc). Files are bound by fd from the
+    container's /dev/null once it is checked to be the null device: an image's /dev (bound
+    from the bundle) may make it a symlink to, say, /proc/sys/kernel/ostype, and the mask
+    would then show that file (CVE-2025-31133)."""
+    null = -1
+    try:
+        for path in paths:
+            try:
+                target = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise _fail(f"linux.maskedPaths {path}", e) from None
+            try:
+                if stat.S_ISDIR(os.fstat(target).st_mode):
+                    _mask_dir(path, mount_label)
+                    continue
+                if null < 0:
+                    null = _open_null()
+                bind_fd(null, target)
+            except OSError as e:
+                raise _fail(f"linux.maskedPaths {path}", e) from None
+            finally:
+                os.close(target)
+    finally:
+        if null >= 0:
+            os.close(null)
+
+
+def _open_null() -> int:
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return open_null_device(root)
+    finally:
+        os.close(root)
+
+
+def _mask_dir(path: str, mount_label: str) -> None:
+    try:
+        sc.mount("tmpfs", path, "tmpfs", MS_RDONLY, _labelled(None, mount_label))
+    except OSError as e:
+        if mount_label:
+            raise _label_error(f"linux.maskedPaths {path}: tmpfs", mount_label, e) from None
+        raise
 
 
 def readonly_paths(paths: list[str]) -> None:
