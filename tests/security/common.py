@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -44,8 +45,14 @@ class Runc:
         self.ids: set[str] = set()
 
     def __call__(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-        return subprocess.run([RUNC, "--root", self.root, *args], stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        """Output to files, not pipes: a created container's init keeps its stdio."""
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            p = subprocess.run([RUNC, "--root", self.root, *args], stdin=subprocess.DEVNULL,
+                               stdout=out, stderr=err, timeout=timeout)  # fmt: skip
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(p.args, p.returncode, out.read().decode(),
+                                               err.read().decode())  # fmt: skip
 
     def new_id(self) -> str:
         cid = "ref-" + uuid.uuid4().hex[:10]

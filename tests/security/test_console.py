@@ -77,8 +77,9 @@ def race(create, delete, bundle, tmp_path: Path) -> list[str]:
                 if pid is None:
                     seen.append("refused")
                     continue
-                listener.accept().close()
+                console = listener.accept()
                 seen.append(console_fstype(pid))
+                console.close()
                 delete(cid)
     finally:
         flipper.send_signal(signal.SIGKILL)
@@ -108,7 +109,7 @@ def test_console_symlink_is_refused(runtime, make_bundle, tmp_path):
     dev.mkdir()
     os.mknod(dev / "null", 0o666 | 0o020000, os.makedev(1, 3))
     os.symlink("pts/ptmx", dev / "ptmx")
-    os.symlink("/proc/sys/kernel/ostype", dev / "console")
+    os.symlink("/etc/hostname", dev / "console")
     mounts = bundle.config["mounts"]
     index = next(i for i, m in enumerate(mounts) if m["destination"] == "/dev")
     mounts[index] = {"destination": "/dev", "type": "bind", "source": str(dev),

@@ -162,7 +162,8 @@ def test_sysctl_lands_in_the_real_procfs_under_a_hook_mount(runtime, make_bundle
 
 def test_capability_bound_is_read_from_the_real_procfs(runtime, make_bundle):
     """The bounding set is trimmed up to the kernel's cap_last_cap: a fake one saying 0
-    would leave every capability above CAP_CHOWN in the container's bounding set."""
+    would leave every capability above CAP_CHOWN in the container's bounding set (before
+    the fix, without --log: CapBnd 1fffefffffe, CAP_SYS_ADMIN included)."""
     bundle = make_bundle(["grep", "CapBnd", "/proc/self/status"])
     fake = _fake_tree(bundle.path / "fakekernel", {"cap_last_cap": "0\n"})
     _hook_mount(bundle, fake, "/proc/sys/kernel")
@@ -195,6 +196,7 @@ def test_apparmor_label_is_not_written_into_a_hook_mount(runtime, make_bundle):
     for lsm in ("apparmor", "selinux", "smack"):
         _fake_tree(fake / lsm, {n: "" for n in names})
     bundle.config["process"]["apparmorProfile"] = "ociruntime-test-profile"
+    _hook_mount(bundle, fake, "/proc/1/attr")
     _hook_mount(bundle, fake, "/proc/1/task/1/attr")
     result = runtime("create", "--bundle", str(bundle.path), runtime.new_id())
     line = one_line_error(result)
