@@ -176,6 +176,7 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     executable = process.find_executable(proc["args"][0], env)
 
     cap_sets = capabilities.resolve_sets(proc.get("capabilities"))
+    fifo_dir = procfs.fd_dir()  # before seccomp; not the private procfs (see fd_dir)
     no_new_privs = bool(proc.get("noNewPrivileges"))
     if ctx.seccomp is not None and not no_new_privs:
         # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before dropping
@@ -188,6 +189,7 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     except OSError as e:
         raise RuntimeFailure(f"process.cwd {cwd}: {e.strerror}") from None
     process.apply_capabilities(cap_sets, no_new_privs)
+    procfs.close()  # the private procfs: nothing exec'd into the container may reach it
     if ctx.seccomp is not None and no_new_privs:
         # As late as runc 1.1.5: after everything privileged, before telling `create` we
         # are ready (so a load failure is create's error). What still runs under it: the
@@ -196,7 +198,7 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
 
     chan.send("ready")
     chan.close()
-    _wait_for_start(ctx.fifo_fd)
+    _wait_for_start(ctx.fifo_fd, fifo_dir)
     start_hooks = (cfg.get("hooks") or {}).get("startContainer") or []
     if start_hooks:
         hooks.run_hooks("startContainer", start_hooks, dict(state, status="created"))
@@ -249,12 +251,13 @@ def _creation_hooks(all_hooks: dict, state: dict, chan: Channel) -> None:
         hooks.run_hooks("createContainer", container_hooks, dict(state, status="creating"))
 
 
-def _wait_for_start(fifo_fd: int) -> None:
+def _wait_for_start(fifo_fd: int, fifo_dir: int) -> None:
     """Block until `start` opens the fifo's read side, then tell it we are going.
 
     The write end stays open, close-on-exec: `start` sees EOF only once execve has
     replaced us (after the startContainer hooks), so its poststart hooks run after the
     user process started, as the spec orders."""
-    fd = procfs.reopen(fifo_fd, os.O_WRONLY)  # not through the container's /proc
+    fd = os.open(str(fifo_fd), os.O_WRONLY | os.O_CLOEXEC, dir_fd=fifo_dir)  # procfs.fd_dir
+    os.close(fifo_dir)
     os.write(fd, b"0")
     os.close(fifo_fd)

@@ -127,12 +127,32 @@ def exists(path: str) -> bool:
     return True
 
 
-def reopen(fd: int, flags: int) -> int:
-    """Open the file an (O_PATH) fd of ours refers to again, with `flags`: through our fd
-    directory on the trusted procfs (checked like any file), then its magic link, the
-    only component resolved without RESOLVE_NO_SYMLINKS."""
-    fd_dir = open_file("self/fd", os.O_PATH | os.O_DIRECTORY)
+def close() -> None:
+    """Drop the handle once nothing more is written (see `fd_dir`)."""
+    _replace(-1)
+
+
+def fd_dir() -> int:
+    """An O_PATH fd of our fd directory, through which an fd of ours can be reopened by
+    its magic link with a plain openat later (the init's exec fifo, after seccomp is
+    loaded: openat2 and fstatfs may be filtered by then).
+
+    Taken from the container's own /proc where that is a procfs root (no mount or
+    symlink below it, checked as in `open_file`), not from the private instance: the fd
+    stays open until execve, and a process `exec` runs in the created container could
+    reach whatever it is on through /proc/1/fd (the init is root and dumpable), and the
+    private instance has no masks or read-only paths. Without a procfs at /proc the
+    container has no /proc/1/fd to reach it by: then the trusted handle's."""
     try:
-        return os.open(str(fd), flags | os.O_CLOEXEC, dir_fd=fd_dir)
+        proc = _checked_root(os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), "/proc")
+    except OSError:
+        return open_file("self/fd", os.O_PATH | os.O_DIRECTORY)
+    try:
+        pid = os.readlink("self", dir_fd=proc)
+        fd = sc.openat2(proc, f"{pid}/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, _RESOLVE)
+        if sc.fstatfs_type(fd) != sc.PROC_SUPER_MAGIC:
+            os.close(fd)
+            raise OSError(errno.EXDEV, "not on a procfs", f"/proc/{pid}/fd")
+        return fd
     finally:
-        os.close(fd_dir)
+        os.close(proc)

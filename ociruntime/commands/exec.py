@@ -404,6 +404,7 @@ def _enter_and_exec(
 
     process.close_inherited_fds(3 + preserve_fds)
     procfs.use_host()  # our /proc, before the container's mount namespace can reshape it
+    capabilities.last_cap()  # read now, on it (remembered)
     if attrs is not None:  # process.execCPUAffinity: initial before the cgroups
         attrs.set_initial_affinity()
     cgroups.join(state.cgroup_dirs, 0)  # 0: this process (host paths: before setns(mnt))
@@ -428,6 +429,7 @@ def _enter_and_exec(
         process.set_oom_score_adj(proc["oomScoreAdj"])
     if attrs is not None:  # personality, scheduler, I/O priority, LSM labels
         attrs.apply()
+    procfs.close()  # a handle on the host's /proc: gone before anything else happens here
     if not getattr(state, "no_new_keyring", False):  # the container's keyring, as runc
         process.join_session_keyring(f"_ses.{state.id}", set_permissions=False)
     env = process.env_dict(proc.get("env") or [])

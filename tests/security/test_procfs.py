@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from ociruntime.capabilities import CAP_NUMBERS
+from ociruntime.syscalls import PROC_SUPER_MAGIC, fstatfs_type
 
 from .common import add_mount, bind, one_line_error
 
@@ -203,3 +204,34 @@ def test_apparmor_label_is_not_written_into_a_hook_mount(runtime, make_bundle):
     assert "apparmor failed to apply profile" in line
     assert not any((fake / n).read_text() for n in names)
     assert not any((fake / "apparmor" / n).read_text() for n in names)
+
+
+def test_init_holds_no_private_procfs_once_created(runtime, make_bundle):
+    """A process `exec` runs in a created container could open the init's fds through
+    /proc/1/fd: none of them may be the private procfs (no masks, a writable /proc/sys).
+    The init's fds are listed from the host: a procfs fd shows as a path on a procfs
+    whose mount the container does not have."""
+    bundle = make_bundle(["true"])
+    cid, pid = _created_pid(runtime, bundle)
+    try:
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            fd = os.open(f"/proc/{pid}/fd/{name}", os.O_PATH)
+            try:
+                on_proc = fstatfs_type(fd) == PROC_SUPER_MAGIC
+            finally:
+                os.close(fd)
+            if on_proc:  # only the container's own /proc/1/fd (the exec fifo's way back)
+                assert os.readlink(f"/proc/{pid}/fd/{name}") == "/proc/1/fd", name
+    finally:
+        runtime("delete", "--force", cid)
+
+
+def test_container_without_proc_mount_runs(runtime, make_bundle):
+    bundle = make_bundle(["true"])
+    bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["destination"] != "/proc"]
+    bundle.config["linux"]["maskedPaths"] = []
+    bundle.config["linux"]["readonlyPaths"] = []
+    bundle.write()
+    result = runtime("run", "--bundle", str(bundle.path), runtime.new_id())
+    assert result.returncode == 0, result.stderr
+
