@@ -17,10 +17,13 @@ there (cap_last_cap) is their answer. So no such file is ever opened by path:
   when the config mounts no /proc. Preferred to the container's own /proc with
   RESOLVE_NO_XDEV (the legitimate read-only bind of /proc/sys would refuse every sysctl,
   and a config may mount no /proc) and to the host's /proc kept open past pivot_root (a
-  handle on the host's PID namespace is the worse thing to leak). It is close-on-exec.
+  handle on the host's PID namespace is the worse thing to leak). Being unmasked, it
+  must not outlive the writes: the init closes it before it reports ready (`close`;
+  the exec fifo goes back through the container's own /proc, see `fd_dir`).
 - Everywhere else (`create` writing a user namespace's maps, exec's child before it joins
-  the container's mount namespace) the handle is the /proc of the caller's mount
-  namespace, opened once and checked to be the root of a procfs (`use_host`).
+  the container's mount namespace, until its last write) the handle is the /proc of the
+  caller's mount namespace, opened once and checked to be the root of a procfs
+  (`use_host`).
 """
 
 from __future__ import annotations
