@@ -12,6 +12,7 @@ import ctypes
 import errno
 import os
 
+from ociruntime import procfs
 from ociruntime.log import LOG
 
 #: Capability numbers from linux/capability.h (stable ABI).
@@ -70,10 +71,16 @@ PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 
+_last_cap: list[int] = []  # read once: later calls may run under seccomp, after procfs.close
+
+
 def last_cap() -> int:
-    """The highest capability number the running kernel knows."""
-    with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
-        return int(f.read())
+    """The highest capability number the running kernel knows, from the trusted procfs:
+    a fake cap_last_cap mounted in the container would leave the capabilities above it in
+    the bounding set."""
+    if not _last_cap:
+        _last_cap.append(int(procfs.read("sys/kernel/cap_last_cap")))
+    return _last_cap[0]
 
 
 def to_numbers(names: list[str], known_up_to: int, set_name: str) -> set[int]:

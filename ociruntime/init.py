@@ -29,6 +29,7 @@ from ociruntime import (
     hooks,
     namespaces,
     process,
+    procfs,
     rootfs,
     userns,
 )
@@ -141,6 +142,7 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     state = dict(ctx.public_state, pid=int(os.readlink("/proc/self")))
     os.setsid()
     namespaces.enter(ctx.namespaces, but=("cgroup", *ctx.joined_early))
+    procfs.use_private()  # before any container mount: see ociruntime.procfs
     if linux.get("netDevices"):  # our netns exists: create moves them in meanwhile
         chan.send("netns")
     _set_names(cfg, ctx.namespaces)
@@ -190,6 +192,7 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     executable = process.find_executable(proc["args"][0], env)
 
     cap_sets = capabilities.resolve_sets(proc.get("capabilities"))
+    fifo_dir = procfs.fd_dir()  # before seccomp; not the private procfs (see fd_dir)
     no_new_privs = bool(proc.get("noNewPrivileges"))
     if ctx.seccomp is not None and not no_new_privs:
         # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before dropping
@@ -202,6 +205,7 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     except OSError as e:
         raise RuntimeFailure(f"process.cwd {cwd}: {e.strerror}") from None
     process.apply_capabilities(cap_sets, no_new_privs)
+    procfs.close()  # the private procfs: nothing exec'd into the container may reach it
     if ctx.seccomp is not None and no_new_privs:
         # As late as runc 1.1.5: after everything privileged, before telling `create` we
         # are ready (so a load failure is create's error). What still runs under it: the
@@ -210,7 +214,7 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
 
     chan.send("ready")
     chan.close()
-    _wait_for_start(ctx.fifo_fd)
+    _wait_for_start(ctx.fifo_fd, fifo_dir)
     start_hooks = (cfg.get("hooks") or {}).get("startContainer") or []
     if start_hooks:
         hooks.run_hooks("startContainer", start_hooks, dict(state, status="created"))
@@ -226,6 +230,7 @@ def _close_fds(ctx: InitContext, chan: Channel) -> None:
         keep.add(ctx.console.sock.fileno())
     keep.update((ctx.idmapped or {}).values())
     LOG.forget_file()
+    procfs.close()  # the user-namespace stage's handle on the host's /proc, if any
     containersafe.close_fds(keep)
 
 
@@ -274,12 +279,13 @@ def _creation_hooks(all_hooks: dict, state: dict, chan: Channel) -> None:
         hooks.run_hooks("createContainer", container_hooks, dict(state, status="creating"))
 
 
-def _wait_for_start(fifo_fd: int) -> None:
+def _wait_for_start(fifo_fd: int, fifo_dir: int) -> None:
     """Block until `start` opens the fifo's read side, then tell it we are going.
 
     The write end stays open, close-on-exec: `start` sees EOF only once execve has
     replaced us (after the startContainer hooks), so its poststart hooks run after the
     user process started, as the spec orders."""
-    fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    fd = os.open(str(fifo_fd), os.O_WRONLY | os.O_CLOEXEC, dir_fd=fifo_dir)  # procfs.fd_dir
+    os.close(fifo_dir)
     os.write(fd, b"0")
     os.close(fifo_fd)

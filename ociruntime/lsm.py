@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 
+from ociruntime import procfs
 from ociruntime.errors import RuntimeFailure
 
 _SELINUX_DISABLED = "selinux label is specified in config, but selinux is disabled or not supported"
@@ -31,8 +32,7 @@ def selinux_enabled() -> bool:
         with open("/proc/self/mountinfo") as f:
             if not any(" - selinuxfs " in line for line in f):
                 return False
-        with open("/proc/self/attr/current") as f:
-            return f.read().strip("\0\n") != "kernel"
+        return procfs.read("self/attr/current").strip(b"\0\n") != b"kernel"
     except OSError:
         return False
 
@@ -46,17 +46,15 @@ def check_selinux_label(label: str, field: str) -> None:
 
 def _attr_path(lsm: str, attr: str) -> str:
     """The per-thread attribute file: the LSM's own directory where the kernel has one
-    (several LSMs stacked), else the shared one."""
+    (several LSMs stacked), else the shared one. Named as runc's messages name it."""
     own = f"/proc/thread-self/attr/{lsm}/{attr}"
-    return own if os.path.exists(own) else f"/proc/thread-self/attr/{attr}"
+    return own if procfs.exists(own[6:]) else f"/proc/thread-self/attr/{attr}"
 
 
 def _write_attr(path: str, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)
+    """Through the trusted procfs: a label written into a file mounted over the attr
+    directory would leave the process unconfined, silently (CVE-2025-52881)."""
+    procfs.write(path.removeprefix("/proc/"), value)
 
 
 def apply_apparmor(profile: str, field: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 
+from ociruntime import procfs
 from ociruntime import syscalls as sc
 from ociruntime.errors import RuntimeFailure
 
@@ -151,8 +152,7 @@ def _write_time_offsets(offsets: dict) -> None:
     for clock, off in offsets.items():
         lines.append(f"{clock} {off.get('secs', 0)} {off.get('nanosecs', 0)}\n")
     try:
-        with open("/proc/self/timens_offsets", "w") as f:
-            f.write("".join(lines))
+        procfs.write("self/timens_offsets", "".join(lines))
     except OSError as e:
         raise RuntimeFailure(f"linux.timeOffsets: {e.strerror}") from None
 

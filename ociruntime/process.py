@@ -18,7 +18,7 @@ import stat
 # site-packages are no longer reachable.
 import prctl
 
-from ociruntime import capabilities
+from ociruntime import capabilities, procfs
 from ociruntime.errors import RuntimeFailure
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -50,11 +50,11 @@ def wants_attrs(proc: dict, linux: dict) -> bool:
 
 
 def apply_sysctls(sysctl: dict[str, str]) -> None:
+    """Through the trusted procfs: a mount over the container's /proc/sys must not
+    receive them (ociruntime.procfs)."""
     for key, value in sysctl.items():
-        path = "/proc/sys/" + key.replace(".", "/")
         try:
-            with open(path, "w") as f:
-                f.write(value)
+            procfs.write("sys/" + key.replace(".", "/"), value)
         except OSError as e:
             raise RuntimeFailure(f"linux.sysctl {key}={value}: {e.strerror}") from None
 
@@ -85,8 +85,7 @@ def _rlim(value: int) -> int:
 
 def set_oom_score_adj(value: int) -> None:
     try:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write(str(value))
+        procfs.write("self/oom_score_adj", str(value))
     except OSError as e:
         raise RuntimeFailure(f"process.oomScoreAdj {value}: {e.strerror}") from None
 
@@ -117,9 +116,8 @@ def join_session_keyring(name: str, set_permissions: bool = True) -> None:
 def _in_user_namespace() -> bool:
     """Anything but the initial namespace's identity map means a user namespace."""
     try:
-        with open("/proc/self/uid_map") as f:
-            return f.read().split() != ["0", "0", "4294967295"]
-    except OSError:  # no /proc in this container
+        return procfs.read("self/uid_map").split() != [b"0", b"0", b"4294967295"]
+    except OSError:
         return False
 
 

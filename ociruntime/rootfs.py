@@ -28,7 +28,15 @@ from ociruntime.mountopts import (
     MountOptions,
     parse_mount_options,
 )
-from ociruntime.safepath import ensure_dir, ensure_file, open_in_root, parent_and_name
+from ociruntime.safepath import (
+    bind_fd,
+    bind_target,
+    ensure_dir,
+    ensure_file,
+    open_in_root,
+    open_null_device,
+    parent_and_name,
+)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -66,6 +74,53 @@ DEV_LINKS = (
 #: proc and sysfs keep their own labels, mqueue is labelled after mounting, binds keep
 #: their source's). Every other filesystem a container mounts is labelled.
 _UNLABELLED = frozenset({"proc", "sysfs", "mqueue", "cgroup2", "bind"})
+
+
+#: runc's checkProcMount allow-list (libcontainer/rootfs_linux.go): the files lxcfs
+#: emulates are the only mount destinations under /proc. Anything else there could
+#: redirect what the runtime (or the kernel's users) read and write in /proc.
+PROC_ALLOWED = frozenset(
+    (
+        "/proc/cpuinfo",
+        "/proc/diskstats",
+        "/proc/meminfo",
+        "/proc/stat",
+        "/proc/swaps",
+        "/proc/uptime",
+        "/proc/loadavg",
+        "/proc/slabinfo",
+        "/proc/net/dev",
+        "/proc/sys/kernel/ns_last_pid",
+        "/proc/sys/crypto/fips_enabled",
+    )
+)
+
+
+class ProcMountRefused(RuntimeFailure):
+    """A mounts entry over /proc; its message names the field already."""
+
+
+def proc_refusal(resolved: str, is_procfs: Callable[[], bool]) -> str | None:
+    """Why nothing may be mounted at `resolved` (a clean absolute path in the rootfs), or
+    None. /proc itself takes a proc mount or a bind of a procfs (runc's rule)."""
+    if resolved == "/proc":
+        if is_procfs():
+            return None
+        return "only a proc mount or a bind of a procfs may be mounted on /proc: not a procfs"
+    if resolved.startswith("/proc/") and resolved not in PROC_ALLOWED:
+        return "mounting over /proc is not allowed"
+    return None
+
+
+def _is_procfs_path(path: str) -> bool:
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return sc.fstatfs_type(fd) == sc.PROC_SUPER_MAGIC
+    finally:
+        os.close(fd)
 
 
 def _fail(what: str, err: OSError) -> RuntimeFailure:
@@ -153,7 +208,10 @@ class Mounter:
         self.cgroups = cgroups
         self.before_cgroup_mount = before_cgroup_mount
         self.root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        #: the rootfs as the kernel names it (symlinks resolved), to place destinations
+        self.root_path = os.readlink(sc.fd_path(self.root_fd))
         self.dev_is_bind = False
+        self.index, self.entry = 0, {}  # the mounts entry being done (checks, errors)
 
     def close(self) -> None:
         """Done: no fd of ours may stay open in a process the container can see."""
@@ -170,15 +228,53 @@ class Mounter:
     def mount_all(self, mounts: list[dict]) -> None:
         for index, m in enumerate(mounts):
             where = f"mounts[{index}] ({m.get('destination')})"
+            self.index, self.entry = index, m
             try:
+                dest = m["destination"]
+                self._check_proc(dest, os.path.normpath("/" + dest.lstrip("/")), m)
                 if index in self.idmapped:
                     self._attach_tree(self.idmapped[index], m)
                 else:
                     self.mount_one(m)
+            except ProcMountRefused:
+                raise
             except RuntimeFailure as e:
                 raise RuntimeFailure(f"{where}: {e}") from None
             except OSError as e:
                 raise _fail(where, e) from None
+
+    def _check_proc(self, dest: str, resolved: str, m: dict, tree_fd: int = -1) -> None:
+        """Refuse a destination in /proc (see PROC_ALLOWED): first as written, then where
+        it resolved in the rootfs (through symlinks, `..` and earlier mounts)."""
+
+        def is_procfs() -> bool:
+            if tree_fd >= 0:
+                return sc.fstatfs_type(tree_fd) == sc.PROC_SUPER_MAGIC
+            opts = parse_mount_options(m.get("options") or [])
+            if opts.is_bind or m.get("type") == "bind":
+                return _is_procfs_path(os.path.join(self.bundle, m.get("source") or ""))
+            return m.get("type") == "proc"
+
+        why = proc_refusal(resolved, is_procfs)
+        if why:
+            via = f"resolves to {resolved}: " if resolved != dest else ""
+            raise ProcMountRefused(
+                f"config.json: /mounts/{self.index}/destination: {dest}: {via}{why}"
+            )
+
+    def _target(self, make: Callable[[int, str], int], dest: str, tree_fd: int = -1) -> int:
+        """The destination, made and opened inside the rootfs, checked for where it
+        resolved (before anything is mounted on it)."""
+        fd = make(self.root_fd, dest)
+        where = os.readlink(sc.fd_path(fd))
+        if where == self.root_path or where.startswith(self.root_path + "/"):
+            m = self.entry
+            try:
+                self._check_proc(m["destination"], where[len(self.root_path) :] or "/", m, tree_fd)
+            except RuntimeFailure:
+                os.close(fd)
+                raise
+        return fd
 
     def mount_one(self, m: dict) -> None:
         dest = m["destination"]
@@ -206,7 +302,7 @@ class Mounter:
 
     def _mount_fs(self, source: str, dest: str, fstype: str, opts: MountOptions) -> None:
         label = "" if fstype in _UNLABELLED else self.mount_label
-        fd = ensure_dir(self.root_fd, dest)
+        fd = self._target(ensure_dir, dest)
         try:
             try:
                 sc.mount(source, sc.fd_path(fd), fstype, opts.flags, _labelled(opts.data, label))
@@ -231,7 +327,7 @@ class Mounter:
         dest = m["destination"] if m["destination"].startswith("/") else "/" + m["destination"]
         opts = parse_mount_options(m.get("options") or [])
         is_dir = os.path.isdir(sc.fd_path(tree_fd))
-        fd = (ensure_dir if is_dir else ensure_file)(self.root_fd, dest)
+        fd = self._target(ensure_dir if is_dir else ensure_file, dest, tree_fd)
         try:
             sc.move_mount(tree_fd, fd)
         finally:
@@ -251,7 +347,7 @@ class Mounter:
         if dest.rstrip("/") == "/dev":
             self.dev_is_bind = True
         make = ensure_dir if stat.S_ISDIR(st.st_mode) else ensure_file
-        fd = make(self.root_fd, dest)
+        fd = self._target(make, dest)
         try:
             sc.mount(
                 source, sc.fd_path(fd), None, MS_BIND | (MS_REC if opts.is_recursive_bind else 0)
@@ -309,7 +405,7 @@ class Mounter:
         cgroupfs mount inside a cgroup namespace, else a bind of the container's dir)."""
         self.before_cgroup_mount()
         v1 = [h for h, _ in self.cgroups if not h.is_v2]
-        fd = ensure_dir(self.root_fd, dest)
+        fd = self._target(ensure_dir, dest)
         try:
             if not v1:
                 try:
@@ -401,13 +497,22 @@ class Mounter:
 
     def _bind_device(self, dev: dict) -> None:
         """In a user namespace mknod is refused: bind the host's node of the same path
-        instead (as runc), so the device keeps the host's owner and mode."""
+        instead (as runc), so the device keeps the host's owner and mode. By fd, onto a
+        target that is not a symlink (an image's /dev may be bound from the bundle)."""
         path = dev["path"]
-        fd = ensure_file(self.root_fd, path)
+        source = os.open(path, os.O_PATH | os.O_CLOEXEC)
         try:
-            sc.mount(path, sc.fd_path(fd), None, MS_BIND)
+            parent, name = parent_and_name(self.root_fd, path)
+            try:
+                target = bind_target(parent, name, 0o644)
+            finally:
+                os.close(parent)
+            try:
+                bind_fd(source, target)
+            finally:
+                os.close(target)
         finally:
-            os.close(fd)
+            os.close(source)
 
     def _symlink(self, target: str, link: str) -> None:
         parent, name = parent_and_name(self.root_fd, link)
@@ -461,28 +566,51 @@ def enter_rootfs(rootfs: str, no_pivot: bool) -> None:
 
 
 def mask_paths(paths: list[str], mount_label: str = "") -> None:
-    """Hide each path: /dev/null over files, an empty read-only tmpfs over directories
-    (labelled with linux.mountLabel, as runc)."""
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            continue
-        except OSError as e:
-            raise _fail(f"linux.maskedPaths {path}", e) from None
-        try:
-            if stat.S_ISDIR(st.st_mode):
-                try:
-                    sc.mount("tmpfs", path, "tmpfs", MS_RDONLY, _labelled(None, mount_label))
-                except OSError as e:
-                    if mount_label:
-                        where = f"linux.maskedPaths {path}: tmpfs"
-                        raise _label_error(where, mount_label, e) from None
-                    raise
-            else:
-                sc.mount("/dev/null", path, None, MS_BIND)
-        except OSError as e:
-            raise _fail(f"linux.maskedPaths {path}", e) from None
+    """Hide each path: the null device over files, an empty read-only tmpfs over
+    directories (labelled with linux.mountLabel, as runc). Files are bound by fd from the
+    container's /dev/null once it is checked to be the null device: an image's /dev (bound
+    from the bundle) may make it a symlink to, say, /proc/sys/kernel/ostype, and the mask
+    would then show that file (CVE-2025-31133)."""
+    null = -1
+    try:
+        for path in paths:
+            try:
+                target = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise _fail(f"linux.maskedPaths {path}", e) from None
+            try:
+                if stat.S_ISDIR(os.fstat(target).st_mode):
+                    _mask_dir(path, mount_label)
+                    continue
+                if null < 0:
+                    null = _open_null()
+                bind_fd(null, target)
+            except OSError as e:
+                raise _fail(f"linux.maskedPaths {path}", e) from None
+            finally:
+                os.close(target)
+    finally:
+        if null >= 0:
+            os.close(null)
+
+
+def _open_null() -> int:
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return open_null_device(root)
+    finally:
+        os.close(root)
+
+
+def _mask_dir(path: str, mount_label: str) -> None:
+    try:
+        sc.mount("tmpfs", path, "tmpfs", MS_RDONLY, _labelled(None, mount_label))
+    except OSError as e:
+        if mount_label:
+            raise _label_error(f"linux.maskedPaths {path}: tmpfs", mount_label, e) from None
+        raise
 
 
 def readonly_paths(paths: list[str]) -> None:

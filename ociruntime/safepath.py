@@ -12,6 +12,7 @@ import errno
 import os
 import stat
 
+from ociruntime import syscalls as sc
 from ociruntime.syscalls import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 
 _RESOLVE = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
@@ -76,3 +77,58 @@ def parent_and_name(root_fd: int, path: str) -> tuple[int, str]:
     if not parts:
         raise OSError(errno.EINVAL, "path has no last component", path)
     return ensure_dir(root_fd, "/".join(parts[:-1])), parts[-1]
+
+
+def bind_fd(source_fd: int, target_fd: int) -> None:
+    """Bind-mount the file `source_fd` refers to onto the one `target_fd` refers to, by fd
+    alone: open_tree clones the source's mount at that file, move_mount attaches the clone.
+    No path is resolved, neither a name the container could swap for a symlink between a
+    check and the mount (CVE-2025-31133, CVE-2025-52565) nor /proc/self/fd/N, which after
+    pivot_root goes through the container's /proc. Used for masks, /dev/console and the
+    device nodes bound from the host."""
+    tree = sc.open_tree("", False, source_fd)
+    try:
+        sc.move_mount(tree, target_fd)
+    finally:
+        os.close(tree)
+
+
+def open_null_device(root_fd: int) -> int:
+    """An O_PATH fd of the rootfs's /dev/null, checked through the fd to be the null
+    character device (1:3): not a symlink (no component may be one), not another file."""
+    try:
+        fd = openat2(root_fd, "dev/null", os.O_PATH, 0, RESOLVE_IN_ROOT | sc.RESOLVE_NO_SYMLINKS)
+    except OSError as e:
+        why = "it is or passes through a symlink" if e.errno == errno.ELOOP else e.strerror
+        raise OSError(e.errno, f"/dev/null is not the null device: {why}") from None
+    st = os.fstat(fd)
+    if stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3):
+        return fd
+    os.close(fd)
+    kind = f"character device {os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    if not stat.S_ISCHR(st.st_mode):
+        kind = "not a character device"
+    raise OSError(errno.EPERM, f"/dev/null is not the null device: {kind}")
+
+
+def bind_target(dir_fd: int, name: str, mode: int = 0o666) -> int:
+    """An O_PATH fd of the file `name` in the directory `dir_fd`, to bind a device onto:
+    created (an empty regular file, `mode`) if missing; refused if it is a symlink or
+    anything but a regular file or a character device. Never follows a symlink."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, mode, dir_fd=dir_fd)
+    except FileExistsError:
+        pass
+    else:
+        try:
+            os.fchmod(fd, mode)  # open obeys the umask
+        finally:
+            os.close(fd)
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    kind = stat.S_IFMT(os.fstat(fd).st_mode)
+    if kind in (stat.S_IFREG, stat.S_IFCHR):
+        return fd
+    os.close(fd)
+    what = "a symbolic link" if kind == stat.S_IFLNK else "not a file or a device"
+    raise OSError(errno.EEXIST, f"exists and is {what}")

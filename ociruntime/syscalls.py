@@ -19,6 +19,9 @@ SYS_PIDFD_GETFD = 438
 SYS_MOUNT_SETATTR = 442
 SYS_OPEN_TREE = 428
 SYS_MOVE_MOUNT = 429
+SYS_FSOPEN = 430
+SYS_FSCONFIG = 431
+SYS_FSMOUNT = 432
 
 # Namespace clone flags (linux/sched.h).
 CLONE_NEWTIME = 0x00000080
@@ -34,8 +37,13 @@ MNT_DETACH = 2
 AT_FDCWD = -100
 
 # openat2 resolve flags (linux/openat2.h).
+RESOLVE_NO_XDEV = 0x01
 RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
+
+PROC_SUPER_MAGIC = 0x9FA0  # statfs f_type of a procfs (linux/magic.h)
 
 
 def _check(result: int, what: str, path: str | None = None) -> int:
@@ -140,16 +148,49 @@ def mount_setattr(
     )
 
 
-def open_tree(path: str, recursive: bool) -> int:
-    """A detached copy of the mount tree at `path` (OPEN_TREE_CLONE), close-on-exec."""
+def open_tree(path: str, recursive: bool, dirfd: int = AT_FDCWD) -> int:
+    """A detached copy of the mount tree at `path` (OPEN_TREE_CLONE), close-on-exec. With
+    `path` "" it is the file `dirfd` refers to (AT_EMPTY_PATH): a bind by fd alone."""
     flags = OPEN_TREE_CLONE | os.O_CLOEXEC | (AT_RECURSIVE if recursive else 0)
-    return _check(_libc.syscall(SYS_OPEN_TREE, AT_FDCWD, _b(path), flags), "open_tree", path)
+    flags |= AT_EMPTY_PATH if not path else 0
+    return _check(_libc.syscall(SYS_OPEN_TREE, dirfd, _b(path), flags), "open_tree", path)
 
 
 def move_mount(tree_fd: int, target_fd: int) -> None:
     """Attach the detached tree `tree_fd` on what `target_fd` (an O_PATH fd) refers to."""
     flags = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH
     _check(_libc.syscall(SYS_MOVE_MOUNT, tree_fd, b"", target_fd, b"", flags), "move_mount")
+
+
+FSOPEN_CLOEXEC = 1
+FSCONFIG_CMD_CREATE = 6
+FSMOUNT_CLOEXEC = 1
+MOUNT_ATTR_NOSUID = 0x02
+MOUNT_ATTR_NODEV = 0x04
+MOUNT_ATTR_NOEXEC = 0x08
+
+
+def fsmount_new(fstype: str, attrs: int) -> int:
+    """A new, detached instance of `fstype` (fsopen + fsconfig(CREATE) + fsmount): an fd
+    of its root that no other process can reach or mount over. Close-on-exec."""
+    fs_fd = _check(_libc.syscall(SYS_FSOPEN, _b(fstype), FSOPEN_CLOEXEC), "fsopen", fstype)
+    try:
+        _check(_libc.syscall(SYS_FSCONFIG, fs_fd, FSCONFIG_CMD_CREATE, None, None, 0),
+               "fsconfig", fstype)  # fmt: skip
+        return _check(_libc.syscall(SYS_FSMOUNT, fs_fd, FSMOUNT_CLOEXEC, attrs), "fsmount", fstype)
+    finally:
+        os.close(fs_fd)
+
+
+class _StatFs(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_long * 15)]
+
+
+def fstatfs_type(fd: int) -> int:
+    """The filesystem magic (statfs f_type) of what `fd` refers to; os.fstatvfs lacks it."""
+    buf = _StatFs()
+    _check(_libc.fstatfs(fd, ctypes.byref(buf)), "fstatfs")
+    return buf.f_type
 
 
 PR_SET_CHILD_SUBREAPER = 36

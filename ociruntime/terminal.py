@@ -31,7 +31,7 @@ import time
 
 from ociruntime import syscalls as sc
 from ociruntime.errors import RuntimeFailure
-from ociruntime.mountopts import MS_BIND
+from ociruntime.safepath import bind_fd, bind_target
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 TIOCGPTN = 0x80045430  # _IOR('T', 0x30, unsigned int): the pty number
 TIOCSPTLCK = 0x40045431  # _IOW('T', 0x31, int): (un)lock the slave
+TIOCGPTPEER = 0x5441  # _IO('T', 0x41): open the slave from the master, by no path
 MASTER_NAME = b"/dev/ptmx"  # what runc sends with the fd (the master's file name)
 MAX_NAME_LEN = 4096  # runc's utils.MaxNameLen
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path, minus the terminating NUL
@@ -81,7 +82,7 @@ class InitConsole:
             slave, slave_path = _open_slave(master)
             _step("chown " + slave_path, _chown_to_user, slave, uid)
             if console:
-                _step("/dev/console", _mount_console, slave_path)
+                _step("/dev/console", _mount_console, slave)
             if console_size and console_size.get("height") and console_size.get("width"):
                 size = (console_size["height"], console_size["width"])
                 _step("process.consoleSize", termios.tcsetwinsize, master, size)
@@ -111,8 +112,8 @@ def _open_slave(master: int) -> tuple[int, str]:
     except OSError as e:
         raise RuntimeFailure(f"process.terminal: unlocking the pty: {e.strerror}") from None
     path = f"/dev/pts/{number}"
-    try:
-        return os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC), path
+    try:  # the master's own peer: /dev/pts/N is a name the container could reshape
+        return fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC), path
     except OSError as e:
         raise RuntimeFailure(f"process.terminal: open {path}: {e.strerror}") from None
 
@@ -124,22 +125,20 @@ def _chown_to_user(slave: int, uid: int) -> None:
         os.fchown(slave, uid, -1)
 
 
-def _mount_console(slave_path: str) -> None:
-    """Bind the slave on /dev/console, creating it (0666) if missing, as runc does. An
-    existing /dev/console must be a file or a device: a bind follows symlinks."""
+def _mount_console(slave: int) -> None:
+    """Bind the slave on /dev/console, creating it (0666) if missing, as runc does. By fd
+    on both ends (CVE-2025-52565: checking a path, then mounting by it, leaves a window to
+    swap in a symlink): the slave fd itself, and /dev/console opened with no symlink
+    followed, which must be a file or a device."""
+    dev = sc.openat2(sc.AT_FDCWD, "/dev", os.O_PATH | os.O_DIRECTORY, 0, sc.RESOLVE_NO_SYMLINKS)
     try:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open("/dev/console", flags, 0o666)
-    except FileExistsError:
-        mode = os.lstat("/dev/console").st_mode
-        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
-            raise OSError(0, "exists and is not a file or a device") from None
-    else:
-        try:
-            os.fchmod(fd, 0o666)  # open obeys the umask
-        finally:
-            os.close(fd)
-    sc.mount(slave_path, "/dev/console", None, MS_BIND)
+        target = bind_target(dev, "console")
+    finally:
+        os.close(dev)
+    try:
+        bind_fd(slave, target)
+    finally:
+        os.close(target)
 
 
 def _send_fd(sock: _socket.socket, fd: int) -> None:

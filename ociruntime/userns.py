@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 
+from ociruntime import procfs
 from ociruntime import syscalls as sc
 from ociruntime.errors import RuntimeFailure
 
@@ -83,11 +84,7 @@ def _only_own(maps: list[dict], own: int) -> bool:
 
 def _write(pid: int, name: str, pointer: str, text: str) -> None:
     try:
-        fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, text.encode())
-        finally:
-            os.close(fd)
+        procfs.write(f"{pid}/{name}", text)  # the host's procfs, checked
     except OSError as e:
         raise RuntimeFailure(
             f"config.json: {pointer}: writing {name}: {e.strerror}"
@@ -132,8 +129,7 @@ def become_root() -> None:
 def setgroups_allowed() -> bool:
     """False in a user namespace whose creator denied setgroups (unprivileged maps)."""
     try:
-        with open("/proc/self/setgroups") as f:
-            return f.read().strip() != "deny"
+        return procfs.read("self/setgroups").strip() != b"deny"
     except OSError:
         return True
 

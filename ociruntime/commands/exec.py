@@ -443,8 +443,9 @@ def _join_container(state, ns_fds, attrs=None) -> None:  # noqa: ANN001
     """In I: the container's cgroups, then its namespaces, the mount namespace right
     after the user one (from then on our root is the container's), the PID and time
     namespaces last, for C. Closes the namespace fds."""
-    from ociruntime import cgroups
+    from ociruntime import capabilities, cgroups
 
+    capabilities.last_cap()  # read (and remembered) on our own /proc, for C
     if attrs is not None:  # process.execCPUAffinity: initial before the cgroups
         attrs.set_initial_affinity()
     cgroups.join(state.cgroup_dirs, 0)  # 0: this process (host paths: before setns(mnt))
@@ -469,13 +470,18 @@ def _join_container(state, ns_fds, attrs=None) -> None:  # noqa: ANN001
 
 def _finish_and_exec(state, proc, console, chan, seccomp_filter=None, attrs=None) -> None:  # noqa: ANN001
     """In C, inside the container: the process's own settings, then execve."""
-    from ociruntime import capabilities, process
+    from ociruntime import capabilities, process, procfs
+
+    # The container's /proc, checked (no mount on a path we write is followed), never a
+    # handle on the host's: a container process could take that from us through /proc.
+    procfs.use_host()
 
     process.apply_rlimits(proc.get("rlimits") or [])
     if "oomScoreAdj" in proc:
         process.set_oom_score_adj(proc["oomScoreAdj"])
     if attrs is not None:  # personality, scheduler, I/O priority, LSM labels
         attrs.apply()
+    procfs.close()  # done with /proc: nothing else happens here that needs it
     if not getattr(state, "no_new_keyring", False):  # the container's keyring, as runc
         process.join_session_keyring(f"_ses.{state.id}", set_permissions=False)
     env = process.env_dict(proc.get("env") or [])

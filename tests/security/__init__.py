@@ -1,0 +1,1 @@
+"""Security regressions: each test reproduces an attack on a real container."""

@@ -291,8 +291,9 @@ def test_created_init_holds_no_host_fd_root_or_cwd(runtime, make_bundle) -> None
     pid = init_pid(runtime, cid)
     fds = {int(n): os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")}
     extra = {n: target for n, target in fds.items() if n > 2}
-    # The exec fifo (until start) and nothing else: no namespace, directory or socket.
-    assert list(extra.values()) == [f"{runtime.root}/{cid}/exec.fifo"], extra
+    # The exec fifo (until start) and the container's own /proc/1/fd to reopen it by
+    # (ociruntime.procfs.fd_dir), nothing else: no namespace, host directory or socket.
+    assert sorted(extra.values()) == ["/proc/1/fd", f"{runtime.root}/{cid}/exec.fifo"], extra
     rootfs_listing = sorted(os.listdir(bundle.rootfs))
     assert sorted(os.listdir(f"/proc/{pid}/root")) == rootfs_listing
     assert os.stat(f"/proc/{pid}/cwd").st_ino == os.stat(f"/proc/{pid}/root").st_ino
