@@ -4,7 +4,8 @@
 
 Every runtime command is a fresh process, exactly as an engine (containerd, CRI-O, Podman)
 runs it, timed with `time.perf_counter_ns` around `subprocess` with all stdio on /dev/null.
-Scenarios, each timed run by run as runc, ociruntime, runc, ociruntime, ...:
+Scenarios, each timed run by run, the runtimes' order rotating (runc, ociruntime, then
+ociruntime, runc, ...):
 
   run        `run --bundle B ID` of `true`: the container's whole life, deletion included
   lifecycle  `create`, `start`, (poll `state` until stopped: shown, never counted), `delete`
@@ -437,7 +438,10 @@ def benchmark(
                 for i in range(WARMUP + runs):
                     if progress:
                         print(f"\r{scenario}: {i + 1}/{WARMUP + runs}   ", end="", file=sys.stderr)
-                    for rt in rts:  # ABCABC...: machine noise hits every runtime alike
+                    # ABC BCA CAB ...: machine noise hits every runtime alike, and none
+                    # always runs just after another (whose exit may still be settling).
+                    k = i % len(rts)
+                    for rt in rts[k:] + rts[:k]:
                         steps = fn(rt, env, f"bench{me}-{rt.short}-{tag}-{i}")
                         reap_children()
                         if i < WARMUP:
@@ -869,6 +873,7 @@ def main() -> int:
         "--profile", action="store_true", help="import profile of create + startup floor"
     )
     ap.add_argument("--runc", default=shutil.which("runc") or "/usr/sbin/runc")
+    ap.add_argument("--json", metavar="FILE", help="also write every measured run to FILE")
     args = ap.parse_args()
     if args.runs < 2:
         ap.error("--runs must be at least 2 (for a stdev)")
@@ -911,6 +916,9 @@ def main() -> int:
         load_before = loadavg()
         skipped: list[str] = []
         results = benchmark(runtimes, bundle, args.runs, skipped)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({f"{sc}/{st}": per for (sc, st), per in results.items()}, f)
         ctd_version = containerd.version() if ("containerd", "ctr") in results else ""
         print(describe_machine(args.runc, args.runs, load_before, ctd_version))
         print()
