@@ -768,7 +768,7 @@ def profile(runc: str, bundle: str, runs: int, oci: Runtime, runc_rt: Runtime) -
     out = []
     # Warm the page cache and the bundle, then one create under -X importtime.
     timed(oci.argv("create", "--bundle", bundle, f"bench{me}-oci-prof-warm"))
-    timed(oci.argv("delete", f"bench{me}-oci-prof-warm"))
+    timed(oci.argv("delete", "--force", f"bench{me}-oci-prof-warm"))
     reap_children()
     cid = f"bench{me}-oci-prof-0"
     argv = [py, "-X", "importtime", str(OCIRUNTIME), *oci.argv("create")[1:]]
@@ -782,7 +782,7 @@ def profile(runc: str, bundle: str, runs: int, oci: Runtime, runc_rt: Runtime) -
         text = err.read()
     if rc != 0:
         raise BenchError(f"`{shlex.join(argv)}` exited with {rc}:\n{text[-2000:]}")
-    timed(oci.argv("delete", cid))
+    timed(oci.argv("delete", "--force", cid))
     reap_children()
 
     entries = parse_importtime(text)
@@ -817,7 +817,7 @@ def profile(runc: str, bundle: str, runs: int, oci: Runtime, runc_rt: Runtime) -
         def go(i: int) -> float:
             cid = f"bench{me}-{rt.short}-floor-{i}"
             ms = timed(rt.argv("create", "--bundle", bundle, cid))
-            timed(rt.argv("delete", cid))
+            timed(rt.argv("delete", "--force", cid))
             reap_children()
             return ms
 
