@@ -4,15 +4,23 @@
 
 Every runtime command is a fresh process, exactly as an engine (containerd, CRI-O, Podman)
 runs it, timed with `time.perf_counter_ns` around `subprocess` with all stdio on /dev/null.
-Scenarios, each timed run by run as runc, ociruntime, runc, ociruntime, ...:
+Scenarios, each timed run by run, the runtimes' order rotating (runc, ociruntime, then
+ociruntime, runc, ...):
 
   run        `run --bundle B ID` of `true`: the container's whole life, deletion included
   lifecycle  `create`, `start`, (poll `state` until stopped: shown, never counted), `delete`
+  exec       `exec ID true` into a running container (one per runtime, started untimed)
   hot path   `state` of a created container, `kill ID KILL`, (poll), `delete`
   parallel   20 `create`s started at once, until the last returns
   containerd `ctr run --rm --runc-binary RUNTIME IMAGE ID true` through a private
              containerd (conformance/containerd.py), end to end; skipped if not installed
   memory     peak RSS of the `create` process
+
+`run`, `create` and `exec` also report CPU time, and are run a third way, interleaved with
+the other two: "ociruntime unprotected", the same code through a launcher (written to the
+temp dir, never installed) that turns ociruntime.containersafe's `hide` and
+`detach_from_host_files` into no-ops. protected - unprotected is what those protections
+cost (issue #9), measured in the same run.
 
 `--profile` instead runs one ociruntime `create` under `python -X importtime` and times the
 interpreter's startup floor, to show what a Python runtime's milliseconds are made of.
@@ -58,8 +66,8 @@ PR_SET_CHILD_SUBREAPER = 36
 DEVNULL = subprocess.DEVNULL
 # Container ids are bench<our pid>-<runc|oci>-<scenario>-<n> and the containerd namespace
 # (the cgroup parent of its containers) bench<our pid>-ctd: leftovers are attributable.
-ID_RE = re.compile(r"^bench(\d+)-(runc|oci|ctd)(-|$)")
-ROOT_RE = re.compile(r"^bench-(runc|ociruntime)-(\d+)$")
+ID_RE = re.compile(r"^bench(\d+)-(runc|oci|ocinp|ctd)(-|$)")
+ROOT_RE = re.compile(r"^bench-(runc|ociruntime|unprotected)-(\d+)$")
 # The temp dir (bundle, private containerd) is ociruntime-bench-<our pid>-<random>.
 TMP_PREFIX = "ociruntime-bench-"
 TMP_RE = re.compile(r"/" + TMP_PREFIX + r"(\d+)-[^/]*/")
@@ -75,8 +83,11 @@ class Skip(Exception):
 
 
 class Runtime:
-    def __init__(self, name: str, short: str, binary: str, root: str) -> None:
+    def __init__(
+        self, name: str, short: str, binary: str, root: str, unprotected: bool = False
+    ) -> None:
         self.name, self.short, self.binary, self.root = name, short, binary, root
+        self.unprotected = unprotected  # only in UNPROTECTED_SCENARIOS
 
     def argv(self, *args: str) -> list[str]:
         return [self.binary, "--root", self.root, *args]
@@ -93,16 +104,45 @@ def timed(argv: list[str], stderr: BinaryIO | None = None) -> float:
     Never pipes: a `create`d container's init inherits the caller's stdio and would hold a
     pipe open for its whole life.
     """
+    return timed_cpu(argv, stderr)[0]
+
+
+def timed_cpu(argv: list[str], stderr: BinaryIO | None = None) -> tuple[float, float]:
+    """timed(), and the CPU time (user + system, ms) of argv's process and of the
+    descendants it waited for (wait4's rusage)."""
     t0 = time.perf_counter_ns()
-    rc = subprocess.call(argv, stdin=DEVNULL, stdout=DEVNULL, stderr=stderr or DEVNULL)
+    p = subprocess.Popen(argv, stdin=DEVNULL, stdout=DEVNULL, stderr=stderr or DEVNULL)
+    _, wstatus, usage = os.wait4(p.pid, 0)
     elapsed = time.perf_counter_ns() - t0
+    p.returncode = rc = os.waitstatus_to_exitcode(wstatus)
     if rc != 0:
         why = "(run it by hand to see why)"
         if stderr is not None:
             stderr.seek(0)
             why = "saying:\n" + stderr.read().decode(errors="replace")[-2000:].rstrip()
         raise BenchError(f"`{shlex.join(argv)}` exited with {rc} {why}")
-    return elapsed / 1e6
+    return elapsed / 1e6, (usage.ru_utime + usage.ru_stime) * 1e3
+
+
+def state_pid(rt: Runtime, cid: str) -> int:
+    argv = rt.argv("state", cid)
+    p = subprocess.run(argv, stdin=DEVNULL, stdout=subprocess.PIPE, stderr=DEVNULL)
+    if p.returncode != 0:
+        raise BenchError(f"`{shlex.join(argv)}` exited with {p.returncode}")
+    return int(json.loads(p.stdout)["pid"])
+
+
+def thread_cpu_ms(pid: int) -> float:
+    """CPU time so far of the live threads of pid (/proc/PID/task/*/schedstat, in ns: the
+    rusage fields of /proc/PID/stat count in 10 ms ticks)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that just exited
+    return total / 1e6
 
 
 def status(rt: Runtime, cid: str) -> str:
@@ -168,11 +208,15 @@ def reap_children() -> None:
 
 
 def scenario_run(rt: Runtime, bundle: str, cid: str) -> dict[str, float]:
-    return {"run": timed(rt.argv("run", "--bundle", bundle, cid))}
+    wall, cpu = timed_cpu(rt.argv("run", "--bundle", bundle, cid))
+    return {"run": wall, "run cpu": cpu}
 
 
 def scenario_lifecycle(rt: Runtime, bundle: str, cid: str) -> dict[str, float]:
-    steps = {"create": timed(rt.argv("create", "--bundle", bundle, cid))}
+    wall, cpu = timed_cpu(rt.argv("create", "--bundle", bundle, cid))
+    # The init outlives `create` (nobody waits for it yet): add what it used until it
+    # blocked waiting for `start`, read untimed.
+    steps = {"create": wall, "create cpu": cpu + thread_cpu_ms(state_pid(rt, cid))}
     steps["start"] = timed(rt.argv("start", cid))
     steps["wait"], steps["polls"] = wait_stopped(rt, cid)
     steps["delete"] = timed(rt.argv("delete", cid))
@@ -187,6 +231,36 @@ def scenario_hot(rt: Runtime, bundle: str, cid: str) -> dict[str, float]:
     wait_stopped(rt, cid)  # SIGKILL is asynchronous: delete a container that is gone
     steps["delete"] = timed(rt.argv("delete", cid))
     return steps
+
+
+@contextmanager
+def running_containers(bundle: str, runtimes: list[Runtime]) -> Iterator[dict[str, str]]:
+    """One container per runtime running `sleep`, on the bench's rootfs (read-only), for
+    the whole exec scenario: {runtime name: container id}. Not timed."""
+    sleeper = os.path.join(os.path.dirname(bundle), "sleeper")
+    os.mkdir(sleeper)
+    with open(os.path.join(bundle, "config.json")) as f:
+        config = json.load(f)
+    config["process"]["args"] = ["sleep", "1000000"]
+    config["root"]["path"] = os.path.join(bundle, "rootfs")
+    with open(os.path.join(sleeper, "config.json"), "w") as f:
+        json.dump(config, f, indent="\t")
+    ids = {rt.name: f"bench{os.getpid()}-{rt.short}-sleeper" for rt in runtimes}
+    try:
+        for rt in runtimes:
+            timed(rt.argv("run", "--detach", "--bundle", sleeper, ids[rt.name]))
+        yield ids
+    finally:
+        with signals_deferred():
+            for rt in runtimes:
+                subprocess.call(rt.argv("delete", "--force", ids[rt.name]), stdin=DEVNULL,
+                                stdout=DEVNULL, stderr=DEVNULL)  # fmt: skip
+            reap_children()
+
+
+def scenario_exec(rt: Runtime, ids: dict[str, str], cid: str) -> dict[str, float]:
+    wall, cpu = timed_cpu(rt.argv("exec", ids[rt.name], "true"))
+    return {"exec": wall, "exec cpu": cpu}
 
 
 PARALLEL = 20
@@ -320,19 +394,26 @@ Setup = Callable[[str, list[Runtime]], AbstractContextManager[Any]]
 SCENARIOS: list[tuple[str, str, Scenario, Setup]] = [
     ("run", "run", scenario_run, bundle_only),
     ("lifecycle", "cycle", scenario_lifecycle, bundle_only),
+    ("exec", "exec", scenario_exec, running_containers),
     ("hot path", "hot", scenario_hot, bundle_only),
     ("parallel", "par", scenario_parallel, bundle_only),
     ("containerd", "ctd", scenario_containerd, containerd_env),
     ("memory", "rss", scenario_rss, bundle_only),
 ]
+# The scenarios "ociruntime unprotected" runs in too.
+UNPROTECTED_SCENARIOS = ("run", "lifecycle", "exec")
 # (scenario, step key, row label); the "wait" row is shown but never part of a total.
 ROWS = [
     ("run", "run", "`run` of `true` (whole life + delete)"),
+    ("run", "run cpu", "`run`: **CPU ms** (it and what it waited for)"),
     ("lifecycle", "create", "`create`"),
+    ("lifecycle", "create cpu", "`create`: **CPU ms** (it, what it waited for, the init)"),
     ("lifecycle", "start", "`start`"),
     ("lifecycle", "wait", "(poll `state` until stopped; excluded)"),
     ("lifecycle", "delete", "`delete` (stopped)"),
     ("lifecycle", "total", "**create + start + delete**"),
+    ("exec", "exec", "`exec ID true` (running container)"),
+    ("exec", "exec cpu", "`exec`: **CPU ms** (it and what it waited for)"),
     ("hot path", "state", "`state` (created)"),
     ("hot path", "kill", "`kill ID KILL` (created)"),
     ("hot path", "delete", "`delete` (killed)"),
@@ -351,12 +432,16 @@ def benchmark(
     me = os.getpid()
     progress = sys.stderr.isatty()
     for scenario, tag, fn, setup in SCENARIOS:
+        rts = [rt for rt in runtimes if scenario in UNPROTECTED_SCENARIOS or not rt.unprotected]
         try:
-            with setup(bundle, runtimes) as env:
+            with setup(bundle, rts) as env:
                 for i in range(WARMUP + runs):
                     if progress:
                         print(f"\r{scenario}: {i + 1}/{WARMUP + runs}   ", end="", file=sys.stderr)
-                    for rt in runtimes:  # ABAB...: machine noise hits both runtimes alike
+                    # ABC BCA CAB ...: machine noise hits every runtime alike, and none
+                    # always runs just after another (whose exit may still be settling).
+                    k = i % len(rts)
+                    for rt in rts[k:] + rts[:k]:
                         steps = fn(rt, env, f"bench{me}-{rt.short}-{tag}-{i}")
                         reap_children()
                         if i < WARMUP:
@@ -376,6 +461,26 @@ def benchmark(
 
 # ---------------------------------------------------------------------------------------
 # Bundle, roots, cleanup
+
+
+UNPROTECT = """import ociruntime.containersafe as c
+c.hide = lambda: None
+c.detach_from_host_files = lambda: 0
+"""
+
+
+def unprotected_launcher(parent: str) -> str:
+    """.venv/bin/ociruntime with ociruntime.containersafe's `hide` and
+    `detach_from_host_files` made no-ops before run_and_exit(): the same code, the same
+    imports, without those two protections. Written to the temp dir, never installed."""
+    text = OCIRUNTIME.read_text()
+    if text.count("\nrun_and_exit()\n") != 1:
+        raise BenchError(f"{OCIRUNTIME}: no `run_and_exit()` line to patch before")
+    path = os.path.join(parent, "ociruntime-unprotected")
+    with open(path, "w") as f:
+        f.write(text.replace("\nrun_and_exit()\n", "\n" + UNPROTECT + "run_and_exit()\n"))
+    os.chmod(path, 0o755)
+    return path
 
 
 def make_bundle(parent: str) -> str:
@@ -459,6 +564,7 @@ def clean_stale_roots(runc: str) -> None:
         m = ROOT_RE.match(name)
         if not m or pid_alive(int(m.group(2))):
             continue
+        # The unprotected launcher went with its temp dir: the state is ociruntime's.
         binary = runc if m.group(1) == "runc" else str(OCIRUNTIME)
         rt = Runtime(m.group(1), m.group(1), binary, os.path.join("/run", name))
         for what in clean_root(rt):
@@ -556,6 +662,11 @@ def table_rows(results: dict[tuple[str, str], dict[str, list[float]]]) -> list[l
         per = results[(scenario, step)]
         runc_m, runc_s = mean_sd(per["runc"])
         oci_m, oci_s = mean_sd(per["ociruntime"])
+        unprotected, cost = "", ""
+        if UNPROTECTED in per:
+            un_m, un_s = mean_sd(per[UNPROTECTED])
+            unprotected = f"{un_m:.1f} ± {un_s:.1f}"
+            cost = f"{oci_m - un_m:+.1f} ({(oci_m - un_m) / un_m * 100:+.0f}%)"
         rows.append(
             [
                 scenario,
@@ -563,17 +674,28 @@ def table_rows(results: dict[tuple[str, str], dict[str, list[float]]]) -> list[l
                 f"{runc_m:.1f} ± {runc_s:.1f}",
                 f"{oci_m:.1f} ± {oci_s:.1f}",
                 f"{oci_m / runc_m:.2f}×",
+                unprotected,
+                cost,
             ]
         )
     return rows
 
 
-HEADER = ["Scenario", "Step", "runc (ms)", "ociruntime (ms)", "ociruntime/runc"]
+UNPROTECTED = "ociruntime unprotected"
+HEADER = [
+    "Scenario",
+    "Step",
+    "runc (ms)",
+    "ociruntime (ms)",
+    "ociruntime/runc",
+    "unprotected (ms)",
+    "protection cost",
+]
 
 
 def render(rows: list[list[str]], markdown: bool) -> str:
     if markdown:
-        lines = ["| " + " | ".join(HEADER) + " |", "|---|---|--:|--:|--:|"]
+        lines = ["| " + " | ".join(HEADER) + " |", "|---|---|--:|--:|--:|--:|--:|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(lines)
     rows = [[c.replace("`", "").replace("**", "") for c in r] for r in rows]
@@ -594,6 +716,15 @@ def notes(results: dict[tuple[str, str], dict[str, list[float]]], skipped: list[
         f"(mean polls: runc {statistics.fmean(polls['runc']):.1f}, "
         f"ociruntime {statistics.fmean(polls['ociruntime']):.1f})."
     )
+    if any(UNPROTECTED in per for per in results.values()):
+        text += (
+            " unprotected: ociruntime with `containersafe.hide` and "
+            "`containersafe.detach_from_host_files` patched to no-ops by a temporary launcher, "
+            "interleaved with the other two; protection cost = ociruntime mean - unprotected "
+            "mean (and % of unprotected). CPU: user + system time of the command and the "
+            "processes it waited for (wait4); for `create` plus the init's own until it waits "
+            "for `start` (/proc/PID/task/*/schedstat)."
+        )
     if ("containerd", "ctr") in results:
         text += (
             " containerd: one private containerd for the whole scenario (started and "
@@ -637,7 +768,7 @@ def profile(runc: str, bundle: str, runs: int, oci: Runtime, runc_rt: Runtime) -
     out = []
     # Warm the page cache and the bundle, then one create under -X importtime.
     timed(oci.argv("create", "--bundle", bundle, f"bench{me}-oci-prof-warm"))
-    timed(oci.argv("delete", f"bench{me}-oci-prof-warm"))
+    timed(oci.argv("delete", "--force", f"bench{me}-oci-prof-warm"))
     reap_children()
     cid = f"bench{me}-oci-prof-0"
     argv = [py, "-X", "importtime", str(OCIRUNTIME), *oci.argv("create")[1:]]
@@ -651,7 +782,7 @@ def profile(runc: str, bundle: str, runs: int, oci: Runtime, runc_rt: Runtime) -
         text = err.read()
     if rc != 0:
         raise BenchError(f"`{shlex.join(argv)}` exited with {rc}:\n{text[-2000:]}")
-    timed(oci.argv("delete", cid))
+    timed(oci.argv("delete", "--force", cid))
     reap_children()
 
     entries = parse_importtime(text)
@@ -686,7 +817,7 @@ def profile(runc: str, bundle: str, runs: int, oci: Runtime, runc_rt: Runtime) -
         def go(i: int) -> float:
             cid = f"bench{me}-{rt.short}-floor-{i}"
             ms = timed(rt.argv("create", "--bundle", bundle, cid))
-            timed(rt.argv("delete", cid))
+            timed(rt.argv("delete", "--force", cid))
             reap_children()
             return ms
 
@@ -742,6 +873,7 @@ def main() -> int:
         "--profile", action="store_true", help="import profile of create + startup floor"
     )
     ap.add_argument("--runc", default=shutil.which("runc") or "/usr/sbin/runc")
+    ap.add_argument("--json", metavar="FILE", help="also write every measured run to FILE")
     args = ap.parse_args()
     if args.runs < 2:
         ap.error("--runs must be at least 2 (for a stdev)")
@@ -772,6 +904,10 @@ def main() -> int:
     runtimes = [runc, oci]
     tmp = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{me}-")
     try:
+        runtimes.append(
+            Runtime(UNPROTECTED, "ocinp", unprotected_launcher(tmp),
+                    f"/run/bench-unprotected-{me}", unprotected=True)
+        )  # fmt: skip
         bundle = make_bundle(tmp)
         if args.profile:
             text = profile(args.runc, bundle, args.runs, oci, runc)
@@ -780,6 +916,9 @@ def main() -> int:
         load_before = loadavg()
         skipped: list[str] = []
         results = benchmark(runtimes, bundle, args.runs, skipped)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({f"{sc}/{st}": per for (sc, st), per in results.items()}, f)
         ctd_version = containerd.version() if ("containerd", "ctr") in results else ""
         print(describe_machine(args.runc, args.runs, load_before, ctd_version))
         print()

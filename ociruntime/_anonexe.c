@@ -7,8 +7,10 @@
  * interpreter, libpython, libc or an extension module and, as root, overwrite it
  * (CVE-2019-5736 for a Python runtime). This module removes every such reference:
  *
- *   1. each private file-backed mapping is replaced, in place and atomically, by an
- *      anonymous one holding the same bytes (copy, then mremap over the original);
+ *   1. each file mapping is replaced, in place, by the same bytes: the same file mapped
+ *      again through a read-only overlayfs (one per mount the files are on, whose lower
+ *      layer is that mount's root), or, if the process wrote to it (pagemap says so),
+ *      an anonymous copy (made aside, then mremap'd over the original at once);
  *   2. /proc/self/exe is pointed at an empty, sealed, read-only memfd (PR_SET_MM_MAP,
  *      which the kernel allows only once the old executable is no longer mapped).
  *
@@ -30,6 +32,8 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <limits.h>
+#include <linux/openat2.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #ifndef MFD_EXEC
@@ -69,18 +73,18 @@ static char *read_proc_file(const char *path)
 }
 
 struct mapping {
-    unsigned long start, end, offset, inode, anon_kb;
-    int prot, shared;
-    const char *path;  /* into the smaps buffer; "" for none */
+    unsigned long start, end, offset, inode;
+    int prot, shared, written;
+    const char *path;  /* into the maps buffer; "" for none */
 };
 
-/* The mappings of /proc/self/smaps that name a file (inode != 0), with how much of each
- * is private anonymous memory (pages the process wrote: relocations, globals). */
-static int file_mappings(char *smaps, struct mapping *out, int max)
+/* The mappings of /proc/self/maps, or smaps, that name a file (inode != 0); from smaps
+ * also whether the process wrote to each (private anonymous pages, present or swapped). */
+static int file_mappings(char *maps, struct mapping *out, int max)
 {
     int count = 0;
     struct mapping *cur = NULL;
-    for (char *line = smaps; line && *line; ) {
+    for (char *line = maps; line && *line; ) {
         char *next = strchr(line, '\n');
         if (next)
             *next++ = '\0';
@@ -96,18 +100,47 @@ static int file_mappings(char *smaps, struct mapping *out, int max)
                     return -2;
                 cur = &out[count++];
                 cur->start = start, cur->end = end, cur->offset = offset, cur->inode = inode;
-                cur->anon_kb = 0;
+                cur->written = 0;
                 cur->shared = perms[3] == 's';
                 cur->prot = (perms[0] == 'r' ? PROT_READ : 0)
                     | (perms[1] == 'w' ? PROT_WRITE : 0) | (perms[2] == 'x' ? PROT_EXEC : 0);
                 cur->path = consumed ? line + consumed : "";
             }
-        } else if (cur && sscanf(line, "Anonymous: %lu kB", &kb) == 1) {
-            cur->anon_kb = kb;
+        } else if (cur && (sscanf(line, "Anonymous: %lu kB", &kb) == 1
+                           || sscanf(line, "Swap: %lu kB", &kb) == 1)) {
+            cur->written |= kb != 0;
         }
         line = next;
     }
     return count;
+}
+
+#define PM_PRESENT (1ULL << 63)
+#define PM_SWAP (1ULL << 62)
+#define PM_FILE (1ULL << 61)  /* a page-cache page, or shared anonymous memory */
+
+/* Whether the process wrote to `m`: whether any of its pages is private anonymous memory
+ * (present and not the file's page, or swapped out), per /proc/self/pagemap. Much cheaper
+ * than /proc/self/smaps, which also works out each page's sharing for Pss. */
+static int written(int pagemap, const struct mapping *m)
+{
+    static unsigned long long entries[1024];
+    long page = sysconf(_SC_PAGESIZE);
+    unsigned long first = m->start / page, last = m->end / page;
+    while (first < last) {
+        size_t n = last - first > 1024 ? 1024 : last - first;
+        ssize_t got = pread(pagemap, entries, n * sizeof entries[0], (off_t)(first * 8));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0 || got % 8 != 0)
+            return -1;
+        n = (size_t)got / 8;
+        for (size_t i = 0; i < n; i++)
+            if ((entries[i] & PM_PRESENT && !(entries[i] & PM_FILE)) || entries[i] & PM_SWAP)
+                return 1;
+        first += n;
+    }
+    return 0;
 }
 
 /* A writable shared mapping cannot be replaced faithfully; those of memory-only files
@@ -140,12 +173,19 @@ static int copy_to_anonymous(const struct mapping *m)
     return 0;
 }
 
-/* Read-only overlayfs mounts, one per directory the process maps files from. */
+/* Read-only overlayfs mounts, one per mount the process maps files from, whose lower
+ * layer is that mount's root (closing each costs an RCU grace period: the fewer the
+ * better). `dir` caches, per directory of a mapped file, its mount's overlay. */
 struct overlays {
     int empty;  /* an empty detached tmpfs: overlayfs wants two layers without an upper */
-    int count;
-    char dir[64][PATH_MAX];
-    int fd[64];
+    int count, ndirs;
+    char root[16][PATH_MAX];
+    int fd[16];
+    struct { char path[PATH_MAX]; int overlay; size_t rootlen; } dir[64];
+    /* The file last opened: a library's segments come one after the other in maps. */
+    const char *file;
+    unsigned long file_inode;
+    int file_fd;  /* -1: it could not be opened, or is another inode now */
 };
 
 #define FSCONFIG_SET_STRING 1
@@ -184,47 +224,114 @@ static int readonly_overlay(struct overlays *ovl, const char *dir)
     return detached_mount("overlay", "lowerdir", layers);
 }
 
-static int overlay_for(struct overlays *ovl, const char *dir)
+/* The root of the mount `dir` is on (the nearest ancestor that is a mount root): its
+ * length in *rootlen. (No device check: a file of an overlayfs is mapped, and shown in
+ * maps, with its real layer's device. The caller checks the inode.) */
+static int mount_root(char *dir, size_t *rootlen)
 {
-    for (int i = 0; i < ovl->count; i++)
-        if (strcmp(ovl->dir[i], dir) == 0)
-            return ovl->fd[i];
-    int fd = readonly_overlay(ovl, dir);
-    if (ovl->count < 64 && strlen(dir) < PATH_MAX) {
-        strcpy(ovl->dir[ovl->count], dir);
-        ovl->fd[ovl->count++] = fd;
+    size_t len = strlen(dir);
+    for (;;) {
+        struct statx stx;
+        char saved = dir[len];
+        dir[len] = '\0';
+        int rc = statx(AT_FDCWD, len ? dir : "/", AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &stx);
+        dir[len] = saved;
+        if (rc != 0 || !(stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT))
+            return -1;
+        if (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT || len == 0) {
+            *rootlen = len;
+            return 0;
+        }
+        while (len > 0 && dir[len - 1] != '/')  /* up one level */
+            len--;
+        if (len > 0)
+            len--;
     }
-    return fd;
+}
+
+/* The read-only overlay of the mount the file mapped by `m` is on; in *rel the file's
+ * path relative to that mount's root. */
+static int overlay_for(struct overlays *ovl, const struct mapping *m, const char **rel)
+{
+    const char *slash = strrchr(m->path, '/');
+    size_t dirlen = (size_t)(slash - m->path);
+    int i;
+    if (dirlen >= PATH_MAX)
+        return -1;
+    for (i = 0; i < ovl->ndirs; i++)
+        if (strncmp(ovl->dir[i].path, m->path, dirlen) == 0 && ovl->dir[i].path[dirlen] == '\0')
+            break;
+    if (i == ovl->ndirs) {
+        char dir[PATH_MAX];
+        size_t rootlen;
+        int fd = -1;
+        memcpy(dir, m->path, dirlen);
+        dir[dirlen] = '\0';
+        if (mount_root(dir, &rootlen) == 0) {
+            char root[PATH_MAX];
+            memcpy(root, dir, rootlen);
+            strcpy(root + rootlen, rootlen ? "" : "/");
+            int j;
+            for (j = 0; j < ovl->count; j++)
+                if (strcmp(ovl->root[j], root) == 0)
+                    break;
+            if (j < ovl->count) {
+                fd = ovl->fd[j];
+            } else if (ovl->count < 16) {
+                fd = readonly_overlay(ovl, root);
+                strcpy(ovl->root[ovl->count], root);
+                ovl->fd[ovl->count++] = fd;
+            }
+        }
+        if (ovl->ndirs == 64)
+            return fd < 0 ? -1 : (*rel = m->path + rootlen + 1, fd);
+        strcpy(ovl->dir[i].path, dir);
+        ovl->dir[i].overlay = fd;
+        ovl->dir[i].rootlen = fd < 0 ? 0 : rootlen;
+        ovl->ndirs++;
+    }
+    *rel = m->path + ovl->dir[i].rootlen + 1;
+    return ovl->dir[i].overlay;
 }
 
 /* Map the same bytes again, from the same file reached through a read-only overlay.
  * Only for mappings the process never wrote to: their bytes are the file's. */
 static int remap_readonly(struct overlays *ovl, const struct mapping *m)
 {
-    if (m->anon_kb != 0 || !(m->prot & PROT_READ) || m->path[0] != '/'
+    if (m->written || !(m->prot & PROT_READ) || m->path[0] != '/'
         || strstr(m->path, " (deleted)") != NULL)
         return -1;
-    const char *slash = strrchr(m->path, '/');
-    char dir[PATH_MAX];
-    size_t dirlen = slash == m->path ? 1 : (size_t)(slash - m->path);
-    if (dirlen >= sizeof dir)
+    if (ovl->file == NULL || strcmp(ovl->file, m->path) != 0 || ovl->file_inode != m->inode) {
+        if (ovl->file_fd >= 0)
+            close(ovl->file_fd);
+        ovl->file = m->path, ovl->file_inode = m->inode, ovl->file_fd = -1;
+        const char *rel;
+        int mnt = overlay_for(ovl, m, &rel);
+        if (mnt < 0)
+            return -1;
+        /* Beneath the overlay's root and through no symlink: the path is the one the
+         * kernel gave in /proc/self/maps, which names no symlink. */
+        struct open_how how = {
+            .flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW,
+            .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
+                | RESOLVE_NO_XDEV,
+        };
+        int fd = (int)syscall(SYS_openat2, mnt, rel, &how, sizeof how);
+        if (fd < 0)
+            return -1;
+        struct stat st;
+        /* The same inode (overlayfs reports a single layer's inode numbers as they are):
+         * a file replaced since it was mapped must not be mapped in its place. */
+        if (fstat(fd, &st) != 0 || st.st_ino != m->inode) {
+            close(fd);
+            return -1;
+        }
+        ovl->file_fd = fd;
+    }
+    if (ovl->file_fd < 0)
         return -1;
-    memcpy(dir, m->path, dirlen);
-    dir[dirlen] = '\0';
-    int mnt = overlay_for(ovl, dir);
-    if (mnt < 0)
-        return -1;
-    int fd = openat(mnt, slash + 1, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return -1;
-    struct stat st;
-    void *r = MAP_FAILED;
-    /* The same inode (overlayfs reports a single layer's inode numbers as they are):
-     * a file replaced since it was mapped must not be mapped in its place. */
-    if (fstat(fd, &st) == 0 && st.st_ino == m->inode)
-        r = mmap((void *)m->start, m->end - m->start, m->prot, MAP_PRIVATE | MAP_FIXED, fd,
-                 (off_t)m->offset);
-    close(fd);
+    void *r = mmap((void *)m->start, m->end - m->start, m->prot, MAP_PRIVATE | MAP_FIXED,
+                   ovl->file_fd, (off_t)m->offset);
     return r == MAP_FAILED ? -1 : 0;
 }
 
@@ -281,18 +388,30 @@ static int replace_exe(int exe_fd)
 /* Returns the bytes copied into anonymous memory (the rest was remapped read-only). */
 static long detach_mappings(void)
 {
-    char *smaps = read_proc_file("/proc/self/smaps");
+    /* pagemap is mode 0400: once we are not dumpable it belongs to the host's root, which
+     * an init in a user namespace is not. smaps (0444) says as much, at a higher price. */
+    int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    char *maps = read_proc_file(pagemap >= 0 ? "/proc/self/maps" : "/proc/self/smaps");
     struct mapping *list = malloc(sizeof(struct mapping) * MAX_MAPPINGS);
     struct overlays *ovl = malloc(sizeof(struct overlays));
     long copied = -1;
-    if (smaps == NULL || list == NULL || ovl == NULL)
+    if (maps == NULL || list == NULL || ovl == NULL)
         goto out;
     ovl->count = 0;
+    ovl->ndirs = 0;
     ovl->empty = -1;
-    int count = file_mappings(smaps, list, MAX_MAPPINGS);
+    ovl->file = NULL;
+    ovl->file_fd = -1;
+    int count = file_mappings(maps, list, MAX_MAPPINGS);
     if (count < 0) {
         errno = E2BIG;
         goto out;
+    }
+    for (int i = 0; i < count && pagemap >= 0; i++) {
+        /* Before any remapping: a replaced mapping's pages are all fresh. */
+        list[i].written = written(pagemap, &list[i]);
+        if (list[i].written < 0)
+            goto out;
     }
     copied = 0;
     for (int i = 0; i < count && copied >= 0; i++) {
@@ -311,13 +430,17 @@ static long detach_mappings(void)
         else
             copied += (long)(m->end - m->start);
     }
+    if (ovl->file_fd >= 0)
+        close(ovl->file_fd);
     for (int i = 0; i < ovl->count; i++)
         if (ovl->fd[i] >= 0)
             close(ovl->fd[i]);
     if (ovl->empty >= 0)
         close(ovl->empty);
 out:
-    free(smaps);
+    free(maps);
+    if (pagemap >= 0)
+        close(pagemap);
     free(list);
     free(ovl);
     return copied;
