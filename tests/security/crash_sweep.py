@@ -112,11 +112,15 @@ class Sweep:
             "list": ["list", "-q"],
         }[op]
 
-    def call(self, op: str, cid: str, timeout: float = 60) -> tuple[int, str, str]:
-        """Run to completion. Output to files: a created init keeps the caller's stdio."""
+    def call(self, op: str, cid: str, timeout: float = 30) -> tuple[int, str, str]:
+        """Run to completion (a command still running after `timeout` is killed and
+        fails). Output to files: a created init keeps the caller's stdio."""
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            p = subprocess.run(self.argv(op, cid), stdin=subprocess.DEVNULL, stdout=out,
-                               stderr=err, timeout=timeout)  # fmt: skip
+            try:
+                p = subprocess.run(self.argv(op, cid), stdin=subprocess.DEVNULL, stdout=out,
+                                   stderr=err, timeout=timeout)  # fmt: skip
+            except subprocess.TimeoutExpired:
+                return 124, "", f"{op} still running after {timeout} s: killed"
             out.seek(0)
             err.seek(0)
             return p.returncode, out.read().decode(), err.read().decode()
