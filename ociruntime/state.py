@@ -124,7 +124,9 @@ class StateDir:
 
         Once the lock is ours the directory must still be the one we opened: a `delete`
         that held the lock meanwhile may have removed it (and a `create` made a new one
-        under the same name, which is not ours to touch)."""
+        under the same name, which is not ours to touch). A no-op if we hold it."""
+        if self._lock_fd is not None:
+            return
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:

@@ -100,6 +100,7 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     console = None
     try:
         state = _first_record(sd, b, cgroup_pairs)
+        sd.unlock()  # taken again for each write: never held while we wait for the init
         if cfg["process"].get("terminal"):
             console = _open_console(opts)
         return sd, _create_in(
@@ -239,7 +240,12 @@ class _Rollback:
         try:
             cgroups.remove(self.cgroups_created)
         finally:
-            self.sd.remove()
+            try:
+                self.sd.lock()  # unless held; the directory may be gone (a delete)
+            except RuntimeFailure:
+                pass
+            else:
+                self.sd.remove()
 
 
 def _kill_and_reap(pid: int) -> None:
@@ -402,6 +408,7 @@ def _start_init(
     info = process_start_time(pid)
     if info is None or info[0] != state.start_time:
         raise RuntimeFailure("container init exited during create")
+    _relock(sd)  # and keep it: `run` goes on to start the container
     state.creator = None  # created: from now on the status is the init's
     sd.save(state)
     if opts.pid_file:
@@ -418,7 +425,22 @@ def _record_pid(sd: StateDir, state: ContainerState, pid: int) -> None:
     then the real init it forks)."""
     info = process_start_time(pid)
     state.pid, state.start_time = pid, info[0] if info else 0
-    sd.save(state)
+    _relock(sd)
+    try:
+        sd.save(state)
+    finally:
+        sd.unlock()
+
+
+def _relock(sd: StateDir) -> None:
+    """The lock, for a write. `create` does not hold it while the init works (a hook may
+    run `state`, and `state`/`list` show the container as creating meanwhile), so a
+    `delete --force` may have removed the container in between: then we fail, and the
+    rollback undoes the rest."""
+    try:
+        sd.lock()
+    except RuntimeFailure:
+        raise RuntimeFailure("container was deleted during create") from None
 
 
 def _idmapped_trees(mounts: list[dict], bundle_dir: str) -> dict[int, int] | None:

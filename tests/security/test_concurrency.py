@@ -166,3 +166,39 @@ def test_list_skips_a_container_deleted_while_it_lists(tmp_path, monkeypatch) ->
     monkeypatch.setattr(query, "status_of", status_then_delete)
     entries = json.loads(query.list_containers(str(root), "json", False))
     assert [(e["id"], e["status"]) for e in entries] == [("a-stays", "stopped")]
+
+
+def test_state_and_list_from_a_hook_while_create_runs(runtime, make_bundle) -> None:
+    """create does not hold the container's lock while it waits for its init: a
+    createRuntime hook that asks `state` and `list` (as hooks do) gets "creating" and
+    the init's pid instead of waiting forever for a create that waits for it; `start`
+    and `exec` meanwhile are refused in one line, and the container then starts."""
+    from tests.conftest import OCIRUNTIME
+
+    bundle = make_bundle(["sleep", "1000"])
+    cid = runtime.new_id()
+    out = bundle.path / "hook-out"
+    rt = f"{OCIRUNTIME} --root {runtime.root}"
+    script = (
+        f"cat > {out}.stdin; {rt} state {cid} > {out}.state 2>&1; "
+        f"{rt} list --format json > {out}.list 2>&1; "
+        f"{rt} start {cid} > {out}.start 2>&1; {rt} exec {cid} true > {out}.exec 2>&1; true"
+    )
+    bundle.config["hooks"] = {
+        "createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", script], "timeout": 20}]
+    }
+    bundle.write()
+    runtime("create", "--bundle", str(bundle.path), cid, check=True)
+    init_pid = json.loads((bundle.path / "hook-out.stdin").read_text())["pid"]
+    st = json.loads((bundle.path / "hook-out.state").read_text())
+    assert (st["id"], st["status"], st["pid"]) == (cid, "creating", init_pid)
+    listed = json.loads((bundle.path / "hook-out.list").read_text())
+    assert [(e["id"], e["status"]) for e in listed] == [(cid, "creating")]
+    start = (bundle.path / "hook-out.start").read_text().strip()  # runc's text log format
+    assert start.endswith('level=error msg="cannot start a container in the creating state"')
+    exec_ = (bundle.path / "hook-out.exec").read_text().strip()
+    assert exec_.endswith('msg="exec failed: cannot exec in a container that is being created"')
+    assert runtime.state(cid)["status"] == "created"
+    runtime("start", cid, check=True)
+    assert runtime.state(cid)["status"] == "running"
+    runtime("delete", "--force", cid, check=True)
