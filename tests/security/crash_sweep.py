@@ -323,15 +323,40 @@ def summary(r: dict) -> str:
             f"sweep {r['seconds']} s")  # fmt: skip
 
 
+def markdown(results: list[dict]) -> str:
+    """The table of tests/security/RESULTS-crash.md."""
+    rows = ["| runtime | operation | op takes (ms) | kills | leaks | hidden "
+            "| delete --force failed "
+            "| init left exiting |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in results:
+        rows.append(
+            f"| {r['runtime']} | {r['op']} | {r['duration_ms']} | {r['kills']} | {r['leaks']} "
+            f"| {r['hidden']} | {r['delete_failed']} | {r['exiting']} |"
+        )
+    for rt in sorted({r["runtime"] for r in results}):
+        mine = [r for r in results if r["runtime"] == rt]
+        rows.append(f"| {rt} | **all** | | {sum(r['kills'] for r in mine)} "
+                    f"| {sum(r['leaks'] for r in mine)} | {sum(r['hidden'] for r in mine)} "
+                    f"| {sum(r['delete_failed'] for r in mine)} "
+                    f"| {sum(r['exiting'] for r in mine)} |")  # fmt: skip
+    examples = [f"- {r['runtime']} {r['op']}: {ex}" for r in results for ex in r["examples"][:3]]
+    return "\n".join(rows) + "\n\nExamples of what was found:\n\n" + "\n".join(examples) + "\n"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--count", type=int, default=100, help="kills per operation")
     ap.add_argument("--ops", default=",".join(OPS))
     ap.add_argument("--runtime", choices=("ociruntime", "runc", "both"), default="both")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--from-json", help="print the markdown table of an earlier --json run")
     ap.add_argument("--log", help="a line per kill")
     ap.add_argument("--rootfs-template", help="a busybox rootfs to copy (default: build one)")
     a = ap.parse_args()
+    if a.from_json:
+        with open(a.from_json) as f:
+            print(markdown(json.loads(f.read().splitlines()[-1])), end="")
+        return 0
     become_subreaper()
     runtimes = ["ociruntime", "runc"] if a.runtime == "both" else [a.runtime]
     log = open(a.log, "w") if a.log else None  # noqa: SIM115
