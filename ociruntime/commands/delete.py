@@ -49,10 +49,10 @@ def kill_and_wait(state: ContainerState) -> None:
     """SIGKILL every process of the container and wait until they are all gone, on
     pidfds: no timer involved while they die as they should.
 
-    "Every process": the init when it is still the recorded one, and everything in any
-    of the container's cgroups (every hierarchy: a create killed while joining them may
-    have left its init in some only), read again after each round in case one forked
-    meanwhile; that also reaps an init whose pid a killed create never recorded.
+    "Every process": the init when it is still the recorded one, and everything in the
+    container's cgroups (all hierarchies for a create that died: it may have left its
+    init in some only), read again after each round in case one forked meanwhile; that
+    also kills an init whose pid a killed create never recorded.
 
     A process that is already exiting counts as gone: an exiting PID-namespace init
     waits in the kernel until every process of its namespace has been reaped, and one
@@ -62,7 +62,7 @@ def kill_and_wait(state: ContainerState) -> None:
     nothing (and its cgroups can be removed: it counts in cgroup.procs, not for rmdir).
     While any is left, the processes are looked at again every 50 ms."""
     for _ in range(100):
-        pids = {pid for pid in cgroups.all_procs(state.cgroup_dirs) if not _exiting(pid)}
+        pids = {pid for pid in _procs(state) if not _exiting(pid)}
         if state.pid and init_alive(state) and not _exiting(state.pid):
             pids.add(state.pid)
         if not pids:
@@ -103,6 +103,15 @@ def _kill_round(state: ContainerState, pids: set[int]) -> None:
             os.close(fd)
 
 
+def _procs(state: ContainerState) -> list[int]:
+    """The container's processes: from its first cgroup (every process joins that one
+    first), or from all of them for a create that died (its init may have joined only
+    some; reading one file instead of one per hierarchy keeps delete fast)."""
+    if state.creator is not None:
+        return cgroups.all_procs(state.cgroup_dirs)
+    return cgroups.procs(state.cgroup_dirs)
+
+
 def _exiting(pid: int) -> bool:
     """Gone, a zombie, or inside exit (PF_EXITING in /proc/<pid>/stat's flags)."""
     try:
@@ -121,7 +130,7 @@ def destroy(sd: StateDir, state: ContainerState) -> None:
     """Remove cgroups and state, then run poststop hooks. Processes can outlive a stopped
     init when it did not have its own PID namespace: they are killed first, as runc does;
     so is the init of a create that died (stopped, though it may still run)."""
-    if state.pid and init_alive(state) or cgroups.all_procs(state.cgroup_dirs):
+    if state.pid and init_alive(state) or _procs(state):
         kill_and_wait(state)
     cgroups.remove(state.cgroup_created)
     sd.remove()
