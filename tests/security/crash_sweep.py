@@ -229,7 +229,8 @@ def container_processes(cid: str, exiting: list[str] | None = None) -> list[str]
 def sweep_op(sw: Sweep, op: str, count: int, log=None) -> dict:  # noqa: ANN001
     cid = f"crash-{op}-{uuid.uuid4().hex[:6]}"
     result: dict = {"op": op, "kills": 0, "leaks": 0, "hidden": 0, "delete_failed": 0,
-                    "not_reusable": 0, "exiting": 0, "examples": []}  # fmt: skip
+                    "not_reusable": 0, "exiting": 0, "alive_after_kill": 0,
+                    "examples": []}  # fmt: skip
     started = time.perf_counter()
     duration = sw.duration(op, cid)
     result["duration_ms"] = round(duration * 1000, 1)
@@ -246,6 +247,8 @@ def sweep_op(sw: Sweep, op: str, count: int, log=None) -> dict:  # noqa: ANN001
             continue
         sw.kill_at(op, cid, delay)
         result["kills"] += 1
+        if op == "create" and container_processes(cid):
+            result["alive_after_kill"] += 1  # an init the killed create left running
         problem = sw.visible(cid)
         if problem:
             result["hidden"] += 1
@@ -339,6 +342,10 @@ def markdown(results: list[dict]) -> str:
                     f"| {sum(r['leaks'] for r in mine)} | {sum(r['hidden'] for r in mine)} "
                     f"| {sum(r['delete_failed'] for r in mine)} "
                     f"| {sum(r['exiting'] for r in mine)} |")  # fmt: skip
+    alive = [f"{r['runtime']} {r['alive_after_kill']}/{r['kills']}" for r in results
+             if r["op"] == "create"]  # fmt: skip
+    rows.append(f"\nKills of `create` that left a container process running until `delete`: "
+                f"{', '.join(alive)}.")  # fmt: skip
     examples = [f"- {r['runtime']} {r['op']}: {ex}" for r in results for ex in r["examples"][:3]]
     return "\n".join(rows) + "\n\nExamples of what was found:\n\n" + "\n".join(examples) + "\n"
 
