@@ -9,7 +9,9 @@ Crash safety (any command may be SIGKILLed at any instant): `create` writes a fi
 right after making the directory, before it makes any cgroup or process, naming the
 cgroups it is about to make and itself (`creator`: its pid and start time); it writes the
 record again as soon as it knows the init's pid, and a last time, without `creator`, once
-the container is created. So whatever a killed command leaves is described on disk:
+the container is created; meanwhile the status is "creating". The lock is held for each
+read or write of the record, not while `create` waits for its init (a hook may run
+`state`). So whatever a killed command leaves is described on disk:
 
 - a record with `creator` whose create is gone is a create that died: "stopped" (even if
   its init still runs, blocked on the exec fifo: it never became a container), and

@@ -25,7 +25,7 @@ def state(root: str, container_id: str) -> str:
 
 
 def _all_states(root: str) -> list[dict]:
-    """Every container, without taking their locks (a `create` under way holds its own):
+    """Every container, without taking their locks (a reader never waits for a writer):
     records are replaced atomically, so each read is whole. A container deleted while we
     list is skipped; a directory without a record is left out while its lock is held (a
     create about to write it, a delete removing it) and shown as stopped otherwise (what
