@@ -126,3 +126,29 @@ def _wait_gone(pid: int) -> None:
         assert select.select([fd], [], [], 30)[0], f"process {pid} is still running"
     finally:
         os.close(fd)
+
+
+def test_a_create_that_died_after_its_init_was_ready(runtime, make_bundle) -> None:
+    """What a create killed between its init's "ready" and its last record leaves: the
+    init alive, blocked on the exec fifo, and a record that still names the (dead)
+    creator, here without even the init's pid. `state` and `list` say stopped, `start`
+    refuses it, and `delete` finds the init through the recorded cgroups, kills it and
+    removes everything."""
+    bundle = make_bundle(["sleep", "1000"])
+    cid = runtime.new_id()
+    runtime("create", "--bundle", str(bundle.path), cid, check=True)
+    init_pid = runtime.state(cid)["pid"]
+    record_path = os.path.join(runtime.root, cid, "state.json")
+    with open(record_path) as f:
+        record = json.load(f)
+    record.update(creator=[os.getpid(), 1], pid=0, start_time=0)  # a create long gone
+    with open(record_path, "w") as f:
+        json.dump(record, f)
+    assert (runtime.state(cid)["status"], runtime.state(cid)["pid"]) == ("stopped", 0)
+    listed = json.loads(runtime("list", "--format", "json", check=True).stdout)
+    assert [(c["id"], c["status"]) for c in listed] == [(cid, "stopped")]
+    assert runtime("start", cid).returncode == 1
+    assert os.path.exists(f"/proc/{init_pid}")  # still blocked on the fifo
+    runtime("delete", cid, check=True)
+    _wait_gone(init_pid)
+    assert not os.path.exists(os.path.join(runtime.root, cid))
