@@ -258,6 +258,20 @@ def placement(
     return pairs
 
 
+def missing(pairs: list[tuple[Hierarchy, str]]) -> list[str]:
+    """The directories `create(pairs)` would make now (deepest last): what `create`
+    records before making them, so that a create killed half-way leaves none behind."""
+    out: list[str] = []
+    for h, d in pairs:
+        cur, gone = h.mountpoint, False
+        for part in os.path.relpath(d, h.mountpoint).split("/"):
+            cur = os.path.join(cur, part)
+            gone = gone or not os.path.isdir(cur)  # below a missing one: no stat needed
+            if gone:
+                out.append(cur)
+    return out
+
+
 def create(pairs: list[tuple[Hierarchy, str]]) -> list[str]:
     """mkdir -p each dir; returns the directories created here (deepest last) so that a
     rollback or delete removes exactly those. New v1 cpuset cgroups inherit cpus/mems from
@@ -321,6 +335,18 @@ def procs(dirs: list[str]) -> list[int]:
         except FileNotFoundError:
             continue
     return []
+
+
+def all_procs(dirs: list[str]) -> list[int]:
+    """PIDs in any of the container's cgroups (a process may have joined only some)."""
+    pids: set[int] = set()
+    for d in dirs:
+        try:
+            with open(os.path.join(d, "cgroup.procs")) as f:
+                pids.update(int(x) for x in f.read().split())
+        except FileNotFoundError:
+            continue
+    return sorted(pids)
 
 
 def remove(created: list[str], attempts: int = 50) -> None:

@@ -32,13 +32,14 @@ class Channel:
         self.rfd, self.wfd = rfd, wfd
         self._buffer = b""
 
-    def send(self, kind: str, **fields: object) -> None:
+    def send(self, kind: str, **fields: object) -> bool:
         """A peer that already exited is not an error here: the next `receive` says why
-        (its error message, still in the pipe, or EOF)."""
+        (its error message, still in the pipe, or EOF). Returns False then."""
         try:
             os.write(self.wfd, jsonlite.dumps({"type": kind, **fields}).encode() + b"\n")
         except BrokenPipeError:
-            pass
+            return False
+        return True
 
     def receive(self) -> dict | None:
         """The next message, or None at EOF (the other side exited)."""

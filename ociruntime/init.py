@@ -194,6 +194,10 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     cap_sets = capabilities.resolve_sets(proc.get("capabilities"))
     fifo_dir = procfs.fd_dir()  # before seccomp; not the private procfs (see fd_dir)
     no_new_privs = bool(proc.get("noNewPrivileges"))
+    # `create` set SIGKILL-on-its-death for us (create.py); cleared while we still may (a
+    # seccomp filter could forbid prctl), before the user switch would clear it anyway.
+    # From here a dead create shows as EOF at "ready" below, or its record names us.
+    sc.set_parent_death_signal(0)
     if ctx.seccomp is not None and not no_new_privs:
         # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before dropping
         # privileges, as runc (the user switch then runs under the filter, as in runc).
@@ -212,7 +216,8 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
         # ready message, the exec fifo, startContainer hooks, two sigactions, execve.
         process.load_seccomp(ctx.seccomp, chan)
 
-    chan.send("ready")
+    if not chan.send("ready"):
+        os._exit(1)  # create died: nobody will record us, nor start us
     chan.close()
     _wait_for_start(ctx.fifo_fd, fifo_dir)
     start_hooks = (cfg.get("hooks") or {}).get("startContainer") or []

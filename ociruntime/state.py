@@ -4,6 +4,22 @@ The file is our own record (what delete and start need later); `public_state` tu
 into the runtime-spec state JSON that `ociruntime state` prints. The status is never
 stored: it is derived from the kernel each time (is the init alive, is it the same
 process, has start consumed the exec fifo), so it cannot go stale.
+
+Crash safety (any command may be SIGKILLed at any instant): `create` writes a first record
+right after making the directory, before it makes any cgroup or process, naming the
+cgroups it is about to make and itself (`creator`: its pid and start time); it writes the
+record again as soon as it knows the init's pid, and a last time, without `creator`, once
+the container is created; meanwhile the status is "creating". The lock is held for each
+read or write of the record, not while `create` waits for its init (a hook may run
+`state`). So whatever a killed command leaves is described on disk:
+
+- a record with `creator` whose create is gone is a create that died: "stopped" (even if
+  its init still runs, blocked on the exec fifo: it never became a container), and
+  `delete` kills its processes and removes its cgroups and directory;
+- a directory without state.json (a create killed before its first write, a delete
+  killed after removing the record, which it removes last) holds nothing else: `load`
+  returns a placeholder record, "stopped", that `delete` removes;
+- `.state.json.tmp` (a write cut short) is removed with the directory.
 """
 
 from __future__ import annotations
@@ -42,7 +58,7 @@ class ContainerState:
     FIELDS = (
         "id", "pid", "start_time", "bundle", "rootfs", "created", "owner", "annotations",
         "cgroup_dirs", "cgroup_created", "hooks", "spec_version", "no_new_keyring",
-        "cgroup_paths", "resources",
+        "cgroup_paths", "resources", "creator",
     )  # fmt: skip
 
     def __init__(
@@ -62,6 +78,7 @@ class ContainerState:
         no_new_keyring: bool = False,  # create --no-new-keyring: exec keeps its keyring too
         cgroup_paths: dict[str, str] | None = None,  # controller -> dir ("" for v2), as runc
         resources: dict | None = None,  # linux.resources as `update` last left them
+        creator: list[int] | None = None,  # [pid, start time] of `create` until it is done
     ) -> None:
         self.id, self.pid, self.start_time = id, pid, start_time
         self.bundle, self.rootfs, self.created, self.owner = bundle, rootfs, created, owner
@@ -73,6 +90,7 @@ class ContainerState:
         self.no_new_keyring = no_new_keyring
         self.cgroup_paths = cgroup_paths or {}
         self.resources = resources or {}
+        self.creator = creator
 
     def to_dict(self) -> dict:
         return {name: getattr(self, name) for name in self.FIELDS}
@@ -104,12 +122,26 @@ class StateDir:
         return os.path.exists(os.path.join(self.path, STATE_FILE))
 
     def lock(self) -> None:
-        """Serialize operations on one container (flock on the directory itself)."""
+        """Serialize operations on one container (flock on the directory itself).
+
+        Once the lock is ours the directory must still be the one we opened: a `delete`
+        that held the lock meanwhile may have removed it (and a `create` made a new one
+        under the same name, which is not ours to touch). A no-op if we hold it."""
+        if self._lock_fd is not None:
+            return
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise RuntimeFailure("container does not exist") from None
         fcntl.flock(fd, fcntl.LOCK_EX)
+        held = os.fstat(fd)
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            now = None
+        if now is None or (now.st_ino, now.st_dev) != (held.st_ino, held.st_dev):
+            os.close(fd)
+            raise RuntimeFailure("container does not exist")
         self._lock_fd = fd
 
     def unlock(self) -> None:
@@ -118,12 +150,25 @@ class StateDir:
             self._lock_fd = None
 
     def load(self) -> ContainerState:
+        """The record. Under our lock a directory without one is what a killed create or
+        delete left (they write or remove it under the lock): a placeholder, "stopped",
+        that `delete` removes. Unlocked (`list`), a missing record may be one being
+        written right now: "does not exist"."""
         try:
             with open(os.path.join(self.path, STATE_FILE), "rb") as f:
                 raw = jsonlite.loads(f.read())
         except FileNotFoundError:
-            raise RuntimeFailure("container does not exist") from None
+            if self._lock_fd is None:
+                raise RuntimeFailure("container does not exist") from None
+            return self.placeholder()
         return ContainerState(**raw)
+
+    def placeholder(self) -> ContainerState:
+        """The record of a directory that has none: nothing but the directory is left."""
+        return ContainerState(
+            id=self.id, pid=0, start_time=0, bundle="", rootfs="",
+            created="0001-01-01T00:00:00Z", creator=[0, 0],
+        )  # fmt: skip
 
     def save(self, state: ContainerState) -> None:
         """Atomic: write a temporary file, fsync-free rename over the old one."""
@@ -136,14 +181,22 @@ class StateDir:
         os.rename(tmp, os.path.join(self.path, STATE_FILE))
 
     def remove(self) -> None:
-        """Remove the directory and everything in it (only files: fifo, state, tmp)."""
+        """Remove the directory and everything in it (only files: fifo, state, tmp).
+        The record goes last: until then a killed delete can be run again in full."""
         try:
             names = os.listdir(self.path)
         except FileNotFoundError:
             return
+        names.sort(key=lambda name: name == STATE_FILE)
         for name in names:
-            os.unlink(os.path.join(self.path, name))
-        os.rmdir(self.path)
+            try:
+                os.unlink(os.path.join(self.path, name))
+            except FileNotFoundError:
+                pass
+        try:
+            os.rmdir(self.path)
+        except FileNotFoundError:
+            pass
         self.unlock()
 
 
@@ -175,8 +228,23 @@ def init_alive(state: ContainerState) -> bool:
     return start == state.start_time and letter not in ("Z", "X")
 
 
+def creator_alive(state: ContainerState) -> bool:
+    """Is the `create` that is still making this container running (same start time)?"""
+    pid, start = state.creator or (0, 0)
+    if not pid:
+        return False
+    info = process_start_time(pid)
+    return info is not None and info[0] == start and info[1] not in ("Z", "X")
+
+
 def status_of(sd: StateDir, state: ContainerState) -> str:
-    """created / running / paused / stopped."""
+    """creating / created / running / paused / stopped.
+
+    A record still naming its creator is "creating" while that create runs and
+    "stopped" once it is gone: a create that died never made a container, even if its
+    init lives on (blocked on the exec fifo); `start` refuses it, `delete` removes it."""
+    if state.creator is not None:
+        return "creating" if creator_alive(state) else "stopped"
     if not init_alive(state):
         return "stopped"
     if state.cgroup_paths and freezer.is_frozen(state.cgroup_paths):
@@ -191,7 +259,7 @@ def public_state(state: ContainerState, status: str) -> dict:
     out: dict = {
         "ociVersion": state.spec_version,
         "id": state.id,
-        "pid": state.pid if status != "stopped" else 0,
+        "pid": state.pid if status != "stopped" else 0,  # creating: 0 until it is known
         "status": status,
         "bundle": state.bundle,
         "rootfs": state.rootfs,

@@ -193,7 +193,13 @@ def fstatfs_type(fd: int) -> int:
     return buf.f_type
 
 
+PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """prctl(PR_SET_PDEATHSIG): `signum` when the thread that forked us exits (0: none)."""
+    _check(_libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
 
 
 def set_child_subreaper() -> None:

@@ -5,6 +5,16 @@ fork the init inside the PID/time namespaces, run prestart/createRuntime hooks w
 init asks, and record the state once the init says it is ready. Anything that fails rolls
 back everything made so far: no state dir, cgroup, process or mount is left behind (the
 mounts live only in the init's mount namespace, which dies with it).
+
+A create killed at any instant (SIGKILL: no rollback runs) leaves a directory that
+`state`/`list` show as "stopped" and `delete` removes completely (state.py): the record
+is written before anything else is made (the cgroups it is about to make, itself as the
+creator), again the moment the init's pid is known (before anything that can block), and
+a last time without the creator once the init is ready. The init is bound to us until
+then: it gets SIGKILL if we die (PR_SET_PDEATHSIG, from the fork until it drops its
+privileges), it exits when our end of the channel closes (every wait in init.py), and it
+exits if its "ready" finds no reader; so most kills leave no process at all, and the rest
+(an init that sent "ready" just before we died) are recorded and killed by `delete`.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ import os
 import time
 
 from ociruntime import SPEC_VERSION, bundle, cgroups, hooks, namespaces
+from ociruntime import syscalls as sc
 from ociruntime.channel import Channel, channel_pair
 from ociruntime.errors import RuntimeFailure
 from ociruntime.state import ContainerState, StateDir, process_start_time
@@ -81,14 +92,20 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
 
         netdevices.check(cfg["linux"]["netDevices"], ns)
 
+    linux = cfg.get("linux") or {}
+    cgroup_pairs = cgroups.placement(linux.get("cgroupsPath"), opts.container_id, found)
     sd = StateDir(opts.root, opts.container_id)
     sd.create()
     undo = _Rollback(sd)
     console = None
     try:
+        state = _first_record(sd, b, cgroup_pairs)
+        sd.unlock()  # taken again for each write: never held while we wait for the init
         if cfg["process"].get("terminal"):
             console = _open_console(opts)
-        return sd, _create_in(sd, b, ns, opts, undo, found, console, seccomp_filter, attrs)
+        return sd, _create_in(
+            sd, b, ns, opts, undo, cgroup_pairs, state, console, seccomp_filter, attrs
+        )
     except BaseException:
         undo.run()
         if opts.console_peer is not None:
@@ -98,6 +115,35 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     finally:
         if console is not None:
             console.close()  # the init has its own copy
+
+
+def _first_record(
+    sd: StateDir, b: bundle.Bundle, cgroup_pairs: list[tuple[cgroups.Hierarchy, str]]
+) -> ContainerState:
+    """Written before any cgroup or process exists: the cgroups this create is about to
+    make (every directory of the placement that does not exist yet: `delete` of a create
+    killed half-way through mkdir removes them, ignoring those never made), and the
+    creator, so that `state` can tell a create under way from one that died."""
+    cfg = b.config
+    resources = (cfg.get("linux") or {}).get("resources") or {}
+    own = process_start_time(os.getpid())
+    state = ContainerState(
+        id=sd.id,
+        pid=0,
+        start_time=0,
+        bundle=b.path,
+        rootfs=b.rootfs,
+        created=rfc3339_now(),
+        annotations=cfg.get("annotations") or {},
+        cgroup_dirs=[d for _, d in cgroup_pairs],
+        cgroup_created=cgroups.missing(cgroup_pairs),
+        cgroup_paths=cgroups.paths_of(cgroup_pairs),
+        resources={k: v for k, v in resources.items() if k != "devices"},
+        hooks={k: v for k, v in (cfg.get("hooks") or {}).items() if k in ("poststart", "poststop")},
+        creator=[os.getpid(), own[0] if own else 0],
+    )
+    sd.save(state)
+    return state
 
 
 def _process_attrs(cfg: dict) -> object | None:
@@ -194,7 +240,12 @@ class _Rollback:
         try:
             cgroups.remove(self.cgroups_created)
         finally:
-            self.sd.remove()
+            try:
+                self.sd.lock()  # unless held; the directory may be gone (a delete)
+            except RuntimeFailure:
+                pass
+            else:
+                self.sd.remove()
 
 
 def _kill_and_reap(pid: int) -> None:
@@ -225,13 +276,13 @@ def _create_in(
     ns: dict[str, str | None],
     opts: CreateOptions,
     undo: _Rollback,
-    found: list[cgroups.Hierarchy],
+    cgroup_pairs: list[tuple[cgroups.Hierarchy, str]],
+    state: ContainerState,
     console: terminal.InitConsole | None = None,
     seccomp_filter: object | None = None,
     attrs: object | None = None,
 ) -> ContainerState:
     linux = b.config.get("linux") or {}
-    cgroup_pairs = cgroups.placement(linux.get("cgroupsPath"), opts.container_id, found)
     resources = linux.get("resources") or {}
     try:
         undo.cgroups_created = cgroups.create(cgroup_pairs)
@@ -239,7 +290,7 @@ def _create_in(
     except RuntimeFailure:
         if os.geteuid() == 0:
             raise
-        cgroup_pairs, dirs = _rootless_cgroups(found), []
+        cgroup_pairs, dirs = _rootless_cgroups([h for h, _ in cgroup_pairs]), []
     if dirs:
         cgroups.apply_device_rules(cgroup_pairs, cgroups.device_rules(resources))
     os.mkfifo(sd.fifo_path, 0o622)
@@ -249,8 +300,9 @@ def _create_in(
     fifo_fd = os.open(sd.fifo_path, os.O_PATH | os.O_CLOEXEC)
     try:
         return _start_init(
-            sd, b, ns, opts, undo, cgroup_pairs, dirs, console, seccomp_filter, fifo_fd, attrs
-        )
+            sd, b, ns, opts, undo, cgroup_pairs, dirs, state, console, seccomp_filter, fifo_fd,
+            attrs,
+        )  # fmt: skip
     finally:
         os.close(fifo_fd)
 
@@ -271,6 +323,7 @@ def _start_init(
     undo: _Rollback,
     cgroup_pairs: list[tuple[cgroups.Hierarchy, str]],
     dirs: list[str],
+    state: ContainerState,
     console: terminal.InitConsole | None,
     seccomp_filter: object | None,
     fifo_fd: int,
@@ -282,21 +335,8 @@ def _start_init(
     resources = linux.get("resources") or {}
     layout = cgroups.Layout(cgroups.paths_of(cgroup_pairs) if dirs else {})
     planned_limits = _prepare_limits(resources, layout)
-    state = ContainerState(
-        id=opts.container_id,
-        pid=0,
-        start_time=0,
-        bundle=b.path,
-        rootfs=b.rootfs,
-        created=rfc3339_now(),
-        annotations=cfg.get("annotations") or {},
-        cgroup_dirs=dirs,
-        cgroup_created=undo.cgroups_created,
-        cgroup_paths=layout.paths,
-        resources={k: v for k, v in resources.items() if k != "devices"},
-        hooks={k: v for k, v in (cfg.get("hooks") or {}).items() if k in ("poststart", "poststop")},
-        no_new_keyring=opts.no_new_keyring,
-    )
+    state.cgroup_dirs, state.cgroup_created = dirs, undo.cgroups_created
+    state.cgroup_paths, state.no_new_keyring = layout.paths, opts.no_new_keyring
     hook_state = {
         "ociVersion": SPEC_VERSION,
         "id": state.id,
@@ -327,6 +367,10 @@ def _start_init(
         with namespaces.for_children({} if "user" in ns else ns, linux.get("timeOffsets")):
             pid = os.fork()
             if pid == 0:
+                # Killed with us until it is ready (init.py clears this before it drops
+                # privileges). Should we have died before this line, our channel end is
+                # closed and the init's first wait for us sees EOF and exits.
+                sc.set_parent_death_signal(_signal.SIGKILL)
                 sd.unlock()  # the parent's lock must not live on in the init until exec
                 parent.close()
                 init.run(ctx, child)
@@ -334,11 +378,13 @@ def _start_init(
         for fd in (ctx.idmapped or {}).values():
             os.close(fd)
     undo.pid = pid
+    _record_pid(sd, state, pid)  # before anything that can block
     child.close()
     try:
         cgroups.join(dirs, pid)  # concurrently with the init's namespace and mount work
         if "user" in ns:
             pid = _map_user_namespace(parent, pid, linux, undo)
+            _record_pid(sd, state, pid)
         if planned_limits is not None:
             planned_limits.apply()
         parent.send("cgroups-joined")
@@ -360,9 +406,10 @@ def _start_init(
     finally:
         parent.close()
     info = process_start_time(pid)
-    if info is None:
+    if info is None or info[0] != state.start_time:
         raise RuntimeFailure("container init exited during create")
-    state.pid, state.start_time = pid, info[0]
+    _relock(sd)  # and keep it: `run` goes on to start the container
+    state.creator = None  # created: from now on the status is the init's
     sd.save(state)
     if opts.pid_file:
         write_pid_file(opts.pid_file, pid)
@@ -370,6 +417,30 @@ def _start_init(
         undo.netdevices.close()
         undo.netdevices = None
     return state
+
+
+def _record_pid(sd: StateDir, state: ContainerState, pid: int) -> None:
+    """The init's pid and start time, the moment we know them: from now on `delete` kills
+    it even if we die before anything else (the user-namespace stage is recorded first,
+    then the real init it forks)."""
+    info = process_start_time(pid)
+    state.pid, state.start_time = pid, info[0] if info else 0
+    _relock(sd)
+    try:
+        sd.save(state)
+    finally:
+        sd.unlock()
+
+
+def _relock(sd: StateDir) -> None:
+    """The lock, for a write. `create` does not hold it while the init works (a hook may
+    run `state`, and `state`/`list` show the container as creating meanwhile), so a
+    `delete --force` may have removed the container in between: then we fail, and the
+    rollback undoes the rest."""
+    try:
+        sd.lock()
+    except RuntimeFailure:
+        raise RuntimeFailure("container was deleted during create") from None
 
 
 def _idmapped_trees(mounts: list[dict], bundle_dir: str) -> dict[int, int] | None:

@@ -14,7 +14,14 @@ import select
 
 from ociruntime import cgroups, freezer, hooks
 from ociruntime.errors import RuntimeFailure
-from ociruntime.state import ContainerState, StateDir, open_existing, public_state, status_of
+from ociruntime.state import (
+    ContainerState,
+    StateDir,
+    init_alive,
+    open_existing,
+    public_state,
+    status_of,
+)
 
 
 def delete(root: str, container_id: str, force: bool) -> None:
@@ -39,12 +46,35 @@ def delete(root: str, container_id: str, force: bool) -> None:
 
 
 def kill_and_wait(state: ContainerState) -> None:
-    """SIGKILL every process of the container (its cgroup, or just the init) and wait
-    until they are all gone, on pidfds: no timer involved."""
-    pidfds = []
-    for pid in set(cgroups.procs(state.cgroup_dirs)) | {state.pid}:
+    """SIGKILL every process of the container and wait until they are all gone, on
+    pidfds: no timer involved while they die as they should.
+
+    "Every process": the init when it is still the recorded one, and everything in the
+    container's cgroups (all hierarchies for a create that died: it may have left its
+    init in some only), read again after each round in case one forked meanwhile; that
+    also kills an init whose pid a killed create never recorded.
+
+    A process that is already exiting counts as gone: an exiting PID-namespace init
+    waits in the kernel until every process of its namespace has been reaped, and one
+    whose parent is outside the container (an exec'd process whose `exec` was killed)
+    becomes a zombie of the host's PID 1 or the engine's reaper. It has left its cgroups
+    already; waiting for the reaper would hang delete on a machine whose PID 1 reaps
+    nothing (and its cgroups can be removed: it counts in cgroup.procs, not for rmdir).
+    While any is left, the processes are looked at again every 50 ms."""
+    for _ in range(100):
+        pids = {pid for pid in _procs(state) if not _exiting(pid)}
+        if state.pid and init_alive(state) and not _exiting(state.pid):
+            pids.add(state.pid)
+        if not pids:
+            return
+        _kill_round(state, pids)
+
+
+def _kill_round(state: ContainerState, pids: set[int]) -> None:
+    pidfds = {}
+    for pid in pids:
         try:
-            pidfds.append(os.pidfd_open(pid))
+            pidfds[os.pidfd_open(pid)] = pid
             os.kill(pid, _signal.SIGKILL)
         except ProcessLookupError:
             continue
@@ -59,20 +89,48 @@ def kill_and_wait(state: ContainerState) -> None:
     for fd in pidfds:
         poller.register(fd, select.POLLIN)
     try:
-        remaining = len(pidfds)
+        remaining = set(pidfds)
         while remaining:
-            for fd, _ in poller.poll():
+            ready = poller.poll(50)
+            done = {fd for fd, _ in ready} if ready else {
+                fd for fd in remaining if _exiting(pidfds[fd])
+            }  # fmt: skip
+            for fd in done:
                 poller.unregister(fd)
-                remaining -= 1
+            remaining -= done
     finally:
         for fd in pidfds:
             os.close(fd)
 
 
+def _procs(state: ContainerState) -> list[int]:
+    """The container's processes: from its first cgroup (every process joins that one
+    first), or from all of them for a create that died (its init may have joined only
+    some; reading one file instead of one per hierarchy keeps delete fast)."""
+    if state.creator is not None:
+        return cgroups.all_procs(state.cgroup_dirs)
+    return cgroups.procs(state.cgroup_dirs)
+
+
+def _exiting(pid: int) -> bool:
+    """Gone, a zombie, or inside exit (PF_EXITING in /proc/<pid>/stat's flags)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return fields[0] in (b"Z", b"X") or bool(int(fields[6]) & _PF_EXITING)
+
+
+_PF_EXITING = 0x4
+
+
 def destroy(sd: StateDir, state: ContainerState) -> None:
     """Remove cgroups and state, then run poststop hooks. Processes can outlive a stopped
-    init when it did not have its own PID namespace: they are killed first, as runc does."""
-    if cgroups.procs(state.cgroup_dirs):
+    init when it did not have its own PID namespace: they are killed first, as runc does;
+    so is the init of a create that died (stopped, though it may still run)."""
+    if state.pid and init_alive(state) or _procs(state):
         kill_and_wait(state)
     cgroups.remove(state.cgroup_created)
     sd.remove()

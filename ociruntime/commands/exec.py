@@ -93,6 +93,8 @@ def _exec(opts: ExecOptions) -> int:
     status = status_of(sd, state)
     if status == "stopped":
         raise RuntimeFailure("cannot exec in a stopped container")
+    if status == "creating":
+        raise RuntimeFailure("cannot exec in a container that is being created")
     if status == "paused" and not opts.ignore_paused:
         raise RuntimeFailure("cannot exec in a paused container (use --ignore-paused to override)")
     config = _load_json(os.path.join(state.bundle, "config.json"), "config.json")

@@ -16,7 +16,7 @@ def kill(root: str, container_id: str, signal_text: str, all_processes: bool) ->
     state = sd.load()
     sig = parse_signal(signal_text)
     status = status_of(sd, state)
-    if status == "stopped":
+    if status in ("stopped", "creating"):  # creating: no init to signal yet (pid 0)
         if all_processes:
             return  # runc: nothing left to signal is not an error for --all
         raise RuntimeFailure("container not running")

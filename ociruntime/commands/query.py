@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 
 from ociruntime import jsonlite
 from ociruntime.errors import RuntimeFailure
-from ociruntime.state import STATE_FILE, StateDir, open_existing, public_state, status_of
+from ociruntime.state import (
+    STATE_FILE,
+    ContainerState,
+    StateDir,
+    open_existing,
+    public_state,
+    status_of,
+)
 
 
 def state(root: str, container_id: str) -> str:
@@ -17,23 +25,49 @@ def state(root: str, container_id: str) -> str:
 
 
 def _all_states(root: str) -> list[dict]:
+    """Every container, without taking their locks (a reader never waits for a writer):
+    records are replaced atomically, so each read is whole. A container deleted while we
+    list is skipped; a directory without a record is left out while its lock is held (a
+    create about to write it, a delete removing it) and shown as stopped otherwise (what
+    a killed create or delete left: `delete` removes it)."""
     try:
         names = sorted(os.listdir(root))
     except FileNotFoundError:
         return []
     out = []
     for name in names:
-        if not os.path.exists(os.path.join(root, name, STATE_FILE)):
-            continue  # still being created, or not ours
+        path = os.path.join(root, name)
         try:
             sd = StateDir(root, name)
-            st = sd.load()
-        except (RuntimeFailure, ValueError, TypeError):
-            continue
-        entry = public_state(st, status_of(sd, st))
-        entry["owner"] = _owner(os.path.join(root, name))
+            if os.path.exists(os.path.join(path, STATE_FILE)):
+                st = sd.load()
+            else:
+                st = _unrecorded(sd)
+                if st is None:
+                    continue
+            entry = public_state(st, status_of(sd, st))
+            entry["owner"] = _owner(path)
+        except (RuntimeFailure, ValueError, TypeError, FileNotFoundError, NotADirectoryError):
+            continue  # gone meanwhile, or not ours
         out.append(entry)
     return out
+
+
+def _unrecorded(sd: StateDir) -> ContainerState | None:
+    """A placeholder for a directory without a record whose lock nobody holds."""
+    try:
+        fd = os.open(sd.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return None
+    finally:
+        os.close(fd)
+    if os.path.exists(os.path.join(sd.path, STATE_FILE)):
+        return None  # written meanwhile: the next list shows it
+    return sd.placeholder()
 
 
 def _owner(path: str) -> str:

@@ -14,6 +14,7 @@ from ociruntime import syscalls as sc
 from ociruntime.commands.create import CreateOptions, create
 from ociruntime.commands.delete import destroy
 from ociruntime.commands.start import release
+from ociruntime.errors import RuntimeFailure
 from ociruntime.signals import FORWARDED_SIGNALS
 
 
@@ -55,8 +56,12 @@ def run(opts: CreateOptions, detach: bool) -> int:
     else:  # the kernel tells the container's foreground process of a new size itself
         _signal.signal(_signal.SIGWINCH, lambda _n, _frame: attached.resize())
         status = attached.run(pid)
-    sd.lock()
-    destroy(sd, state)
+    try:
+        sd.lock()
+    except RuntimeFailure:
+        pass  # deleted meanwhile by someone else (and the id maybe reused: not ours)
+    else:
+        destroy(sd, state)
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 

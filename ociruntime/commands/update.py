@@ -43,7 +43,7 @@ def update(root: str, container_id: str, o: dict) -> None:
         raise RuntimeFailure("Intel RDT/MBA: memory bandwidth schema is not enabled")
     sd = open_existing(root, container_id)
     state = sd.load()
-    if status_of(sd, state) == "stopped":
+    if status_of(sd, state) in ("stopped", "creating"):  # creating: create writes the record
         raise RuntimeFailure("container not running")
     change = _from_input(str(o["resources"])) if o.get("resources") else _from_flags(o)
     old = state.resources
