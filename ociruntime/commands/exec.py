@@ -24,7 +24,7 @@ from __future__ import annotations
 import _signal
 import os
 
-from ociruntime import jsonlite, namespaces
+from ociruntime import namespaces
 from ociruntime import syscalls as sc
 from ociruntime.errors import RuntimeFailure
 from ociruntime.signals import FORWARDED_SIGNALS
@@ -303,15 +303,14 @@ def _process_spec(opts: ExecOptions, config: dict) -> dict:
 
 
 def _load_json(path: str, what: str) -> dict:
+    """A JSON object from a file, with config.json's bounds (bundle.read_bounded and
+    parse_json: a regular file, bounded size and depth, no NUL in any string)."""
+    from ociruntime import bundle
+
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise RuntimeFailure(f"{what}: {e.strerror}") from None
-    try:
-        value = jsonlite.loads(data)
-    except ValueError as e:
-        raise RuntimeFailure(f"{what}: invalid JSON: {e}") from None
+        value = bundle.parse_json(bundle.read_bounded(path, what), what)
+    except FileNotFoundError:
+        raise RuntimeFailure(f"{what}: no such file or directory") from None
     if not isinstance(value, dict):
         raise RuntimeFailure(f"{what}: not a JSON object")
     return value
