@@ -76,6 +76,10 @@ def _exec(opts: ExecOptions) -> int:
         preserve_fds = int(opts.preserve_fds)
     except ValueError:
         raise RuntimeFailure(f"invalid value for --preserve-fds: {opts.preserve_fds}") from None
+    if opts.pid_file:
+        from ociruntime.cli import check_pid_file_dir
+
+        check_pid_file_dir(opts.pid_file)
     sd = open_existing(opts.root, opts.container_id)
     state = sd.load()
     status = status_of(sd, state)
@@ -159,9 +163,7 @@ def _run(opts, sd, state, proc, ns_fds, console, peer, preserve_fds) -> int:
             peer.close()
         raise RuntimeFailure(str(msg.get("message", "exec: the process failed to start")))
     if opts.pid_file:  # foreground too, as runc
-        from ociruntime.commands.create import write_pid_file
-
-        write_pid_file(opts.pid_file, pid)
+        _write_pid_file(opts.pid_file, pid)
     if opts.detach:
         return 0
     sd.unlock()
@@ -210,6 +212,20 @@ def _serve_child(opts, state, chan, pid: int) -> dict | None:  # noqa: ANN001
         return msg
     finally:
         chan.close()
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    """As runc: a pid file that cannot be written fails exec, and the process it would
+    have named is killed and reaped first, never left running unaccounted for. (The CLI
+    checked the directory before anything started; this is the race after that.)"""
+    from ociruntime.commands.create import write_pid_file
+
+    try:
+        write_pid_file(path, pid)
+    except OSError as e:
+        _forward(pid, _signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise RuntimeFailure(f"--pid-file {path}: {e.strerror}") from None
 
 
 def _forward(pid: int, signum: int) -> None:
