@@ -372,6 +372,22 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # noqa: BLE001 - a bug; engines still get one line, not a traceback
+        return _internal_error(e)
+
+
+def _internal_error(e: Exception) -> int:
+    """Exit 1 with one line naming the exception (its traceback on stderr with --debug):
+    engines parse stderr and the --log file line by line. Every input the tests and the
+    fuzzer (tests/security/test_fuzz_config.py) try ends in a RuntimeFailure instead."""
+    from ociruntime.log import LOG
+
+    if LOG.threshold <= 10:  # --debug
+        import traceback
+
+        traceback.print_exc()
+    LOG.error(f"internal error: {type(e).__name__}: {e}")
+    return 1
 
 
 def run_and_exit() -> None:
