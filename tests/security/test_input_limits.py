@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -275,3 +278,37 @@ def test_create_pid_file_in_missing_dir(runtime, make_bundle, command: list[str]
     expect_error(runtime, [*command, "--pid-file", "/no/such/dir/p", "--bundle",
                            str(bundle.path), cid], "--pid-file /no/such/dir/p")  # fmt: skip
     assert_nothing_left(runtime, bundle)
+
+
+# --- a cgroup that already holds processes -------------------------------------------------
+
+
+@pytest.fixture
+def busy_cgroup(runtime) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A cgroup of our own in every hierarchy, holding a sleep: (absolute cgroupsPath,
+    the sleep). Never the host's: if the refusal regressed, only this sleep dies."""
+    from ociruntime import cgroups
+
+    name = "/fzmark-busy-" + uuid.uuid4().hex[:8]
+    pairs = cgroups.placement(name, "unused", cgroups.hierarchies())
+    created = cgroups.create(pairs)
+    proc = subprocess.Popen(["sleep", "1000"])
+    try:
+        cgroups.join([d for _, d in pairs], proc.pid)
+        yield name, proc
+    finally:
+        runtime.cleanup()  # a container that got in (the bug) first, or rmdir is EBUSY
+        proc.kill()
+        proc.wait()
+        cgroups.remove(created)
+
+
+def test_cgroup_holding_processes_refused(runtime, make_bundle, busy_cgroup) -> None:
+    """delete --force (and kill --all, pause, the limits) act on the whole cgroup: a
+    cgroupsPath naming a busy one ("/", "..", the runtime's own) had delete SIGKILL the
+    processes already there. runc 1.1.5 warns, runc 1.2 refuses."""
+    path, sleeper = busy_cgroup
+    bundle = make_bundle(sleep())
+    set_field("/linux/cgroupsPath", path)(bundle)
+    create_fails(runtime, bundle, "/linux/cgroupsPath: cgroup", "already holds processes")
+    assert sleeper.poll() is None, "the processes already in the cgroup were killed"
