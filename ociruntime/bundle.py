@@ -167,6 +167,10 @@ def parse_config(raw: bytes) -> dict:
         raise RuntimeFailure(
             f"config.json: /ociVersion: {config['ociVersion']!r} is not a 1.x spec version"
         )
+    if (config.get("linux") or {}).get("sysctl"):
+        from ociruntime import namespaces
+
+        namespaces.check_sysctl(config["linux"])
     return config
 
 

@@ -312,3 +312,39 @@ def test_cgroup_holding_processes_refused(runtime, make_bundle, busy_cgroup) -> 
     set_field("/linux/cgroupsPath", path)(bundle)
     create_fails(runtime, bundle, "/linux/cgroupsPath: cgroup", "already holds processes")
     assert sleeper.poll() is None, "the processes already in the cgroup were killed"
+
+
+# --- sysctls the container does not isolate ------------------------------------------------
+
+
+def _host_value(key: str) -> str:
+    """The host's current value: if the refusal regressed, the write changes nothing."""
+    with open("/proc/sys/" + key.replace(".", "/")) as f:
+        return f.read().strip()
+
+
+@pytest.mark.parametrize(
+    ("key", "drop", "needle"),
+    [
+        ("net.ipv4.ip_forward", "network", "not allowed in the host's network namespace"),
+        ("kernel.shmmni", "ipc", "not allowed in the host's IPC namespace"),
+        ("vm.swappiness", None, "not isolated by a namespace of the container's own"),
+    ],
+)
+def test_sysctl_outside_own_namespace_refused(runtime, make_bundle, key, drop, needle) -> None:
+    """The init writes linux.sysctl through its /proc/sys: without the namespace, into the
+    host's (ran with exit 0 before). runc 1.1.5 refuses each of these."""
+    bundle = make_bundle(sleep())
+    linux = bundle.config["linux"]
+    linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != drop]
+    linux["sysctl"] = {key: _host_value(key)}
+    bundle.write()
+    create_fails(runtime, bundle, f"config.json: /linux/sysctl/{key}: {needle}")
+
+
+def test_sysctl_in_own_namespaces_runs(runtime, make_bundle) -> None:
+    bundle = make_bundle(["sh", "-c", "cat /proc/sys/kernel/shmmni /proc/sys/net/ipv4/ip_forward"])
+    bundle.config["linux"]["sysctl"] = {"kernel.shmmni": "100", "net.ipv4.ip_forward": "1"}
+    bundle.write()
+    r = runtime("run", "--bundle", str(bundle.path), runtime.new_id())
+    assert (r.returncode, r.stdout.split(), r.stderr) == (0, ["100", "1"], ""), r
