@@ -3,6 +3,8 @@ one place every message is cut to a readable size."""
 
 from __future__ import annotations
 
+from _json import encode_basestring_ascii
+
 #: A value quoted in a message keeps this many characters (then "..."): enough to
 #: recognise a path, an id or a field's value; a 30 MB string in config.json must not
 #: come back as a 30 MB error line (containerd stores and forwards those lines).
@@ -21,19 +23,33 @@ _CONTROL[10] = " "
 
 def cut(message: str) -> str:
     """The message on one line, each whitespace-separated word (a quoted value, a path)
-    cut to VALUE_LIMIT characters plus "...", the whole to MESSAGE_LIMIT. Idempotent, and
-    almost free for the usual short, printable message."""
+    cut to VALUE_LIMIT plus "...", the whole to MESSAGE_LIMIT. Lengths are counted as
+    the JSON log writes them (each non-ASCII character escaped as \\uXXXX), so a line in
+    --log is bounded too. Idempotent, and almost free for the usual short message."""
     if not message.isprintable():
         message = message.translate(_CONTROL)
-    if len(message) <= VALUE_LIMIT:
+    if len(message) <= VALUE_LIMIT // 6:  # even fully escaped, within every bound
         return message
     words = message.split(" ")
     longest = VALUE_LIMIT + 3  # a word cut before ("..." included) stays as it is
-    if any(len(w) > longest for w in words):
-        message = " ".join(w if len(w) <= longest else w[:VALUE_LIMIT] + "..." for w in words)
-    if len(message) > MESSAGE_LIMIT:
-        message = message[:_HEAD] + " ... " + message[-_TAIL:]
+    if any(_width(w) > longest for w in words):
+        message = " ".join(w if _width(w) <= longest else _head(w) + "..." for w in words)
+    if _width(message) > MESSAGE_LIMIT:
+        message = _head(message, _HEAD) + " ... " + _head(message[::-1], _TAIL)[::-1]
     return message
+
+
+def _width(text: str) -> int:
+    """Characters text takes in the JSON log (escaped to ASCII, as json.dumps writes it)."""
+    return len(encode_basestring_ascii(text)) - 2
+
+
+def _head(text: str, budget: int = VALUE_LIMIT) -> str:
+    """The longest start of text whose _width is at most budget."""
+    n = min(len(text), budget)
+    while n and _width(text[:n]) > budget:
+        n = n * budget // _width(text[:n])
+    return text[:n]
 
 
 class RuntimeFailure(Exception):
