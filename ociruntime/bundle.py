@@ -171,7 +171,25 @@ def parse_config(raw: bytes) -> dict:
         from ociruntime import namespaces
 
         namespaces.check_sysctl(config["linux"])
+    _check_environments(config)
     return config
+
+
+def _check_environments(config: dict) -> None:
+    """The process's and every hook's env, as runc's init checks the process's."""
+    check_env((config.get("process") or {}).get("env") or [], "config.json: /process/env")
+    for stage, hooks in (config.get("hooks") or {}).items():
+        for i, hook in enumerate(hooks or []):
+            check_env(hook.get("env") or [], f"config.json: /hooks/{stage}/{i}/env")
+
+
+def check_env(env: list[str], where: str) -> None:
+    """Each entry NAME=value with a non-empty NAME (runc refuses the others too): execve
+    itself takes any string, but Python's refuses an empty name mid-start (ValueError in
+    the container's init, after `start`), and a NAME without "=" means nothing."""
+    for i, entry in enumerate(env):
+        if not entry.partition("=")[0] or "=" not in entry:
+            raise RuntimeFailure(f"{where}/{i}: {entry!r} is not NAME=value")
 
 
 def _rootfs(bundle: str, config: dict) -> str:

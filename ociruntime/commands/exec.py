@@ -280,6 +280,9 @@ def _process_spec(opts: ExecOptions, config: dict) -> dict:
         where = "config.json /process"
     _check_process(proc, where)
     if opts.env:
+        from ociruntime.bundle import check_env
+
+        check_env(opts.env, "--env")
         proc["env"] = [*(proc.get("env") or []), *opts.env]
     if opts.cwd:
         proc["cwd"] = opts.cwd
@@ -340,6 +343,9 @@ def _check_process(proc: dict, where: str) -> None:
     env = proc.get("env", [])
     if not isinstance(env, list) or not all(isinstance(e, str) for e in env):
         raise RuntimeFailure(f"{where}: env must be a list of strings")
+    from ociruntime.bundle import check_env
+
+    check_env(env, f"{where}: env")
     if not isinstance(proc.get("cwd", "/"), str):
         raise RuntimeFailure(f"{where}: cwd must be a string")
     user = proc.get("user", {})

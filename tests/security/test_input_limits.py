@@ -171,6 +171,11 @@ def test_cut() -> None:
     for text in (long, many, "x" * 10_000, "a\x00" * 500):
         assert cut(cut(text)) == cut(text)  # idempotent: cut again by each layer
     assert str(RuntimeFailure("v " + "z" * 10_000)) == "v " + "z" * VALUE_LIMIT + "..."
+    # Counted as the JSON log writes them (found by the fuzzer: 200 "é" made a 1.3 KB
+    # record, each one escaped as \u00e9): bounded there too.
+    for text in ("é" * 5000, " ".join(["€€"] * 3000), "/x: " + "𝄞" * 999 + " bad"):
+        assert len(json.dumps(cut(text))) <= MESSAGE_LIMIT + 2
+        assert all(len(json.dumps(w)) <= VALUE_LIMIT + 5 for w in cut(text).split(" "))
 
 
 # --- config.json must be a bounded regular file --------------------------------------------
@@ -348,3 +353,32 @@ def test_sysctl_in_own_namespaces_runs(runtime, make_bundle) -> None:
     bundle.write()
     r = runtime("run", "--bundle", str(bundle.path), runtime.new_id())
     assert (r.returncode, r.stdout.split(), r.stderr) == (0, ["100", "1"], ""), r
+
+
+# --- environment entries -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("entry", ["=x", "", "NOEQUALS"])
+def test_env_entry_without_name_refused(runtime, make_bundle, entry: str) -> None:
+    """Found by the fuzzer: "=x" passed create and the init died at execve after `start`
+    with `container init: unexpected ValueError: illegal environment variable name`,
+    on stderr only (no --log record). runc's init refuses these too."""
+    bundle = make_bundle(sleep())
+    bundle.config["process"]["env"].append(entry)
+    bundle.write()
+    create_fails(runtime, bundle, "config.json: /process/env/2:", "is not NAME=value")
+
+
+def test_hook_env_entry_without_name_refused(runtime, make_bundle) -> None:
+    bundle = make_bundle(sleep())
+    bundle.config["hooks"] = {"prestart": [{"path": "/bin/true", "env": ["A=1", "=x"]}]}
+    bundle.write()
+    create_fails(runtime, bundle, "config.json: /hooks/prestart/0/env/1:", "is not NAME=value")
+
+
+def test_exec_env_entry_without_name_refused(runtime, make_bundle) -> None:
+    bundle = make_bundle(sleep())
+    cid = runtime.new_id()
+    runtime("run", "-d", "--bundle", str(bundle.path), cid, check=True)
+    expect_error(runtime, ["exec", "-e", "=x", cid, "true"], "--env/0: '=x' is not NAME=value",
+                 code=255)  # fmt: skip
