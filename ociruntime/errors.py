@@ -27,7 +27,9 @@ def cut(message: str) -> str:
     the JSON log writes them (each non-ASCII character escaped as \\uXXXX), so a line in
     --log is bounded too. Idempotent, and almost free for the usual short message."""
     if not message.isprintable():
-        message = message.translate(_CONTROL)
+        # and an unpaired surrogate (a config.json name quoted back) as \udXXX: stderr
+        # and the JSON log would each spell it their own way
+        message = message.translate(_CONTROL).encode("utf-8", "backslashreplace").decode()
     if len(message) <= VALUE_LIMIT // 6:  # even fully escaped, within every bound
         return message
     words = message.split(" ")

@@ -168,6 +168,7 @@ def test_cut() -> None:
     many = " ".join(["word"] * 1000)
     assert len(cut(many)) == MESSAGE_LIMIT and cut(many).endswith("word")
     assert cut("a\nb\x00c\x1b[31m") == "a b\\x00c\\x1b[31m"
+    assert cut("/\ud800: bad") == "/\\ud800: bad"  # found by the fuzzer: stderr != --log
     for text in (long, many, "x" * 10_000, "a\x00" * 500):
         assert cut(cut(text)) == cut(text)  # idempotent: cut again by each layer
     assert str(RuntimeFailure("v " + "z" * 10_000)) == "v " + "z" * VALUE_LIMIT + "..."
