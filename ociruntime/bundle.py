@@ -94,7 +94,7 @@ _KINDS = {
 
 def _check_regular(st: os.stat_result, what: str, limit: int) -> None:
     if not stat.S_ISREG(st.st_mode):
-        kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a file")
+        kind = _KINDS.get(stat.S_IFMT(st.st_mode), "something else")
         raise RuntimeFailure(f"{what}: not a regular file but {kind}")
     if st.st_size > limit:
         raise RuntimeFailure(f"{what}: {st.st_size} bytes, larger than {limit}")
