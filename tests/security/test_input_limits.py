@@ -295,7 +295,7 @@ def busy_cgroup(runtime) -> Iterator[tuple[str, subprocess.Popen]]:
     the sleep). Never the host's: if the refusal regressed, only this sleep dies."""
     from ociruntime import cgroups
 
-    name = "/fzmark-busy-" + uuid.uuid4().hex[:8]
+    name = "/ocirt-busy-" + uuid.uuid4().hex[:8]  # not the fuzzer's marker: it checks those
     pairs = cgroups.placement(name, "unused", cgroups.hierarchies())
     created = cgroups.create(pairs)
     proc = subprocess.Popen(["sleep", "1000"])
