@@ -383,3 +383,22 @@ def test_exec_env_entry_without_name_refused(runtime, make_bundle) -> None:
     runtime("run", "-d", "--bundle", str(bundle.path), cid, check=True)
     expect_error(runtime, ["exec", "-e", "=x", cid, "true"], "--env/0: '=x' is not NAME=value",
                  code=255)  # fmt: skip
+
+
+# --- update -r reads with the same bounds --------------------------------------------------
+
+
+def test_update_resources_file_bounded(runtime, make_bundle, tmp_path: Path) -> None:
+    """`update -r /dev/zero` read without end (and a FIFO blocked) as config.json did."""
+    bundle = make_bundle(sleep())
+    cid = runtime.new_id()
+    runtime("run", "-d", "--bundle", str(bundle.path), cid, check=True)
+    started = time.monotonic()
+    expect_error(runtime, ["update", "-r", "/dev/zero", cid], "not a regular file")
+    fifo = tmp_path / "resources.json"
+    os.mkfifo(fifo)
+    expect_error(runtime, ["update", "-r", str(fifo), cid], "a FIFO")
+    assert time.monotonic() - started < 10
+    fifo.unlink()
+    fifo.write_text('{"pids": {"limit": "\\u0000"}}')
+    expect_error(runtime, ["update", "-r", str(fifo), cid], "/pids/limit: contains a NUL byte")
