@@ -291,10 +291,42 @@ def create(pairs: list[tuple[Hierarchy, str]]) -> list[str]:
                 created.append(cur)
                 if not h.is_v2:
                     _inherit_cpuset(cur)
+            if d not in created and _populated(d, h.is_v2):
+                raise RuntimeFailure(
+                    f"config.json: /linux/cgroupsPath: cgroup {d} already holds processes "
+                    "that are not this container's"
+                )
     except OSError as e:
         remove(created)
         raise RuntimeFailure(f"creating cgroup {e.filename}: {e.strerror}") from None
+    except RuntimeFailure:
+        remove(created)
+        raise
     return created
+
+
+def _populated(directory: str, v2: bool) -> bool:
+    """Does an existing cgroup (or one below it) hold processes? The container's cgroup
+    is what `kill --all`, `delete --force`, pause and the resource limits act on, so it
+    must hold the container's processes only: a cgroupsPath of "/" (or "..", or the
+    runtime's own cgroup, or any busy one) would otherwise have delete SIGKILL the
+    host's processes (cgroup.kill takes a whole v2 subtree). runc 1.1.5 warns that this
+    "won't be supported in runc 1.2", which refuses it. Only read for a cgroup that was
+    already there: a fresh one costs nothing."""
+    if v2:
+        try:
+            with open(os.path.join(directory, "cgroup.events")) as f:
+                return "populated 1" in f.read()
+        except FileNotFoundError:
+            pass  # the root has no cgroup.events: its own cgroup.procs say it
+    for dirpath, _dirs, _files in os.walk(directory):
+        try:
+            with open(os.path.join(dirpath, "cgroup.procs")) as f:
+                if f.read().strip():
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 def _inherit_cpuset(path: str) -> None:

@@ -168,6 +168,15 @@ def _one_id(parsed: Parsed, command: str, extra_allowed: int = 0) -> str:
     return parsed.args[0]
 
 
+def check_pid_file_dir(path: str) -> None:
+    """The pid file is written once the process exists (engines poll for it), so a
+    directory that is not there would fail only then, after a process was started that
+    must be killed again: refuse it before anything starts."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise RuntimeFailure(f"--pid-file {path}: no such directory {directory}")
+
+
 def _create_options(g: dict, p: Parsed, command: str):
     from ociruntime import cgroups
 
@@ -175,6 +184,8 @@ def _create_options(g: dict, p: Parsed, command: str):
     from ociruntime.commands.create import CreateOptions
 
     o = p.options
+    if o["pid_file"]:
+        check_pid_file_dir(str(o["pid_file"]))
     try:
         preserve = int(str(o["preserve_fds"]))
     except ValueError:
@@ -361,6 +372,22 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # noqa: BLE001 - a bug; engines still get one line, not a traceback
+        return _internal_error(e)
+
+
+def _internal_error(e: Exception) -> int:
+    """Exit 1 with one line naming the exception (its traceback on stderr with --debug):
+    engines parse stderr and the --log file line by line. Every input the tests and the
+    fuzzer (tests/security/test_fuzz_config.py) try ends in a RuntimeFailure instead."""
+    from ociruntime.log import LOG
+
+    if LOG.threshold <= 10:  # --debug
+        import traceback
+
+        traceback.print_exc()
+    LOG.error(f"internal error: {type(e).__name__}: {e}")
+    return 1
 
 
 def run_and_exit() -> None:

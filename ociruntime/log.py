@@ -12,6 +12,7 @@ import sys
 import time
 
 from ociruntime import jsonlite
+from ociruntime.errors import cut
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
@@ -42,6 +43,7 @@ class Logger:
         self.path = None
 
     def _format(self, level: str, msg: str) -> str:
+        msg = cut(msg)  # whatever the caller quoted: one bounded line
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if self.fmt == "json":
             return jsonlite.dumps({"level": level, "msg": msg, "time": now}, compact=True) + "\n"
@@ -74,7 +76,7 @@ class Logger:
         on stderr (what podman reads). One line either way."""
         if self.path:
             self.log("error", msg)
-            sys.stderr.write(msg.replace("\n", " ") + "\n")
+            sys.stderr.write(cut(msg) + "\n")
         else:
             sys.stderr.write(self._format("error", msg))
         sys.stderr.flush()

@@ -174,3 +174,51 @@ def enter(namespaces: dict[str, str | None], but: tuple[str, ...] = ()) -> None:
             sc.unshare(flags)
         except OSError as e:
             raise RuntimeFailure(f"creating namespaces: {e.strerror}") from None
+
+
+#: Sysctls the IPC namespace isolates (runc's list), besides fs.mqueue.*.
+_IPC_SYSCTLS = frozenset((
+    "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+    "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced",
+))  # fmt: skip
+
+
+def check_sysctl(linux: dict) -> None:
+    """runc's rule for `linux.sysctl`: only keys a namespace of the container's own
+    isolates. The init writes them through its /proc/sys, so a `net.*` key without a
+    network namespace (or joining the runtime's) or a global one such as vm.swappiness
+    would change the host's value."""
+    sysctl = linux.get("sysctl") or {}
+    if not sysctl:
+        return
+    ns = configured(linux)
+    for key in sysctl:
+        at = "config.json: /linux/sysctl/" + key.replace("~", "~0").replace("/", "~1")
+        if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+            if "ipc" in ns:
+                continue
+            raise RuntimeFailure(
+                f"{at}: not allowed in the host's IPC namespace (linux.namespaces)"
+            )
+        if key.startswith("net."):
+            if "network" in ns and not _is_own_netns(ns["network"]):
+                continue
+            raise RuntimeFailure(
+                f"{at}: not allowed in the host's network namespace (linux.namespaces)"
+            )
+        if "uts" in ns and key == "kernel.domainname":
+            continue
+        if "uts" in ns and key == "kernel.hostname":
+            raise RuntimeFailure(f"{at}: conflicts with the hostname field")
+        raise RuntimeFailure(f"{at}: not isolated by a namespace of the container's own")
+
+
+def _is_own_netns(path: str | None) -> bool:
+    """Is `path` (None: a new namespace) the network namespace this runtime runs in?"""
+    if path is None:
+        return False
+    try:
+        theirs, mine = os.stat(path), os.stat("/proc/self/ns/net")
+    except OSError as e:
+        raise RuntimeFailure(f"linux.namespaces network path {path}: {e.strerror}") from None
+    return (theirs.st_dev, theirs.st_ino) == (mine.st_dev, mine.st_ino)

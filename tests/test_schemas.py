@@ -29,6 +29,7 @@ from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT4
 
 from ociruntime import _config_validator as fast
+from ociruntime.errors import cut
 from ociruntime.validation import (
     ConfigInvalid,
     FeaturesInvalid,
@@ -722,7 +723,8 @@ def _assert_agreement(kind: str, doc: object) -> None:
         CHECK[kind](doc)
     except ConfigInvalid as e:
         assert not official
-        assert str(e).startswith(f"{DOCUMENT_NAME[kind]}: {e.pointer}: ")
+        # the message as errors.cut shows it (control characters escaped, values cut)
+        assert str(e) == cut(f"{DOCUMENT_NAME[kind]}: {e.pointer}: {e.reason}")
         _resolve_pointer(doc, e.pointer)  # the pointer names a real location
     else:
         assert official

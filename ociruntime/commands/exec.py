@@ -29,7 +29,7 @@ from __future__ import annotations
 import _signal
 import os
 
-from ociruntime import containersafe, jsonlite, namespaces
+from ociruntime import containersafe, namespaces
 from ociruntime import syscalls as sc
 from ociruntime.errors import RuntimeFailure
 from ociruntime.signals import FORWARDED_SIGNALS
@@ -83,6 +83,10 @@ def _exec(opts: ExecOptions) -> int:
         preserve_fds = int(opts.preserve_fds)
     except ValueError:
         raise RuntimeFailure(f"invalid value for --preserve-fds: {opts.preserve_fds}") from None
+    if opts.pid_file:
+        from ociruntime.cli import check_pid_file_dir
+
+        check_pid_file_dir(opts.pid_file)
     sd = open_existing(opts.root, opts.container_id)
     try:
         state = sd.load()
@@ -163,9 +167,7 @@ def _run(opts, sd, state, proc, ns_fds, console, peer, preserve_fds) -> int:
             peer.close()
         raise RuntimeFailure(str(msg.get("message", "exec: the process failed to start")))
     if opts.pid_file:  # foreground too, as runc
-        from ociruntime.commands.create import write_pid_file
-
-        write_pid_file(opts.pid_file, pid)
+        _write_pid_file(opts.pid_file, pid)
     if opts.detach:
         return 0
     for sig in FORWARDED_SIGNALS:
@@ -213,6 +215,20 @@ def _serve_child(opts, state, chan, pid: int) -> dict | None:  # noqa: ANN001
         return msg
     finally:
         chan.close()
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    """As runc: a pid file that cannot be written fails exec, and the process it would
+    have named is killed and reaped first, never left running unaccounted for. (The CLI
+    checked the directory before anything started; this is the race after that.)"""
+    from ociruntime.commands.create import write_pid_file
+
+    try:
+        write_pid_file(path, pid)
+    except OSError as e:
+        _forward(pid, _signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise RuntimeFailure(f"--pid-file {path}: {e.strerror}") from None
 
 
 def _forward(pid: int, signum: int) -> None:
@@ -267,6 +283,9 @@ def _process_spec(opts: ExecOptions, config: dict) -> dict:
         where = "config.json /process"
     _check_process(proc, where)
     if opts.env:
+        from ociruntime.bundle import check_env
+
+        check_env(opts.env, "--env")
         proc["env"] = [*(proc.get("env") or []), *opts.env]
     if opts.cwd:
         proc["cwd"] = opts.cwd
@@ -306,15 +325,14 @@ def _process_spec(opts: ExecOptions, config: dict) -> dict:
 
 
 def _load_json(path: str, what: str) -> dict:
+    """A JSON object from a file, with config.json's bounds (bundle.read_bounded and
+    parse_json: a regular file, bounded size and depth, no NUL in any string)."""
+    from ociruntime import bundle
+
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise RuntimeFailure(f"{what}: {e.strerror}") from None
-    try:
-        value = jsonlite.loads(data)
-    except ValueError as e:
-        raise RuntimeFailure(f"{what}: invalid JSON: {e}") from None
+        value = bundle.parse_json(bundle.read_bounded(path, what), what)
+    except FileNotFoundError:
+        raise RuntimeFailure(f"{what}: no such file or directory") from None
     if not isinstance(value, dict):
         raise RuntimeFailure(f"{what}: not a JSON object")
     return value
@@ -328,6 +346,9 @@ def _check_process(proc: dict, where: str) -> None:
     env = proc.get("env", [])
     if not isinstance(env, list) or not all(isinstance(e, str) for e in env):
         raise RuntimeFailure(f"{where}: env must be a list of strings")
+    from ociruntime.bundle import check_env
+
+    check_env(env, f"{where}: env")
     if not isinstance(proc.get("cwd", "/"), str):
         raise RuntimeFailure(f"{where}: cwd must be a string")
     user = proc.get("user", {})

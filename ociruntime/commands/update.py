@@ -74,19 +74,22 @@ def _roll_back(layout: Layout, before: list, old: dict) -> None:
 
 
 def _from_input(source: str) -> dict:
-    """The JSON input (a spec LinuxResources object), from a file or stdin ("-")."""
+    """The JSON input (a spec LinuxResources object), from a file or stdin ("-"), with
+    config.json's bounds (bundle.read_bounded, parse_json): a regular file (not
+    /dev/zero, no FIFO that blocks), at most 4 MiB, 64 levels, no NUL in a string."""
+    from ociruntime import bundle
+
+    limit = bundle.MAX_CONFIG_BYTES
     try:
         if source == "-":
-            text = sys.stdin.read()
+            raw = sys.stdin.buffer.read(limit + 1)
+            if len(raw) > limit:
+                raise RuntimeFailure(f"{source}: larger than {limit} bytes")
         else:
-            with open(source) as f:
-                text = f.read()
+            raw = bundle.read_bounded(source, source)
     except OSError as e:
         raise RuntimeFailure(f"open {source}: {e.strerror}") from None
-    try:
-        data = jsonlite.loads(text)
-    except ValueError as e:
-        raise RuntimeFailure(f"{source}: not JSON: {e}") from None
+    data = bundle.parse_json(raw, source)
     if not isinstance(data, dict):
         raise RuntimeFailure(f"{source}: expected a JSON object of resources")
     _check_types(source, data)
