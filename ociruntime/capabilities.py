@@ -1,18 +1,17 @@
 """Linux capabilities: names from config.json to numbers, and applying all five sets.
 
-python-prctl sets the bounding, effective, permitted and inheritable sets; it has no
-ambient-set call, so the ambient set goes through prctl(2) directly. Capabilities the
+The sets are changed through the kernel layer (ociruntime.kernel.syscalls: prctl(2) for
+the bounding and ambient sets, python-prctl's capset for the other three). Capabilities the
 running kernel does not know are skipped with a warning, as runc does, so one config
 works across kernels.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import os
 
 from ociruntime import procfs
+from ociruntime.kernel import syscalls as sc
 from ociruntime.log import LOG
 
 #: Capability numbers from linux/capability.h (stable ABI).
@@ -66,9 +65,6 @@ CAP_NUMBERS: dict[str, int] = {
 }
 
 SET_NAMES = ("bounding", "effective", "permitted", "inheritable", "ambient")
-PR_CAP_AMBIENT = 47
-PR_CAP_AMBIENT_RAISE = 2
-PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 
 _last_cap: list[int] = []  # read once: later calls may run under seccomp, after procfs.close
@@ -105,36 +101,24 @@ def resolve_sets(caps: dict[str, list[str]] | None) -> dict[str, set[int]]:
 def drop_bounding(keep: set[int]) -> None:
     """Drop every capability not in `keep` from the bounding set (needs CAP_SETPCAP,
     so it happens before the user switch)."""
-    import prctl
-
     for cap in range(last_cap() + 1):
-        if cap not in keep and prctl.capbset_read(cap):
-            prctl.capbset_drop(cap)
+        if cap not in keep and sc.capbset_read(cap):
+            sc.capbset_drop(cap)
 
 
 def apply_sets(sets: dict[str, set[int]]) -> None:
     """Set effective/permitted/inheritable exactly, then raise the ambient ones."""
-    import prctl
-
-    everything = set(range(last_cap() + 1))
-    prctl.set_caps(
-        (list(sets["effective"]), prctl.CAP_EFFECTIVE, True),
-        (list(everything - sets["effective"]), prctl.CAP_EFFECTIVE, False),
-        (list(sets["permitted"]), prctl.CAP_PERMITTED, True),
-        (list(everything - sets["permitted"]), prctl.CAP_PERMITTED, False),
-        (list(sets["inheritable"]), prctl.CAP_INHERITABLE, True),
-        (list(everything - sets["inheritable"]), prctl.CAP_INHERITABLE, False),
-    )
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    sc.set_capabilities(sets["effective"], sets["permitted"], sets["inheritable"], last_cap())
+    sc.ambient_clear_all()
     for cap in sorted(sets["ambient"]):
         # The kernel only raises an ambient capability that is also permitted and
         # inheritable; runc silently leaves the others out, and so do we (runc's own
         # default spec lists ambient capabilities without inheritable ones).
-        if libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) != 0:
-            err = ctypes.get_errno()
-            if err != errno.EPERM:
-                raise OSError(err, f"raising ambient capability {cap}: {os.strerror(err)}")
+        try:
+            sc.ambient_raise(cap)
+        except OSError as e:
+            if e.errno != errno.EPERM:
+                raise
             LOG.debug(
                 f"process.capabilities.ambient: capability {cap} not raised: "
                 "not in the permitted and inheritable sets"

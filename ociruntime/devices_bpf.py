@@ -20,6 +20,7 @@ import os
 import struct
 
 from ociruntime.errors import RuntimeFailure
+from ociruntime.kernel import syscalls as sc
 
 # linux/bpf.h
 BPF_PROG_LOAD, BPF_PROG_ATTACH = 5, 8
@@ -34,8 +35,6 @@ LDX_W = 0x61  # dst = *(u32 *)(src + off)
 AND32_K, RSH32_K, MOV32_K, MOV32_X = 0x54, 0x74, 0xB4, 0xBC
 JEQ_K, JNE_K, JA, EXIT = 0x15, 0x55, 0x05, 0x95
 R0, R1, R2, R3, R4, R5 = range(6)
-
-_SYSCALL_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
 
 
 class Rule:
@@ -139,18 +138,7 @@ def encode(insns: list[tuple[int, int, int, int, int]]) -> bytes:
 
 
 def _bpf(cmd: int, attr: ctypes.Array) -> int:
-    number = _SYSCALL_BPF.get(os.uname().machine)
-    if number is None:
-        raise RuntimeFailure(
-            f"linux.resources.devices: bpf(2) number unknown on {os.uname().machine}"
-        )
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    result = libc.syscall(ctypes.c_long(number), ctypes.c_int(cmd), attr, ctypes.c_uint(len(attr)))
-    if result < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return int(result)
+    return sc.bpf(cmd, attr)
 
 
 def load(code: bytes) -> int:

@@ -33,9 +33,10 @@ from ociruntime import (
     rootfs,
     userns,
 )
-from ociruntime import syscalls as sc
 from ociruntime.channel import Channel
 from ociruntime.errors import RuntimeFailure
+from ociruntime.kernel import constants as k
+from ociruntime.kernel import syscalls as sc
 from ociruntime.log import LOG
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -115,7 +116,7 @@ def _user_namespace_stage(ctx: InitContext, chan: Channel) -> None:
     else:
         namespaces.join(ns, early)
         try:
-            sc.unshare(sc.CLONE_NEWUSER)
+            sc.unshare(k.CLONE_NEWUSER)
         except OSError as e:
             raise RuntimeFailure(f"creating user namespace: {e.strerror}") from None
         chan.send("map-ids")

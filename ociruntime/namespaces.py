@@ -11,18 +11,19 @@ import errno
 import os
 
 from ociruntime import procfs
-from ociruntime import syscalls as sc
 from ociruntime.errors import RuntimeFailure
+from ociruntime.kernel import constants as k
+from ociruntime.kernel import syscalls as sc
 
 FLAGS = {
-    "pid": sc.CLONE_NEWPID,
-    "network": sc.CLONE_NEWNET,
-    "mount": sc.CLONE_NEWNS,
-    "ipc": sc.CLONE_NEWIPC,
-    "uts": sc.CLONE_NEWUTS,
-    "user": sc.CLONE_NEWUSER,
-    "cgroup": sc.CLONE_NEWCGROUP,
-    "time": sc.CLONE_NEWTIME,
+    "pid": k.CLONE_NEWPID,
+    "network": k.CLONE_NEWNET,
+    "mount": k.CLONE_NEWNS,
+    "ipc": k.CLONE_NEWIPC,
+    "uts": k.CLONE_NEWUTS,
+    "user": k.CLONE_NEWUSER,
+    "cgroup": k.CLONE_NEWCGROUP,
+    "time": k.CLONE_NEWTIME,
 }
 _PROC_NAMES = {"pid": "pid", "time": "time"}
 #: setns order for joined namespaces: the mount namespace last, because entering it

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import os
 
-from ociruntime import syscalls as sc
 from ociruntime.errors import RuntimeFailure
+from ociruntime.kernel import constants as k
+from ociruntime.kernel import syscalls as sc
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -170,11 +171,11 @@ class Mover:
     def _iproute_in(self, netns: int) -> IPRoute:
         """A netlink socket of the container's namespace: made while this thread is in it
         (a socket stays in the namespace it was made in), then straight back."""
-        sc.setns(netns, sc.CLONE_NEWNET)
+        sc.setns(netns, k.CLONE_NEWNET)
         try:
             return self._iproute()
         finally:
-            sc.setns(self.host_ns, sc.CLONE_NEWNET)
+            sc.setns(self.host_ns, k.CLONE_NEWNET)
 
     def _move_one(self, dev: _Device, netns: int, names: set[str]) -> None:
         from pyroute2.netlink.exceptions import NetlinkError

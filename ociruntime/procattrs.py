@@ -24,15 +24,8 @@ import ctypes
 import os
 
 from ociruntime.errors import RuntimeFailure
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-_libc.personality.restype = ctypes.c_int
-_libc.personality.argtypes = (ctypes.c_ulong,)
-
-# x86_64 syscall numbers (glibc 2.36 wraps neither call).
-SYS_IOPRIO_SET = 251
-SYS_SCHED_SETATTR = 314
+from ociruntime.kernel import syscalls as sc
+from ociruntime.kernel.constants import IOPRIO_CLASS_SHIFT
 
 PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}  # PER_LINUX, PER_LINUX32
 SCHED_POLICIES = {
@@ -54,8 +47,6 @@ SCHED_FLAGS = {
     "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40,
 }
 IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
-IOPRIO_CLASS_SHIFT = 13
-IOPRIO_WHO_PROCESS = 1
 
 
 class SchedAttr(ctypes.Structure):
@@ -97,16 +88,22 @@ class ProcessAttrs:
             lsm.apply_apparmor(self.apparmor, "process.apparmorProfile")
         if self.personality is not None:
             name, persona = self.personality
-            if _libc.personality(persona) == -1:
-                _fail(f"linux.personality {name}: personality", ctypes.get_errno())
+            try:
+                sc.personality(persona)
+            except OSError as e:
+                _fail(f"linux.personality {name}: personality", e.errno)
         if self.sched is not None:
             name, attr = self.sched
-            if _libc.syscall(SYS_SCHED_SETATTR, 0, ctypes.byref(attr), 0) < 0:
-                _fail(f"process.scheduler {name}: sched_setattr", ctypes.get_errno())
+            try:
+                sc.sched_setattr(attr)
+            except OSError as e:
+                _fail(f"process.scheduler {name}: sched_setattr", e.errno)
         if self.ioprio is not None:
             name, value = self.ioprio
-            if _libc.syscall(SYS_IOPRIO_SET, IOPRIO_WHO_PROCESS, 0, value) < 0:
-                _fail(f"process.ioPriority {name}: ioprio_set", ctypes.get_errno())
+            try:
+                sc.ioprio_set(value)
+            except OSError as e:
+                _fail(f"process.ioPriority {name}: ioprio_set", e.errno)
 
     def set_initial_affinity(self) -> None:
         """Before exec's child joins the container's cgroups."""

@@ -9,17 +9,18 @@ and no_new_privs come last, so nothing after them needs a privilege.
 from __future__ import annotations
 
 import _signal
-import ctypes
 import os
 import resource
 import stat
 
-# Imported here, not lazily: the init uses it after pivot_root, when the host's
-# site-packages are no longer reachable.
-import prctl
+# Imported here, not lazily: the init uses it (kernel.syscalls.set_capabilities) after
+# pivot_root, when the host's site-packages are no longer reachable.
+import prctl  # noqa: F401
 
 from ociruntime import capabilities, procfs
 from ociruntime.errors import RuntimeFailure
+from ociruntime.kernel import syscalls as sc
+from ociruntime.kernel.constants import KEY_OTH_SEARCH, KEY_USR_SEARCH
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -27,12 +28,6 @@ if TYPE_CHECKING:
     from ociruntime.channel import Channel
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-SYS_KEYCTL = 250
-KEYCTL_SETPERM = 5
-KEYCTL_DESCRIBE = 6
-KEYCTL_JOIN_SESSION_KEYRING = 1
-KEY_USR_SEARCH = 0x00080000
-KEY_OTH_SEARCH = 0x00000008
 
 #: Fields handled by ociruntime.procattrs, which create and exec import only for them.
 ATTR_PROCESS_FIELDS = ("scheduler", "ioPriority", "execCPUAffinity", "apparmorProfile",
@@ -95,22 +90,24 @@ def join_session_keyring(name: str, set_permissions: bool = True) -> None:
     containers do not share keys with the host or each other (runc). As runc, the init
     lets the container's user search it (the "other" class inside a user namespace);
     exec only joins it (`set_permissions=False`: it may not own it)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    serial = libc.syscall(SYS_KEYCTL, KEYCTL_JOIN_SESSION_KEYRING, name.encode())
-    if serial < 0:
-        err = ctypes.get_errno()
-        if err not in (38, 1):  # ENOSYS, EPERM: keyrings unavailable here; runc goes on too
-            raise RuntimeFailure(f"joining session keyring: {os.strerror(err)}")
+    try:
+        serial = sc.keyctl_join_session_keyring(name)
+    except OSError as e:
+        if e.errno not in (38, 1):  # ENOSYS, EPERM: keyrings unavailable here; runc goes on too
+            raise RuntimeFailure(f"joining session keyring: {os.strerror(e.errno)}") from None
         return
     if not set_permissions:
         return
-    buf = ctypes.create_string_buffer(512)
-    if libc.syscall(SYS_KEYCTL, KEYCTL_DESCRIBE, serial, buf, len(buf)) < 0:
-        raise RuntimeFailure(f"session keyring: {os.strerror(ctypes.get_errno())}")
-    perm = int(buf.value.split(b";")[3], 16)  # type;uid;gid;perm;description
+    try:
+        description = sc.keyctl_describe(serial)
+    except OSError as e:
+        raise RuntimeFailure(f"session keyring: {os.strerror(e.errno)}") from None
+    perm = int(description.split(b";")[3], 16)  # type;uid;gid;perm;description
     perm |= KEY_OTH_SEARCH if _in_user_namespace() else KEY_USR_SEARCH
-    if libc.syscall(SYS_KEYCTL, KEYCTL_SETPERM, serial, perm) < 0:
-        raise RuntimeFailure(f"session keyring permissions: {os.strerror(ctypes.get_errno())}")
+    try:
+        sc.keyctl_setperm(serial, perm)
+    except OSError as e:
+        raise RuntimeFailure(f"session keyring permissions: {os.strerror(e.errno)}") from None
 
 
 def _in_user_namespace() -> bool:
@@ -157,19 +154,19 @@ def switch_user(user: dict, cap_sets: dict[str, set[int]]) -> None:
     """Groups, gid, uid and umask; the bounding set is trimmed first and KEEPCAPS holds the
     permitted set over setuid so apply_capabilities can still set it."""
     capabilities.drop_bounding(cap_sets["bounding"])
-    prctl.set_keepcaps(True)
+    sc.set_keepcaps(True)
     uid, gid = user.get("uid", 0), user.get("gid", 0)
     groups = user.get("additionalGids") or []
     try:
         try:
-            os.setgroups(groups)
+            sc.setgroups(groups)
         except PermissionError:
             if groups:
                 raise
             # A user namespace whose creator denied setgroups (unprivileged maps): there
             # are no supplementary groups to drop.
-        os.setgid(gid)
-        os.setuid(uid)
+        sc.setgid(gid)
+        sc.setuid(uid)
     except OSError as e:
         raise RuntimeFailure(f"process.user uid={uid} gid={gid}: {e.strerror}") from None
     umask = user.get("umask")
@@ -181,9 +178,9 @@ def apply_capabilities(cap_sets: dict[str, set[int]], no_new_privileges: bool) -
         capabilities.apply_sets(cap_sets)
     except OSError as e:
         raise RuntimeFailure(f"process.capabilities: {e.strerror}") from None
-    prctl.set_keepcaps(False)
+    sc.set_keepcaps(False)
     if no_new_privileges:
-        prctl.set_no_new_privs(True)
+        sc.set_no_new_privs()
 
 
 def close_inherited_fds(first: int) -> None:

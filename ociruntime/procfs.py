@@ -31,9 +31,10 @@ from __future__ import annotations
 import errno
 import os
 
-from ociruntime import syscalls as sc
+from ociruntime.kernel import constants as k
+from ociruntime.kernel import syscalls as sc
 
-_RESOLVE = sc.RESOLVE_NO_XDEV | sc.RESOLVE_NO_SYMLINKS | sc.RESOLVE_BENEATH
+_RESOLVE = k.RESOLVE_NO_XDEV | k.RESOLVE_NO_SYMLINKS | k.RESOLVE_BENEATH
 _PROC_ROOT_INO = 1  # only the root of a procfs has this inode number
 _handle = -1  # O_PATH fd of the procfs root in use
 
@@ -44,7 +45,7 @@ def use_private() -> None:
     namespace whose mount namespace shows no full procfs), the caller's /proc."""
     try:
         fd = sc.fsmount_new(
-            "proc", sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC
+            "proc", k.MOUNT_ATTR_NOSUID | k.MOUNT_ATTR_NODEV | k.MOUNT_ATTR_NOEXEC
         )
     except OSError:
         use_host()
@@ -67,7 +68,7 @@ def _replace(fd: int) -> None:
 
 def _checked_root(fd: int, what: str) -> int:
     try:
-        if sc.fstatfs_type(fd) != sc.PROC_SUPER_MAGIC or os.fstat(fd).st_ino != _PROC_ROOT_INO:
+        if sc.fstatfs_type(fd) != k.PROC_SUPER_MAGIC or os.fstat(fd).st_ino != _PROC_ROOT_INO:
             raise OSError(errno.EXDEV, f"{what} is not the root of a procfs")
     except OSError:
         os.close(fd)
@@ -94,7 +95,7 @@ def open_file(path: str, flags: int) -> int:
     on the trusted procfs; the fd is close-on-exec."""
     fd = sc.openat2(_root(), _resolve(path), flags | os.O_CLOEXEC, 0, _RESOLVE)
     try:
-        if sc.fstatfs_type(fd) != sc.PROC_SUPER_MAGIC:
+        if sc.fstatfs_type(fd) != k.PROC_SUPER_MAGIC:
             raise OSError(errno.EXDEV, "not on a procfs", "/proc/" + path)
     except OSError:
         os.close(fd)
@@ -153,7 +154,7 @@ def fd_dir() -> int:
     try:
         pid = os.readlink("self", dir_fd=proc)
         fd = sc.openat2(proc, f"{pid}/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, _RESOLVE)
-        if sc.fstatfs_type(fd) != sc.PROC_SUPER_MAGIC:
+        if sc.fstatfs_type(fd) != k.PROC_SUPER_MAGIC:
             os.close(fd)
             raise OSError(errno.EXDEV, "not on a procfs", f"/proc/{pid}/fd")
         return fd

@@ -12,11 +12,13 @@ import errno
 import os
 import stat
 
-from ociruntime import syscalls as sc
 from ociruntime.cgroups import Hierarchy
 from ociruntime.errors import RuntimeFailure
-from ociruntime.mountopts import (
+from ociruntime.kernel import constants as k
+from ociruntime.kernel import syscalls as sc
+from ociruntime.kernel.constants import (
     MS_BIND,
+    MS_MOVE,
     MS_NODEV,
     MS_NOEXEC,
     MS_NOSUID,
@@ -24,10 +26,11 @@ from ociruntime.mountopts import (
     MS_RDONLY,
     MS_REC,
     MS_REMOUNT,
+    MS_SHARED,
     MS_SLAVE,
-    MountOptions,
-    parse_mount_options,
+    MS_UNBINDABLE,
 )
+from ociruntime.mountopts import MountOptions, parse_mount_options
 from ociruntime.safepath import (
     bind_fd,
     bind_target,
@@ -42,15 +45,14 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-MS_MOVE = 0x2000
 # statvfs f_flag bits that share their value with the MS_* flag of the same meaning.
 _PRESERVED_STATVFS_FLAGS = 0x1 | 0x2 | 0x4 | 0x8 | 0x400 | 0x800 | 0x1000
 
 PROPAGATION = {
-    "shared": 0x100000,
+    "shared": MS_SHARED,
     "slave": MS_SLAVE,
     "private": MS_PRIVATE,
-    "unbindable": 0x20000,
+    "unbindable": MS_UNBINDABLE,
 }
 
 #: (path, major, minor) of the devices every container gets (runtime-spec "Default Devices").
@@ -118,7 +120,7 @@ def _is_procfs_path(path: str) -> bool:
     except OSError:
         return False
     try:
-        return sc.fstatfs_type(fd) == sc.PROC_SUPER_MAGIC
+        return sc.fstatfs_type(fd) == k.PROC_SUPER_MAGIC
     finally:
         os.close(fd)
 
@@ -249,7 +251,7 @@ class Mounter:
 
         def is_procfs() -> bool:
             if tree_fd >= 0:
-                return sc.fstatfs_type(tree_fd) == sc.PROC_SUPER_MAGIC
+                return sc.fstatfs_type(tree_fd) == k.PROC_SUPER_MAGIC
             opts = parse_mount_options(m.get("options") or [])
             if opts.is_bind or m.get("type") == "bind":
                 return _is_procfs_path(os.path.join(self.bundle, m.get("source") or ""))
@@ -557,7 +559,7 @@ def enter_rootfs(rootfs: str, no_pivot: bool) -> None:
         sc.pivot_root(".", ".")
         os.fchdir(old_root)
         sc.mount(None, ".", None, MS_SLAVE | MS_REC)
-        sc.umount2(".", sc.MNT_DETACH)
+        sc.umount2(".", k.MNT_DETACH)
         os.chdir("/")
         os.close(old_root)
         os.close(new_root)

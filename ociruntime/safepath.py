@@ -12,15 +12,16 @@ import errno
 import os
 import stat
 
-from ociruntime import syscalls as sc
-from ociruntime.syscalls import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
+from ociruntime.kernel import constants as k
+from ociruntime.kernel import syscalls as sc
+from ociruntime.kernel.constants import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS
 
 _RESOLVE = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
 
 
 def open_in_root(root_fd: int, path: str, flags: int = os.O_PATH) -> int:
     """Open `path` (absolute or relative, interpreted inside the root)."""
-    return openat2(root_fd, path.lstrip("/") or ".", flags, 0, _RESOLVE)
+    return sc.openat2(root_fd, path.lstrip("/") or ".", flags, 0, _RESOLVE)
 
 
 def _split(path: str) -> list[str]:
@@ -97,7 +98,7 @@ def open_null_device(root_fd: int) -> int:
     """An O_PATH fd of the rootfs's /dev/null, checked through the fd to be the null
     character device (1:3): not a symlink (no component may be one), not another file."""
     try:
-        fd = openat2(root_fd, "dev/null", os.O_PATH, 0, RESOLVE_IN_ROOT | sc.RESOLVE_NO_SYMLINKS)
+        fd = sc.openat2(root_fd, "dev/null", os.O_PATH, 0, RESOLVE_IN_ROOT | k.RESOLVE_NO_SYMLINKS)
     except OSError as e:
         why = "it is or passes through a symlink" if e.errno == errno.ELOOP else e.strerror
         raise OSError(e.errno, f"/dev/null is not the null device: {why}") from None

@@ -44,8 +44,9 @@ from __future__ import annotations
 import os
 import socket
 
-from ociruntime import SPEC_VERSION, jsonlite, syscalls
+from ociruntime import SPEC_VERSION, jsonlite
 from ociruntime.errors import RuntimeFailure
+from ociruntime.kernel import syscalls
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:

@@ -29,8 +29,9 @@ import sys
 import termios
 import time
 
-from ociruntime import syscalls as sc
 from ociruntime.errors import RuntimeFailure
+from ociruntime.kernel import constants as k
+from ociruntime.kernel import syscalls as sc
 from ociruntime.safepath import bind_fd, bind_target
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -130,7 +131,7 @@ def _mount_console(slave: int) -> None:
     on both ends (CVE-2025-52565: checking a path, then mounting by it, leaves a window to
     swap in a symlink): the slave fd itself, and /dev/console opened with no symlink
     followed, which must be a file or a device."""
-    dev = sc.openat2(sc.AT_FDCWD, "/dev", os.O_PATH | os.O_DIRECTORY, 0, sc.RESOLVE_NO_SYMLINKS)
+    dev = sc.openat2(k.AT_FDCWD, "/dev", os.O_PATH | os.O_DIRECTORY, 0, k.RESOLVE_NO_SYMLINKS)
     try:
         target = bind_target(dev, "console")
     finally:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import os
 
 from ociruntime import procfs
-from ociruntime import syscalls as sc
 from ociruntime.errors import RuntimeFailure
+from ociruntime.kernel import constants as k
+from ociruntime.kernel import syscalls as sc
 
 _KINDS = (("uidMappings", "uid"), ("gidMappings", "gid"))
 
@@ -151,7 +152,7 @@ def idmapped_tree(source: str, recursive: bool, mount: dict, pointer: str) -> in
     try:
         tree = sc.open_tree(source, recursive)
         try:
-            sc.mount_setattr(tree, sc.MOUNT_ATTR_IDMAP, 0, recursive, userns_fd)
+            sc.mount_setattr(tree, k.MOUNT_ATTR_IDMAP, 0, recursive, userns_fd)
         except OSError:
             os.close(tree)
             raise
@@ -173,7 +174,7 @@ def _mapping_namespace(uid_maps: list[dict], gid_maps: list[dict], pointer: str)
         os.close(ready_r)
         code = 0
         try:
-            sc.unshare(sc.CLONE_NEWUSER)
+            sc.unshare(k.CLONE_NEWUSER)
         except OSError:
             code = 1
         os.write(ready_w, b"x")

@@ -24,9 +24,9 @@ import os
 import time
 
 from ociruntime import SPEC_VERSION, bundle, cgroups, hooks, namespaces
-from ociruntime import syscalls as sc
 from ociruntime.channel import Channel, channel_pair
 from ociruntime.errors import RuntimeFailure
+from ociruntime.kernel import syscalls as sc
 from ociruntime.state import ContainerState, StateDir, process_start_time
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing

@@ -30,8 +30,8 @@ import _signal
 import os
 
 from ociruntime import containersafe, namespaces
-from ociruntime import syscalls as sc
 from ociruntime.errors import RuntimeFailure
+from ociruntime.kernel import syscalls as sc
 from ociruntime.signals import FORWARDED_SIGNALS
 from ociruntime.state import open_existing, status_of
 
@@ -142,14 +142,12 @@ def _exec(opts: ExecOptions) -> int:
 
 
 def _run(opts, sd, state, proc, ns_fds, console, peer, preserve_fds) -> int:
-    import prctl
-
     from ociruntime.channel import channel_pair
 
     parent, child = channel_pair()
     containersafe.detach_from_host_files()  # C inherits our memory as it is now
     containersafe.hide()
-    prctl.set_child_subreaper(True)  # C is I's child: it comes back to us when I exits
+    sc.set_child_subreaper()  # C is I's child: it comes back to us when I exits
     intermediate = os.fork()
     if intermediate == 0:
         parent.close()

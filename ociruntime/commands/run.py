@@ -10,11 +10,11 @@ from __future__ import annotations
 import _signal
 import os
 
-from ociruntime import syscalls as sc
 from ociruntime.commands.create import CreateOptions, create
 from ociruntime.commands.delete import destroy
 from ociruntime.commands.start import release
 from ociruntime.errors import RuntimeFailure
+from ociruntime.kernel import syscalls as sc
 from ociruntime.signals import FORWARDED_SIGNALS
 
 

@@ -45,15 +45,14 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from test_bad_input import processes_of
 
-from ociruntime import syscalls as sc
+from ociruntime.kernel import constants as k
+from ociruntime.kernel import syscalls as sc
+from ociruntime.kernel.constants import MS_BIND, MS_PRIVATE, MS_REC
 
 MARK = "fzmark"
 MAX_LINE = 1024
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "2000"))
 TIMEOUT = 30
-MS_PRIVATE = 1 << 18
-MS_BIND = 4096
-MS_REC = 16384
 #: Host directories where an escaping path would most likely create something.
 WATCHED = ("/", "/tmp", "/run", "/dev", "/etc", "/var/tmp")
 
@@ -89,7 +88,7 @@ class Env:
 
     def teardown(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
-        sc.umount2(str(self.base), sc.MNT_DETACH)
+        sc.umount2(str(self.base), k.MNT_DETACH)
 
 
 def snapshot(path: Path) -> list[tuple]:
@@ -638,7 +637,7 @@ def cleanup(env: Env, rootfs: Path, cid: str) -> bool:
     try:
         sc.umount2(str(rootfs), 0)
     except OSError:
-        sc.umount2(str(rootfs), sc.MNT_DETACH)
+        sc.umount2(str(rootfs), k.MNT_DETACH)
         return True
     return False
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from ociruntime.capabilities import CAP_NUMBERS
-from ociruntime.syscalls import PROC_SUPER_MAGIC, fstatfs_type
+from ociruntime.kernel.constants import PROC_SUPER_MAGIC
+from ociruntime.kernel.syscalls import fstatfs_type
 
 from .common import add_mount, bind, one_line_error
 

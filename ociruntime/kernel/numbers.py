@@ -1,0 +1,81 @@
+"""System call numbers for the calls glibc 2.36 has no wrapper for (or that we make
+through syscall(2) anyway), per architecture.
+
+x86_64: arch/x86/entry/syscalls/syscall_64.tbl. aarch64 has no table of its own: it uses
+the generic one, include/uapi/asm-generic/unistd.h (so do riscv64 and loongarch64, not
+listed until someone runs the tests there). The calls added since 5.x (open_tree and
+later) share their number on every architecture. tests/test_kernel_layer.py compares
+both tables with the installed kernel headers.
+
+The table for this machine is chosen at import; on any other architecture the import
+fails with a message that says so, rather than the runtime calling the wrong syscall.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ociruntime.errors import RuntimeFailure
+
+TABLES = {
+    "x86_64": {
+        "pivot_root": 155,
+        "keyctl": 250,
+        "ioprio_set": 251,
+        "sched_setattr": 314,
+        "bpf": 321,
+        "open_tree": 428,
+        "move_mount": 429,
+        "fsopen": 430,
+        "fsconfig": 431,
+        "fsmount": 432,
+        "openat2": 437,
+        "pidfd_getfd": 438,
+        "mount_setattr": 442,
+    },
+    "aarch64": {
+        "pivot_root": 41,
+        "keyctl": 219,
+        "ioprio_set": 30,
+        "sched_setattr": 274,
+        "bpf": 280,
+        "open_tree": 428,
+        "move_mount": 429,
+        "fsopen": 430,
+        "fsconfig": 431,
+        "fsmount": 432,
+        "openat2": 437,
+        "pidfd_getfd": 438,
+        "mount_setattr": 442,
+    },
+}
+
+
+def table_for(machine: str) -> dict[str, int]:
+    """The syscall numbers of `machine` (as os.uname().machine names it)."""
+    table = TABLES.get(machine)
+    if table is None:
+        known = " and ".join(sorted(TABLES))
+        raise RuntimeFailure(
+            f"unsupported architecture {machine!r}: ociruntime knows the system call "
+            f"numbers of {known} only (ociruntime/kernel/numbers.py)"
+        )
+    return table
+
+
+MACHINE = os.uname().machine
+_table = table_for(MACHINE)
+SYS_PIVOT_ROOT = _table["pivot_root"]
+SYS_KEYCTL = _table["keyctl"]
+SYS_IOPRIO_SET = _table["ioprio_set"]
+SYS_SCHED_SETATTR = _table["sched_setattr"]
+SYS_BPF = _table["bpf"]
+SYS_OPEN_TREE = _table["open_tree"]
+SYS_MOVE_MOUNT = _table["move_mount"]
+SYS_FSOPEN = _table["fsopen"]
+SYS_FSCONFIG = _table["fsconfig"]
+SYS_FSMOUNT = _table["fsmount"]
+SYS_OPENAT2 = _table["openat2"]
+SYS_PIDFD_GETFD = _table["pidfd_getfd"]
+SYS_MOUNT_SETATTR = _table["mount_setattr"]
+del _table
