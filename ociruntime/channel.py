@@ -21,8 +21,14 @@ create -> init:  {"type": "ids-mapped"}              (user namespace only: first
 from __future__ import annotations
 
 import os
+import sys
 
 from ociruntime import jsonlite
+from ociruntime.errors import RuntimeFailure
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class Channel:
@@ -67,3 +73,28 @@ def channel_pair() -> tuple[Channel, Channel]:
     to_child_r, to_child_w = os.pipe2(os.O_CLOEXEC)
     to_parent_r, to_parent_w = os.pipe2(os.O_CLOEXEC)
     return Channel(to_parent_r, to_child_w), Channel(to_child_r, to_parent_w)
+
+
+def run_stage(chan: Channel, body: Callable[[], None], label: str, exit_code: int) -> None:
+    """Run a forked stage (the init, exec's intermediate or its process): never returns.
+    `body` ends in execve or os._exit; whatever it raises reaches the parent as one
+    `error` message (`label` says who failed), or stderr once the channel is gone, and
+    the stage exits with `exit_code`: a child must never unwind into its parent's code."""
+    try:
+        body()
+    except RuntimeFailure as e:
+        _report(chan, str(e))
+    except OSError as e:
+        _report(chan, f"{label}: {e}")
+    except BaseException as e:  # noqa: BLE001 - see the docstring
+        _report(chan, f"{label}: unexpected {type(e).__name__}: {e}")
+    os._exit(exit_code)
+
+
+def _report(chan: Channel, message: str) -> None:
+    try:
+        sent = chan.send("error", message=message)
+    except OSError:
+        sent = False
+    if not sent:
+        sys.stderr.write(message + "\n")

@@ -70,6 +70,10 @@ def _env_dict(env: list[str]) -> dict[str, str]:
     return dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
 
 
+#: poll(2)'s longest timeout (an int of milliseconds, ~24.8 days); `timeout` may exceed it.
+_MAX_POLL_MS = 2**31 - 1
+
+
 def _wait(pid: int, out_r: int, timeout: int | None, where: str) -> tuple[bytes, int]:
     """Collect the hook's output until it exits; kill it when the timeout passes."""
     pidfd = os.pidfd_open(pid)
@@ -84,8 +88,10 @@ def _wait(pid: int, out_r: int, timeout: int | None, where: str) -> tuple[bytes,
             remaining = None
             if deadline_ms is not None:
                 remaining = max(0, int(deadline_ms - (time.monotonic() - start) * 1000))
-            events = poller.poll(remaining)
+            events = poller.poll(None if remaining is None else min(remaining, _MAX_POLL_MS))
             if not events:
+                if remaining is not None and remaining > _MAX_POLL_MS:
+                    continue  # a timeout longer than poll(2) takes: wait on in slices
                 os.kill(pid, _signal.SIGKILL)
                 os.waitpid(pid, 0)
                 raise RuntimeFailure(f"{where}: timed out after {timeout} s")

@@ -20,7 +20,6 @@ the devices in while the rootfs is built; the init waits for that before any hoo
 from __future__ import annotations
 
 import os
-import sys
 
 from ociruntime import (
     capabilities,
@@ -33,7 +32,7 @@ from ociruntime import (
     rootfs,
     userns,
 )
-from ociruntime.channel import Channel
+from ociruntime.channel import Channel, run_stage
 from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import constants as k
 from ociruntime.kernel import syscalls as sc
@@ -79,24 +78,13 @@ class InitContext:
 
 def run(ctx: InitContext, chan: Channel) -> None:  # never returns
     """Entry point in the child: never returns."""
-    try:
+
+    def body() -> None:
         if "user" in ctx.namespaces:
             _user_namespace_stage(ctx, chan)
         _run(ctx, chan)
-    except RuntimeFailure as e:
-        _report(chan, str(e))
-    except OSError as e:
-        _report(chan, f"container init: {e}")
-    except BaseException as e:  # noqa: BLE001 - the child must never unwind into the parent
-        _report(chan, f"container init: unexpected {type(e).__name__}: {e}")
-    os._exit(1)
 
-
-def _report(chan: Channel, message: str) -> None:
-    try:
-        chan.send("error", message=message)
-    except OSError:
-        sys.stderr.write(message + "\n")
+    run_stage(chan, body, "container init", 1)
 
 
 def _user_namespace_stage(ctx: InitContext, chan: Channel) -> None:

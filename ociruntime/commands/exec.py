@@ -389,7 +389,9 @@ def _reap_intermediate(chan, intermediate: int) -> int:  # noqa: ANN001
 
 def _intermediate(opts, state, proc, ns_fds, console, chan, preserve_fds) -> None:
     """I: join the container, fork C inside it, report C's pid; never returns."""
-    try:
+    from ociruntime.channel import run_stage
+
+    def body() -> None:
         keep = {*range(3, 3 + preserve_fds), chan.rfd, chan.wfd, *ns_fds.values()}
         if console is not None:
             keep.add(console.sock.fileno())
@@ -397,42 +399,15 @@ def _intermediate(opts, state, proc, ns_fds, console, chan, preserve_fds) -> Non
 
         LOG.forget_file()
         containersafe.close_fds(keep)
-        attrs = getattr(opts, "process_attrs", None)
-        _join_container(state, ns_fds, attrs)
+        _join_container(state, ns_fds, getattr(opts, "process_attrs", None))
         pid = os.fork()
         if pid == 0:
-            _child(opts, state, proc, console, chan)
+            run_stage(chan, lambda: _finish_and_exec(state, proc, console, chan, opts),
+                      "exec", EXIT_FAILED)  # fmt: skip
         chan.send("pid", pid=pid)
         os._exit(0)
-    except RuntimeFailure as e:
-        _report(chan, str(e))
-    except OSError as e:
-        _report(chan, f"exec: {e}")
-    except BaseException as e:  # noqa: BLE001 - the child must never unwind into the parent
-        _report(chan, f"exec: unexpected {type(e).__name__}: {e}")
-    os._exit(EXIT_FAILED)
 
-
-def _child(opts, state, proc, console, chan) -> None:
-    """C: never returns."""
-    try:
-        filt = getattr(opts, "seccomp_filter", None)
-        attrs = getattr(opts, "process_attrs", None)
-        _finish_and_exec(state, proc, console, chan, filt, attrs)
-    except RuntimeFailure as e:
-        _report(chan, str(e))
-    except OSError as e:
-        _report(chan, f"exec: {e}")
-    except BaseException as e:  # noqa: BLE001 - the child must never unwind into the parent
-        _report(chan, f"exec: unexpected {type(e).__name__}: {e}")
-    os._exit(EXIT_FAILED)
-
-
-def _report(chan, message: str) -> None:
-    try:
-        chan.send("error", message=message)
-    except OSError:
-        pass
+    run_stage(chan, body, "exec", EXIT_FAILED)
 
 
 def _process_attrs(opts: ExecOptions, proc: dict, config: dict) -> object | None:
@@ -489,8 +464,10 @@ def _join_container(state, ns_fds, attrs=None) -> None:  # noqa: ANN001
     os.chdir("/")
 
 
-def _finish_and_exec(state, proc, console, chan, seccomp_filter=None, attrs=None) -> None:  # noqa: ANN001
+def _finish_and_exec(state, proc, console, chan, opts) -> None:  # noqa: ANN001
     """In C, inside the container: the process's own settings, then execve."""
+    seccomp_filter = getattr(opts, "seccomp_filter", None)
+    attrs = getattr(opts, "process_attrs", None)
     from ociruntime import capabilities, process, procfs
 
     # The container's /proc, checked (no mount on a path we write is followed), never a

@@ -102,8 +102,9 @@ def test_console_is_bound_by_fd_under_a_symlink_race(runtime, make_bundle, tmp_p
     assert set(seen) == {"devpts"}, seen
 
 
-def test_console_symlink_is_refused(runtime, make_bundle, tmp_path):
-    """An image whose /dev/console is a symlink: refused (a bind would follow it)."""
+def console_symlink_bundle(make_bundle):
+    """A terminal container whose /dev is bound from the image, its console a symlink to
+    /etc/hostname (the same for runc in test_runc_reference)."""
     bundle = make_bundle(["true"])
     dev = bundle.path / "dev"
     dev.mkdir()
@@ -115,7 +116,12 @@ def test_console_symlink_is_refused(runtime, make_bundle, tmp_path):
     mounts[index] = {"destination": "/dev", "type": "bind", "source": str(dev),
                      "options": ["rbind"]}  # fmt: skip
     bundle.config["process"]["terminal"] = True
-    bundle.write()
+    return bundle.write()
+
+
+def test_console_symlink_is_refused(runtime, make_bundle, tmp_path):
+    """An image whose /dev/console is a symlink: refused (a bind would follow it)."""
+    bundle = console_symlink_bundle(make_bundle)
     with ConsoleSocket(str(tmp_path / "c.sock")) as listener:
         result = runtime("create", "--console-socket", listener.path, "--bundle",
                          str(bundle.path), runtime.new_id())  # fmt: skip

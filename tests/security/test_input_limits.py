@@ -377,6 +377,16 @@ def test_hook_env_entry_without_name_refused(runtime, make_bundle) -> None:
     create_fails(runtime, bundle, "config.json: /hooks/prestart/0/env/1:", "is not NAME=value")
 
 
+def test_hook_timeout_beyond_poll_runs_the_hook(runtime, make_bundle) -> None:
+    """Found by the fuzzer: a hook timeout of 2**63 s (the schema sets no maximum) made
+    `internal error: OverflowError` (poll(2) takes an int of milliseconds)."""
+    bundle = make_bundle(["true"])
+    bundle.config["hooks"] = {"prestart": [{"path": "/bin/true", "timeout": 2**63}]}
+    bundle.write()
+    result = runtime("run", "--bundle", str(bundle.path), runtime.new_id())
+    assert (result.returncode, result.stderr) == (0, "")
+
+
 def test_exec_env_entry_without_name_refused(runtime, make_bundle) -> None:
     bundle = make_bundle(sleep())
     cid = runtime.new_id()

@@ -19,7 +19,13 @@ import pytest
 from recvtty import ConsoleSocket
 
 from .common import add_mount, bind
-from .test_console import ATTEMPTS, FLIPPER, console_fstype, racy_pts_bundle
+from .test_console import (
+    ATTEMPTS,
+    FLIPPER,
+    console_fstype,
+    console_symlink_bundle,
+    racy_pts_bundle,
+)
 from .test_masks import dev_from_bundle
 from .test_procfs import LAST_CAP, _fake_tree, _hook_mount, cap_mask
 
@@ -127,18 +133,7 @@ def test_runc_masked_path_through_symlinked_dev_null(runc, make_bundle):
 
 
 def test_runc_console_symlink(runc, make_bundle, tmp_path):
-    bundle = make_bundle(["true"])
-    dev = bundle.path / "dev"
-    dev.mkdir()
-    os.mknod(dev / "null", 0o666 | 0o020000, os.makedev(1, 3))
-    os.symlink("pts/ptmx", dev / "ptmx")
-    os.symlink("/etc/hostname", dev / "console")
-    mounts = bundle.config["mounts"]
-    index = next(i for i, m in enumerate(mounts) if m["destination"] == "/dev")
-    mounts[index] = {"destination": "/dev", "type": "bind", "source": str(dev),
-                     "options": ["rbind"]}  # fmt: skip
-    bundle.config["process"]["terminal"] = True
-    bundle.write()
+    bundle = console_symlink_bundle(make_bundle)
     with ConsoleSocket(str(tmp_path / "c.sock")) as listener:
         cid = runc.new_id()
         done = runc("create", "--console-socket", listener.path, "--bundle",
