@@ -25,8 +25,23 @@ CGROUP_V2_ONLY = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if os.geteuid() != 0:
-        raise pytest.UsageError("the ociruntime tests start real containers: run them as root")
+    if os.geteuid() != 0 and "pure" not in (config.option.markexpr or ""):
+        raise pytest.UsageError(
+            "the ociruntime tests start real containers: run them as root "
+            "(or only the pure tier, `-m pure`, as any user)"
+        )
+
+
+@pytest.hookimpl(trylast=True)  # after `-m` has deselected
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Unprivileged, only tests marked `pure` may run (no root, no kernel state)."""
+    if os.geteuid() == 0:
+        return
+    impure = [item.nodeid for item in items if item.get_closest_marker("pure") is None]
+    if impure:
+        raise pytest.UsageError(
+            f"not root: {len(impure)} selected tests are not marked pure, e.g. {impure[0]}"
+        )
 
 
 @pytest.fixture(scope="session")
