@@ -79,6 +79,10 @@ class InitContext:
 def run(ctx: InitContext, chan: Channel) -> None:  # never returns
     """Entry point in the child: never returns."""
     try:
+        if containersafe.IMPORT_GUARD_ENV in os.environ:  # tests: no import after the fork
+            from ociruntime import importguard
+
+            importguard.install("container init")
         if "user" in ctx.namespaces:
             _user_namespace_stage(ctx, chan)
         _run(ctx, chan)

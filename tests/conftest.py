@@ -24,7 +24,13 @@ EXAMPLE_CONFIG = REPO / "bundles" / "busybox" / "config.json"
 CGROUP_V2_ONLY = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 
 
+#: The after-fork import guard (ociruntime/importguard.py) for every runtime the tests start:
+#: an init or exec that imports after its fork fails loudly instead of only in some container.
+IMPORT_GUARD_ENV = "OCIRUNTIME_IMPORT_GUARD"
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    os.environ[IMPORT_GUARD_ENV] = "1"
     if os.geteuid() != 0 and "pure" not in (config.option.markexpr or ""):
         raise pytest.UsageError(
             "the ociruntime tests start real containers: run them as root "

@@ -11,11 +11,12 @@ module imported at module level anywhere in ociruntime/.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 import time
 
-from conftest import OCIRUNTIME
+from conftest import IMPORT_GUARD_ENV, OCIRUNTIME
 
 #: Never on the hot path: each costs ~1-70 ms, or pulls in what does.
 HEAVY = frozenset({
@@ -40,6 +41,7 @@ NOT_ONE_SHOT = frozenset({
     "ctypes", "_ctypes", "prctl", "_prctl", "resource", "ociruntime.syscalls",
     "ociruntime.bundle", "ociruntime.validation", "ociruntime._config_validator",
     "ociruntime.init", "ociruntime.rootfs", "ociruntime.commands.create",
+    "ociruntime.containersafe", "ociruntime._anonexe",
 })  # fmt: skip
 DENIED = {
     "create": HEAVY | OFF_PATH,
@@ -64,7 +66,10 @@ def imported_modules(runtime, *args: str) -> set[str]:  # noqa: ANN001 - conftes
     cmd = [*launcher_argv(), "--root", runtime.root, "--log", runtime.log,
            "--log-format", "json", *args]  # fmt: skip
     with tempfile.TemporaryFile() as out:  # not a pipe: a created init would hold it
-        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=60)
+        # As in production: without the test suite's import guard (conftest.py).
+        env = {k: v for k, v in os.environ.items() if k != IMPORT_GUARD_ENV}
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=60,
+                           env=env)  # fmt: skip
         out.seek(0)
         output = out.read().decode(errors="replace")
     assert p.returncode == 0, f"{args}: {output}"
