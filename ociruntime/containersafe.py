@@ -31,7 +31,14 @@ import os
 
 import prctl
 
+# Here, not in detach_from_host_files: the init and an exec's intermediate call that after
+# their fork, and nothing may be imported after a fork (see ociruntime/importguard.py).
+from ociruntime import _anonexe
 from ociruntime.errors import RuntimeFailure
+
+#: Set by the test suite: the init and an exec's intermediate then refuse any import after
+#: their fork (ociruntime/importguard.py). Here because both import this module anyway.
+IMPORT_GUARD_ENV = "OCIRUNTIME_IMPORT_GUARD"
 
 
 def hide() -> None:
@@ -42,10 +49,8 @@ def hide() -> None:
 def detach_from_host_files() -> int:
     """Leave no host file mapped and /proc/self/exe pointing at nothing writable.
     Returns the bytes that had to be copied (those the process had written to)."""
-    from ociruntime import _anonexe  # C: no Python may run between a copy and its mremap
-
     try:
-        copied = _anonexe.detach_mappings()
+        copied = _anonexe.detach_mappings()  # C: no Python between a copy and its mremap
     except OSError as e:
         raise RuntimeFailure(f"protecting the runtime's files from the container: {e}") from None
     try:

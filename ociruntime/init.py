@@ -80,6 +80,10 @@ def run(ctx: InitContext, chan: Channel) -> None:  # never returns
     """Entry point in the child: never returns."""
 
     def body() -> None:
+        if containersafe.IMPORT_GUARD_ENV in os.environ:  # tests: no import after the fork
+            from ociruntime import importguard
+
+            importguard.install("container init")
         if "user" in ctx.namespaces:
             _user_namespace_stage(ctx, chan)
         _run(ctx, chan)

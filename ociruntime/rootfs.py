@@ -223,7 +223,7 @@ class Mounter:
         """linux.mountLabel, for the filesystems mounted from now on."""
         self.mount_label = mount_label
         if mount_label:
-            from ociruntime import lsm  # now: after pivot_root nothing can be imported
+            from ociruntime import lsm  # imported by create before the fork (importguard)
 
             self.lsm = lsm
 

@@ -24,9 +24,30 @@ EXAMPLE_CONFIG = REPO / "bundles" / "busybox" / "config.json"
 CGROUP_V2_ONLY = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 
 
+#: The after-fork import guard (ociruntime/importguard.py) for every runtime the tests start:
+#: an init or exec that imports after its fork fails loudly instead of only in some container.
+IMPORT_GUARD_ENV = "OCIRUNTIME_IMPORT_GUARD"
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    if os.geteuid() != 0:
-        raise pytest.UsageError("the ociruntime tests start real containers: run them as root")
+    os.environ[IMPORT_GUARD_ENV] = "1"
+    if os.geteuid() != 0 and "pure" not in (config.option.markexpr or ""):
+        raise pytest.UsageError(
+            "the ociruntime tests start real containers: run them as root "
+            "(or only the pure tier, `-m pure`, as any user)"
+        )
+
+
+@pytest.hookimpl(trylast=True)  # after `-m` has deselected
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Unprivileged, only tests marked `pure` may run (no root, no kernel state)."""
+    if os.geteuid() == 0:
+        return
+    impure = [item.nodeid for item in items if item.get_closest_marker("pure") is None]
+    if impure:
+        raise pytest.UsageError(
+            f"not root: {len(impure)} selected tests are not marked pure, e.g. {impure[0]}"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from ociruntime.signals import parse_signal
 from ociruntime.validation import check_features, check_state
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize(
     "argv",
     [
@@ -27,16 +28,19 @@ def test_go_style_flags(argv):
     assert parsed.args == ["id"]
 
 
+@pytest.mark.pure
 def test_flags_stop_at_first_argument():
     parsed = parse_flags(["--force", "id", "--all"], COMMAND_FLAGS["delete"], "delete")
     assert parsed.options["force"] is True and parsed.args == ["id", "--all"]
 
 
+@pytest.mark.pure
 def test_unknown_flag_is_named():
     with pytest.raises(RuntimeFailure, match="flag provided but not defined: -frob"):
         parse_flags(["--frob"], GLOBAL_FLAGS, "ociruntime")
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize(
     ("text", "number"), [("KILL", 9), ("SIGKILL", 9), ("kill", 9), ("9", 9), ("term", 15)]
 )
@@ -44,6 +48,7 @@ def test_signal_names(text, number):
     assert parse_signal(text) == number
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("text", ["FOO", "SIGFOO", "65", "0x9"])
 def test_bad_signals(text):
     with pytest.raises(RuntimeFailure):
@@ -133,10 +138,12 @@ def test_preserve_fds(runtime, make_bundle, tmp_path):
     assert p.stdout.split() == ["through-fd-3", "fd4-closed"]
 
 
+@pytest.mark.pure
 def test_signal_zero_checks_existence():
     assert parse_signal("0") == 0
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("text", ["RTMIN", "SIGRTMIN", "RTMIN+1", "SIG_DFL"])
 def test_realtime_and_pseudo_names_are_refused_like_runc(text):
     with pytest.raises(RuntimeFailure, match="unknown signal"):

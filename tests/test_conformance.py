@@ -150,6 +150,7 @@ def test_issue_5_cgroup_cases_are_counted_and_pass(results):
     assert "D20" in deny["deviations"] and not deny["passed"]["runc"], deny
 
 
+@pytest.mark.pure
 def test_resource_checks_read_the_cgroup_files():
     """The resources checks are not vacuous: the memory-pids case's config asks for the
     files the inspector reads, and a wrong value in one of them fails the case."""

@@ -89,6 +89,7 @@ rules_strategy = st.lists(
 )  # fmt: skip
 
 
+@pytest.mark.pure
 @settings(max_examples=300, deadline=None)
 @given(rules=rules_strategy)
 def test_program_answers_as_the_policy(rules: list[d.Rule]) -> None:
@@ -115,6 +116,7 @@ def test_the_verifier_accepts_every_program(rules: list[d.Rule]) -> None:
     os.close(d.load(d.encode(d.program(rules))))
 
 
+@pytest.mark.pure
 def test_runc_default_policy() -> None:
     rules = [d.Rule.parse(a, t) for a, t in cgroups.device_rules(
         {"devices": [{"allow": False, "access": "rwm"}]})]  # fmt: skip

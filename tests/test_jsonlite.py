@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from ociruntime import jsonlite
 
+pytestmark = pytest.mark.pure  # no root, no kernel state: the unprivileged tier
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text() | st.floats(allow_nan=False,
                                                                         allow_infinity=False),

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from ociruntime import mountopts as mo
 from ociruntime.mountopts import MountOptions, parse_mount_options
 
+pytestmark = pytest.mark.pure  # no root, no kernel state: the unprivileged tier
+
 # Every Linux option in runtime-spec config.md's "Linux mount options" table.
 SPEC_OPTIONS = """
 async atime bind defaults dev diratime dirsync exec iversion lazytime loud mand noatime

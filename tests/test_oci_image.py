@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
+pytestmark = pytest.mark.pure  # no root, no kernel state: the unprivileged tier
+
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # conformance/ is a directory of the repo, not installed
 from conformance import oci_image  # noqa: E402

@@ -464,6 +464,7 @@ def test_exec_lsm_flags_fail_like_runc_without_the_lsm(runtime, bundle_with, no_
     assert runtime("exec", cid, "true").returncode == 0
 
 
+@pytest.mark.pure
 def test_features_report_the_lsms():
     """features.md: whether the runtime implements them, not whether this host has them."""
     from ociruntime.features import features

@@ -11,6 +11,8 @@ import pytest
 from ociruntime import resources as r
 from ociruntime.errors import RuntimeFailure
 
+pytestmark = pytest.mark.pure  # no root, no kernel state: the unprivileged tier
+
 V1 = ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "hugetlb",
       "net_cls", "net_prio", "rdma")  # fmt: skip
 V2 = ("cpu", "cpuset", "io", "memory", "pids", "hugetlb", "rdma", "misc")

@@ -40,6 +40,8 @@ from ociruntime.validation import (
     schema_dir,
 )
 
+pytestmark = pytest.mark.pure  # no root, no kernel state: the unprivileged tier
+
 REPO = Path(__file__).resolve().parent.parent
 SCHEMAS = REPO / "schemas"
 

@@ -18,6 +18,8 @@ from ociruntime.spec_default import (
     write_spec,
 )
 
+pytestmark = pytest.mark.pure  # no root, no kernel state: the unprivileged tier
+
 RUNC = shutil.which("runc") or ("/usr/sbin/runc" if os.path.exists("/usr/sbin/runc") else None)
 needs_runc = pytest.mark.skipif(RUNC is None, reason="runc is not installed")
 

@@ -332,6 +332,8 @@ def _start_init(
     from ociruntime import init
 
     cfg, linux = b.config, b.config.get("linux") or {}
+    if linux.get("mountLabel"):  # the init labels its mounts with it: nothing after the fork
+        from ociruntime import lsm  # noqa: F401
     resources = linux.get("resources") or {}
     layout = cgroups.Layout(cgroups.paths_of(cgroup_pairs) if dirs else {})
     planned_limits = _prepare_limits(resources, layout)

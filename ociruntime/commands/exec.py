@@ -114,7 +114,7 @@ def _exec(opts: ExecOptions) -> int:
     if opts.console_socket and not (proc.get("terminal") and opts.detach):
         raise RuntimeFailure("cannot use console socket if runc will not detach or allocate tty")
 
-    from ociruntime import capabilities, process  # noqa: F401 - loaded before setns
+    from ociruntime import capabilities, cgroups, process  # noqa: F401 - loaded before the fork
 
     # The container's linux.seccomp applies to exec'd processes too (runc's setns init);
     # built here, while the host's site-packages are reachable.
@@ -392,6 +392,10 @@ def _intermediate(opts, state, proc, ns_fds, console, chan, preserve_fds) -> Non
     from ociruntime.channel import run_stage
 
     def body() -> None:
+        if containersafe.IMPORT_GUARD_ENV in os.environ:  # tests: no import after the fork
+            from ociruntime import importguard
+
+            importguard.install("exec")
         keep = {*range(3, 3 + preserve_fds), chan.rfd, chan.wfd, *ns_fds.values()}
         if console is not None:
             keep.add(console.sock.fileno())

@@ -114,6 +114,7 @@ def nested(depth: int) -> str:
     return json.dumps(config)[:-1] + f', "x-deep": {inner}}}'
 
 
+@pytest.mark.pure
 def test_nesting_bound_is_exact() -> None:
     """MAX_DEPTH levels pass, one more does not, wherever the parser is called from."""
     bound = bundle_mod.MAX_DEPTH
@@ -161,6 +162,7 @@ def test_many_schema_errors_answer_fast(runtime, make_bundle) -> None:
     assert time.monotonic() - started < 5
 
 
+@pytest.mark.pure
 def test_cut() -> None:
     assert cut("short") == "short"
     long = "config.json: /x: '" + "a" * 5000 + "' is bad"

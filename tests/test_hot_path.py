@@ -1,0 +1,115 @@
+"""The hot-path rule, measured: each hot-path command of the installed `ociruntime`, on a
+real container, imports no module of a deny-list (README, Performance).
+
+Each command runs as the engines run it, through the installed launcher, whose interpreter
+and flags (`#!.../python -IS`) are read from its first line, with `-X importtime` added:
+the interpreter then lists every module it imports, and so does a child it forks (the
+init inherits the flag and create's stderr), so an import the init would make shows up
+here too. ruff (pyproject.toml, flake8-tidy-imports) enforces the static half: no heavy
+module imported at module level anywhere in ociruntime/.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+
+from conftest import IMPORT_GUARD_ENV, OCIRUNTIME
+
+#: Never on the hot path: each costs ~1-70 ms, or pulls in what does.
+HEAVY = frozenset({
+    "json", "re", "enum", "signal", "collections", "contextlib", "dataclasses", "argparse",
+    "logging", "subprocess", "typing", "jsonschema", "referencing", "functools", "threading",
+    "tempfile", "shutil", "pathlib", "inspect", "traceback", "warnings", "tokenize",
+    "linecache", "datetime", "uuid", "random", "hashlib", "string", "textwrap", "locale",
+    "selectors", "socket", "_socket", "termios", "tty", "pyseccomp", "pyroute2",
+    "importlib.metadata", "sysconfig",
+})  # fmt: skip
+#: What a plain config's container never needs (the terminal, seccomp, netDevices...).
+OFF_PATH = frozenset({
+    "ociruntime.terminal", "ociruntime.seccomp", "ociruntime.seccomp_notify",
+    "ociruntime.netdevices", "ociruntime.features", "ociruntime.spec_default",
+    "ociruntime.stats", "ociruntime.launcher", "ociruntime.commands.exec",
+    "ociruntime.commands.run", "ociruntime.commands.ps", "ociruntime.commands.events",
+    "ociruntime.commands.update",
+})  # fmt: skip
+#: The one-shot commands do not build a container: no ctypes or prctl (~2 ms), no
+#: config validation, no init or rootfs code.
+NOT_ONE_SHOT = frozenset({
+    "ctypes", "_ctypes", "prctl", "_prctl", "resource", "ociruntime.syscalls",
+    "ociruntime.bundle", "ociruntime.validation", "ociruntime._config_validator",
+    "ociruntime.init", "ociruntime.rootfs", "ociruntime.commands.create",
+    "ociruntime.containersafe", "ociruntime._anonexe",
+})  # fmt: skip
+DENIED = {
+    "create": HEAVY | OFF_PATH,
+    "start": HEAVY | OFF_PATH | NOT_ONE_SHOT,
+    "state": HEAVY | OFF_PATH | NOT_ONE_SHOT,
+    "kill": HEAVY | OFF_PATH | NOT_ONE_SHOT,
+    "delete": HEAVY | OFF_PATH | NOT_ONE_SHOT,
+}
+
+
+def launcher_argv() -> list[str]:
+    """The installed launcher's interpreter and flags, `-X importtime`, the launcher."""
+    with open(OCIRUNTIME) as f:
+        shebang = f.readline()
+    assert shebang.startswith("#!"), shebang
+    return [*shebang[2:].split(), "-X", "importtime", OCIRUNTIME]
+
+
+def imported_modules(runtime, *args: str) -> set[str]:  # noqa: ANN001 - conftest.Runtime
+    """Run one command of the installed runtime; the modules it (and what it forked)
+    imported. Fails if the command does."""
+    cmd = [*launcher_argv(), "--root", runtime.root, "--log", runtime.log,
+           "--log-format", "json", *args]  # fmt: skip
+    with tempfile.TemporaryFile() as out:  # not a pipe: a created init would hold it
+        # As in production: without the test suite's import guard (conftest.py).
+        env = {k: v for k, v in os.environ.items() if k != IMPORT_GUARD_ENV}
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=60,
+                           env=env)  # fmt: skip
+        out.seek(0)
+        output = out.read().decode(errors="replace")
+    assert p.returncode == 0, f"{args}: {output}"
+    imported = {
+        line.rpartition("|")[2].strip()
+        for line in output.splitlines()
+        if line.startswith("import time:") and "imported package" not in line
+    }
+    assert "ociruntime.cli" in imported, output  # the measurement works
+    return imported
+
+
+def assert_light(command: str, imported: set[str]) -> None:
+    heavy = sorted(imported & DENIED[command])
+    assert not heavy, f"`{command}` imported {heavy} (the hot-path rule: README, Performance)"
+
+
+def test_hot_path_commands_import_nothing_heavy(runtime, make_bundle) -> None:
+    """create (a plain config, no terminal) -> state -> start -> state -> kill -> state ->
+    delete, each under -X importtime."""
+    bundle = make_bundle(["sleep", "1000"])
+    cid = runtime.new_id()
+    steps = [
+        ("create", "--bundle", str(bundle.path), cid),
+        ("state", cid),
+        ("start", cid),
+        ("state", cid),
+        ("kill", cid, "KILL"),
+        ("state", cid),
+        ("delete", cid),
+    ]
+    seen = {}
+    for args in steps:
+        if args == ("state", cid) and "kill" in seen:  # the stopped container's state
+            deadline = time.monotonic() + 10
+            while runtime.state(cid)["status"] != "stopped" and time.monotonic() < deadline:
+                time.sleep(0.01)
+        imported = imported_modules(runtime, *args)
+        assert f"ociruntime.commands.{'query' if args[0] == 'state' else args[0]}" in imported
+        assert_light(args[0], imported)
+        seen[args[0]] = imported
+    assert runtime("state", cid).returncode != 0  # deleted
+    assert {"ociruntime.init", "ociruntime.rootfs"} <= seen["create"]  # create was measured
