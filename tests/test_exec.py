@@ -91,6 +91,15 @@ def test_exec_detach_pid_file_and_ps(runtime, running, tmp_path: Path) -> None:
     assert any(line.split()[1] == text and "sleep 999" in line for line in table.splitlines())
 
 
+def test_ps_without_a_ps_binary_is_one_line(runtime, running, tmp_path: Path) -> None:
+    """A host without procps (a fresh Debian): one line, exit 1, no traceback (issue #11
+    item 8; runc says the same words)."""
+    cid, _ = running
+    r = runtime("ps", cid, env={**os.environ, "PATH": str(tmp_path)})
+    assert r.returncode == 1
+    assert r.stderr == 'exec: "ps": executable file not found in $PATH (Debian: install procps)\n'
+
+
 def test_exec_process_file(runtime, running, tmp_path: Path) -> None:
     """containerd's way: the whole process in a file, nothing from config.json."""
     cid, _ = running

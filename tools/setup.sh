@@ -3,7 +3,7 @@
 # Idempotent: re-running only installs what is missing.
 set -eu
 cd "$(dirname "$0")/.."
-debs="python3 python3-venv python3-dev gcc libcap-dev libseccomp-dev busybox-static runc iproute2"
+debs="python3 python3-venv python3-dev gcc libcap-dev libseccomp-dev busybox-static runc iproute2 procps"
 debs="$debs ${OCIRUNTIME_EXTRA_DEBS:-}"
 missing=""
 for p in $debs; do

@@ -25,7 +25,12 @@ def _ps_table(pids: list[int], ps_args: list[str]) -> str:
     is found by name, so any ps options work)."""
     import subprocess
 
-    out = subprocess.run(["ps", *ps_args], capture_output=True, text=True, check=False)
+    try:
+        out = subprocess.run(["ps", *ps_args], capture_output=True, text=True, check=False)
+    except FileNotFoundError:  # runc's words, then what to do about it
+        raise RuntimeFailure(
+            'exec: "ps": executable file not found in $PATH (Debian: install procps)'
+        ) from None
     if out.returncode != 0:
         raise RuntimeFailure(f"ps {' '.join(ps_args)}: {out.stderr.strip()}")
     lines = out.stdout.splitlines()
