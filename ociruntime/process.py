@@ -183,17 +183,6 @@ def apply_capabilities(cap_sets: dict[str, set[int]], no_new_privileges: bool) -
         sc.set_no_new_privs()
 
 
-def close_inherited_fds(first: int) -> None:
-    """Fds the caller leaked to us must not reach the container (beyond --preserve-fds)."""
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd >= first:
-            try:
-                os.set_inheritable(fd, False)
-            except OSError:
-                pass  # the listdir fd itself, already closed
-
-
 def restore_signal_defaults(*extra: int) -> None:
     """Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across
     execve: restore the defaults the process would get from runc (`yes | head -1` must

@@ -207,16 +207,23 @@ def open_existing(root: str, container_id: str) -> StateDir:
     return sd
 
 
-def process_start_time(pid: int) -> tuple[int, str] | None:
-    """(start time in clock ticks, state letter) of `pid`, or None if it is gone."""
+def proc_stat(pid: int) -> list[bytes] | None:
+    """/proc/<pid>/stat from field 3 (the state letter) on, or None if `pid` is gone:
+    fields[n - 3] is proc(5)'s field n (the command name before it may hold spaces)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    # fields[0] is field 3 (state); field 22 (starttime) is fields[19].
-    return int(fields[19]), fields[0].decode()
+    return stat[stat.rindex(b")") + 2 :].split()
+
+
+def process_start_time(pid: int) -> tuple[int, str] | None:
+    """(start time in clock ticks, state letter) of `pid`, or None if it is gone."""
+    fields = proc_stat(pid)
+    if fields is None:
+        return None
+    return int(fields[19]), fields[0].decode()  # field 22 (starttime), field 3 (state)
 
 
 def init_alive(state: ContainerState) -> bool:

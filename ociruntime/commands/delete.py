@@ -19,6 +19,7 @@ from ociruntime.state import (
     StateDir,
     init_alive,
     open_existing,
+    proc_stat,
     public_state,
     status_of,
 )
@@ -113,14 +114,9 @@ def _procs(state: ContainerState) -> list[int]:
 
 
 def _exiting(pid: int) -> bool:
-    """Gone, a zombie, or inside exit (PF_EXITING in /proc/<pid>/stat's flags)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    return fields[0] in (b"Z", b"X") or bool(int(fields[6]) & _PF_EXITING)
+    """Gone, a zombie, or inside exit (PF_EXITING in /proc/<pid>/stat's flags, field 9)."""
+    fields = proc_stat(pid)
+    return fields is None or fields[0] in (b"Z", b"X") or bool(int(fields[6]) & _PF_EXITING)
 
 
 _PF_EXITING = 0x4

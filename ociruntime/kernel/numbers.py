@@ -17,6 +17,18 @@ import os
 
 from ociruntime.errors import RuntimeFailure
 
+#: The calls added since Linux 5.1 have one number on every architecture.
+_SAME_EVERYWHERE = {
+    "open_tree": 428,
+    "move_mount": 429,
+    "fsopen": 430,
+    "fsconfig": 431,
+    "fsmount": 432,
+    "openat2": 437,
+    "pidfd_getfd": 438,
+    "mount_setattr": 442,
+}
+
 TABLES = {
     "x86_64": {
         "pivot_root": 155,
@@ -24,14 +36,7 @@ TABLES = {
         "ioprio_set": 251,
         "sched_setattr": 314,
         "bpf": 321,
-        "open_tree": 428,
-        "move_mount": 429,
-        "fsopen": 430,
-        "fsconfig": 431,
-        "fsmount": 432,
-        "openat2": 437,
-        "pidfd_getfd": 438,
-        "mount_setattr": 442,
+        **_SAME_EVERYWHERE,
     },
     "aarch64": {
         "pivot_root": 41,
@@ -39,14 +44,7 @@ TABLES = {
         "ioprio_set": 30,
         "sched_setattr": 274,
         "bpf": 280,
-        "open_tree": 428,
-        "move_mount": 429,
-        "fsopen": 430,
-        "fsconfig": 431,
-        "fsmount": 432,
-        "openat2": 437,
-        "pidfd_getfd": 438,
-        "mount_setattr": 442,
+        **_SAME_EVERYWHERE,
     },
 }
 
