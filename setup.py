@@ -1,5 +1,5 @@
-"""The one compiled part of ociruntime: see ociruntime/_anonexe.c and containersafe.py."""
+"""The one compiled part of ociruntime: see ociruntime/security/_anonexe.c and containersafe.py."""
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("ociruntime._anonexe", ["ociruntime/_anonexe.c"])])
+setup(ext_modules=[Extension("ociruntime.security._anonexe", ["ociruntime/security/_anonexe.c"])])

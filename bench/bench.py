@@ -18,7 +18,7 @@ ociruntime, runc, ...):
 
 `run`, `create` and `exec` also report CPU time, and are run a third way, interleaved with
 the other two: "ociruntime unprotected", the same code through a launcher (written to the
-temp dir, never installed) that turns ociruntime.containersafe's `hide` and
+temp dir, never installed) that turns ociruntime.security.containersafe's `hide` and
 `detach_from_host_files` into no-ops. protected - unprotected is what those protections
 cost (issue #9), measured in the same run.
 
@@ -463,14 +463,14 @@ def benchmark(
 # Bundle, roots, cleanup
 
 
-UNPROTECT = """import ociruntime.containersafe as c
+UNPROTECT = """import ociruntime.security.containersafe as c
 c.hide = lambda: None
 c.detach_from_host_files = lambda: 0
 """
 
 
 def unprotected_launcher(parent: str) -> str:
-    """.venv/bin/ociruntime with ociruntime.containersafe's `hide` and
+    """.venv/bin/ociruntime with ociruntime.security.containersafe's `hide` and
     `detach_from_host_files` made no-ops before run_and_exit(): the same code, the same
     imports, without those two protections. Written to the temp dir, never installed."""
     text = OCIRUNTIME.read_text()

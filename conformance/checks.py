@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from conformance import cgroupfiles
 from conformance.report import Mount, Report
-from ociruntime.capabilities import CAP_NUMBERS
-from ociruntime.mountopts import parse_mount_options
+from ociruntime.rootfs.mountopts import parse_mount_options
+from ociruntime.security.capabilities import CAP_NUMBERS
 
 MUST, NOTE = "MUST", "NOTE"
 

@@ -1,6 +1,6 @@
 """The conformance corpus: configs as functions of one base config.
 
-The base is what `runc spec` writes (ociruntime.spec_default), with `terminal: false` and
+The base is what `runc spec` writes (ociruntime.commands.spec), with `terminal: false` and
 `/inspect` as the process. Each `Case` edits a copy of it to exercise one field group of
 config.md / config-linux.md; the runtime-spec's own examples appear where they can run on
 this host; hypothesis combines valid choices per field group into further variations.
@@ -23,8 +23,8 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from ociruntime.capabilities import CAP_NUMBERS
-from ociruntime.spec_default import default_spec
+from ociruntime.commands.spec import default_spec
+from ociruntime.security.capabilities import CAP_NUMBERS
 
 Edit = Callable[[dict], None]
 

@@ -17,6 +17,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms)
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+
 def _default_root() -> str:
     """runc's rule: /run/<name> for root; an unprivileged (rootless) caller's own
     $XDG_RUNTIME_DIR/<name>, since it cannot write /run."""
@@ -178,9 +179,9 @@ def check_pid_file_dir(path: str) -> None:
 
 
 def _create_options(g: dict, p: Parsed, command: str):
-    from ociruntime import cgroups
+    from ociruntime.cgroups import cgroupfs
 
-    cgroups.start_warm_up()  # first thing: the kernel's slow first migration overlaps the rest
+    cgroupfs.start_warm_up()  # first thing: the kernel's slow first migration overlaps the rest
     from ociruntime.commands.create import CreateOptions
 
     o = p.options
@@ -257,7 +258,7 @@ def _cmd_delete(g: dict, p: Parsed) -> int:
 
 
 def _cmd_spec(g: dict, p: Parsed) -> int:
-    from ociruntime.spec_default import write_spec
+    from ociruntime.commands.spec import write_spec
 
     if p.args:
         raise RuntimeFailure('"spec" requires exactly 0 argument(s)')
@@ -271,14 +272,14 @@ def _cmd_spec(g: dict, p: Parsed) -> int:
 def _cmd_features(g: dict, p: Parsed) -> int:
     import json
 
-    from ociruntime.features import features
+    from ociruntime.commands.features import features
 
     sys.stdout.write(json.dumps(features(), indent=4) + "\n")
     return 0
 
 
 def _cmd_validate(g: dict, p: Parsed) -> int:
-    from ociruntime import bundle
+    from ociruntime.container import bundle
 
     b = bundle.load(str(p.options["bundle"] or "."))
     sys.stdout.write(f"{b.path}/config.json: valid\n")

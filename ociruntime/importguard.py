@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ociruntime.containersafe import IMPORT_GUARD_ENV
+from ociruntime.security.containersafe import IMPORT_GUARD_ENV
 
 __all__ = ["IMPORT_GUARD_ENV", "LateImport", "install"]
 

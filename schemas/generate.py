@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Generate ociruntime/_config_validator.py from the JSON Schemas in this directory.
+"""Generate ociruntime/container/_config_validator.py from the JSON Schemas in this directory.
 
 Why a generator: `create` validates config.json on every container start, and importing
 jsonschema alone costs more than runc's whole `create`. The generated module checks the same
 draft-04 keywords with a handful of closures and imports nothing at all;
-`ociruntime.validation` imports jsonschema only to word the error once this code has said
+`ociruntime.container.validation` imports jsonschema only to word the error once this code has said
 "invalid". A "pattern" must give exactly `re.search`'s verdict, as in jsonschema, even on
 Python-specific corners (e.g. `$` matching before a final newline). That is why we do not
 use fastjsonschema: it rewrites `$` to `\\Z` and its output imports fastjsonschema at run
@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 SCHEMA_DIR = Path(__file__).resolve().parent
-OUTPUT = SCHEMA_DIR.parent / "ociruntime" / "_config_validator.py"
+OUTPUT = SCHEMA_DIR.parent / "ociruntime" / "container" / "_config_validator.py"
 #: public function name suffix -> schema file it validates against
 ENTRY_POINTS = {"config": "config.json", "state": "state.json", "features": "features.json"}
 LINE_LENGTH = 100
@@ -459,11 +459,11 @@ PRELUDE = '''\
 """Dependency-free validators for ociruntime's JSON Schemas (draft-04 semantics).
 
 Each `_vN` is a check (object -> bool) for one distinct schema node, built from the
-combinators below; the verdicts match jsonschema's. `ociruntime.validation` runs the public
-`is_valid_*` functions on every document and imports jsonschema only to explain a rejection,
-which keeps jsonschema's ~70 ms import off the container start path. For the same reason
-this module imports nothing: each `_REn` decides a "pattern" as re.search would, either
-without re (`_Seq`) or by importing re on first use (`_Lazy`).
+combinators below; the verdicts match jsonschema's. `ociruntime.container.validation`
+runs the public `is_valid_*` functions on every document and imports jsonschema only to
+explain a rejection, which keeps jsonschema's ~70 ms import off the container start path.
+For the same reason this module imports nothing: each `_REn` decides a "pattern" as
+re.search would, either without re (`_Seq`) or by importing re on first use (`_Lazy`).
 """
 
 from __future__ import annotations

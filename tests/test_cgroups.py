@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import pytest
 from conftest import OCIRUNTIME
 
-from ociruntime.cgroups import Layout, hierarchies, host_mode
+from ociruntime.cgroups.cgroupfs import Layout, hierarchies, host_mode
 
 MODE = host_mode(hierarchies())
 MIB = 1 << 20

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from ociruntime.cli import COMMAND_FLAGS, GLOBAL_FLAGS, parse_flags
+from ociruntime.container.validation import check_features, check_state
 from ociruntime.errors import RuntimeFailure
 from ociruntime.signals import parse_signal
-from ociruntime.validation import check_features, check_state
 
 
 @pytest.mark.pure

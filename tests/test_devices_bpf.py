@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ociruntime import cgroups
-from ociruntime import devices_bpf as d
+from ociruntime.cgroups import cgroupfs
+from ociruntime.cgroups import devices_bpf as d
 
 MASK = (1 << 64) - 1
 
@@ -118,7 +118,7 @@ def test_the_verifier_accepts_every_program(rules: list[d.Rule]) -> None:
 
 @pytest.mark.pure
 def test_runc_default_policy() -> None:
-    rules = [d.Rule.parse(a, t) for a, t in cgroups.device_rules(
+    rules = [d.Rule.parse(a, t) for a, t in cgroupfs.device_rules(
         {"devices": [{"allow": False, "access": "rwm"}]})]  # fmt: skip
     assert d.decide(rules, "c", 1, 3, "rw")  # /dev/null
     assert d.decide(rules, "c", 136, 7, "rw")  # /dev/pts/7
@@ -127,7 +127,7 @@ def test_runc_default_policy() -> None:
 
 
 def v2_root() -> str:
-    v2 = [h.mountpoint for h in cgroups.hierarchies() if h.is_v2]
+    v2 = [h.mountpoint for h in cgroupfs.hierarchies() if h.is_v2]
     if not v2:
         pytest.skip("no cgroup v2 hierarchy mounted")
     return v2[0]
@@ -140,7 +140,7 @@ def test_the_kernel_enforces_the_program() -> None:
     path = os.path.join(v2_root(), f"ocitest-bpf-{uuid.uuid4().hex[:8]}")
     os.mkdir(path)
     try:
-        rules = cgroups.device_rules({"devices": [
+        rules = cgroupfs.device_rules({"devices": [
             {"allow": False, "access": "rwm"},
             {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "w"}]})  # fmt: skip
         d.apply(path, rules)

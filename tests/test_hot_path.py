@@ -29,19 +29,21 @@ HEAVY = frozenset({
 })  # fmt: skip
 #: What a plain config's container never needs (the terminal, seccomp, netDevices...).
 OFF_PATH = frozenset({
-    "ociruntime.terminal", "ociruntime.seccomp", "ociruntime.seccomp_notify",
-    "ociruntime.netdevices", "ociruntime.features", "ociruntime.spec_default",
-    "ociruntime.stats", "ociruntime.launcher", "ociruntime.commands.exec",
+    "ociruntime.process.terminal", "ociruntime.security.seccomp",
+    "ociruntime.security.seccomp_notify",
+    "ociruntime.process.netdevices", "ociruntime.commands.features", "ociruntime.commands.spec",
+    "ociruntime.cgroups.stats", "ociruntime.launcher", "ociruntime.commands.exec",
     "ociruntime.commands.run", "ociruntime.commands.ps", "ociruntime.commands.events",
     "ociruntime.commands.update",
 })  # fmt: skip
 #: The one-shot commands do not build a container: no ctypes or prctl (~2 ms), no
 #: config validation, no init or rootfs code.
 NOT_ONE_SHOT = frozenset({
-    "ctypes", "_ctypes", "prctl", "_prctl", "resource", "ociruntime.syscalls",
-    "ociruntime.bundle", "ociruntime.validation", "ociruntime._config_validator",
-    "ociruntime.init", "ociruntime.rootfs", "ociruntime.commands.create",
-    "ociruntime.containersafe", "ociruntime._anonexe",
+    "ctypes", "_ctypes", "prctl", "_prctl", "resource", "ociruntime.kernel.syscalls",
+    "ociruntime.container.bundle", "ociruntime.container.validation",
+    "ociruntime.container._config_validator",
+    "ociruntime.stages.init", "ociruntime.rootfs.mounts", "ociruntime.commands.create",
+    "ociruntime.security.containersafe", "ociruntime.security._anonexe",
 })  # fmt: skip
 DENIED = {
     "create": HEAVY | OFF_PATH,
@@ -112,4 +114,5 @@ def test_hot_path_commands_import_nothing_heavy(runtime, make_bundle) -> None:
         assert_light(args[0], imported)
         seen[args[0]] = imported
     assert runtime("state", cid).returncode != 0  # deleted
-    assert {"ociruntime.init", "ociruntime.rootfs"} <= seen["create"]  # create was measured
+    # create was measured
+    assert {"ociruntime.stages.init", "ociruntime.rootfs.mounts"} <= seen["create"]

@@ -13,7 +13,7 @@ import sys
 import pytest
 from conftest import IMPORT_GUARD_ENV, OCIRUNTIME, REPO
 
-from ociruntime import containersafe
+from ociruntime.security import containersafe
 
 
 @pytest.mark.pure

@@ -13,7 +13,7 @@ import uuid
 import pytest
 from conftest import CGROUP_V2_ONLY
 
-from ociruntime.capabilities import CAP_NUMBERS
+from ociruntime.security.capabilities import CAP_NUMBERS
 
 
 def run_in(runtime, bundle) -> str:

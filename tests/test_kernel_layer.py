@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from kernelfake import RecordingKernel, install
 
-from ociruntime import capabilities, devices_bpf, namespaces, procattrs, process, rootfs
+from ociruntime.cgroups import devices_bpf
 from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import constants, numbers
 from ociruntime.kernel import syscalls as sc
@@ -49,6 +49,9 @@ from ociruntime.kernel.constants import (
     MS_SHARED,
     MS_SLAVE,
 )
+from ociruntime.process import namespaces, procattrs, settings
+from ociruntime.rootfs import mounts
+from ociruntime.security import capabilities
 
 pytestmark = pytest.mark.pure
 
@@ -245,7 +248,7 @@ def test_the_fixture_replaces_every_wrapper(fake_kernel: RecordingKernel) -> Non
 def mounter(tmp_path: Path, fake_kernel: RecordingKernel):
     root = tmp_path / "rootfs"
     root.mkdir()
-    m = rootfs.Mounter(str(root), str(tmp_path), [], False, lambda: None)
+    m = mounts.Mounter(str(root), str(tmp_path), [], False, lambda: None)
     yield m, os.readlink(sc.fd_path(m.root_fd))
     m.close()
 
@@ -322,13 +325,13 @@ def test_a_refused_mount_names_the_entry(mounter, fake_kernel: RecordingKernel) 
      ("shared", MS_SHARED), ("rshared", MS_SHARED | MS_REC)],
 )  # fmt: skip
 def test_rootfs_propagation_flags(name: str, flags: int) -> None:
-    assert rootfs.rootfs_propagation({"rootfsPropagation": name}) == flags
+    assert mounts.rootfs_propagation({"rootfsPropagation": name}) == flags
 
 
 def test_isolate_root_makes_root_a_slave_then_binds_the_rootfs(
     tmp_path: Path, fake_kernel: RecordingKernel
 ) -> None:
-    rootfs.isolate_root(str(tmp_path), 0)
+    mounts.isolate_root(str(tmp_path), 0)
     calls = fake_kernel.only("mount")
     assert calls[0] == ("mount", None, "/", None, MS_SLAVE | MS_REC, None)
     assert calls[-1] == ("mount", str(tmp_path), str(tmp_path), None, MS_BIND | MS_REC, None)
@@ -336,8 +339,8 @@ def test_isolate_root_makes_root_a_slave_then_binds_the_rootfs(
 
 def test_isolate_root_keeps_an_unbindable_root_for_later(tmp_path: Path, fake_kernel) -> None:
     """An unbindable / would forbid the rootfs bind: slave now, unbindable in finish_root."""
-    propagation = rootfs.rootfs_propagation({"rootfsPropagation": "unbindable"})
-    rootfs.isolate_root(str(tmp_path), propagation)
+    propagation = mounts.rootfs_propagation({"rootfsPropagation": "unbindable"})
+    mounts.isolate_root(str(tmp_path), propagation)
     assert fake_kernel.only("mount")[0] == ("mount", None, "/", None, MS_SLAVE | MS_REC, None)
 
 
@@ -345,7 +348,7 @@ def test_pivot_root_then_detach_the_old_root(
     tmp_path: Path, fake_kernel: RecordingKernel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # enter_rootfs ends in "/": give the test its cwd back
-    rootfs.enter_rootfs(str(tmp_path), no_pivot=False)
+    mounts.enter_rootfs(str(tmp_path), no_pivot=False)
     assert fake_kernel.calls == [
         ("pivot_root", ".", "."),
         ("mount", None, ".", None, MS_SLAVE | MS_REC, None),  # no umount event to the host
@@ -354,14 +357,14 @@ def test_pivot_root_then_detach_the_old_root(
 
 
 def test_masked_directory_gets_a_read_only_tmpfs(tmp_path: Path, fake_kernel) -> None:
-    rootfs.mask_paths([str(tmp_path), str(tmp_path / "absent")])
+    mounts.mask_paths([str(tmp_path), str(tmp_path / "absent")])
     assert fake_kernel.calls == [("mount", "tmpfs", str(tmp_path), "tmpfs", MS_RDONLY, None)]
 
 
 def test_readonly_path_keeps_the_mounts_other_flags(tmp_path: Path, fake_kernel) -> None:
     here, absent = str(tmp_path), str(tmp_path / "absent")
-    rootfs.readonly_paths([here, absent])
-    kept = os.statvfs(tmp_path).f_flag & rootfs._PRESERVED_STATVFS_FLAGS
+    mounts.readonly_paths([here, absent])
+    kept = os.statvfs(tmp_path).f_flag & mounts._PRESERVED_STATVFS_FLAGS
     assert kept & MS_NOSUID == os.statvfs(tmp_path).f_flag & os.ST_NOSUID
     assert fake_kernel.calls == [
         ("mount", here, here, None, MS_BIND | MS_REC, None),
@@ -452,7 +455,7 @@ def _cap_sets(**sets: set[int]) -> dict[str, set[int]]:
 def test_switch_user_order(caps, fake_kernel: RecordingKernel, monkeypatch) -> None:
     monkeypatch.setattr(os, "umask", lambda mask: fake_kernel.calls.append(("umask", mask)))
     keep = {0, 21}
-    process.switch_user({"uid": 1000, "gid": 100, "additionalGids": [5, 6], "umask": 0o27},
+    settings.switch_user({"uid": 1000, "gid": 100, "additionalGids": [5, 6], "umask": 0o27},
                         _cap_sets(bounding=keep))  # fmt: skip
     drops = [("capbset_drop", cap) for cap in range(41) if cap not in keep]
     assert fake_kernel.calls == [
@@ -468,7 +471,7 @@ def test_switch_user_order(caps, fake_kernel: RecordingKernel, monkeypatch) -> N
 def test_switch_user_without_setgroups_in_a_user_namespace(caps, fake_kernel, monkeypatch):
     monkeypatch.setattr(os, "umask", lambda mask: 0)
     fake_kernel.fail["setgroups"] = errno.EPERM
-    process.switch_user({"uid": 1, "gid": 1}, _cap_sets())
+    settings.switch_user({"uid": 1, "gid": 1}, _cap_sets())
     assert fake_kernel.names()[-2:] == ["setgid", "setuid"]
 
 
@@ -476,13 +479,13 @@ def test_switch_user_refused_setgroups_with_groups_fails(caps, fake_kernel, monk
     monkeypatch.setattr(os, "umask", lambda mask: 0)
     fake_kernel.fail["setgroups"] = errno.EPERM
     with pytest.raises(RuntimeFailure, match="process.user uid=1 gid=1"):
-        process.switch_user({"uid": 1, "gid": 1, "additionalGids": [7]}, _cap_sets())
+        settings.switch_user({"uid": 1, "gid": 1, "additionalGids": [7]}, _cap_sets())
     assert "setuid" not in fake_kernel.names()
 
 
 def test_apply_capabilities_order(caps, fake_kernel: RecordingKernel) -> None:
     sets = _cap_sets(effective={0}, permitted={0, 1}, inheritable={1}, ambient={1, 0})
-    process.apply_capabilities(sets, no_new_privileges=True)
+    settings.apply_capabilities(sets, no_new_privileges=True)
     assert fake_kernel.calls == [
         ("set_capabilities", {0}, {0, 1}, {1}, 40),
         ("ambient_clear_all",),
@@ -494,20 +497,20 @@ def test_apply_capabilities_order(caps, fake_kernel: RecordingKernel) -> None:
 
 
 def test_no_new_privs_only_when_asked(caps, fake_kernel: RecordingKernel) -> None:
-    process.apply_capabilities(_cap_sets(), no_new_privileges=False)
+    settings.apply_capabilities(_cap_sets(), no_new_privileges=False)
     assert "set_no_new_privs" not in fake_kernel.names()
 
 
 def test_ambient_capability_the_kernel_refuses_is_skipped(caps, fake_kernel) -> None:
     fake_kernel.fail["ambient_raise"] = errno.EPERM
-    process.apply_capabilities(_cap_sets(ambient={3}), no_new_privileges=False)
+    settings.apply_capabilities(_cap_sets(ambient={3}), no_new_privileges=False)
     assert fake_kernel.names()[-1] == "set_keepcaps"
 
 
 def test_ambient_capability_other_errors_fail(caps, fake_kernel) -> None:
     fake_kernel.fail["ambient_raise"] = errno.EINVAL
     with pytest.raises(RuntimeFailure, match="process.capabilities"):
-        process.apply_capabilities(_cap_sets(ambient={3}), no_new_privileges=False)
+        settings.apply_capabilities(_cap_sets(ambient={3}), no_new_privileges=False)
 
 
 def test_drop_bounding_leaves_what_is_already_gone(caps, fake_kernel) -> None:
@@ -521,8 +524,8 @@ def test_drop_bounding_leaves_what_is_already_gone(caps, fake_kernel) -> None:
 
 @pytest.mark.parametrize(("in_userns", "bit"), [(False, KEY_USR_SEARCH), (True, KEY_OTH_SEARCH)])
 def test_session_keyring_lets_the_container_search_it(fake_kernel, monkeypatch, in_userns, bit):
-    monkeypatch.setattr(process, "_in_user_namespace", lambda: in_userns)
-    process.join_session_keyring("_ses.c1")
+    monkeypatch.setattr(settings, "_in_user_namespace", lambda: in_userns)
+    settings.join_session_keyring("_ses.c1")
     assert fake_kernel.calls == [
         ("keyctl_join_session_keyring", "_ses.c1"),
         ("keyctl_describe", 4242),
@@ -532,12 +535,12 @@ def test_session_keyring_lets_the_container_search_it(fake_kernel, monkeypatch, 
 
 def test_session_keyring_unavailable_is_not_an_error(fake_kernel) -> None:
     fake_kernel.fail["keyctl_join_session_keyring"] = errno.ENOSYS
-    process.join_session_keyring("_ses.c1")
+    settings.join_session_keyring("_ses.c1")
     assert fake_kernel.names() == ["keyctl_join_session_keyring"]
 
 
 def test_exec_only_joins_the_keyring(fake_kernel) -> None:
-    process.join_session_keyring("_ses.c1", set_permissions=False)
+    settings.join_session_keyring("_ses.c1", set_permissions=False)
     assert fake_kernel.names() == ["keyctl_join_session_keyring"]
 
 

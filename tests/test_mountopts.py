@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ociruntime import mountopts as mo
-from ociruntime.mountopts import MountOptions, parse_mount_options
+from ociruntime.rootfs import mountopts as mo
+from ociruntime.rootfs.mountopts import MountOptions, parse_mount_options
 
 pytestmark = pytest.mark.pure  # no root, no kernel state: the unprivileged tier
 

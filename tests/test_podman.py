@@ -353,14 +353,22 @@ SCENARIOS = {
     ),
     # -it: stdin is attached to the container's terminal (conmon feeds it to the master).
     "interactive-terminal": (
-        ["-i", "-t", IMAGE, "sh", "-c", "read line; echo \"got $line\"; [ -t 0 ] && echo tty"],
+        ["-i", "-t", IMAGE, "sh", "-c", 'read line; echo "got $line"; [ -t 0 ] && echo tty'],
         None,
         0,
     ),
     # A user namespace: podman gives the runtime the maps (and a rootfs it chowned).
     "user-namespace": (
-        ["--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536", IMAGE,
-         "sh", "-c", "id -u; cat /proc/self/uid_map; touch /made && stat -c %u /made"],
+        [
+            "--uidmap",
+            "0:100000:65536",
+            "--gidmap",
+            "0:100000:65536",
+            IMAGE,
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map; touch /made && stat -c %u /made",
+        ],
         "0\n         0     100000      65536\n0\n",
         0,
     ),

@@ -467,7 +467,7 @@ def test_exec_lsm_flags_fail_like_runc_without_the_lsm(runtime, bundle_with, no_
 @pytest.mark.pure
 def test_features_report_the_lsms():
     """features.md: whether the runtime implements them, not whether this host has them."""
-    from ociruntime.features import features
+    from ociruntime.commands.features import features
 
     linux = features()["linux"]
     assert linux["apparmor"] == {"enabled": True} and linux["selinux"] == {"enabled": True}

@@ -1,4 +1,4 @@
-"""`ociruntime.resources`: linux.resources as cgroup writes on v1, v2 and hybrid hosts.
+"""`ociruntime.cgroups.resources`: linux.resources as cgroup writes on v1, v2 and hybrid hosts.
 
 Pure translation, checked against runc's rules (libcontainer/cgroups/fs, fs2 and the
 v1 -> v2 conversions in cgroups/utils.go): no container, no cgroup file system.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from ociruntime import resources as r
+from ociruntime.cgroups import resources as r
 from ociruntime.errors import RuntimeFailure
 
 pytestmark = pytest.mark.pure  # no root, no kernel state: the unprivileged tier

@@ -1,4 +1,4 @@
-"""Our JSON Schemas, the generated fast validator and ociruntime.validation.
+"""Our JSON Schemas, the generated fast validator and ociruntime.container.validation.
 
 The reference is the official runtime-spec v1.3.0 schema set in shared/ (read only, never
 copied into the project): every upstream fixture and every generated document must get the
@@ -28,9 +28,8 @@ from referencing import Registry
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT4
 
-from ociruntime import _config_validator as fast
-from ociruntime.errors import cut
-from ociruntime.validation import (
+from ociruntime.container import _config_validator as fast
+from ociruntime.container.validation import (
     ConfigInvalid,
     FeaturesInvalid,
     StateInvalid,
@@ -39,6 +38,7 @@ from ociruntime.validation import (
     check_state,
     schema_dir,
 )
+from ociruntime.errors import cut
 
 pytestmark = pytest.mark.pure  # no root, no kernel state: the unprivileged tier
 
@@ -949,7 +949,8 @@ def test_state_and_features_messages() -> None:
 def test_generated_module_is_fresh() -> None:
     """Fails when schemas/*.json changed without re-running schemas/generate.py."""
     assert Path(fast.__file__).read_text() == generate.render(), (
-        "ociruntime/_config_validator.py is stale: run .venv/bin/python schemas/generate.py"
+        "ociruntime/container/_config_validator.py is stale: "
+        "run .venv/bin/python schemas/generate.py"
     )
 
 
@@ -999,7 +1000,7 @@ def test_valid_config_does_not_import_jsonschema() -> None:
     """The hot path: importing validation and checking a valid config stays light."""
     code = (
         "import json, sys\n"
-        "from ociruntime.validation import check_config\n"
+        "from ociruntime.container.validation import check_config\n"
         f"check_config(json.load(open({str(SPEC / 'test/config/good/spec-example.json')!r})))\n"
         "heavy = {'jsonschema', 'referencing'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
@@ -1197,7 +1198,7 @@ def test_valid_config_does_not_import_re(config: Path) -> None:
         "import sys\n"
         f"sys.path[:0] = {path!r}\n"
         "from ociruntime import jsonlite\n"
-        "from ociruntime.validation import check_config\n"
+        "from ociruntime.container.validation import check_config\n"
         f"check_config(jsonlite.loads(open({str(config)!r}).read()))\n"
         "heavy = {'re', 'jsonschema'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"

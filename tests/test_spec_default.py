@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ociruntime import SPEC_VERSION
-from ociruntime.spec_default import (
+from ociruntime.commands.spec import (
     SPEC_EXISTS_MESSAGE,
     default_spec,
     render_spec,

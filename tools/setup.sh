@@ -18,7 +18,7 @@ if [ ! -x .venv/bin/python ]; then
     /usr/bin/python3 -m venv .venv
 fi
 # compat mode: a plain .pth entry, no import-hook finder on the hot path.
-stamp=.venv/.installed-$(cat setup.cfg pyproject.toml setup.py ociruntime/_anonexe.c | sha256sum | cut -c1-16)
+stamp=.venv/.installed-$(cat setup.cfg pyproject.toml setup.py ociruntime/security/_anonexe.c | sha256sum | cut -c1-16)
 if [ ! -e "$stamp" ]; then
     .venv/bin/pip install -q --disable-pip-version-check -e ".[test]" \
         --config-settings editable_mode=compat

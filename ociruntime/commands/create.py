@@ -23,15 +23,19 @@ import _signal
 import os
 import time
 
-from ociruntime import SPEC_VERSION, bundle, cgroups, hooks, namespaces
-from ociruntime.channel import Channel, channel_pair
+from ociruntime import SPEC_VERSION
+from ociruntime.cgroups import cgroupfs
+from ociruntime.container import bundle
+from ociruntime.container.state import ContainerState, StateDir, process_start_time
 from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import syscalls as sc
-from ociruntime.state import ContainerState, StateDir, process_start_time
+from ociruntime.process import hooks, namespaces
+from ociruntime.stages.channel import Channel, channel_pair
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from ociruntime import limits, netdevices, terminal
+    from ociruntime.cgroups import limits
+    from ociruntime.process import netdevices, terminal
 
 
 class CreateOptions:
@@ -63,7 +67,7 @@ def rfc3339_now() -> str:
 
 def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     """Create the container; returns its locked state dir and state (for `run`)."""
-    found = cgroups.start_warm_up()  # usually started already by the CLI
+    found = cgroupfs.start_warm_up()  # usually started already by the CLI
     b = bundle.load(opts.bundle)
     cfg = b.config
     if not cfg.get("process"):
@@ -76,24 +80,24 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     _refuse_unimplemented(cfg)
     seccomp_filter = None
     if (cfg.get("linux") or {}).get("seccomp"):
-        from ociruntime import seccomp  # only then: it loads libseccomp
+        from ociruntime.security import seccomp  # only then: it loads libseccomp
 
         seccomp_filter = seccomp.build(cfg["linux"]["seccomp"])
     attrs = _process_attrs(cfg)
     ns = namespaces.configured(cfg.get("linux") or {})
     if "user" in ns:
-        from ociruntime import userns
+        from ociruntime.process import userns
 
         userns.check(cfg.get("linux") or {}, ns["user"])
     if "mount" not in ns:
         raise RuntimeFailure("config.json: /linux/namespaces: a mount namespace is required")
     if (cfg.get("linux") or {}).get("netDevices"):
-        from ociruntime import netdevices
+        from ociruntime.process import netdevices
 
         netdevices.check(cfg["linux"]["netDevices"], ns)
 
     linux = cfg.get("linux") or {}
-    cgroup_pairs = cgroups.placement(linux.get("cgroupsPath"), opts.container_id, found)
+    cgroup_pairs = cgroupfs.placement(linux.get("cgroupsPath"), opts.container_id, found)
     sd = StateDir(opts.root, opts.container_id)
     sd.create()
     undo = _Rollback(sd)
@@ -118,7 +122,7 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
 
 
 def _first_record(
-    sd: StateDir, b: bundle.Bundle, cgroup_pairs: list[tuple[cgroups.Hierarchy, str]]
+    sd: StateDir, b: bundle.Bundle, cgroup_pairs: list[tuple[cgroupfs.Hierarchy, str]]
 ) -> ContainerState:
     """Written before any cgroup or process exists: the cgroups this create is about to
     make (every directory of the placement that does not exist yet: `delete` of a create
@@ -136,8 +140,8 @@ def _first_record(
         created=rfc3339_now(),
         annotations=cfg.get("annotations") or {},
         cgroup_dirs=[d for _, d in cgroup_pairs],
-        cgroup_created=cgroups.missing(cgroup_pairs),
-        cgroup_paths=cgroups.paths_of(cgroup_pairs),
+        cgroup_created=cgroupfs.missing(cgroup_pairs),
+        cgroup_paths=cgroupfs.paths_of(cgroup_pairs),
         resources={k: v for k, v in resources.items() if k != "devices"},
         hooks={k: v for k, v in (cfg.get("hooks") or {}).items() if k in ("poststart", "poststop")},
         creator=[os.getpid(), own[0] if own else 0],
@@ -148,13 +152,13 @@ def _first_record(
 
 def _process_attrs(cfg: dict) -> object | None:
     """Personality, scheduler, I/O priority, LSM labels: checked before anything is made,
-    applied by the init (ociruntime.procattrs, imported only for a config that sets one)."""
-    from ociruntime import process
+    applied by the init (ociruntime.process.procattrs, imported only for a config that sets one)."""
+    from ociruntime.process import settings
 
     proc, linux = cfg["process"], cfg.get("linux") or {}
-    if not process.wants_attrs(proc, linux):
+    if not settings.wants_attrs(proc, linux):
         return None
-    from ociruntime import procattrs
+    from ociruntime.process import procattrs
 
     return procattrs.plan(proc, linux, "config.json: /process", "config.json: /linux", warn=True)
 
@@ -167,7 +171,7 @@ def _check_terminal(proc: dict, opts: CreateOptions) -> None:
                 "config.json: /process/terminal: cannot allocate tty if runc will detach "
                 "without setting console socket (--console-socket)"
             )
-        from ociruntime import terminal
+        from ociruntime.process import terminal
 
         terminal.check_config(proc)
     if opts.console_socket and not (proc.get("terminal") and opts.detach):
@@ -178,7 +182,7 @@ def _check_terminal(proc: dict, opts: CreateOptions) -> None:
 
 def _open_console(opts: CreateOptions) -> terminal.InitConsole:
     """The init's console socket, before the fork: --console-socket is a host path."""
-    from ociruntime import terminal
+    from ociruntime.process import terminal
 
     if opts.detach:
         return terminal.connect(str(opts.console_socket))
@@ -200,13 +204,13 @@ def _refuse_unimplemented(cfg: dict) -> None:
             raise RuntimeFailure(f"config.json: {pointer}: {reason}")
 
 
-def _prepare_limits(resources: dict, layout: cgroups.Layout) -> limits.Limits | None:
+def _prepare_limits(resources: dict, layout: cgroupfs.Layout) -> limits.Limits | None:
     """linux.resources besides devices, planned (and so validated) now and written once
     the init is in its cgroup, as runc does: the kernel then checks a memory limit
     against real usage. A v2 host gets every controller enabled for the container, as
     with runc; a hybrid one only the v2 controllers the limits need."""
     if layout.mode == "v2":
-        cgroups.enable_v2_controllers(layout)
+        cgroupfs.enable_v2_controllers(layout)
     if not any(v not in (None, {}, []) for k, v in resources.items() if k != "devices"):
         return None
     if not layout.paths:  # rootless, and not allowed to create a cgroup (as runc refuses)
@@ -214,11 +218,11 @@ def _prepare_limits(resources: dict, layout: cgroups.Layout) -> limits.Limits | 
             "linux.resources: limits need a cgroup of the container's own, "
             "which this user may not create"
         )
-    from ociruntime import limits  # only then: configs without limits never load it
+    from ociruntime.cgroups import limits  # only then: configs without limits never load it
 
     planned = limits.prepare(resources, layout)
     if layout.mode == "hybrid" and planned.v2_controllers():
-        cgroups.enable_v2_controllers(layout, planned.v2_controllers())
+        cgroupfs.enable_v2_controllers(layout, planned.v2_controllers())
     return planned
 
 
@@ -238,7 +242,7 @@ class _Rollback:
         if self.pid is not None:
             _kill_and_reap(self.pid)
         try:
-            cgroups.remove(self.cgroups_created)
+            cgroupfs.remove(self.cgroups_created)
         finally:
             try:
                 self.sd.lock()  # unless held; the directory may be gone (a delete)
@@ -276,7 +280,7 @@ def _create_in(
     ns: dict[str, str | None],
     opts: CreateOptions,
     undo: _Rollback,
-    cgroup_pairs: list[tuple[cgroups.Hierarchy, str]],
+    cgroup_pairs: list[tuple[cgroupfs.Hierarchy, str]],
     state: ContainerState,
     console: terminal.InitConsole | None = None,
     seccomp_filter: object | None = None,
@@ -285,14 +289,14 @@ def _create_in(
     linux = b.config.get("linux") or {}
     resources = linux.get("resources") or {}
     try:
-        undo.cgroups_created = cgroups.create(cgroup_pairs)
+        undo.cgroups_created = cgroupfs.create(cgroup_pairs)
         dirs = [d for _, d in cgroup_pairs]
     except RuntimeFailure:
         if os.geteuid() == 0:
             raise
         cgroup_pairs, dirs = _rootless_cgroups([h for h, _ in cgroup_pairs]), []
     if dirs:
-        cgroups.apply_device_rules(cgroup_pairs, cgroups.device_rules(resources))
+        cgroupfs.apply_device_rules(cgroup_pairs, cgroupfs.device_rules(resources))
     os.mkfifo(sd.fifo_path, 0o622)
     os.chmod(sd.fifo_path, 0o622)  # mkfifo obeys the umask; start may run as another user
     # Opened here, for the init to reopen through /proc/self/fd: in a user namespace it
@@ -307,7 +311,7 @@ def _create_in(
         os.close(fifo_fd)
 
 
-def _rootless_cgroups(found: list[cgroups.Hierarchy]) -> list[tuple[cgroups.Hierarchy, str]]:
+def _rootless_cgroups(found: list[cgroupfs.Hierarchy]) -> list[tuple[cgroupfs.Hierarchy, str]]:
     """Unprivileged without a cgroup it may create (runc's rootless mode): the container
     stays in ours. It then owns no cgroup: nothing is joined or limited, and `kill --all`
     or `delete` must not signal our cgroup's other processes, so the state records none;
@@ -321,7 +325,7 @@ def _start_init(
     ns: dict[str, str | None],
     opts: CreateOptions,
     undo: _Rollback,
-    cgroup_pairs: list[tuple[cgroups.Hierarchy, str]],
+    cgroup_pairs: list[tuple[cgroupfs.Hierarchy, str]],
     dirs: list[str],
     state: ContainerState,
     console: terminal.InitConsole | None,
@@ -329,13 +333,13 @@ def _start_init(
     fifo_fd: int,
     attrs: object | None,
 ) -> ContainerState:
-    from ociruntime import init
+    from ociruntime.stages import init
 
     cfg, linux = b.config, b.config.get("linux") or {}
     if linux.get("mountLabel"):  # the init labels its mounts with it: nothing after the fork
-        from ociruntime import lsm  # noqa: F401
+        from ociruntime.security import lsm  # noqa: F401
     resources = linux.get("resources") or {}
-    layout = cgroups.Layout(cgroups.paths_of(cgroup_pairs) if dirs else {})
+    layout = cgroupfs.Layout(cgroupfs.paths_of(cgroup_pairs) if dirs else {})
     planned_limits = _prepare_limits(resources, layout)
     state.cgroup_dirs, state.cgroup_created = dirs, undo.cgroups_created
     state.cgroup_paths, state.no_new_keyring = layout.paths, opts.no_new_keyring
@@ -383,7 +387,7 @@ def _start_init(
     _record_pid(sd, state, pid)  # before anything that can block
     child.close()
     try:
-        cgroups.join(dirs, pid)  # concurrently with the init's namespace and mount work
+        cgroupfs.join(dirs, pid)  # concurrently with the init's namespace and mount work
         if "user" in ns:
             pid = _map_user_namespace(parent, pid, linux, undo)
             _record_pid(sd, state, pid)
@@ -391,7 +395,7 @@ def _start_init(
             planned_limits.apply()
         parent.send("cgroups-joined")
         if linux.get("netDevices"):  # found on the host while the init unshares its netns
-            from ociruntime import netdevices
+            from ociruntime.process import netdevices
 
             undo.netdevices = netdevices.Mover(linux["netDevices"])
         _serve_init(
@@ -453,7 +457,8 @@ def _idmapped_trees(mounts: list[dict], bundle_dir: str) -> dict[int, int] | Non
     for index, m in enumerate(mounts):
         if not (m.get("uidMappings") or m.get("gidMappings")):
             continue
-        from ociruntime import mountopts, userns
+        from ociruntime.process import userns
+        from ociruntime.rootfs import mountopts
 
         opts = mountopts.parse_mount_options(m.get("options") or [])
         pointer = f"/mounts/{index}"
@@ -476,7 +481,7 @@ def _map_user_namespace(chan: Channel, stage_pid: int, linux: dict, undo: _Rollb
     then learn the real init's pid and reap the stage. Returns the init's pid."""
     msg = chan.receive()
     if msg and msg.get("type") == "map-ids":
-        from ociruntime import userns
+        from ociruntime.process import userns
 
         userns.write_maps(stage_pid, linux)
         chan.send("ids-mapped")
@@ -517,7 +522,7 @@ def _serve_init(
                 hooks.run_hooks("createRuntime", all_hooks.get("createRuntime") or [], hook_state)
                 chan.send("hooks-done")
             if kind == "seccomp":  # its filter is loaded: the notify fd goes to the agent
-                from ociruntime import seccomp_notify
+                from ociruntime.security import seccomp_notify
 
                 seccomp_notify.forward(seccomp_filter, hook_state["pid"], msg.get("fd"), hook_state)
                 chan.send("seccomp-done")

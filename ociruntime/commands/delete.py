@@ -12,9 +12,8 @@ import errno
 import os
 import select
 
-from ociruntime import cgroups, freezer, hooks
-from ociruntime.errors import RuntimeFailure
-from ociruntime.state import (
+from ociruntime.cgroups import cgroupfs, freezer
+from ociruntime.container.state import (
     ContainerState,
     StateDir,
     init_alive,
@@ -23,6 +22,8 @@ from ociruntime.state import (
     public_state,
     status_of,
 )
+from ociruntime.errors import RuntimeFailure
+from ociruntime.process import hooks
 
 
 def delete(root: str, container_id: str, force: bool) -> None:
@@ -109,8 +110,8 @@ def _procs(state: ContainerState) -> list[int]:
     first), or from all of them for a create that died (its init may have joined only
     some; reading one file instead of one per hierarchy keeps delete fast)."""
     if state.creator is not None:
-        return cgroups.all_procs(state.cgroup_dirs)
-    return cgroups.procs(state.cgroup_dirs)
+        return cgroupfs.all_procs(state.cgroup_dirs)
+    return cgroupfs.procs(state.cgroup_dirs)
 
 
 def _exiting(pid: int) -> bool:
@@ -128,7 +129,7 @@ def destroy(sd: StateDir, state: ContainerState) -> None:
     so is the init of a create that died (stopped, though it may still run)."""
     if state.pid and init_alive(state) or _procs(state):
         kill_and_wait(state)
-    cgroups.remove(state.cgroup_created)
+    cgroupfs.remove(state.cgroup_created)
     sd.remove()
     poststop = state.hooks.get("poststop") or []
     if poststop:

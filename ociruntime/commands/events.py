@@ -16,10 +16,11 @@ import select
 import sys
 import time
 
-from ociruntime import jsonlite, stats
-from ociruntime.cgroups import Layout
+from ociruntime import jsonlite
+from ociruntime.cgroups import stats
+from ociruntime.cgroups.cgroupfs import Layout
+from ociruntime.container.state import open_existing, status_of
 from ociruntime.errors import RuntimeFailure
-from ociruntime.state import open_existing, status_of
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
           "h": 3600.0}  # fmt: skip

@@ -7,7 +7,7 @@ containerd's shim and conmon pass it) or, without it, by the container's own
 How it enters the container (this command P, an intermediate I, the process C):
 
 - P opens the init's namespaces (/proc/<init>/ns/*), detaches itself from the host's
-  files and becomes non-dumpable (ociruntime.containersafe), then forks I. Nothing P
+  files and becomes non-dumpable (ociruntime.security.containersafe), then forks I. Nothing P
   holds, maps or runs from is then a host file C could reach through /proc.
 - I, still in the host's PID namespace and so invisible to the container, joins the
   container's cgroups (host paths), then its namespaces: user first, then mount
@@ -29,11 +29,12 @@ from __future__ import annotations
 import _signal
 import os
 
-from ociruntime import containersafe, namespaces
+from ociruntime.container.state import open_existing, status_of
 from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import syscalls as sc
+from ociruntime.process import namespaces
+from ociruntime.security import containersafe
 from ociruntime.signals import FORWARDED_SIGNALS
-from ociruntime.state import open_existing, status_of
 
 EXIT_FAILED = 255  # runc: every exec failure
 #: /proc/<pid>/ns names, in the order C joins them (user first, mount last). PID and time
@@ -108,13 +109,13 @@ def _exec(opts: ExecOptions) -> int:
             raise RuntimeFailure(
                 "cannot allocate tty if runc will detach without setting console socket"
             )
-        from ociruntime import terminal  # before setns: the container cannot import it
+        from ociruntime.process import terminal  # before setns: the container cannot import it
 
         terminal.check_config(proc)
     if opts.console_socket and not (proc.get("terminal") and opts.detach):
         raise RuntimeFailure("cannot use console socket if runc will not detach or allocate tty")
 
-    from ociruntime import capabilities, cgroups, process  # noqa: F401 - loaded before the fork
+    from ociruntime.process import settings  # noqa: F401 - loaded before the fork
 
     # The container's linux.seccomp applies to exec'd processes too (runc's setns init);
     # built here, while the host's site-packages are reachable.
@@ -127,7 +128,7 @@ def _exec(opts: ExecOptions) -> int:
     peer = None
     try:
         if proc.get("terminal"):
-            from ociruntime import terminal
+            from ociruntime.process import terminal
 
             if opts.detach:
                 console = terminal.connect(str(opts.console_socket))
@@ -142,7 +143,7 @@ def _exec(opts: ExecOptions) -> int:
 
 
 def _run(opts, sd, state, proc, ns_fds, console, peer, preserve_fds) -> int:
-    from ociruntime.channel import channel_pair
+    from ociruntime.stages.channel import channel_pair
 
     parent, child = channel_pair()
     containersafe.detach_from_host_files()  # C inherits our memory as it is now
@@ -171,7 +172,7 @@ def _run(opts, sd, state, proc, ns_fds, console, peer, preserve_fds) -> int:
     for sig in FORWARDED_SIGNALS:
         _signal.signal(sig, lambda n, _frame: _forward(pid, n))
     if peer is not None:
-        from ociruntime import terminal
+        from ociruntime.process import terminal
 
         try:
             attached = terminal.Attached(terminal.receive_master(peer))
@@ -198,8 +199,8 @@ def _serve_child(opts, state, chan, pid: int) -> dict | None:  # noqa: ANN001
     try:
         msg = chan.receive()
         while msg is not None and msg.get("type") == "seccomp":
-            from ociruntime import seccomp_notify
-            from ociruntime.state import public_state
+            from ociruntime.container.state import public_state
+            from ociruntime.security import seccomp_notify
 
             container = public_state(state, opts.status)
             try:
@@ -281,7 +282,7 @@ def _process_spec(opts: ExecOptions, config: dict) -> dict:
         where = "config.json /process"
     _check_process(proc, where)
     if opts.env:
-        from ociruntime.bundle import check_env
+        from ociruntime.container.bundle import check_env
 
         check_env(opts.env, "--env")
         proc["env"] = [*(proc.get("env") or []), *opts.env]
@@ -325,7 +326,7 @@ def _process_spec(opts: ExecOptions, config: dict) -> dict:
 def _load_json(path: str, what: str) -> dict:
     """A JSON object from a file, with config.json's bounds (bundle.read_bounded and
     parse_json: a regular file, bounded size and depth, no NUL in any string)."""
-    from ociruntime import bundle
+    from ociruntime.container import bundle
 
     try:
         value = bundle.parse_json(bundle.read_bounded(path, what), what)
@@ -344,7 +345,7 @@ def _check_process(proc: dict, where: str) -> None:
     env = proc.get("env", [])
     if not isinstance(env, list) or not all(isinstance(e, str) for e in env):
         raise RuntimeFailure(f"{where}: env must be a list of strings")
-    from ociruntime.bundle import check_env
+    from ociruntime.container.bundle import check_env
 
     check_env(env, f"{where}: env")
     if not isinstance(proc.get("cwd", "/"), str):
@@ -389,7 +390,7 @@ def _reap_intermediate(chan, intermediate: int) -> int:  # noqa: ANN001
 
 def _intermediate(opts, state, proc, ns_fds, console, chan, preserve_fds) -> None:
     """I: join the container, fork C inside it, report C's pid; never returns."""
-    from ociruntime.channel import run_stage
+    from ociruntime.stages.channel import run_stage
 
     def body() -> None:
         if containersafe.IMPORT_GUARD_ENV in os.environ:  # tests: no import after the fork
@@ -416,13 +417,14 @@ def _intermediate(opts, state, proc, ns_fds, console, chan, preserve_fds) -> Non
 
 def _process_attrs(opts: ExecOptions, proc: dict, config: dict) -> object | None:
     """The process's scheduler, I/O priority, CPU affinity and LSM labels and the
-    container's personality, checked now (ociruntime.procattrs, only when one is set)."""
-    from ociruntime import process
+    container's personality, checked now (ociruntime.process.procattrs, only when one is set)."""
+    from ociruntime.process import settings
 
     linux = config.get("linux") or {}
-    if not isinstance(linux, dict) or not process.wants_attrs(proc, linux):
+    if not isinstance(linux, dict) or not settings.wants_attrs(proc, linux):
         return None
-    from ociruntime import lsm, procattrs
+    from ociruntime.process import procattrs
+    from ociruntime.security import lsm
 
     if opts.process_label:
         lsm.check_selinux_label(opts.process_label, "--process-label")
@@ -434,7 +436,7 @@ def _container_seccomp(config: dict) -> object | None:
     spec = (config.get("linux") or {}).get("seccomp") if isinstance(config, dict) else None
     if not spec:
         return None
-    from ociruntime import seccomp
+    from ociruntime.security import seccomp
 
     return seccomp.build(spec)
 
@@ -443,12 +445,13 @@ def _join_container(state, ns_fds, attrs=None) -> None:  # noqa: ANN001
     """In I: the container's cgroups, then its namespaces, the mount namespace right
     after the user one (from then on our root is the container's), the PID and time
     namespaces last, for C. Closes the namespace fds."""
-    from ociruntime import capabilities, cgroups
+    from ociruntime.cgroups import cgroupfs
+    from ociruntime.security import capabilities
 
     capabilities.last_cap()  # read (and remembered) on our own /proc, for C
     if attrs is not None:  # process.execCPUAffinity: initial before the cgroups
         attrs.set_initial_affinity()
-    cgroups.join(state.cgroup_dirs, 0)  # 0: this process (host paths: before setns(mnt))
+    cgroupfs.join(state.cgroup_dirs, 0)  # 0: this process (host paths: before setns(mnt))
     if attrs is not None:  # ... final (or the container's default) after
         attrs.set_final_affinity(state.cgroup_dirs)
     for kind in _JOIN_ORDER:
@@ -472,22 +475,23 @@ def _finish_and_exec(state, proc, console, chan, opts) -> None:  # noqa: ANN001
     """In C, inside the container: the process's own settings, then execve."""
     seccomp_filter = getattr(opts, "seccomp_filter", None)
     attrs = getattr(opts, "process_attrs", None)
-    from ociruntime import capabilities, process, procfs
+    from ociruntime.process import settings
+    from ociruntime.security import capabilities, procfs
 
     # The container's /proc, checked (no mount on a path we write is followed), never a
     # handle on the host's: a container process could take that from us through /proc.
     procfs.use_host()
 
-    process.apply_rlimits(proc.get("rlimits") or [])
+    settings.apply_rlimits(proc.get("rlimits") or [])
     if "oomScoreAdj" in proc:
-        process.set_oom_score_adj(proc["oomScoreAdj"])
+        settings.set_oom_score_adj(proc["oomScoreAdj"])
     if attrs is not None:  # personality, scheduler, I/O priority, LSM labels
         attrs.apply()
     procfs.close()  # done with /proc: nothing else happens here that needs it
     if not getattr(state, "no_new_keyring", False):  # the container's keyring, as runc
-        process.join_session_keyring(f"_ses.{state.id}", set_permissions=False)
-    env = process.env_dict(proc.get("env") or [])
-    executable = process.find_executable(proc["args"][0], env)
+        settings.join_session_keyring(f"_ses.{state.id}", set_permissions=False)
+    env = settings.env_dict(proc.get("env") or [])
+    executable = settings.find_executable(proc["args"][0], env)
     user = proc.get("user") or {}
     if console is not None:
         os.setsid()
@@ -495,15 +499,15 @@ def _finish_and_exec(state, proc, console, chan, opts) -> None:  # noqa: ANN001
     cap_sets = capabilities.resolve_sets(proc.get("capabilities"))
     no_new_privs = bool(proc.get("noNewPrivileges"))
     if seccomp_filter is not None and not no_new_privs:  # needs CAP_SYS_ADMIN: before
-        process.load_seccomp(seccomp_filter, chan)
-    process.switch_user(user, cap_sets)
+        settings.load_seccomp(seccomp_filter, chan)
+    settings.switch_user(user, cap_sets)
     cwd = proc.get("cwd") or "/"
     try:
         os.chdir(cwd)
     except OSError as e:
         raise RuntimeFailure(f"process.cwd {cwd}: {e.strerror}") from None
-    process.apply_capabilities(cap_sets, no_new_privs)
+    settings.apply_capabilities(cap_sets, no_new_privs)
     if seccomp_filter is not None and no_new_privs:  # as late as runc's setns init
-        process.load_seccomp(seccomp_filter, chan)
-    process.restore_signal_defaults(*FORWARDED_SIGNALS)
+        settings.load_seccomp(seccomp_filter, chan)
+    settings.restore_signal_defaults(*FORWARDED_SIGNALS)
     os.execve(executable, proc["args"], env)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import _signal
 import os
 
-from ociruntime import cgroups, freezer
+from ociruntime.cgroups import cgroupfs, freezer
+from ociruntime.container.state import ContainerState, open_existing, status_of
 from ociruntime.errors import RuntimeFailure
 from ociruntime.signals import parse_signal
-from ociruntime.state import ContainerState, open_existing, status_of
 
 
 def kill(root: str, container_id: str, signal_text: str, all_processes: bool) -> None:
@@ -51,7 +51,7 @@ def kill_all(state: ContainerState, sig: int) -> None:
         except RuntimeFailure:
             pass  # as runc: signal them anyway
     try:
-        for pid in cgroups.procs(state.cgroup_dirs):
+        for pid in cgroupfs.procs(state.cgroup_dirs):
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ociruntime import freezer
+from ociruntime.cgroups import freezer
+from ociruntime.container.state import open_existing, status_of
 from ociruntime.errors import RuntimeFailure
-from ociruntime.state import open_existing, status_of
 
 
 def pause(root: str, container_id: str) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from ociruntime import cgroups, jsonlite
+from ociruntime import jsonlite
+from ociruntime.cgroups import cgroupfs
+from ociruntime.container.state import open_existing
 from ociruntime.errors import RuntimeFailure
-from ociruntime.state import open_existing
 
 
 def ps(root: str, container_id: str, fmt: str, ps_args: list[str]) -> str:
@@ -12,7 +13,7 @@ def ps(root: str, container_id: str, fmt: str, ps_args: list[str]) -> str:
     # A stopped container (not yet deleted) is no error, as in runc: its cgroup is empty,
     # so `--format json` prints `null` (Go's nil slice) and the table only its header.
     # containerd's shim asks this for `ctr task ps` whatever the task's state.
-    pids = cgroups.procs(state.cgroup_dirs)
+    pids = cgroupfs.procs(state.cgroup_dirs)
     if fmt == "json":
         return (jsonlite.dumps(pids, compact=True) if pids else "null") + "\n"
     if fmt != "table":

@@ -7,8 +7,7 @@ import os
 import pwd
 
 from ociruntime import jsonlite
-from ociruntime.errors import RuntimeFailure
-from ociruntime.state import (
+from ociruntime.container.state import (
     STATE_FILE,
     ContainerState,
     StateDir,
@@ -16,6 +15,7 @@ from ociruntime.state import (
     public_state,
     status_of,
 )
+from ociruntime.errors import RuntimeFailure
 
 
 def state(root: str, container_id: str) -> str:

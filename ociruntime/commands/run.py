@@ -3,7 +3,7 @@ it, delete the container and return the process's exit code (128+N for signal N)
 
 With `process.terminal` (and no -d), the container's terminal is attached to the caller's:
 `create` hands the init one end of a socketpair, the master arrives on the other, and the
-caller's stdin/stdout are proxied to it until the container exits (ociruntime.terminal)."""
+caller's stdin/stdout are proxied to it until the container exits (ociruntime.process.terminal)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def run(opts: CreateOptions, detach: bool) -> int:
     attached = None
     try:
         if opts.console_peer is not None:
-            from ociruntime import terminal  # loaded by create already
+            from ociruntime.process import terminal  # loaded by create already
 
             try:
                 attached = terminal.Attached(terminal.receive_master(opts.console_peer))

@@ -5,9 +5,15 @@ from __future__ import annotations
 import os
 import select
 
-from ociruntime import hooks
+from ociruntime.container.state import (
+    ContainerState,
+    StateDir,
+    open_existing,
+    public_state,
+    status_of,
+)
 from ociruntime.errors import RuntimeFailure
-from ociruntime.state import ContainerState, StateDir, open_existing, public_state, status_of
+from ociruntime.process import hooks
 
 
 def start(root: str, container_id: str) -> None:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import sys
 
-from ociruntime import jsonlite, limits, resources
-from ociruntime.cgroups import Layout
+from ociruntime import jsonlite
+from ociruntime.cgroups import limits, resources
+from ociruntime.cgroups.cgroupfs import Layout
+from ociruntime.container.state import open_existing, status_of
 from ociruntime.errors import RuntimeFailure
-from ociruntime.state import open_existing, status_of
 
 #: flag dest -> (resource group, key, flag name)
 _UINT_FLAGS = {
@@ -77,7 +78,7 @@ def _from_input(source: str) -> dict:
     """The JSON input (a spec LinuxResources object), from a file or stdin ("-"), with
     config.json's bounds (bundle.read_bounded, parse_json): a regular file (not
     /dev/zero, no FIFO that blocks), at most 4 MiB, 64 levels, no NUL in a string."""
-    from ociruntime import bundle
+    from ociruntime.container import bundle
 
     limit = bundle.MAX_CONFIG_BYTES
     try:

@@ -76,7 +76,6 @@ WRAPPERS = (
 )  # fmt: skip
 
 
-
 def _check(result: int, what: str, path: str | None = None) -> int:
     if result < 0:
         err = ctypes.get_errno()
@@ -149,8 +148,6 @@ class _MountAttr(ctypes.Structure):
     ]
 
 
-
-
 def mount_setattr(
     fd: int, attr_set: int, attr_clr: int, recursive: bool = True, userns_fd: int = 0
 ) -> None:
@@ -185,8 +182,6 @@ def move_mount(tree_fd: int, target_fd: int) -> None:
     _check(_libc.syscall(SYS_MOVE_MOUNT, tree_fd, b"", target_fd, b"", flags), "move_mount")
 
 
-
-
 def fsmount_new(fstype: str, attrs: int) -> int:
     """A new, detached instance of `fstype` (fsopen + fsconfig(CREATE) + fsmount): an fd
     of its root that no other process can reach or mount over. Close-on-exec."""
@@ -208,8 +203,6 @@ def fstatfs_type(fd: int) -> int:
     buf = _StatFs()
     _check(_libc.fstatfs(fd, ctypes.byref(buf)), "fstatfs")
     return buf.f_type
-
-
 
 
 def set_parent_death_signal(signum: int) -> None:
@@ -303,7 +296,7 @@ def set_no_new_privs() -> None:
 def set_capabilities(effective: set[int], permitted: set[int], inheritable: set[int],
                      last_cap: int) -> None:  # fmt: skip
     """capset(2): exactly these effective, permitted and inheritable sets (python-prctl,
-    which ociruntime.process imports before any fork: nothing is imported here)."""
+    which ociruntime.process.settings imports before any fork: nothing is imported here)."""
     import prctl
 
     everything = set(range(last_cap + 1))

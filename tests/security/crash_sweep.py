@@ -101,16 +101,19 @@ class Sweep:
 
     def argv(self, op: str, cid: str) -> list[str]:
         base = [self.binary, "--root", self.root]
-        return base + {
-            "create": ["create", "--bundle", self.bundle, cid],
-            "start": ["start", cid],
-            "exec": ["exec", cid, "true"],
-            "delete": ["delete", "--force", cid],
-            "update": ["update", "--pids-limit", "100", cid],
-            "pause": ["pause", cid],
-            "state": ["state", cid],
-            "list": ["list", "-q"],
-        }[op]
+        return (
+            base
+            + {
+                "create": ["create", "--bundle", self.bundle, cid],
+                "start": ["start", cid],
+                "exec": ["exec", cid, "true"],
+                "delete": ["delete", "--force", cid],
+                "update": ["update", "--pids-limit", "100", cid],
+                "pause": ["pause", cid],
+                "state": ["state", cid],
+                "list": ["list", "-q"],
+            }[op]
+        )
 
     def call(self, op: str, cid: str, timeout: float = 30) -> tuple[int, str, str]:
         """Run to completion (a command still running after `timeout` is killed and
@@ -334,8 +337,14 @@ def _force_clean(sw: Sweep, cid: str) -> None:
     shutil.rmtree(os.path.join(sw.root, cid), ignore_errors=True)
 
 
-def run_sweep(runtime: str, ops: list[str], count: int, work: Path,
-              rootfs_template: Path | None = None, log=None) -> list[dict]:  # noqa: ANN001
+def run_sweep(
+    runtime: str,
+    ops: list[str],
+    count: int,
+    work: Path,
+    rootfs_template: Path | None = None,
+    log=None,
+) -> list[dict]:  # noqa: ANN001
     binary = OCIRUNTIME if runtime == "ociruntime" else RUNC
     bundle = make_bundle(work / f"bundle-{runtime}", rootfs_template)
     sw = Sweep(runtime, binary, work, bundle)

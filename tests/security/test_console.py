@@ -91,6 +91,7 @@ def test_console_is_bound_by_fd_under_a_symlink_race(runtime, make_bundle, tmp_p
     """Every container gets the devpts slave on /dev/console. Before the fix some got the
     procfs file ("proc"), and others failed ("refused": the runtime opened the slave by
     its name and got the planted symlink's target)."""
+
     def create(socket: str, path: str) -> tuple[str, int | None]:
         cid = runtime.new_id()
         result = runtime("create", "--console-socket", socket, "--bundle", path, cid)

@@ -439,7 +439,8 @@ def m_valid(config: dict, draw) -> None:
                                   "/etc/passwd", "/fzmark-root/etc"]))]  # fmt: skip
     elif kind == "readonly":
         linux["readonlyPaths"] = linux["readonlyPaths"] + [
-            draw(st.sampled_from(["/fzmark-abs", "/fzmark-rel/dir", "/etc", "/fzmark-tmp"]))]
+            draw(st.sampled_from(["/fzmark-abs", "/fzmark-rel/dir", "/etc", "/fzmark-tmp"]))
+        ]
     elif kind == "user":
         proc["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [5, 2**31 - 1]}
     elif kind == "cwd":
@@ -478,7 +479,6 @@ RAW = st.sampled_from([
     ("insert", b"\x00"), ("insert", b"\xfe\xff"), ("truncate", None), ("bom", None),
     ("append", b" garbage"), ("latin1", None),
 ])  # fmt: skip
-
 
 
 def apply_raw(data: bytes, raw, position: float) -> bytes:
@@ -550,8 +550,16 @@ def run_example(env: Env, case: dict) -> None:
         import sys
 
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(env.counter, rss, case["mutations"], case["plant"], case["raw"], time.time(),
-              file=sys.stderr, flush=True)
+        print(
+            env.counter,
+            rss,
+            case["mutations"],
+            case["plant"],
+            case["raw"],
+            time.time(),
+            file=sys.stderr,
+            flush=True,
+        )
     example = env.base / f"e{env.counter}"
     bundle, upper, work = example / "bundle", example / "upper", example / "work"
     for d in (bundle / "rootfs", upper, work):
@@ -672,9 +680,9 @@ def check_nothing_left(env: Env, example: Path, cid: str, busy: bool) -> None:
 def _own_cgroup_left(cid: str) -> bool:
     """The default place (the id under our own cgroup) and the marker at each hierarchy's
     root, where every generated cgroupsPath starts."""
-    from ociruntime import cgroups
+    from ociruntime.cgroups import cgroupfs
 
-    for h in cgroups.hierarchies():
+    for h in cgroupfs.hierarchies():
         own = os.path.join(h.mountpoint, h.own_path.lstrip("/"))
         if os.path.exists(os.path.join(own, cid)) or marked(h.mountpoint) or marked(own):
             return True

@@ -25,7 +25,7 @@ from test_bad_input import (  # noqa: F401 - the autouse fixture checks for left
     set_field,
 )
 
-from ociruntime import bundle as bundle_mod
+from ociruntime.container import bundle as bundle_mod
 from ociruntime.errors import MESSAGE_LIMIT, VALUE_LIMIT, RuntimeFailure, cut
 
 
@@ -295,20 +295,20 @@ def test_create_pid_file_in_missing_dir(runtime, make_bundle, command: list[str]
 def busy_cgroup(runtime) -> Iterator[tuple[str, subprocess.Popen]]:
     """A cgroup of our own in every hierarchy, holding a sleep: (absolute cgroupsPath,
     the sleep). Never the host's: if the refusal regressed, only this sleep dies."""
-    from ociruntime import cgroups
+    from ociruntime.cgroups import cgroupfs
 
     name = "/ocirt-busy-" + uuid.uuid4().hex[:8]  # not the fuzzer's marker: it checks those
-    pairs = cgroups.placement(name, "unused", cgroups.hierarchies())
-    created = cgroups.create(pairs)
+    pairs = cgroupfs.placement(name, "unused", cgroupfs.hierarchies())
+    created = cgroupfs.create(pairs)
     proc = subprocess.Popen(["sleep", "1000"])
     try:
-        cgroups.join([d for _, d in pairs], proc.pid)
+        cgroupfs.join([d for _, d in pairs], proc.pid)
         yield name, proc
     finally:
         runtime.cleanup()  # a container that got in (the bug) first, or rmdir is EBUSY
         proc.kill()
         proc.wait()
-        cgroups.remove(created)
+        cgroupfs.remove(created)
 
 
 def test_cgroup_holding_processes_refused(runtime, make_bundle, busy_cgroup) -> None:

@@ -2,7 +2,7 @@
 the real procfs, whatever the config (or a hook) mounted over /proc.
 
 Two layers: mounts over /proc are refused at `create` (runc's allow-list of lxcfs files
-aside), and every write goes through ociruntime.procfs, whose private procfs no mount in
+aside), and every write goes through ociruntime.security.procfs, whose private procfs no mount in
 the container can reshape. The hook tests show the second layer alone: a createContainer
 hook may mount anything over the rootfs's /proc, and the writes must still land in the
 kernel's files, not in the hook's.
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from ociruntime.capabilities import CAP_NUMBERS
 from ociruntime.kernel.constants import PROC_SUPER_MAGIC
 from ociruntime.kernel.syscalls import fstatfs_type
+from ociruntime.security.capabilities import CAP_NUMBERS
 
 from .common import add_mount, bind, one_line_error
 
@@ -42,8 +42,10 @@ def test_bind_over_proc_sys_does_not_receive_sysctls(runtime, make_bundle):
     """A config that binds its own tree over /proc/sys would get the runtime's sysctl
     writes (before: the write landed in the bundle's file). Refused at create now."""
     bundle = make_bundle(["true"])
-    fake = _fake_tree(bundle.path / "fakesys", {"kernel/domainname": "untouched\n",
-                                                "kernel/cap_last_cap": LAST_CAP})
+    fake = _fake_tree(
+        bundle.path / "fakesys",
+        {"kernel/domainname": "untouched\n", "kernel/cap_last_cap": LAST_CAP},
+    )
     bundle.config["linux"]["sysctl"] = {"kernel.domainname": "redirected"}
     index = add_mount(bundle, bind(fake, "/proc/sys", "rbind"))
     line = one_line_error(runtime("create", "--bundle", str(bundle.path), runtime.new_id()))
@@ -150,8 +152,9 @@ def _in_uts_ns(pid: int, path: str) -> str:
 
 def test_sysctl_lands_in_the_real_procfs_under_a_hook_mount(runtime, make_bundle):
     bundle = make_bundle(["true"])
-    fake = _fake_tree(bundle.path / "fakekernel", {"domainname": "untouched\n",
-                                                   "cap_last_cap": LAST_CAP})
+    fake = _fake_tree(
+        bundle.path / "fakekernel", {"domainname": "untouched\n", "cap_last_cap": LAST_CAP}
+    )
     bundle.config["linux"]["sysctl"] = {"kernel.domainname": "written-by-runtime"}
     _hook_mount(bundle, fake, "/proc/sys/kernel")
     cid, pid = _created_pid(runtime, bundle)
@@ -235,4 +238,3 @@ def test_container_without_proc_mount_runs(runtime, make_bundle):
     bundle.write()
     result = runtime("run", "--bundle", str(bundle.path), runtime.new_id())
     assert result.returncode == 0, result.stderr
-

@@ -1,4 +1,4 @@
-"""ociruntime.procfs against a reshaped /proc, in a private mount namespace (the kernel
+"""ociruntime.security.procfs against a reshaped /proc, in a private mount namespace (the kernel
 answers; nothing is mocked): the host-side handle (create's user namespace maps, exec's
 child) refuses a /proc that is not a procfs root and any file with a mount on its path."""
 
@@ -28,7 +28,7 @@ def test_a_file_mounted_over_a_proc_file_is_refused(tmp_path):
         f"mount --bind {fake} /proc/$$/oom_score_adj",
         "from ociruntime import procfs\n"
         "try:\n"
-        "    procfs.write(\"self/oom_score_adj\", \"7\")\n"
+        '    procfs.write("self/oom_score_adj", "7")\n'
         "except OSError as e:\n"
         "    print(e.errno)\n",
     )
@@ -44,7 +44,7 @@ def test_a_directory_mounted_over_proc_sys_is_refused(tmp_path):
         f"mount --bind {tmp_path} /proc/sys",
         "from ociruntime import procfs\n"
         "try:\n"
-        "    procfs.read(\"sys/kernel/cap_last_cap\")\n"
+        '    procfs.read("sys/kernel/cap_last_cap")\n'
         "except OSError as e:\n"
         "    print(e.errno)\n",
     )
@@ -72,7 +72,7 @@ def test_private_procfs_ignores_mounts_on_proc():
         "mount -t tmpfs none /proc/sys",
         "from ociruntime import procfs\n"
         "procfs.use_private()\n"
-        "print(procfs.read(\"sys/kernel/ostype\").decode().strip())\n",
+        'print(procfs.read("sys/kernel/ostype").decode().strip())\n',
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["Linux"]

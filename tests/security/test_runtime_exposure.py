@@ -56,8 +56,8 @@ sys.path[0:0] = {paths!r}
 from ociruntime.cli import run_and_exit
 run_and_exit()
 """
-#: The control build: the same code with the protections of ociruntime.containersafe off.
-UNPROTECTED = """import ociruntime.containersafe as containersafe
+#: The control build: the same code with the protections of ociruntime.security.containersafe off.
+UNPROTECTED = """import ociruntime.security.containersafe as containersafe
 containersafe.hide = lambda: None
 containersafe.detach_from_host_files = lambda: 0"""
 
@@ -273,8 +273,12 @@ def test_mapped_files_are_read_only_overlays_or_anonymous(runtime, make_bundle) 
     for name in os.listdir(f"/proc/{pid}/map_files"):
         fd = os.open(f"/proc/{pid}/map_files/{name}", os.O_RDONLY)
         try:
-            fstype = subprocess.run(["stat", "-f", "-c", "%T", f"/proc/self/fd/{fd}"],
-                                    capture_output=True, text=True, pass_fds=[fd]).stdout
+            fstype = subprocess.run(
+                ["stat", "-f", "-c", "%T", f"/proc/self/fd/{fd}"],
+                capture_output=True,
+                text=True,
+                pass_fds=[fd],
+            ).stdout
         finally:
             os.close(fd)  # fmt: skip
         assert fstype.strip() == "overlayfs", (name, os.readlink(f"/proc/{pid}/map_files/{name}"))
@@ -291,7 +295,7 @@ def test_created_init_holds_no_host_fd_root_or_cwd(runtime, make_bundle) -> None
     fds = {int(n): os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")}
     extra = {n: target for n, target in fds.items() if n > 2}
     # The exec fifo (until start) and the container's own /proc/1/fd to reopen it by
-    # (ociruntime.procfs.fd_dir), nothing else: no namespace, host directory or socket.
+    # (ociruntime.security.procfs.fd_dir), nothing else: no namespace, host directory or socket.
     assert sorted(extra.values()) == ["/proc/1/fd", f"{runtime.root}/{cid}/exec.fifo"], extra
     rootfs_listing = sorted(os.listdir(bundle.rootfs))
     assert sorted(os.listdir(f"/proc/{pid}/root")) == rootfs_listing

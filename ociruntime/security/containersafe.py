@@ -31,10 +31,11 @@ import os
 
 import prctl
 
+from ociruntime.errors import RuntimeFailure
+
 # Here, not in detach_from_host_files: the init and an exec's intermediate call that after
 # their fork, and nothing may be imported after a fork (see ociruntime/importguard.py).
-from ociruntime import _anonexe
-from ociruntime.errors import RuntimeFailure
+from ociruntime.security import _anonexe
 
 #: Set by the test suite: the init and an exec's intermediate then refuse any import after
 #: their fork (ociruntime/importguard.py). Here because both import this module anyway.
@@ -61,8 +62,7 @@ def detach_from_host_files() -> int:
         # step 1 keeps its processes out of our /proc links all the same.
         if os.geteuid() == 0:
             raise RuntimeFailure(
-                "protecting the runtime's files from the container: /proc/self/exe: "
-                "not permitted"
+                "protecting the runtime's files from the container: /proc/self/exe: not permitted"
             ) from None
     except OSError as e:
         raise RuntimeFailure(

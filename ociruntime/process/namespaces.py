@@ -10,10 +10,10 @@ from __future__ import annotations
 import errno
 import os
 
-from ociruntime import procfs
 from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import constants as k
 from ociruntime.kernel import syscalls as sc
+from ociruntime.security import procfs
 
 FLAGS = {
     "pid": k.CLONE_NEWPID,
@@ -132,7 +132,7 @@ def _setns_when_single_threaded(fd: int, flag: int) -> None:
     """The kernel lets only a single-threaded process enter a time namespace (EUSERS
     otherwise), and create's cgroup warm-up thread lives for a few milliseconds: wait
     for its work, then for the thread itself to be gone (microseconds) rather than fail."""
-    from ociruntime.cgroups import wait_for_warm_up
+    from ociruntime.cgroups.cgroupfs import wait_for_warm_up
 
     wait_for_warm_up()
     for attempt in range(400):

@@ -32,7 +32,7 @@ import time
 from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import constants as k
 from ociruntime.kernel import syscalls as sc
-from ociruntime.safepath import bind_fd, bind_target
+from ociruntime.rootfs.safepath import bind_fd, bind_target
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:

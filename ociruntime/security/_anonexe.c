@@ -1,5 +1,5 @@
 /*
- * ociruntime._anonexe: cut a runtime process loose from the host files it runs from.
+ * ociruntime.security._anonexe: cut a runtime process loose from the host files it runs from.
  *
  * A runtime process that a container can see (the init while the container is created,
  * an `exec` child before its execve) is the host's Python interpreter. Through

@@ -156,7 +156,7 @@ def parse_config(raw: bytes) -> dict:
     """JSON (bounded, see parse_json), then the schema, then the checks a schema cannot
     express."""
     config = parse_json(raw, "config.json")
-    from ociruntime.validation import ConfigInvalid, check_config
+    from ociruntime.container.validation import ConfigInvalid, check_config
 
     try:
         check_config(config)
@@ -168,7 +168,7 @@ def parse_config(raw: bytes) -> dict:
             f"config.json: /ociVersion: {config['ociVersion']!r} is not a 1.x spec version"
         )
     if (config.get("linux") or {}).get("sysctl"):
-        from ociruntime import namespaces
+        from ociruntime.process import namespaces
 
         namespaces.check_sysctl(config["linux"])
     _check_environments(config)

@@ -17,19 +17,19 @@ import stat
 # pivot_root, when the host's site-packages are no longer reachable.
 import prctl  # noqa: F401
 
-from ociruntime import capabilities, procfs
 from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import syscalls as sc
 from ociruntime.kernel.constants import KEY_OTH_SEARCH, KEY_USR_SEARCH
+from ociruntime.security import capabilities, procfs
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from ociruntime import seccomp
-    from ociruntime.channel import Channel
+    from ociruntime.security import seccomp
+    from ociruntime.stages.channel import Channel
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-#: Fields handled by ociruntime.procattrs, which create and exec import only for them.
+#: Fields handled by ociruntime.process.procattrs, which create and exec import only for them.
 ATTR_PROCESS_FIELDS = ("scheduler", "ioPriority", "execCPUAffinity", "apparmorProfile",
                        "selinuxLabel")  # fmt: skip
 ATTR_LINUX_FIELDS = ("personality",)
@@ -37,7 +37,7 @@ ATTR_LINUX_FIELDS = ("personality",)
 
 def wants_attrs(proc: dict, linux: dict) -> bool:
     """Whether the config sets a personality, scheduler, I/O priority, exec CPU affinity
-    or LSM label (see ociruntime.procattrs)."""
+    or LSM label (see ociruntime.process.procattrs)."""
     # An empty personality object is still one (runc refuses it: it has no domain).
     return any(proc.get(k) for k in ATTR_PROCESS_FIELDS) or any(
         linux.get(k) is not None for k in ATTR_LINUX_FIELDS
@@ -46,7 +46,7 @@ def wants_attrs(proc: dict, linux: dict) -> bool:
 
 def apply_sysctls(sysctl: dict[str, str]) -> None:
     """Through the trusted procfs: a mount over the container's /proc/sys must not
-    receive them (ociruntime.procfs)."""
+    receive them (ociruntime.security.procfs)."""
     for key, value in sysctl.items():
         try:
             procfs.write("sys/" + key.replace(".", "/"), value)
@@ -192,7 +192,7 @@ def restore_signal_defaults(*extra: int) -> None:
 
 
 def load_seccomp(filt: seccomp.Filter, chan: Channel) -> None:
-    """Install a filter `ociruntime.seccomp.build` made (in create or exec, before the
+    """Install a filter `ociruntime.security.seccomp.build` made (in create or exec, before the
     fork); with SCMP_ACT_NOTIFY rules, hand its notify fd over to the parent on `chan`."""
     try:
         filt.load()

@@ -21,26 +21,19 @@ from __future__ import annotations
 
 import os
 
-from ociruntime import (
-    capabilities,
-    cgroups,
-    containersafe,
-    hooks,
-    namespaces,
-    process,
-    procfs,
-    rootfs,
-    userns,
-)
-from ociruntime.channel import Channel, run_stage
+from ociruntime.cgroups import cgroupfs
 from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import constants as k
 from ociruntime.kernel import syscalls as sc
 from ociruntime.log import LOG
+from ociruntime.process import hooks, namespaces, settings, userns
+from ociruntime.rootfs import mounts
+from ociruntime.security import capabilities, containersafe, procfs
+from ociruntime.stages.channel import Channel, run_stage
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from ociruntime.terminal import InitConsole
+    from ociruntime.process.terminal import InitConsole
 
 
 class InitContext:
@@ -54,7 +47,7 @@ class InitContext:
         container_id: str,
         fifo_fd: int,  # O_PATH fd of the exec fifo, opened by `create` (a host path)
         namespaces: dict[str, str | None],
-        cgroups: list[tuple[cgroups.Hierarchy, str]],
+        cgroups: list[tuple[cgroupfs.Hierarchy, str]],
         no_pivot: bool,
         no_new_keyring: bool,
         preserve_fds: int,
@@ -135,15 +128,15 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     state = dict(ctx.public_state, pid=int(os.readlink("/proc/self")))
     os.setsid()
     namespaces.enter(ctx.namespaces, but=("cgroup", *ctx.joined_early))
-    procfs.use_private()  # before any container mount: see ociruntime.procfs
+    procfs.use_private()  # before any container mount: see ociruntime.security.procfs
     if linux.get("netDevices"):  # our netns exists: create moves them in meanwhile
         chan.send("netns")
     _set_names(cfg, ctx.namespaces)
     joined = _CgroupJoin(chan, ctx.namespaces)
 
-    propagation = rootfs.rootfs_propagation(linux)
-    rootfs.isolate_root(ctx.rootfs, propagation)
-    mounter = rootfs.Mounter(
+    propagation = mounts.rootfs_propagation(linux)
+    mounts.isolate_root(ctx.rootfs, propagation)
+    mounter = mounts.Mounter(
         ctx.rootfs,
         ctx.bundle,
         ctx.cgroups,
@@ -166,23 +159,23 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     # Every file this process will ever map is mapped by now (nothing can be imported
     # once the host's paths are gone), and those paths are still here for the overlays.
     containersafe.detach_from_host_files()
-    rootfs.enter_rootfs(ctx.rootfs, ctx.no_pivot)
+    mounts.enter_rootfs(ctx.rootfs, ctx.no_pivot)
     if ctx.console is not None:  # before anything turns read-only, as runc
         ctx.console.setup(proc.get("consoleSize"), (proc.get("user") or {}).get("uid", 0))
-    process.apply_sysctls(linux.get("sysctl") or {})  # before /proc/sys turns read-only
-    rootfs.readonly_paths(linux.get("readonlyPaths") or [])
-    rootfs.mask_paths(linux.get("maskedPaths") or [], linux.get("mountLabel") or "")
-    rootfs.finish_root(bool((cfg.get("root") or {}).get("readonly")), propagation)
+    settings.apply_sysctls(linux.get("sysctl") or {})  # before /proc/sys turns read-only
+    mounts.readonly_paths(linux.get("readonlyPaths") or [])
+    mounts.mask_paths(linux.get("maskedPaths") or [], linux.get("mountLabel") or "")
+    mounts.finish_root(bool((cfg.get("root") or {}).get("readonly")), propagation)
 
-    process.apply_rlimits(proc.get("rlimits") or [])
+    settings.apply_rlimits(proc.get("rlimits") or [])
     if "oomScoreAdj" in proc:
-        process.set_oom_score_adj(proc["oomScoreAdj"])
+        settings.set_oom_score_adj(proc["oomScoreAdj"])
     if ctx.attrs is not None:  # personality, scheduler, I/O priority, LSM labels
         ctx.attrs.apply()  # type: ignore[attr-defined]
     if not ctx.no_new_keyring:
-        process.join_session_keyring(f"_ses.{ctx.container_id}")
-    env = process.env_dict(proc.get("env") or [])
-    executable = process.find_executable(proc["args"][0], env)
+        settings.join_session_keyring(f"_ses.{ctx.container_id}")
+    env = settings.env_dict(proc.get("env") or [])
+    executable = settings.find_executable(proc["args"][0], env)
 
     cap_sets = capabilities.resolve_sets(proc.get("capabilities"))
     fifo_dir = procfs.fd_dir()  # before seccomp; not the private procfs (see fd_dir)
@@ -194,20 +187,20 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     if ctx.seccomp is not None and not no_new_privs:
         # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before dropping
         # privileges, as runc (the user switch then runs under the filter, as in runc).
-        process.load_seccomp(ctx.seccomp, chan)
-    process.switch_user(proc.get("user") or {}, cap_sets)
+        settings.load_seccomp(ctx.seccomp, chan)
+    settings.switch_user(proc.get("user") or {}, cap_sets)
     cwd = proc.get("cwd") or "/"
     try:
         os.chdir(cwd)
     except OSError as e:
         raise RuntimeFailure(f"process.cwd {cwd}: {e.strerror}") from None
-    process.apply_capabilities(cap_sets, no_new_privs)
+    settings.apply_capabilities(cap_sets, no_new_privs)
     procfs.close()  # the private procfs: nothing exec'd into the container may reach it
     if ctx.seccomp is not None and no_new_privs:
         # As late as runc 1.1.5: after everything privileged, before telling `create` we
         # are ready (so a load failure is create's error). What still runs under it: the
         # ready message, the exec fifo, startContainer hooks, two sigactions, execve.
-        process.load_seccomp(ctx.seccomp, chan)
+        settings.load_seccomp(ctx.seccomp, chan)
 
     if not chan.send("ready"):
         os._exit(1)  # create died: nobody will record us, nor start us
@@ -216,7 +209,7 @@ def _run(ctx: InitContext, chan: Channel) -> None:  # never returns
     start_hooks = (cfg.get("hooks") or {}).get("startContainer") or []
     if start_hooks:
         hooks.run_hooks("startContainer", start_hooks, dict(state, status="created"))
-    process.restore_signal_defaults()
+    settings.restore_signal_defaults()
     os.execve(executable, proc["args"], env)
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import errno
 
-from ociruntime import procfs
 from ociruntime.kernel import syscalls as sc
 from ociruntime.log import LOG
+from ociruntime.security import procfs
 
 #: Capability numbers from linux/capability.h (stable ABI).
 CAP_NUMBERS: dict[str, int] = {

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import os
 
-from ociruntime import procfs
 from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import constants as k
 from ociruntime.kernel import syscalls as sc
+from ociruntime.security import procfs
 
 _KINDS = (("uidMappings", "uid"), ("gidMappings", "gid"))
 
@@ -89,8 +89,11 @@ def _write(pid: int, name: str, pointer: str, text: str) -> None:
     except OSError as e:
         raise RuntimeFailure(
             f"config.json: {pointer}: writing {name}: {e.strerror}"
-            + (" (unprivileged: only your own id can be mapped without newuidmap)"
-               if e.errno == 1 and os.geteuid() else "")  # fmt: skip
+            + (
+                " (unprivileged: only your own id can be mapped without newuidmap)"
+                if e.errno == 1 and os.geteuid()
+                else ""
+            )  # fmt: skip
         ) from None
 
 

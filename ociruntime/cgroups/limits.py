@@ -11,8 +11,8 @@ from __future__ import annotations
 import errno
 import os
 
-from ociruntime import resources as res
-from ociruntime.cgroups import Layout
+from ociruntime.cgroups import resources as res
+from ociruntime.cgroups.cgroupfs import Layout
 from ociruntime.errors import RuntimeFailure
 
 

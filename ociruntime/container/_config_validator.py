@@ -4,11 +4,11 @@
 """Dependency-free validators for ociruntime's JSON Schemas (draft-04 semantics).
 
 Each `_vN` is a check (object -> bool) for one distinct schema node, built from the
-combinators below; the verdicts match jsonschema's. `ociruntime.validation` runs the public
-`is_valid_*` functions on every document and imports jsonschema only to explain a rejection,
-which keeps jsonschema's ~70 ms import off the container start path. For the same reason
-this module imports nothing: each `_REn` decides a "pattern" as re.search would, either
-without re (`_Seq`) or by importing re on first use (`_Lazy`).
+combinators below; the verdicts match jsonschema's. `ociruntime.container.validation`
+runs the public `is_valid_*` functions on every document and imports jsonschema only to
+explain a rejection, which keeps jsonschema's ~70 ms import off the container start path.
+For the same reason this module imports nothing: each `_REn` decides a "pattern" as
+re.search would, either without re (`_Seq`) or by importing re on first use (`_Lazy`).
 """
 
 from __future__ import annotations

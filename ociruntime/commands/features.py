@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from ociruntime import SPEC_VERSION, __version__
-from ociruntime.capabilities import CAP_NUMBERS
-from ociruntime.hooks import HOOK_KINDS
-from ociruntime.mountopts import SUPPORTED_OPTIONS
-from ociruntime.namespaces import FLAGS
-from ociruntime.seccomp import features as seccomp_features
+from ociruntime.process.hooks import HOOK_KINDS
+from ociruntime.process.namespaces import FLAGS
+from ociruntime.rootfs.mountopts import SUPPORTED_OPTIONS
+from ociruntime.security.capabilities import CAP_NUMBERS
+from ociruntime.security.seccomp import features as seccomp_features
 
 #: Namespaces `create` can make or join.
 IMPLEMENTED_NAMESPACES = tuple(sorted(FLAGS))

@@ -12,7 +12,7 @@ import errno
 import os
 import stat
 
-from ociruntime.cgroups import Hierarchy
+from ociruntime.cgroups.cgroupfs import Hierarchy
 from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import constants as k
 from ociruntime.kernel import syscalls as sc
@@ -30,8 +30,8 @@ from ociruntime.kernel.constants import (
     MS_SLAVE,
     MS_UNBINDABLE,
 )
-from ociruntime.mountopts import MountOptions, parse_mount_options
-from ociruntime.safepath import (
+from ociruntime.rootfs.mountopts import MountOptions, parse_mount_options
+from ociruntime.rootfs.safepath import (
     bind_fd,
     bind_target,
     ensure_dir,
@@ -223,7 +223,7 @@ class Mounter:
         """linux.mountLabel, for the filesystems mounted from now on."""
         self.mount_label = mount_label
         if mount_label:
-            from ociruntime import lsm  # imported by create before the fork (importguard)
+            from ociruntime.security import lsm  # imported by create before the fork (importguard)
 
             self.lsm = lsm
 

@@ -29,7 +29,7 @@ from ociruntime.errors import RuntimeFailure
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from ociruntime.channel import Channel
+    from ociruntime.stages.channel import Channel
 
 EPERM = 1
 EEXIST = 17

@@ -27,7 +27,8 @@ from __future__ import annotations
 import fcntl
 import os
 
-from ociruntime import SPEC_VERSION, freezer, jsonlite
+from ociruntime import SPEC_VERSION, jsonlite
+from ociruntime.cgroups import freezer
 from ociruntime.errors import RuntimeFailure
 
 STATE_FILE = "state.json"

@@ -447,7 +447,7 @@ def apply_device_rules(pairs: list[tuple[Hierarchy, str]], rules: list[tuple[boo
     if not any("devices" in h.controllers for h, _ in pairs):
         v2 = [d for h, d in pairs if h.is_v2]
         if v2:
-            from ociruntime import devices_bpf  # only on v2 hosts: it loads ctypes' libc
+            from ociruntime.cgroups import devices_bpf  # only on v2 hosts: it loads ctypes' libc
 
             devices_bpf.apply(v2[0], rules)
         return

@@ -50,7 +50,7 @@ from ociruntime.kernel import syscalls
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from ociruntime.seccomp import Filter
+    from ociruntime.security.seccomp import Filter
 
 _PTR = "config.json: /linux/seccomp/listenerPath"
 

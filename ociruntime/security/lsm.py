@@ -11,7 +11,7 @@ init (or exec's child) writes them before it execs the user process:
   off, with runc's message; otherwise the exec attribute, and the keycreate attribute
   so the container's session keyring carries the label too.
 - `linux.mountLabel`: a `context=` option on the filesystems the container mounts for
-  itself (ociruntime.rootfs), and the label of the mqueue mount (here).
+  itself (ociruntime.rootfs.mounts), and the label of the mqueue mount (here).
 
 Nothing here is imported unless a config names one of these fields.
 """
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import os
 
-from ociruntime import procfs
 from ociruntime.errors import RuntimeFailure
+from ociruntime.security import procfs
 
 _SELINUX_DISABLED = "selinux label is specified in config, but selinux is disabled or not supported"
 

@@ -2,7 +2,7 @@
 
 `create` calls check_config() on every container start, so the common case (a valid
 document) must be cheap: it runs the generated, dependency-free validator in
-`ociruntime._config_validator` and never imports jsonschema (whose import alone costs
+`ociruntime.container._config_validator` and never imports jsonschema (whose import alone costs
 ~70 ms, more than runc's whole `create`). Only when that validator rejects a document do we
 import jsonschema, re-validate against the schema files in `schemas/` and report its
 best-matching error, so messages read exactly like jsonschema's.
@@ -13,7 +13,7 @@ tests/test_schemas.py checks that it is fresh and that both always agree.
 
 from __future__ import annotations
 
-from ociruntime import _config_validator as _fast
+from ociruntime.container import _config_validator as _fast
 from ociruntime.errors import cut
 
 TYPE_CHECKING = False
@@ -72,7 +72,7 @@ def schema_dir() -> Path:
     """The schemas/ directory next to the package (the editable install keeps it there)."""
     from pathlib import Path  # deferred: only the slow path needs it
 
-    return Path(__file__).parent.parent / "schemas"
+    return Path(__file__).parents[2] / "schemas"
 
 
 def check_config(doc: object) -> None:
@@ -110,7 +110,7 @@ def _explain(doc: object, schema: str, error: Callable[[str, str], ConfigInvalid
     best = best_match(islice(validator.iter_errors(doc), _ERRORS_WEIGHED))
     if best is None:
         # The two validators disagree: refuse the document rather than guess, and say why.
-        raise error("/", "rejected by ociruntime/_config_validator.py but not by jsonschema")
+        raise error("/", "rejected by our compiled validator but not by jsonschema")
     raise error(_pointer(best), best.message)
 
 

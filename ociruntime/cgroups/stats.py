@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from ociruntime.cgroups import Layout
+from ociruntime.cgroups.cgroupfs import Layout
 
 MAX_UINT64 = (1 << 64) - 1
 

@@ -44,9 +44,7 @@ def use_private() -> None:
     the module's docstring). Where the kernel refuses one (an old kernel, or a user
     namespace whose mount namespace shows no full procfs), the caller's /proc."""
     try:
-        fd = sc.fsmount_new(
-            "proc", k.MOUNT_ATTR_NOSUID | k.MOUNT_ATTR_NODEV | k.MOUNT_ATTR_NOEXEC
-        )
+        fd = sc.fsmount_new("proc", k.MOUNT_ATTR_NOSUID | k.MOUNT_ATTR_NODEV | k.MOUNT_ATTR_NOEXEC)
     except OSError:
         use_host()
         return
@@ -83,7 +81,7 @@ def _root() -> int:
 
 
 def _resolve(path: str) -> str:
-    """"self/..." and "thread-self/..." as the handle's procfs names us ("1/...")."""
+    """ "self/..." and "thread-self/..." as the handle's procfs names us ("1/...")."""
     head, sep, rest = path.partition("/")
     if head in ("self", "thread-self"):
         return os.readlink(head, dir_fd=_root()) + sep + rest

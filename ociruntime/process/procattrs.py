@@ -1,6 +1,6 @@
 """What the kernel keeps per task besides identity: `linux.personality`,
 `process.scheduler`, `process.ioPriority`, `process.execCPUAffinity`, and the LSM labels
-(`process.apparmorProfile`, `process.selinuxLabel`, applied through `ociruntime.lsm`).
+(`process.apparmorProfile`, `process.selinuxLabel`, applied through `ociruntime.security.lsm`).
 
 `plan` runs where a refusal is cheap (create before it makes anything, exec before it
 forks): it checks every value as runc 1.2 does, names the field when one is wrong, and
@@ -82,7 +82,7 @@ class ProcessAttrs:
         """Labels first (SELinux's keycreate must precede the session keyring), then the
         personality, the scheduler and the I/O priority."""
         if self.selinux or self.apparmor:
-            from ociruntime import lsm  # imported by `plan` already: no file access here
+            from ociruntime.security import lsm  # imported by `plan` already: no file access here
 
             lsm.set_selinux_labels(self.selinux, "process.selinuxLabel")
             lsm.apply_apparmor(self.apparmor, "process.apparmorProfile")
@@ -187,7 +187,7 @@ def plan(proc: dict, linux: dict, proc_at: str, linux_at: str, warn: bool = Fals
             _require(isinstance(text, str), where, "must be a string")
             setattr(attrs, f"{key}_cpus", (text, parse_cpu_list(text, where)))
     if proc.get("apparmorProfile") or proc.get("selinuxLabel"):
-        from ociruntime import lsm  # before the fork: the child cannot import it
+        from ociruntime.security import lsm  # before the fork: the child cannot import it
 
         attrs.apparmor = _string(proc.get("apparmorProfile"), f"{proc_at}/apparmorProfile")
         attrs.selinux = _string(proc.get("selinuxLabel"), f"{proc_at}/selinuxLabel")

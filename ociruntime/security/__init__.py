@@ -1,0 +1,1 @@
+"""Security facilities: seccomp, capabilities, LSMs, a trusted procfs, host-file hiding."""
