@@ -64,3 +64,18 @@ class RuntimeFailure(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(cut(message))
         self.exit_code = exit_code
+
+
+def pointer(*parts: str | int) -> str:
+    """The JSON pointer (RFC 6901) of a field: pointer("linux", "namespaces", 0) is
+    "/linux/namespaces/0". Every message about a field of a document names it this way."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def field_error(
+    where: str, reason: str, document: str = "config.json", exit_code: int = 1
+) -> RuntimeFailure:
+    """The one shape of a message about a document's field: `config.json: /linux/sysctl:
+    reason`. `where` is a JSON pointer (see pointer()); `document` is the file the user
+    wrote (config.json, or exec's --process file)."""
+    return RuntimeFailure(f"{document}: {where}: {reason}", exit_code)
