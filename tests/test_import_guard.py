@@ -56,7 +56,7 @@ def late_import_launcher(path, patch: str) -> str:  # noqa: ANN001 - a pathlib.P
     return str(path)
 
 
-INIT_PATCH = """from ociruntime import init
+INIT_PATCH = """from ociruntime.stages import init
 _set_names = init._set_names
 def _late(*args):
     import colorsys  # deliberately after the fork

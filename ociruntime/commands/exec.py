@@ -115,7 +115,10 @@ def _exec(opts: ExecOptions) -> int:
     if opts.console_socket and not (proc.get("terminal") and opts.detach):
         raise RuntimeFailure("cannot use console socket if runc will not detach or allocate tty")
 
-    from ociruntime.process import settings  # noqa: F401 - loaded before the fork
+    # loaded before the fork: I and C import nothing
+    from ociruntime.cgroups import cgroupfs  # noqa: F401
+    from ociruntime.process import settings  # noqa: F401
+    from ociruntime.security import capabilities  # noqa: F401
 
     # The container's linux.seccomp applies to exec'd processes too (runc's setns init);
     # built here, while the host's site-packages are reachable.

@@ -26,7 +26,7 @@ def test_a_file_mounted_over_a_proc_file_is_refused(tmp_path):
     fake.write_text("0\n")
     result = in_private_mount_ns(
         f"mount --bind {fake} /proc/$$/oom_score_adj",
-        "from ociruntime import procfs\n"
+        "from ociruntime.security import procfs\n"
         "try:\n"
         '    procfs.write("self/oom_score_adj", "7")\n'
         "except OSError as e:\n"
@@ -42,7 +42,7 @@ def test_a_directory_mounted_over_proc_sys_is_refused(tmp_path):
     (tmp_path / "kernel" / "cap_last_cap").write_text("0\n")
     result = in_private_mount_ns(
         f"mount --bind {tmp_path} /proc/sys",
-        "from ociruntime import procfs\n"
+        "from ociruntime.security import procfs\n"
         "try:\n"
         '    procfs.read("sys/kernel/cap_last_cap")\n'
         "except OSError as e:\n"
@@ -56,7 +56,7 @@ def test_proc_that_is_not_a_procfs_root_is_refused(tmp_path):
     for setup in (f"mount --bind {tmp_path} /proc", "mount --bind /proc/sys /proc"):
         result = in_private_mount_ns(
             setup,
-            "from ociruntime import procfs\n"
+            "from ociruntime.security import procfs\n"
             "try:\n"
             "    procfs.use_host()\n"
             "except OSError as e:\n"
@@ -70,7 +70,7 @@ def test_private_procfs_ignores_mounts_on_proc():
     """The init's handle: a fresh procfs instance, which no mount on /proc affects."""
     result = in_private_mount_ns(
         "mount -t tmpfs none /proc/sys",
-        "from ociruntime import procfs\n"
+        "from ociruntime.security import procfs\n"
         "procfs.use_private()\n"
         'print(procfs.read("sys/kernel/ostype").decode().strip())\n',
     )
