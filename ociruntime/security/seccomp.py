@@ -23,13 +23,11 @@ a listenerPath without any NOTIFY rule is ignored.
 
 from __future__ import annotations
 
-import os
-
 from ociruntime.errors import RuntimeFailure
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from ociruntime.stages.channel import Channel
+    from ociruntime.stages.protocol import StageEnd
 
 EPERM = 1
 EEXIST = 17
@@ -172,23 +170,17 @@ class Filter:
         """Install the filter in this process (OSError if the kernel refuses it)."""
         self._filter.load()
 
-    def hand_over(self, chan: Channel) -> None:
+    def hand_over(self, end: StageEnd) -> None:
         """After `load`, with a listener: report the notify fd's number to the runtime's
         parent side, which copies the fd out of this process (pidfd_getfd) and sends it to
-        the agent; then close this process's copy, so the container never holds its own
-        notify fd. What runs here under the filter: one write, one read, one close."""
+        the agent; then close this process's copy (protocol.StageEnd.report_seccomp_fd),
+        so the container never holds its own notify fd."""
         if self.listener is None:
             return
         fd = self._sc._libseccomp.seccomp_notify_fd(self._filter._filter)
         if fd < 0:
             raise RuntimeFailure(f"{_PTR}: the loaded filter has no notify fd")
-        chan.send("seccomp", fd=fd)
-        reply = chan.receive()
-        os.close(fd)
-        if reply is None:
-            os._exit(1)  # the parent could not reach the agent: it reports that and kills us
-        if reply.get("type") != "seccomp-done":
-            raise RuntimeFailure(f"{_PTR}: unexpected reply to the notify fd: {reply}")
+        end.report_seccomp_fd(fd)
 
 
 def build(spec: dict) -> Filter:
