@@ -64,7 +64,7 @@ def _late(*args):
 init._set_names = _late
 """
 
-EXEC_PATCH = """from ociruntime.commands import exec as _exec
+EXEC_PATCH = """from ociruntime.stages import exec_stages as _exec
 _join = _exec._join_container
 def _late(*args):
     import colorsys  # deliberately after the fork

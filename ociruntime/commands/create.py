@@ -12,14 +12,14 @@ is written before anything else is made (the cgroups it is about to make, itself
 creator), again the moment the init's pid is known (before anything that can block), and
 a last time without the creator once the init is ready. The init is bound to us until
 then: it gets SIGKILL if we die (PR_SET_PDEATHSIG, from the fork until it drops its
-privileges), it exits when our end of the channel closes (every wait in init.py), and it
+privileges), it exits when our end of the channel closes (every wait in protocol.py's
+StageEnd), and it
 exits if its "ready" finds no reader; so most kills leave no process at all, and the rest
 (an init that sent "ready" just before we died) are recorded and killed by `delete`.
 """
 
 from __future__ import annotations
 
-import _signal
 import os
 import time
 
@@ -27,15 +27,15 @@ from ociruntime import SPEC_VERSION
 from ociruntime.cgroups import cgroupfs
 from ociruntime.container import bundle
 from ociruntime.container.state import ContainerState, StateDir, process_start_time
-from ociruntime.errors import RuntimeFailure
-from ociruntime.kernel import syscalls as sc
-from ociruntime.process import hooks, namespaces
-from ociruntime.stages.channel import Channel, channel_pair
+from ociruntime.errors import RuntimeFailure, field_error, pointer
+from ociruntime.process import namespaces
+from ociruntime.stages.parent import InitProcess, relock
+from ociruntime.stages.plan import InitPlan
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from ociruntime.cgroups import limits
-    from ociruntime.process import netdevices, terminal
+    from ociruntime.process import terminal
 
 
 class CreateOptions:
@@ -70,12 +70,51 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     found = cgroupfs.start_warm_up()  # usually started already by the CLI
     b = bundle.load(opts.bundle)
     cfg = b.config
+    checked = _check_config(cfg, opts)
+    linux = cfg.get("linux") or {}
+    cgroup_pairs = cgroupfs.placement(linux.get("cgroupsPath"), opts.container_id, found)
+    sd = StateDir(opts.root, opts.container_id)
+    sd.create()
+    undo = _Rollback(sd)
+    try:
+        state = _first_record(sd, b, cgroup_pairs)
+        sd.unlock()  # taken again for each write: never held while we wait for the init
+        if cfg["process"].get("terminal"):
+            checked.console = _open_console(opts)
+        return sd, _create_in(sd, b, opts, undo, state, checked, cgroup_pairs)
+    except BaseException:
+        undo.run()
+        if opts.console_peer is not None:
+            opts.console_peer.close()  # type: ignore[attr-defined]
+            opts.console_peer = None
+        raise
+    finally:
+        if checked.console is not None:
+            checked.console.close()  # the init has its own copy
+
+
+class _Checked:
+    """What `create` checks and builds from the config before it makes anything (so a
+    config's error leaves nothing behind), for the init's plan."""
+
+    __slots__ = ("namespaces", "seccomp", "attrs", "console")
+
+    def __init__(self, namespaces: dict[str, str | None], seccomp: object | None,
+                 attrs: object | None) -> None:  # fmt: skip
+        self.namespaces, self.seccomp, self.attrs = namespaces, seccomp, attrs
+        #: process.terminal: the console socket, connected once the state dir exists
+        self.console: terminal.InitConsole | None = None
+
+
+def _check_config(cfg: dict, opts: CreateOptions) -> _Checked:
+    """Every check, and what is built from the config (seccomp filter, attributes), before
+    the state dir exists: a config's error leaves nothing to roll back."""
     if not cfg.get("process"):
-        raise RuntimeFailure("config.json: /process: required to create a container")
+        raise field_error(pointer("process"), "required to create a container")
     if not cfg["process"].get("args"):
-        raise RuntimeFailure("config.json: /process/args: must not be empty")
+        raise field_error(pointer("process", "args"), "must not be empty")
     if not str(cfg["process"].get("cwd", "/")).startswith("/"):
-        raise RuntimeFailure("config.json: /process/cwd: must be an absolute path")
+        raise field_error(pointer("process", "cwd"), "must be an absolute path")
     _check_terminal(cfg["process"], opts)
     _refuse_unimplemented(cfg)
     seccomp_filter = None
@@ -90,35 +129,12 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
 
         userns.check(cfg.get("linux") or {}, ns["user"])
     if "mount" not in ns:
-        raise RuntimeFailure("config.json: /linux/namespaces: a mount namespace is required")
+        raise field_error(pointer("linux", "namespaces"), "a mount namespace is required")
     if (cfg.get("linux") or {}).get("netDevices"):
         from ociruntime.process import netdevices
 
         netdevices.check(cfg["linux"]["netDevices"], ns)
-
-    linux = cfg.get("linux") or {}
-    cgroup_pairs = cgroupfs.placement(linux.get("cgroupsPath"), opts.container_id, found)
-    sd = StateDir(opts.root, opts.container_id)
-    sd.create()
-    undo = _Rollback(sd)
-    console = None
-    try:
-        state = _first_record(sd, b, cgroup_pairs)
-        sd.unlock()  # taken again for each write: never held while we wait for the init
-        if cfg["process"].get("terminal"):
-            console = _open_console(opts)
-        return sd, _create_in(
-            sd, b, ns, opts, undo, cgroup_pairs, state, console, seccomp_filter, attrs
-        )
-    except BaseException:
-        undo.run()
-        if opts.console_peer is not None:
-            opts.console_peer.close()  # type: ignore[attr-defined]
-            opts.console_peer = None
-        raise
-    finally:
-        if console is not None:
-            console.close()  # the init has its own copy
+    return _Checked(ns, seccomp_filter, attrs)
 
 
 def _first_record(
@@ -199,9 +215,9 @@ _UNIMPLEMENTED_SECURITY = {
 
 def _refuse_unimplemented(cfg: dict) -> None:
     linux = cfg.get("linux") or {}
-    for pointer, reason in _UNIMPLEMENTED_SECURITY.items():
-        if linux.get(pointer.rsplit("/", 1)[1]):
-            raise RuntimeFailure(f"config.json: {pointer}: {reason}")
+    for where, reason in _UNIMPLEMENTED_SECURITY.items():
+        if linux.get(where.rsplit("/", 1)[1]):
+            raise field_error(where, reason)
 
 
 def _prepare_limits(resources: dict, layout: cgroupfs.Layout) -> limits.Limits | None:
@@ -227,20 +243,18 @@ def _prepare_limits(resources: dict, layout: cgroupfs.Layout) -> limits.Limits |
 
 
 class _Rollback:
-    """What to tear down if create fails part-way: moved network devices (back to the
-    host, while their namespace lives), init process, cgroups, state dir."""
+    """What to tear down if create fails part-way: the init (its moved network devices
+    back to the host, while their namespace lives, then the process), cgroups, state
+    dir."""
 
     def __init__(self, sd: StateDir) -> None:
         self.sd = sd
-        self.pid: int | None = None
+        self.init: InitProcess | None = None
         self.cgroups_created: list[str] = []
-        self.netdevices: netdevices.Mover | None = None
 
     def run(self) -> None:
-        if self.netdevices is not None:
-            self.netdevices.restore()
-        if self.pid is not None:
-            _kill_and_reap(self.pid)
+        if self.init is not None:
+            self.init.abort()
         try:
             cgroupfs.remove(self.cgroups_created)
         finally:
@@ -252,42 +266,16 @@ class _Rollback:
                 self.sd.remove()
 
 
-def _kill_and_reap(pid: int) -> None:
-    """SIGKILL and wait for it to be gone, whether it is our child or (forked by the
-    user-namespace stage) not."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        os.kill(pid, _signal.SIGKILL)
-        import select
-
-        select.select([pidfd], [], [])  # readable once it has exited
-    except ProcessLookupError:
-        pass
-    finally:
-        os.close(pidfd)
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
-
-
 def _create_in(
     sd: StateDir,
     b: bundle.Bundle,
-    ns: dict[str, str | None],
     opts: CreateOptions,
     undo: _Rollback,
-    cgroup_pairs: list[tuple[cgroupfs.Hierarchy, str]],
     state: ContainerState,
-    console: terminal.InitConsole | None = None,
-    seccomp_filter: object | None = None,
-    attrs: object | None = None,
+    checked: _Checked,
+    cgroup_pairs: list[tuple[cgroupfs.Hierarchy, str]],
 ) -> ContainerState:
-    linux = b.config.get("linux") or {}
-    resources = linux.get("resources") or {}
+    resources = (b.config.get("linux") or {}).get("resources") or {}
     try:
         undo.cgroups_created = cgroupfs.create(cgroup_pairs)
         dirs = [d for _, d in cgroup_pairs]
@@ -303,12 +291,74 @@ def _create_in(
     # may not be able to walk the state dir's path.
     fifo_fd = os.open(sd.fifo_path, os.O_PATH | os.O_CLOEXEC)
     try:
-        return _start_init(
-            sd, b, ns, opts, undo, cgroup_pairs, dirs, state, console, seccomp_filter, fifo_fd,
-            attrs,
-        )  # fmt: skip
+        layout = cgroupfs.Layout(cgroupfs.paths_of(cgroup_pairs) if dirs else {})
+        planned_limits = _prepare_limits(resources, layout)
+        state.cgroup_dirs, state.cgroup_created = dirs, undo.cgroups_created
+        state.cgroup_paths, state.no_new_keyring = layout.paths, opts.no_new_keyring
+        plan = _plan(b, opts, state, checked, cgroup_pairs, planned_limits, fifo_fd)
+        return _start_init(sd, state, undo, plan, opts.pid_file)
     finally:
         os.close(fifo_fd)
+
+
+def _plan(
+    b: bundle.Bundle,
+    opts: CreateOptions,
+    state: ContainerState,
+    checked: _Checked,
+    cgroup_pairs: list[tuple[cgroupfs.Hierarchy, str]],
+    planned_limits: limits.Limits | None,
+    fifo_fd: int,
+) -> InitPlan:
+    """The init's plan, the last thing before the fork."""
+    cfg = b.config
+    if (cfg.get("linux") or {}).get("mountLabel"):  # the init labels its mounts with it
+        from ociruntime.security import lsm  # noqa: F401 - nothing is imported after the fork
+    hook_state = {
+        "ociVersion": SPEC_VERSION,
+        "id": state.id,
+        "status": "creating",
+        "bundle": state.bundle,
+        **({"annotations": state.annotations} if state.annotations else {}),
+    }
+    return InitPlan(
+        config=cfg,
+        bundle=b.path,
+        rootfs=b.rootfs,
+        container_id=opts.container_id,
+        fifo_fd=fifo_fd,
+        namespaces=checked.namespaces,
+        cgroups=cgroup_pairs,
+        cgroup_dirs=state.cgroup_dirs,
+        limits=planned_limits,
+        no_pivot=opts.no_pivot,
+        no_new_keyring=opts.no_new_keyring,
+        preserve_fds=opts.preserve_fds,
+        public_state=hook_state,
+        console=checked.console,
+        seccomp=checked.seccomp,  # type: ignore[arg-type]
+        idmapped=_idmapped_trees(cfg.get("mounts") or [], b.path),
+        attrs=checked.attrs,  # type: ignore[arg-type]
+    )
+
+
+def _start_init(
+    sd: StateDir, state: ContainerState, undo: _Rollback, plan: InitPlan, pid_file: str | None
+) -> ContainerState:
+    """Fork the init and serve it until it is ready; then the last record."""
+    init = undo.init = InitProcess(plan, sd, state)
+    init.start()
+    pid = init.serve()
+    info = process_start_time(pid)
+    if info is None or info[0] != state.start_time:
+        raise RuntimeFailure("container init exited during create")
+    relock(sd)  # and keep it: `run` goes on to start the container
+    state.creator = None  # created: from now on the status is the init's
+    sd.save(state)
+    if pid_file:
+        write_pid_file(pid_file, pid)
+    init.settle()  # the network devices belong to the container's namespace from now on
+    return state
 
 
 def _rootless_cgroups(found: list[cgroupfs.Hierarchy]) -> list[tuple[cgroupfs.Hierarchy, str]]:
@@ -317,136 +367,6 @@ def _rootless_cgroups(found: list[cgroupfs.Hierarchy]) -> list[tuple[cgroupfs.Hi
     or `delete` must not signal our cgroup's other processes, so the state records none;
     only the cgroup mount shows these directories."""
     return [(h, os.path.join(h.mountpoint, h.own_path.lstrip("/"))) for h in found]
-
-
-def _start_init(
-    sd: StateDir,
-    b: bundle.Bundle,
-    ns: dict[str, str | None],
-    opts: CreateOptions,
-    undo: _Rollback,
-    cgroup_pairs: list[tuple[cgroupfs.Hierarchy, str]],
-    dirs: list[str],
-    state: ContainerState,
-    console: terminal.InitConsole | None,
-    seccomp_filter: object | None,
-    fifo_fd: int,
-    attrs: object | None,
-) -> ContainerState:
-    from ociruntime.stages import init
-
-    cfg, linux = b.config, b.config.get("linux") or {}
-    if linux.get("mountLabel"):  # the init labels its mounts with it: nothing after the fork
-        from ociruntime.security import lsm  # noqa: F401
-    resources = linux.get("resources") or {}
-    layout = cgroupfs.Layout(cgroupfs.paths_of(cgroup_pairs) if dirs else {})
-    planned_limits = _prepare_limits(resources, layout)
-    state.cgroup_dirs, state.cgroup_created = dirs, undo.cgroups_created
-    state.cgroup_paths, state.no_new_keyring = layout.paths, opts.no_new_keyring
-    hook_state = {
-        "ociVersion": SPEC_VERSION,
-        "id": state.id,
-        "status": "creating",
-        "bundle": state.bundle,
-        **({"annotations": state.annotations} if state.annotations else {}),
-    }
-    ctx = init.InitContext(
-        config=cfg,
-        bundle=b.path,
-        rootfs=b.rootfs,
-        container_id=opts.container_id,
-        fifo_fd=fifo_fd,
-        namespaces=ns,
-        cgroups=cgroup_pairs,
-        no_pivot=opts.no_pivot,
-        no_new_keyring=opts.no_new_keyring,
-        preserve_fds=opts.preserve_fds,
-        public_state=hook_state,
-        console=console,
-        seccomp=seccomp_filter,
-        idmapped=_idmapped_trees(cfg.get("mounts") or [], b.path),
-        attrs=attrs,
-    )
-    parent, child = channel_pair()
-    try:
-        # With a user namespace the init makes its PID/time namespaces itself (init.py).
-        with namespaces.for_children({} if "user" in ns else ns, linux.get("timeOffsets")):
-            pid = os.fork()
-            if pid == 0:
-                # Killed with us until it is ready (init.py clears this before it drops
-                # privileges). Should we have died before this line, our channel end is
-                # closed and the init's first wait for us sees EOF and exits.
-                sc.set_parent_death_signal(_signal.SIGKILL)
-                sd.unlock()  # the parent's lock must not live on in the init until exec
-                parent.close()
-                init.run(ctx, child)
-    finally:
-        for fd in (ctx.idmapped or {}).values():
-            os.close(fd)
-    undo.pid = pid
-    _record_pid(sd, state, pid)  # before anything that can block
-    child.close()
-    try:
-        cgroupfs.join(dirs, pid)  # concurrently with the init's namespace and mount work
-        if "user" in ns:
-            pid = _map_user_namespace(parent, pid, linux, undo)
-            _record_pid(sd, state, pid)
-        if planned_limits is not None:
-            planned_limits.apply()
-        parent.send("cgroups-joined")
-        if linux.get("netDevices"):  # found on the host while the init unshares its netns
-            from ociruntime.process import netdevices
-
-            undo.netdevices = netdevices.Mover(linux["netDevices"])
-        _serve_init(
-            parent,
-            cfg.get("hooks") or {},
-            dict(hook_state, pid=pid),
-            undo.netdevices,
-            seccomp_filter,
-        )
-    except RuntimeFailure:
-        if planned_limits is not None:
-            planned_limits.check_oom()  # an init the OOM killer took: say which limit
-        raise
-    finally:
-        parent.close()
-    info = process_start_time(pid)
-    if info is None or info[0] != state.start_time:
-        raise RuntimeFailure("container init exited during create")
-    _relock(sd)  # and keep it: `run` goes on to start the container
-    state.creator = None  # created: from now on the status is the init's
-    sd.save(state)
-    if opts.pid_file:
-        write_pid_file(opts.pid_file, pid)
-    if undo.netdevices is not None:  # they belong to the container's namespace from now on
-        undo.netdevices.close()
-        undo.netdevices = None
-    return state
-
-
-def _record_pid(sd: StateDir, state: ContainerState, pid: int) -> None:
-    """The init's pid and start time, the moment we know them: from now on `delete` kills
-    it even if we die before anything else (the user-namespace stage is recorded first,
-    then the real init it forks)."""
-    info = process_start_time(pid)
-    state.pid, state.start_time = pid, info[0] if info else 0
-    _relock(sd)
-    try:
-        sd.save(state)
-    finally:
-        sd.unlock()
-
-
-def _relock(sd: StateDir) -> None:
-    """The lock, for a write. `create` does not hold it while the init works (a hook may
-    run `state`, and `state`/`list` show the container as creating meanwhile), so a
-    `delete --force` may have removed the container in between: then we fail, and the
-    rollback undoes the rest."""
-    try:
-        sd.lock()
-    except RuntimeFailure:
-        raise RuntimeFailure("container was deleted during create") from None
 
 
 def _idmapped_trees(mounts: list[dict], bundle_dir: str) -> dict[int, int] | None:
@@ -474,60 +394,6 @@ def _idmapped_trees(mounts: list[dict], bundle_dir: str) -> dict[int, int] | Non
                 os.close(fd)
             raise
     return trees or None
-
-
-def _map_user_namespace(chan: Channel, stage_pid: int, linux: dict, undo: _Rollback) -> int:
-    """The init's user-namespace stage (init.py): map its new user namespace when asked,
-    then learn the real init's pid and reap the stage. Returns the init's pid."""
-    msg = chan.receive()
-    if msg and msg.get("type") == "map-ids":
-        from ociruntime.process import userns
-
-        userns.write_maps(stage_pid, linux)
-        chan.send("ids-mapped")
-        msg = chan.receive()
-    if msg is None:
-        raise RuntimeFailure("container init exited unexpectedly during create")
-    if msg.get("type") == "error":
-        raise RuntimeFailure(msg.get("message", "container init failed"))
-    init_pid = int(msg["pid"])
-    undo.pid = init_pid
-    os.waitpid(stage_pid, 0)
-    return init_pid
-
-
-def _serve_init(
-    chan: Channel,
-    all_hooks: dict,
-    hook_state: dict,
-    net_devices: netdevices.Mover | None = None,
-    seccomp_filter: object | None = None,
-) -> None:
-    """Answer the init until it is ready; its errors become ours."""
-    try:
-        while True:
-            msg = chan.receive()
-            if msg is None:
-                raise RuntimeFailure("container init exited unexpectedly during create")
-            kind = msg.get("type")
-            if kind == "ready":
-                return
-            if kind == "error":
-                raise RuntimeFailure(msg.get("message", "container init failed"))
-            if kind == "netns" and net_devices is not None:  # before any hook, as runc
-                net_devices.move(hook_state["pid"])
-                chan.send("netdevices-moved")
-            if kind == "hooks":
-                hooks.run_hooks("prestart", all_hooks.get("prestart") or [], hook_state)
-                hooks.run_hooks("createRuntime", all_hooks.get("createRuntime") or [], hook_state)
-                chan.send("hooks-done")
-            if kind == "seccomp":  # its filter is loaded: the notify fd goes to the agent
-                from ociruntime.security import seccomp_notify
-
-                seccomp_notify.forward(seccomp_filter, hook_state["pid"], msg.get("fd"), hook_state)
-                chan.send("seccomp-done")
-    finally:
-        chan.close()
 
 
 def write_pid_file(path: str, pid: int) -> None:

@@ -4,22 +4,12 @@ The process is described by `--process FILE` (a runtime-spec `process` object, a
 containerd's shim and conmon pass it) or, without it, by the container's own
 `config.json` process with ARGS as its args and the flags' overrides (runc's rules).
 
-How it enters the container (this command P, an intermediate I, the process C):
-
-- P opens the init's namespaces (/proc/<init>/ns/*), detaches itself from the host's
-  files and becomes non-dumpable (ociruntime.security.containersafe), then forks I. Nothing P
-  holds, maps or runs from is then a host file C could reach through /proc.
-- I, still in the host's PID namespace and so invisible to the container, joins the
-  container's cgroups (host paths), then its namespaces: user first, then mount
-  (setns(CLONE_NEWNS) sets I's root and cwd to the container's root), then the rest,
-  and last the PID and time namespaces for its children. It forks C, reports C's pid
-  and exits. So C is born inside the container with the container's root: there is no
-  moment at which a process the container can see has the host's root or cwd (runc's
-  nsexec orders it the same way). P is a child subreaper and so inherits C.
-- C applies rlimits, the terminal, user, cwd, capabilities and no_new_privs and
-  execs. Its errors reach P over a pipe; EOF on that pipe means execve succeeded.
-- Foreground: P forwards signals, waits and returns the exit code (128+N on signal N).
-  `--detach`: P writes --pid-file (C's host pid) and returns at once.
+How it enters the container (this command P, an intermediate I, the process C) is
+ociruntime/stages/exec_stages.py's. This module parses the options, reads the state,
+builds the plan (the process with the flags' overrides, the container's seccomp filter
+and process attributes, the init's namespaces) and waits: foreground, P forwards
+signals, waits and returns the exit code (128+N on signal N); `--detach`, P writes
+--pid-file (C's host pid) and returns at once.
 
 Failures exit 255 with `exec failed: ...`, as runc's.
 """
@@ -31,19 +21,16 @@ import os
 
 from ociruntime.container.state import open_existing, status_of
 from ociruntime.errors import RuntimeFailure
-from ociruntime.kernel import syscalls as sc
-from ociruntime.process import namespaces
-from ociruntime.security import containersafe
 from ociruntime.signals import FORWARDED_SIGNALS
+from ociruntime.stages import exec_stages
+from ociruntime.stages.exec_stages import EXIT_FAILED
+from ociruntime.stages.plan import ExecPlan
 
-EXIT_FAILED = 255  # runc: every exec failure
-#: /proc/<pid>/ns names, in the order C joins them (user first, mount last). PID and time
-#: are joined by P for its children.
-_NS_NAMES = {"user": "user", "ipc": "ipc", "uts": "uts", "network": "net", "cgroup": "cgroup",
-             "mount": "mnt"}  # fmt: skip
-_FOR_CHILDREN = {"pid": "pid", "time": "time_for_children"}
-#: The order I joins them in: see the module docstring.
-_JOIN_ORDER = ("user", "mount", "ipc", "uts", "network", "cgroup", "pid", "time")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from ociruntime.container.state import ContainerState
+
+__all__ = ["EXIT_FAILED", "ExecOptions", "exec_command"]
 
 
 class ExecOptions:
@@ -88,6 +75,42 @@ def _exec(opts: ExecOptions) -> int:
         from ociruntime.cli import check_pid_file_dir
 
         check_pid_file_dir(opts.pid_file)
+    state, status = _read_state(opts)
+    config = _load_json(os.path.join(state.bundle, "config.json"), "config.json")
+    proc = _process_spec(opts, config)
+    _check_terminal(opts, proc)
+    # The container's linux.seccomp applies to exec'd processes too (runc's setns init);
+    # built here, while the host's site-packages are reachable.
+    seccomp_filter = _container_seccomp(config)
+    attrs = _process_attrs(opts, proc, config)
+    ns_fds = exec_stages.open_namespaces(state.pid)
+    console = None
+    peer = None
+    try:
+        if proc.get("terminal"):
+            from ociruntime.process import terminal
+
+            if opts.detach:
+                console = terminal.connect(str(opts.console_socket))
+            else:
+                console, peer = terminal.pair()
+        document = (f"--process {opts.process_file}", "") if opts.process_file else (
+            "config.json", "/process")  # fmt: skip
+        plan = ExecPlan(
+            container=state, status=status, process=proc, process_document=document,
+            ns_fds=ns_fds, console=console, preserve_fds=preserve_fds,
+            seccomp=seccomp_filter, attrs=attrs,  # type: ignore[arg-type]
+        )  # fmt: skip
+        return _run(opts, plan, peer)
+    finally:
+        for fd in ns_fds.values():
+            os.close(fd)
+        if console is not None:
+            console.close()
+
+
+def _read_state(opts: ExecOptions) -> tuple[ContainerState, str]:
+    """The container's record and status, refusing those exec cannot enter."""
     sd = open_existing(opts.root, opts.container_id)
     try:
         state = sd.load()
@@ -102,8 +125,11 @@ def _exec(opts: ExecOptions) -> int:
         raise RuntimeFailure("cannot exec in a container that is being created")
     if status == "paused" and not opts.ignore_paused:
         raise RuntimeFailure("cannot exec in a paused container (use --ignore-paused to override)")
-    config = _load_json(os.path.join(state.bundle, "config.json"), "config.json")
-    proc = _process_spec(opts, config)
+    return state, status
+
+
+def _check_terminal(opts: ExecOptions, proc: dict) -> None:
+    """runc's rules: a detached terminal needs --console-socket, which is for nothing else."""
     if proc.get("terminal"):
         if opts.detach and not opts.console_socket:
             raise RuntimeFailure(
@@ -115,63 +141,24 @@ def _exec(opts: ExecOptions) -> int:
     if opts.console_socket and not (proc.get("terminal") and opts.detach):
         raise RuntimeFailure("cannot use console socket if runc will not detach or allocate tty")
 
-    # loaded before the fork: I and C import nothing
-    from ociruntime.cgroups import cgroupfs  # noqa: F401
-    from ociruntime.process import settings  # noqa: F401
-    from ociruntime.security import capabilities  # noqa: F401
 
-    # The container's linux.seccomp applies to exec'd processes too (runc's setns init);
-    # built here, while the host's site-packages are reachable.
-    opts.seccomp_filter = _container_seccomp(config)
-    opts.process_attrs = _process_attrs(opts, proc, config)
-    opts.status = status  # for a seccomp agent's ContainerProcessState
-
-    ns_fds = _open_namespaces(state.pid)
-    console = None
-    peer = None
+def _run(opts: ExecOptions, plan: ExecPlan, peer: object | None) -> int:
+    """Start the process (exec_stages), then the pid file and, unless detached, wait."""
     try:
-        if proc.get("terminal"):
-            from ociruntime.process import terminal
-
-            if opts.detach:
-                console = terminal.connect(str(opts.console_socket))
-            else:
-                console, peer = terminal.pair()
-        return _run(opts, sd, state, proc, ns_fds, console, peer, preserve_fds)
-    finally:
-        for fd in ns_fds.values():
-            os.close(fd)
-        if console is not None:
-            console.close()
-
-
-def _run(opts, sd, state, proc, ns_fds, console, peer, preserve_fds) -> int:
-    from ociruntime.stages.channel import channel_pair
-
-    parent, child = channel_pair()
-    containersafe.detach_from_host_files()  # C inherits our memory as it is now
-    containersafe.hide()
-    sc.set_child_subreaper()  # C is I's child: it comes back to us when I exits
-    intermediate = os.fork()
-    if intermediate == 0:
-        parent.close()
-        _intermediate(opts, state, proc, ns_fds, console, child, preserve_fds)
-    child.close()
-    pid = _reap_intermediate(parent, intermediate)
-    if console is not None:
-        console.close()
-    msg = _serve_child(opts, state, parent, pid) if pid else None
-    if pid == 0 or msg is not None:  # an error before execve: C exits, reap it
-        if pid:
-            os.waitpid(pid, 0)
-        msg = msg or _INTERMEDIATE_FAILED
+        pid = exec_stages.start(plan)
+    except BaseException:
         if peer is not None:
-            peer.close()
-        raise RuntimeFailure(str(msg.get("message", "exec: the process failed to start")))
+            peer.close()  # type: ignore[attr-defined]
+        raise
     if opts.pid_file:  # foreground too, as runc
         _write_pid_file(opts.pid_file, pid)
     if opts.detach:
         return 0
+    return _wait(pid, peer)
+
+
+def _wait(pid: int, peer: object | None) -> int:
+    """Foreground: forward signals (and, with a terminal, proxy it) until C exits."""
     for sig in FORWARDED_SIGNALS:
         _signal.signal(sig, lambda n, _frame: _forward(pid, n))
     if peer is not None:
@@ -180,7 +167,7 @@ def _run(opts, sd, state, proc, ns_fds, console, peer, preserve_fds) -> int:
         try:
             attached = terminal.Attached(terminal.receive_master(peer))
         finally:
-            peer.close()
+            peer.close()  # type: ignore[attr-defined]
         attached.prepare()
         _signal.signal(_signal.SIGWINCH, lambda _n, _frame: attached.resize())
         status = attached.run(pid)
@@ -194,29 +181,6 @@ def _run(opts, sd, state, proc, ns_fds, console, peer, preserve_fds) -> int:
     if os.WIFEXITED(status):
         return os.WEXITSTATUS(status)
     return 128 + os.WTERMSIG(status)
-
-
-def _serve_child(opts, state, chan, pid: int) -> dict | None:  # noqa: ANN001
-    """C's one message (its error, or None once it execs), after handing its seccomp
-    notify fd to the agent if it asks for that (as create does for the init)."""
-    try:
-        msg = chan.receive()
-        while msg is not None and msg.get("type") == "seccomp":
-            from ociruntime.container.state import public_state
-            from ociruntime.security import seccomp_notify
-
-            container = public_state(state, opts.status)
-            try:
-                seccomp_notify.forward(opts.seccomp_filter, pid, msg.get("fd"), container)
-            except BaseException:
-                os.kill(pid, _signal.SIGKILL)
-                os.waitpid(pid, 0)
-                raise
-            chan.send("seccomp-done")
-            msg = chan.receive()
-        return msg
-    finally:
-        chan.close()
 
 
 def _write_pid_file(path: str, pid: int) -> None:
@@ -238,33 +202,6 @@ def _forward(pid: int, signum: int) -> None:
         os.kill(pid, signum)
     except ProcessLookupError:
         pass
-
-
-def _open_namespaces(init_pid: int) -> dict[str, int]:
-    """fds of the init's namespaces that differ from ours (joining our own user namespace
-    would fail; the others would be no-ops)."""
-    fds: dict[str, int] = {}
-    try:
-        for kind, name in (*_NS_NAMES.items(), *(("pid", "pid"), ("time", "time"))):
-            try:
-                theirs = os.stat(f"/proc/{init_pid}/ns/{name}")
-            except FileNotFoundError:
-                continue  # a kernel without this namespace type
-            except ProcessLookupError:
-                raise RuntimeFailure("cannot exec in a stopped container") from None
-            mine_name = _FOR_CHILDREN.get(kind, name)
-            try:
-                mine = os.stat(f"/proc/self/ns/{mine_name}")
-            except FileNotFoundError:
-                mine = None
-            if mine is not None and (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino):
-                continue
-            fds[kind] = os.open(f"/proc/{init_pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
-    except BaseException:
-        for fd in fds.values():
-            os.close(fd)
-        raise
-    return fds
 
 
 def _process_spec(opts: ExecOptions, config: dict) -> dict:
@@ -376,48 +313,6 @@ def _check_process(proc: dict, where: str) -> None:
         raise RuntimeFailure(f"{where}: rlimits must be objects with type, soft and hard")
 
 
-_INTERMEDIATE_FAILED = {"message": "exec: the process failed to enter the container"}
-
-
-def _reap_intermediate(chan, intermediate: int) -> int:  # noqa: ANN001
-    """C's pid as I reports it (0 if I failed: its error is then the next message), once
-    I is reaped, so that C is already ours to wait for."""
-    msg = chan.receive()
-    os.waitpid(intermediate, 0)
-    if msg is not None and msg.get("type") == "pid":
-        return int(msg["pid"])
-    if msg is not None:
-        raise RuntimeFailure(str(msg.get("message", _INTERMEDIATE_FAILED["message"])))
-    return 0
-
-
-def _intermediate(opts, state, proc, ns_fds, console, chan, preserve_fds) -> None:
-    """I: join the container, fork C inside it, report C's pid; never returns."""
-    from ociruntime.stages.channel import run_stage
-
-    def body() -> None:
-        if containersafe.IMPORT_GUARD_ENV in os.environ:  # tests: no import after the fork
-            from ociruntime import importguard
-
-            importguard.install("exec")
-        keep = {*range(3, 3 + preserve_fds), chan.rfd, chan.wfd, *ns_fds.values()}
-        if console is not None:
-            keep.add(console.sock.fileno())
-        from ociruntime.log import LOG
-
-        LOG.forget_file()
-        containersafe.close_fds(keep)
-        _join_container(state, ns_fds, getattr(opts, "process_attrs", None))
-        pid = os.fork()
-        if pid == 0:
-            run_stage(chan, lambda: _finish_and_exec(state, proc, console, chan, opts),
-                      "exec", EXIT_FAILED)  # fmt: skip
-        chan.send("pid", pid=pid)
-        os._exit(0)
-
-    run_stage(chan, body, "exec", EXIT_FAILED)
-
-
 def _process_attrs(opts: ExecOptions, proc: dict, config: dict) -> object | None:
     """The process's scheduler, I/O priority, CPU affinity and LSM labels and the
     container's personality, checked now (ociruntime.process.procattrs, only when one is set)."""
@@ -442,75 +337,3 @@ def _container_seccomp(config: dict) -> object | None:
     from ociruntime.security import seccomp
 
     return seccomp.build(spec)
-
-
-def _join_container(state, ns_fds, attrs=None) -> None:  # noqa: ANN001
-    """In I: the container's cgroups, then its namespaces, the mount namespace right
-    after the user one (from then on our root is the container's), the PID and time
-    namespaces last, for C. Closes the namespace fds."""
-    from ociruntime.cgroups import cgroupfs
-    from ociruntime.security import capabilities
-
-    capabilities.last_cap()  # read (and remembered) on our own /proc, for C
-    if attrs is not None:  # process.execCPUAffinity: initial before the cgroups
-        attrs.set_initial_affinity()
-    cgroupfs.join(state.cgroup_dirs, 0)  # 0: this process (host paths: before setns(mnt))
-    if attrs is not None:  # ... final (or the container's default) after
-        attrs.set_final_affinity(state.cgroup_dirs)
-    for kind in _JOIN_ORDER:
-        fd = ns_fds.pop(kind, None)
-        if fd is None:
-            if kind == "mount":  # sharing our mount namespace: the container's root
-                os.chroot(f"/proc/{state.pid}/root")
-            continue
-        try:
-            sc.setns(fd, namespaces.FLAGS[kind])
-        except OSError as e:
-            raise RuntimeFailure(
-                f"joining the container's {kind} namespace: {e.strerror}"
-            ) from None
-        finally:
-            os.close(fd)
-    os.chdir("/")
-
-
-def _finish_and_exec(state, proc, console, chan, opts) -> None:  # noqa: ANN001
-    """In C, inside the container: the process's own settings, then execve."""
-    seccomp_filter = getattr(opts, "seccomp_filter", None)
-    attrs = getattr(opts, "process_attrs", None)
-    from ociruntime.process import settings
-    from ociruntime.security import capabilities, procfs
-
-    # The container's /proc, checked (no mount on a path we write is followed), never a
-    # handle on the host's: a container process could take that from us through /proc.
-    procfs.use_host()
-
-    settings.apply_rlimits(proc.get("rlimits") or [])
-    if "oomScoreAdj" in proc:
-        settings.set_oom_score_adj(proc["oomScoreAdj"])
-    if attrs is not None:  # personality, scheduler, I/O priority, LSM labels
-        attrs.apply()
-    procfs.close()  # done with /proc: nothing else happens here that needs it
-    if not getattr(state, "no_new_keyring", False):  # the container's keyring, as runc
-        settings.join_session_keyring(f"_ses.{state.id}", set_permissions=False)
-    env = settings.env_dict(proc.get("env") or [])
-    executable = settings.find_executable(proc["args"][0], env)
-    user = proc.get("user") or {}
-    if console is not None:
-        os.setsid()
-        console.setup(proc.get("consoleSize"), user.get("uid", 0), console=False)
-    cap_sets = capabilities.resolve_sets(proc.get("capabilities"))
-    no_new_privs = bool(proc.get("noNewPrivileges"))
-    if seccomp_filter is not None and not no_new_privs:  # needs CAP_SYS_ADMIN: before
-        settings.load_seccomp(seccomp_filter, chan)
-    settings.switch_user(user, cap_sets)
-    cwd = proc.get("cwd") or "/"
-    try:
-        os.chdir(cwd)
-    except OSError as e:
-        raise RuntimeFailure(f"process.cwd {cwd}: {e.strerror}") from None
-    settings.apply_capabilities(cap_sets, no_new_privs)
-    if seccomp_filter is not None and no_new_privs:  # as late as runc's setns init
-        settings.load_seccomp(seccomp_filter, chan)
-    settings.restore_signal_defaults(*FORWARDED_SIGNALS)
-    os.execve(executable, proc["args"], env)

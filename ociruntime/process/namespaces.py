@@ -26,6 +26,10 @@ FLAGS = {
     "time": k.CLONE_NEWTIME,
 }
 _PROC_NAMES = {"pid": "pid", "time": "time"}
+#: Namespaces a process enters only for its children (setns and unshare of these apply
+#: to the children it forks next): `create` around the init's fork, the user-namespace
+#: stage before forking the init, exec's intermediate before forking the process.
+FOR_CHILDREN = ("pid", "time")
 #: setns order for joined namespaces: the mount namespace last, because entering it
 #: changes what the other paths resolve to.
 _JOIN_ORDER = ("user", "ipc", "uts", "network", "cgroup", "pid", "time", "mount")
@@ -77,7 +81,7 @@ class for_children:  # noqa: N801 - used as a `with` statement, like a function
 
     def __enter__(self) -> None:
         try:
-            for kind in ("pid", "time"):
+            for kind in FOR_CHILDREN:
                 if kind in self.namespaces:
                     self._enter(kind)
         except BaseException:
@@ -114,10 +118,29 @@ def enter_for_children_for_good(
     namespaces: dict[str, str | None], time_offsets: dict | None
 ) -> None:
     """The PID and time namespaces for our future children, in a single-threaded process
-    that will not go back (the init's user-namespace stage, see init.py)."""
-    for kind in ("pid", "time"):
+    that will not go back (the init's user-namespace stage, userns_stage.py)."""
+    for kind in FOR_CHILDREN:
         if kind in namespaces:
             _enter_for_children(kind, namespaces[kind], time_offsets, in_parent=False)
+
+
+def join_fds(fds: dict[str, int], kinds: tuple[str, ...]) -> None:
+    """setns into the container's namespaces open as `fds` (exec's intermediate: the
+    init's, opened by exec before it forked), those of `kinds` in that order; each fd is
+    closed once used and removed from `fds`. For FOR_CHILDREN kinds, only the children
+    forked next are in them, as with `for_children`."""
+    for kind in kinds:
+        fd = fds.pop(kind, None)
+        if fd is None:
+            continue
+        try:
+            sc.setns(fd, FLAGS[kind])
+        except OSError as e:
+            raise RuntimeFailure(
+                f"joining the container's {kind} namespace: {e.strerror}"
+            ) from None
+        finally:
+            os.close(fd)
 
 
 def join(namespaces: dict[str, str | None], kinds: tuple[str, ...]) -> None:

@@ -25,7 +25,7 @@ from ociruntime.security import capabilities, procfs
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from ociruntime.security import seccomp
-    from ociruntime.stages.channel import Channel
+    from ociruntime.stages.protocol import StageEnd
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -191,11 +191,11 @@ def restore_signal_defaults(*extra: int) -> None:
         _signal.signal(sig, _signal.SIG_DFL)
 
 
-def load_seccomp(filt: seccomp.Filter, chan: Channel) -> None:
+def load_seccomp(filt: seccomp.Filter, end: StageEnd) -> None:
     """Install a filter `ociruntime.security.seccomp.build` made (in create or exec, before the
-    fork); with SCMP_ACT_NOTIFY rules, hand its notify fd over to the parent on `chan`."""
+    fork); with SCMP_ACT_NOTIFY rules, hand its notify fd over to the parent on `end`."""
     try:
         filt.load()
     except OSError as e:
         raise RuntimeFailure(f"linux.seccomp: loading the filter: {e.strerror}") from None
-    filt.hand_over(chan)
+    filt.hand_over(end)

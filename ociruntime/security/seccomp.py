@@ -23,13 +23,11 @@ a listenerPath without any NOTIFY rule is ignored.
 
 from __future__ import annotations
 
-import os
-
 from ociruntime.errors import RuntimeFailure
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from ociruntime.stages.channel import Channel
+    from ociruntime.stages.protocol import StageEnd
 
 EPERM = 1
 EEXIST = 17
@@ -172,23 +170,17 @@ class Filter:
         """Install the filter in this process (OSError if the kernel refuses it)."""
         self._filter.load()
 
-    def hand_over(self, chan: Channel) -> None:
+    def hand_over(self, end: StageEnd) -> None:
         """After `load`, with a listener: report the notify fd's number to the runtime's
         parent side, which copies the fd out of this process (pidfd_getfd) and sends it to
-        the agent; then close this process's copy, so the container never holds its own
-        notify fd. What runs here under the filter: one write, one read, one close."""
+        the agent; then close this process's copy (protocol.StageEnd.report_seccomp_fd),
+        so the container never holds its own notify fd."""
         if self.listener is None:
             return
         fd = self._sc._libseccomp.seccomp_notify_fd(self._filter._filter)
         if fd < 0:
             raise RuntimeFailure(f"{_PTR}: the loaded filter has no notify fd")
-        chan.send("seccomp", fd=fd)
-        reply = chan.receive()
-        os.close(fd)
-        if reply is None:
-            os._exit(1)  # the parent could not reach the agent: it reports that and kills us
-        if reply.get("type") != "seccomp-done":
-            raise RuntimeFailure(f"{_PTR}: unexpected reply to the notify fd: {reply}")
+        end.report_seccomp_fd(fd)
 
 
 def build(spec: dict) -> Filter:
@@ -205,7 +197,21 @@ def build(spec: dict) -> Filter:
         filt.set_attr(_ATTR_CTL_NNP, 0)
     except OSError as e:
         raise RuntimeFailure(f"{_PTR}/defaultAction: {e.strerror}") from None
-    for i, arch in enumerate(spec.get("architectures") or []):
+    _add_architectures(sc, filt, spec.get("architectures") or [])
+    _set_flags(filt, spec.get("flags") or [])
+    notifies = False  # a NOTIFY rule is in the filter: libseccomp then makes a listener
+    for i, rule in enumerate(spec.get("syscalls") or []):
+        notifies = _add_rule(sc, filt, default, rule, f"syscalls/{i}", LOG) or notifies
+    if listener is not None and not notifies:
+        # Every NOTIFY rule named only syscalls unknown here: no listener fd to send.
+        # (runc 1.1.5 asks the kernel for one anyway and sends an fd that never fires.)
+        LOG.debug("no SCMP_ACT_NOTIFY rule names a known syscall: listenerPath not used")
+        listener = None
+    return Filter(sc, filt, listener, spec.get("listenerMetadata") or "")
+
+
+def _add_architectures(sc, filt, archs: list[str]) -> None:  # noqa: ANN001 - pyseccomp's
+    for i, arch in enumerate(archs):
         number = getattr(sc.Arch, arch[len("SCMP_ARCH_") :], None)
         if not arch.startswith("SCMP_ARCH_") or not isinstance(number, int) or not number:
             raise RuntimeFailure(f"{_PTR}/architectures/{i}: unknown architecture {arch!r}")
@@ -214,7 +220,10 @@ def build(spec: dict) -> Filter:
         except OSError as e:
             if e.errno != EEXIST:  # the native one is there already (runc ignores it too)
                 raise RuntimeFailure(f"{_PTR}/architectures/{i}: {arch}: {e.strerror}") from None
-    for i, flag in enumerate(spec.get("flags") or []):
+
+
+def _set_flags(filt, flags: list[str]) -> None:  # noqa: ANN001 - a pyseccomp filter
+    for i, flag in enumerate(flags):
         attr = FLAG_ATTRS.get(flag)
         if attr is None:
             raise RuntimeFailure(f"{_PTR}/flags/{i}: seccomp flag {flag!r} is not supported")
@@ -222,42 +231,44 @@ def build(spec: dict) -> Filter:
             filt.set_attr(attr, 1)
         except OSError as e:
             raise RuntimeFailure(f"{_PTR}/flags/{i}: {flag}: {e.strerror}") from None
-    notifies = False  # a NOTIFY rule is in the filter: libseccomp then makes a listener
-    for i, rule in enumerate(spec.get("syscalls") or []):
-        where = f"syscalls/{i}"
-        action = _action(sc, rule.get("action", ""), rule.get("errnoRet"), f"{where}/action")
-        if action == default:
-            continue  # libseccomp refuses it; runc skips it as well
-        conditions, counts = [], [0] * 6
-        for j, arg in enumerate(rule.get("args") or []):
-            index, op = arg.get("index", 0), OPERATORS.get(arg.get("op", ""))
-            if op is None:
-                raise RuntimeFailure(f"{_PTR}/{where}/args/{j}/op: unknown operator {arg['op']!r}")
-            if not 0 <= index < 6:
-                raise RuntimeFailure(f"{_PTR}/{where}/args/{j}/index: {index} is not in 0..5")
-            counts[index] += 1
-            conditions.append(sc.Arg(index, op, arg.get("value", 0), arg.get("valueTwo", 0)))
-        # runc: one index twice -> each condition is a rule of its own (OR), else AND.
-        groups = [[c] for c in conditions] if max(counts) > 1 else [conditions]
-        for name in rule.get("names") or []:
-            number = sc.resolve_syscall(sc.Arch.NATIVE, name)
-            if number == -1:  # __NR_SCMP_ERROR; other negatives are other arches' syscalls
-                LOG.debug(f"unknown seccomp syscall {name!r} ignored")
-                continue
-            for group in groups:
-                try:
-                    filt.add_rule(action, number, *group)
-                except OSError as e:
-                    raise RuntimeFailure(
-                        f"{_PTR}/{where}: adding the rule for {name}: {e.strerror}"
-                    ) from None
-                notifies = notifies or action == sc.NOTIFY
-    if listener is not None and not notifies:
-        # Every NOTIFY rule named only syscalls unknown here: no listener fd to send.
-        # (runc 1.1.5 asks the kernel for one anyway and sends an fd that never fires.)
-        LOG.debug("no SCMP_ACT_NOTIFY rule names a known syscall: listenerPath not used")
-        listener = None
-    return Filter(sc, filt, listener, spec.get("listenerMetadata") or "")
+
+
+def _add_rule(sc, filt, default: int, rule: dict, where: str, log) -> bool:  # noqa: ANN001
+    """One of linux.seccomp.syscalls; True if it put a NOTIFY rule in the filter."""
+    action = _action(sc, rule.get("action", ""), rule.get("errnoRet"), f"{where}/action")
+    if action == default:
+        return False  # libseccomp refuses it; runc skips it as well
+    groups = _conditions(sc, rule.get("args") or [], where)
+    notifies = False
+    for name in rule.get("names") or []:
+        number = sc.resolve_syscall(sc.Arch.NATIVE, name)
+        if number == -1:  # __NR_SCMP_ERROR; other negatives are other arches' syscalls
+            log.debug(f"unknown seccomp syscall {name!r} ignored")
+            continue
+        for group in groups:
+            try:
+                filt.add_rule(action, number, *group)
+            except OSError as e:
+                raise RuntimeFailure(
+                    f"{_PTR}/{where}: adding the rule for {name}: {e.strerror}"
+                ) from None
+            notifies = notifies or action == sc.NOTIFY
+    return notifies
+
+
+def _conditions(sc, args: list[dict], where: str) -> list[list]:  # noqa: ANN001
+    """The rule's argument conditions, grouped as runc does: one index twice -> each
+    condition is a rule of its own (OR), else one rule with all of them (AND)."""
+    conditions, counts = [], [0] * 6
+    for j, arg in enumerate(args):
+        index, op = arg.get("index", 0), OPERATORS.get(arg.get("op", ""))
+        if op is None:
+            raise RuntimeFailure(f"{_PTR}/{where}/args/{j}/op: unknown operator {arg['op']!r}")
+        if not 0 <= index < 6:
+            raise RuntimeFailure(f"{_PTR}/{where}/args/{j}/index: {index} is not in 0..5")
+        counts[index] += 1
+        conditions.append(sc.Arg(index, op, arg.get("value", 0), arg.get("valueTwo", 0)))
+    return [[c] for c in conditions] if max(counts) > 1 else [conditions]
 
 
 def _notify_listener(sc, spec: dict) -> str | None:  # noqa: ANN001 - the pyseccomp module

@@ -1,34 +1,16 @@
-"""The typed messages `create` and the container init exchange over a pair of pipes.
+"""The transport between a runtime parent and its forked stages: a pair of pipes.
 
 Pipes rather than a socketpair: the `socket` module is not imported on the hot path, and
-EOF on the init's pipe is how the parent learns that the init died. One JSON object per
-line; each message has a `type`.
-
-init -> create:  {"type": "ready"}
-                 {"type": "error", "message": str}
-                 {"type": "hooks"}                  (run prestart/createRuntime now)
-                 {"type": "map-ids"}                (user namespace made: write its maps)
-                 {"type": "init-pid", "pid": int}   (the real init, forked in the userns)
-                 {"type": "netns"}                  (linux.netDevices: move them in now)
-                 {"type": "seccomp", "fd": int}     (send my notify fd to the agent)
-create -> init:  {"type": "ids-mapped"}              (user namespace only: first)
-                 {"type": "cgroups-joined"}
-                 {"type": "netdevices-moved"}
-                 {"type": "hooks-done"}
-                 {"type": "seccomp-done"}
+EOF on the stage's pipe is how the parent learns that the stage died. One JSON object per
+line; each message has a `type`. What the messages are and who sends which is
+`protocol.py`'s: nothing else names them.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 
 from ociruntime import jsonlite
-from ociruntime.errors import RuntimeFailure
-
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 
 class Channel:
@@ -73,28 +55,3 @@ def channel_pair() -> tuple[Channel, Channel]:
     to_child_r, to_child_w = os.pipe2(os.O_CLOEXEC)
     to_parent_r, to_parent_w = os.pipe2(os.O_CLOEXEC)
     return Channel(to_parent_r, to_child_w), Channel(to_child_r, to_parent_w)
-
-
-def run_stage(chan: Channel, body: Callable[[], None], label: str, exit_code: int) -> None:
-    """Run a forked stage (the init, exec's intermediate or its process): never returns.
-    `body` ends in execve or os._exit; whatever it raises reaches the parent as one
-    `error` message (`label` says who failed), or stderr once the channel is gone, and
-    the stage exits with `exit_code`: a child must never unwind into its parent's code."""
-    try:
-        body()
-    except RuntimeFailure as e:
-        _report(chan, str(e))
-    except OSError as e:
-        _report(chan, f"{label}: {e}")
-    except BaseException as e:  # noqa: BLE001 - see the docstring
-        _report(chan, f"{label}: unexpected {type(e).__name__}: {e}")
-    os._exit(exit_code)
-
-
-def _report(chan: Channel, message: str) -> None:
-    try:
-        sent = chan.send("error", message=message)
-    except OSError:
-        sent = False
-    if not sent:
-        sys.stderr.write(message + "\n")

@@ -1,0 +1,128 @@
+"""The last steps of a process entering a container, shared by the init and exec's C
+(runc's finalizeNamespace and what surrounds it in its standard and setns inits).
+
+Inside the container's namespaces and root, still with every privilege: rlimits, OOM
+score, personality/scheduler/LSM attributes, the session keyring, the executable found
+(so a missing program fails now, not at start), then privileges dropped in the order the
+kernel allows: seccomp first without noNewPrivileges (loading it then needs
+CAP_SYS_ADMIN; the user switch runs under the filter, as in runc), user, cwd,
+capabilities, and seccomp last with noNewPrivileges (as late as runc 1.1.5: what still
+runs under it is the caller's last messages and execve). `execute` is the execve.
+
+What differs between the two callers is a parameter: the keyring's permissions, where
+/proc is opened and closed, exec's terminal, and the init's last privileged step
+(`before_seccomp`: it stops being bound to `create` while it still may).
+Imported before the fork by both (nothing here imports anything).
+"""
+
+from __future__ import annotations
+
+import os
+
+from ociruntime.errors import field_error, pointer
+from ociruntime.process import settings
+from ociruntime.security import capabilities, procfs
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ociruntime.process.procattrs import ProcessAttrs
+    from ociruntime.process.terminal import InitConsole
+    from ociruntime.security.seccomp import Filter
+    from ociruntime.stages.protocol import StageEnd
+
+
+class Finalize:
+    """How a caller finalizes: the differences between the init and exec's C."""
+
+    __slots__ = ("seccomp", "attrs", "keyring", "keyring_permissions", "exec_procfs",
+                 "console", "before_seccomp", "document", "process_at")  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        seccomp: Filter | None,
+        attrs: ProcessAttrs | None,
+        keyring: str | None,
+        keyring_permissions: bool,
+        exec_procfs: bool,
+        console: InitConsole | None = None,
+        before_seccomp: Callable[[], None] | None = None,
+        document: tuple[str, str] = ("config.json", "/process"),
+    ) -> None:
+        self.seccomp, self.attrs = seccomp, attrs
+        #: the session keyring to join (None: --no-new-keyring), and whether to let the
+        #: container's user search it (the init's; exec may not own it)
+        self.keyring, self.keyring_permissions = keyring, keyring_permissions
+        #: exec: open the container's /proc for the process attributes and close it right
+        #: after them. The init: its private procfs is open and closes after capabilities.
+        self.exec_procfs = exec_procfs
+        #: exec's terminal, set up once the executable is found (the init's is set up
+        #: right after pivot_root, before anything turns read-only)
+        self.console = console
+        self.before_seccomp = before_seccomp
+        #: the document and JSON pointer of the process object, for error messages
+        self.document, self.process_at = document
+
+
+def finalize(proc: dict, end: StageEnd, how: Finalize) -> tuple[str, dict[str, str]]:
+    """The process's settings up to, not including, execve: returns (executable, env)."""
+    _apply_limits(proc, how)
+    if how.keyring is not None:
+        settings.join_session_keyring(how.keyring, set_permissions=how.keyring_permissions)
+    env = settings.env_dict(proc.get("env") or [])
+    executable = settings.find_executable(proc["args"][0], env)
+    user = proc.get("user") or {}
+    if how.console is not None:
+        os.setsid()
+        how.console.setup(proc.get("consoleSize"), user.get("uid", 0), console=False)
+    cap_sets = capabilities.resolve_sets(proc.get("capabilities"))
+    if how.before_seccomp is not None:
+        how.before_seccomp()
+    _drop_privileges(proc, end, how, cap_sets)
+    return executable, env
+
+
+def _apply_limits(proc: dict, how: Finalize) -> None:
+    """rlimits, OOM score and attributes: while every privilege is still ours."""
+    if how.exec_procfs:
+        # The container's /proc, checked (no mount on a path we write is followed), never
+        # a handle on the host's: a container process could take that from us via /proc.
+        procfs.use_host()
+    settings.apply_rlimits(proc.get("rlimits") or [])
+    if "oomScoreAdj" in proc:
+        settings.set_oom_score_adj(proc["oomScoreAdj"])
+    if how.attrs is not None:  # personality, scheduler, I/O priority, LSM labels
+        how.attrs.apply()
+    if how.exec_procfs:
+        procfs.close()  # done with /proc: nothing else happens here that needs it
+
+
+def _drop_privileges(
+    proc: dict, end: StageEnd, how: Finalize, cap_sets: dict[str, set[int]]
+) -> None:
+    """seccomp around the user switch, as the module docstring says."""
+    no_new_privs = bool(proc.get("noNewPrivileges"))
+    if how.seccomp is not None and not no_new_privs:
+        settings.load_seccomp(how.seccomp, end)  # needs CAP_SYS_ADMIN: before the switch
+    settings.switch_user(proc.get("user") or {}, cap_sets)
+    cwd = proc.get("cwd") or "/"
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise field_error(
+            how.process_at + pointer("cwd"), f"{cwd}: {e.strerror}", how.document
+        ) from None
+    settings.apply_capabilities(cap_sets, no_new_privs)
+    if not how.exec_procfs:
+        procfs.close()  # the private procfs: nothing exec'd into the container may reach it
+    if how.seccomp is not None and no_new_privs:
+        settings.load_seccomp(how.seccomp, end)  # as late as runc 1.1.5 (and its setns init)
+
+
+def execute(executable: str, args: list[str], env: dict[str, str], *signals: int) -> None:
+    """Python ignores SIGPIPE and SIGXFSZ (and the caller may have handlers for
+    `signals`): the defaults back, then execve. Never returns."""
+    settings.restore_signal_defaults(*signals)
+    os.execve(executable, args, env)

@@ -1,0 +1,186 @@
+"""The parent's side of the container init (runc's initProcess): fork it, record it, join
+it to its cgroups, map its user namespace, and answer it until it is ready.
+
+`create` builds the plan (plan.InitPlan) and the state record first; this module owns
+the init process from the fork on. Every exchange is a protocol.ParentEnd method.
+"""
+
+from __future__ import annotations
+
+import _signal
+import os
+
+from ociruntime.cgroups import cgroupfs
+from ociruntime.container.state import process_start_time
+from ociruntime.errors import RuntimeFailure
+from ociruntime.kernel import syscalls as sc
+from ociruntime.process import hooks, namespaces
+from ociruntime.stages.channel import channel_pair
+from ociruntime.stages.protocol import ParentEnd, StageEnd
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from ociruntime.container.state import ContainerState, StateDir
+    from ociruntime.process import netdevices
+    from ociruntime.stages.plan import InitPlan
+
+_EXITED = "container init exited unexpectedly during create"
+
+
+class InitProcess:
+    """One container init, from its fork until it is ready (or killed by `abort`)."""
+
+    __slots__ = ("plan", "sd", "state", "pid", "netdevices", "_end")
+
+    def __init__(self, plan: InitPlan, sd: StateDir, state: ContainerState) -> None:
+        self.plan, self.sd, self.state = plan, sd, state
+        self.pid: int | None = None  # the process to kill on rollback
+        self.netdevices: netdevices.Mover | None = None  # moved in, until settled
+        self._end: ParentEnd | None = None
+
+    def start(self) -> None:
+        """Fork the init (with a user namespace: its user-namespace stage, which forks
+        the init itself) and record its pid before anything that can block."""
+        from ociruntime.stages import init
+
+        plan = self.plan
+        parent, child = channel_pair()
+        ns = plan.namespaces
+        try:
+            # With a user namespace the stage makes the PID/time namespaces itself.
+            with namespaces.for_children({} if "user" in ns else ns, plan.linux.get("timeOffsets")):
+                pid = os.fork()
+                if pid == 0:
+                    # Killed with us until it is ready (init.py clears this before it
+                    # drops privileges). Should we have died before this line, our end
+                    # is closed and the init's first wait for us sees EOF and exits.
+                    sc.set_parent_death_signal(_signal.SIGKILL)
+                    self.sd.unlock()  # our lock must not live on in the init until exec
+                    parent.close()
+                    init.run(plan, StageEnd(child))
+        finally:
+            for fd in (plan.idmapped or {}).values():
+                os.close(fd)
+        self.pid = pid
+        self._end = ParentEnd(parent, _EXITED, "container init failed")
+        record_pid(self.sd, self.state, pid)  # before anything that can block
+        child.close()
+
+    def serve(self) -> int:
+        """Join the init to its cgroups (concurrently with its namespace and mount work),
+        map its user namespace, write the limits, then answer it until it is ready.
+        Returns the init's pid."""
+        plan, end = self.plan, self._end
+        assert end is not None and self.pid is not None
+        try:
+            cgroupfs.join(plan.cgroup_dirs, self.pid)
+            if "user" in plan.namespaces:
+                self._map_user_namespace(end)
+                record_pid(self.sd, self.state, self.pid)
+            if plan.limits is not None:
+                plan.limits.apply()
+            end.cgroups_joined()
+            if plan.linux.get("netDevices"):  # found on the host while the init unshares
+                from ociruntime.process import netdevices
+
+                self.netdevices = netdevices.Mover(plan.linux["netDevices"])
+            self._serve_until_ready(end)
+        except RuntimeFailure:
+            if plan.limits is not None:
+                plan.limits.check_oom()  # an init the OOM killer took: say which limit
+            raise
+        finally:
+            end.close()
+        return self.pid
+
+    def _map_user_namespace(self, end: ParentEnd) -> None:
+        """The user-namespace stage (userns_stage.py): map its new user namespace when
+        it asks (not for a joined one), then learn the real init's pid and reap the
+        stage."""
+        stage_pid = self.pid
+        assert stage_pid is not None
+        if self.plan.namespaces["user"] is None:
+            end.wait_for_id_mapping_request()
+            from ociruntime.process import userns
+
+            userns.write_maps(stage_pid, self.plan.linux)
+            end.ids_mapped()
+        self.pid = end.wait_for_init_pid()
+        os.waitpid(stage_pid, 0)
+
+    def _serve_until_ready(self, end: ParentEnd) -> None:
+        all_hooks = self.plan.config.get("hooks") or {}
+        hook_state = dict(self.plan.public_state, pid=self.pid)
+        devices = self.netdevices
+
+        def run_hooks() -> None:
+            hooks.run_hooks("prestart", all_hooks.get("prestart") or [], hook_state)
+            hooks.run_hooks("createRuntime", all_hooks.get("createRuntime") or [], hook_state)
+
+        def forward_seccomp(fd: int) -> None:  # its filter is loaded: fd to the agent
+            from ociruntime.security import seccomp_notify
+
+            seccomp_notify.forward(self.plan.seccomp, hook_state["pid"], fd, hook_state)
+
+        move = None if devices is None else (lambda: devices.move(hook_state["pid"]))
+        end.serve_until_ready(move, run_hooks, forward_seccomp)
+
+    def settle(self) -> None:
+        """Created: the moved network devices belong to the container's namespace."""
+        if self.netdevices is not None:
+            self.netdevices.close()
+            self.netdevices = None
+
+    def abort(self) -> None:
+        """Rollback: network devices back to the host (while their namespace lives),
+        then the init killed and reaped."""
+        if self.netdevices is not None:
+            self.netdevices.restore()
+        if self.pid is not None:
+            kill_and_reap(self.pid)
+
+
+def kill_and_reap(pid: int) -> None:
+    """SIGKILL and wait for it to be gone, whether it is our child or (forked by the
+    user-namespace stage) not."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        os.kill(pid, _signal.SIGKILL)
+        import select
+
+        select.select([pidfd], [], [])  # readable once it has exited
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(pidfd)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def record_pid(sd: StateDir, state: ContainerState, pid: int) -> None:
+    """The init's pid and start time, the moment we know them: from now on `delete` kills
+    it even if we die before anything else (the user-namespace stage is recorded first,
+    then the real init it forks)."""
+    info = process_start_time(pid)
+    state.pid, state.start_time = pid, info[0] if info else 0
+    relock(sd)
+    try:
+        sd.save(state)
+    finally:
+        sd.unlock()
+
+
+def relock(sd: StateDir) -> None:
+    """The lock, for a write. `create` does not hold it while the init works (a hook may
+    run `state`, and `state`/`list` show the container as creating meanwhile), so a
+    `delete --force` may have removed the container in between: then we fail, and the
+    rollback undoes the rest."""
+    try:
+        sd.lock()
+    except RuntimeFailure:
+        raise RuntimeFailure("container was deleted during create") from None
