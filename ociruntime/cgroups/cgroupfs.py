@@ -18,6 +18,7 @@ import os
 import time
 
 from ociruntime.errors import RuntimeFailure
+from ociruntime.fsutil import read_file
 
 
 class Hierarchy:
@@ -120,14 +121,8 @@ class Layout:
         """Controllers the v2 hierarchy has (its root's cgroup.controllers), read once."""
         if self._v2_available is None:
             root = self.v2_root()
-            names: list[str] = []
-            if root is not None:
-                try:
-                    with open(os.path.join(root, "cgroup.controllers")) as f:
-                        names = f.read().split()
-                except OSError:
-                    pass
-            self._v2_available = frozenset(names)
+            names = read_file(root, "cgroup.controllers") or ""
+            self._v2_available = frozenset(names.split())
         return self._v2_available
 
     def where(self, controller: str) -> str | None:

@@ -34,6 +34,8 @@ def is_frozen(paths: dict[str, str]) -> bool:
 
 
 def freeze(paths: dict[str, str]) -> None:
+    """Freeze the cgroup and wait until the kernel says every process is frozen: `pause`
+    returns only once nothing in the container runs any more."""
     v1, v2 = paths.get("freezer"), paths.get("")
     try:
         if v1:
@@ -47,6 +49,7 @@ def freeze(paths: dict[str, str]) -> None:
 
 
 def thaw(paths: dict[str, str]) -> None:
+    """Let the cgroup run again (no wait: thawing does not fail half-way)."""
     v1, v2 = paths.get("freezer"), paths.get("")
     try:
         if v1:

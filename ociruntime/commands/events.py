@@ -52,6 +52,8 @@ def parse_duration(text: str) -> float:
 
 
 def events(root: str, container_id: str, interval_text: str, stats_only: bool) -> None:
+    """Print one stats event (--stats), or stream stats and OOM events until the
+    container's cgroup goes; the container's lock is released before the stream."""
     try:
         interval = parse_duration(interval_text)
     except ValueError:
@@ -83,6 +85,8 @@ def _emit(kind: str, container_id: str, data: dict | None = None) -> None:
 
 
 def _stream(container_id: str, cgroups: Manager, watch: OomWatch, interval: float) -> None:
+    """Poll the OOM watch between stats, so an OOM is reported when it happens rather
+    than at the next interval."""
     poller = select.poll()
     for fd, mask in watch.fds():
         poller.register(fd, mask)

@@ -8,6 +8,7 @@ from ociruntime.errors import RuntimeFailure
 
 
 def ps(root: str, container_id: str, fmt: str, ps_args: list[str]) -> str:
+    """The container's pids as JSON, or the host's ps output cut to the container's rows."""
     container = Container.load(root, container_id)
     container.unlock()  # the record is read: running the host's ps needs no lock
     # A stopped container (not yet deleted) is no error, as in runc: its cgroup is empty,

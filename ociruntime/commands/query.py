@@ -13,6 +13,7 @@ from ociruntime.errors import RuntimeFailure
 
 
 def state(root: str, container_id: str) -> str:
+    """The runtime-spec state of one container, status read from the kernel now."""
     container = Container.load(root, container_id)
     return jsonlite.dumps_indent(container.public(container.status()))
 
@@ -73,6 +74,7 @@ def _owner(path: str) -> str:
 
 
 def list_containers(root: str, fmt: str, quiet: bool) -> str:
+    """`list` in runc's three shapes: ids only (-q), JSON, or its tabwriter table."""
     entries = _all_states(root)
     if quiet:
         return "".join(e["id"] + "\n" for e in entries)

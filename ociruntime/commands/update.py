@@ -37,6 +37,8 @@ _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 
 
 
 def update(root: str, container_id: str, o: dict) -> None:
+    """Merge the flags' or the JSON input's resources into the recorded ones and write
+    them (the container's lock is held throughout: the record is read, then written)."""
     if o.get("l3_cache_schema"):
         raise RuntimeFailure("Intel RDT/CAT: l3 cache schema is not enabled")
     if o.get("mem_bw_schema"):
@@ -97,6 +99,7 @@ def _check_types(source: str, data: dict) -> None:
 
 
 def _from_flags(o: dict) -> dict:
+    """The change runc's individual flags ask for, as a LinuxResources object."""
     change: dict = {"memory": {}, "cpu": {}, "blockIO": {}, "pids": {}}
     weight = _int_flag(o, "blkio_weight", "blkio-weight")
     if weight:
