@@ -8,8 +8,9 @@ commands act on. What to write (`resources.py`), the writes (`limits.py`), freez
 only says which of them acts on which directory.
 
 The interface is small and says nothing of directories on purpose: a systemd driver is
-to be a second manager with the same methods. Everything but `frozen` (on the hot path of
-`state` and `list`) imports its module when called.
+to be a second manager with the same methods. cgroupfs and the freezer are imported up
+front (small, and `exec` needs them loaded before its fork: state.py imports this module);
+limits, stats and the log only when a method needs them.
 """
 
 from __future__ import annotations
