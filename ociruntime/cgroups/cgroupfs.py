@@ -8,7 +8,8 @@ one is taken from each hierarchy's root.
 
 `Layout` is the one view of a container's cgroup the rest of the runtime uses, whatever
 the host: which directory (and which cgroup version) serves each controller. Resource
-limits are written by `limits.py`, freezing is `freezer.py`'s.
+limits are written by `limits.py`, freezing is `freezer.py`'s; `manager.py`'s `Manager` is
+what commands act on, built from a container's record.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ The lock (state.StateDir) is held from `load` until the command ends or `unlock`
 reads and writes of the record. `start` and `delete` still hold it while they wait for the
 init to exec or for the killed processes to go (as before this module): released there, a
 second start could open the fifo too, and a second delete could remove the directory
-under the first.
+under the first. `events` and `ps` release it once the record is read, before their
+stream or the host's ps runs.
 """
 
 from __future__ import annotations
