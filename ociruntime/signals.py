@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _signal  # not `signal`: its enum wrappers cost ~3 ms to import
+import os
 
 from ociruntime.errors import RuntimeFailure
 
@@ -29,3 +30,28 @@ def parse_signal(text: str) -> int:
     if name in _NOT_SIGNALS or not isinstance(number, int):
         raise RuntimeFailure(f'unknown signal "{text}"')
     return number
+
+
+def kill_and_reap(pid: int) -> None:
+    """SIGKILL `pid` and wait until it is gone, then reap it if it is our child.
+
+    Waiting on a pidfd rather than waitpid alone works whether or not the process is
+    our child (the init forked by the user-namespace stage is not); a process already
+    gone is no error: the point is that it no longer runs."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        os.kill(pid, _signal.SIGKILL)
+        import select
+
+        select.select([pidfd], [], [])  # readable once it has exited
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(pidfd)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass

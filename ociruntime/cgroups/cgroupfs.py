@@ -8,7 +8,8 @@ one is taken from each hierarchy's root.
 
 `Layout` is the one view of a container's cgroup the rest of the runtime uses, whatever
 the host: which directory (and which cgroup version) serves each controller. Resource
-limits are written by `limits.py`, freezing is `freezer.py`'s.
+limits are written by `limits.py`, freezing is `freezer.py`'s; `manager.py`'s `Manager` is
+what commands act on, built from a container's record.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import time
 
 from ociruntime.errors import RuntimeFailure
+from ociruntime.fsutil import read_file
 
 
 class Hierarchy:
@@ -120,14 +122,8 @@ class Layout:
         """Controllers the v2 hierarchy has (its root's cgroup.controllers), read once."""
         if self._v2_available is None:
             root = self.v2_root()
-            names: list[str] = []
-            if root is not None:
-                try:
-                    with open(os.path.join(root, "cgroup.controllers")) as f:
-                        names = f.read().split()
-                except OSError:
-                    pass
-            self._v2_available = frozenset(names)
+            names = read_file(root, "cgroup.controllers") or ""
+            self._v2_available = frozenset(names.split())
         return self._v2_available
 
     def where(self, controller: str) -> str | None:

@@ -11,14 +11,7 @@ from __future__ import annotations
 import os
 
 from ociruntime.errors import RuntimeFailure
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
+from ociruntime.fsutil import read_file
 
 
 def _write(path: str, value: str) -> None:
@@ -30,17 +23,19 @@ def is_frozen(paths: dict[str, str]) -> bool:
     """Is the container's cgroup paused (frozen by us, not by an ancestor)?"""
     v1 = paths.get("freezer")
     if v1:
-        state = (_read(os.path.join(v1, "freezer.state")) or "").strip()
+        state = (read_file(v1, "freezer.state") or "").strip()
         if state == "FREEZING":
             return True  # a pause under way (or stuck: `pause` thaws it back then)
         if state != "FROZEN":
             return False
-        return (_read(os.path.join(v1, "freezer.self_freezing")) or "1").strip() == "1"
+        return (read_file(v1, "freezer.self_freezing") or "1").strip() == "1"
     v2 = paths.get("")
-    return bool(v2) and (_read(os.path.join(v2, "cgroup.freeze")) or "").strip() == "1"
+    return bool(v2) and (read_file(v2, "cgroup.freeze") or "").strip() == "1"
 
 
 def freeze(paths: dict[str, str]) -> None:
+    """Freeze the cgroup and wait until the kernel says every process is frozen: `pause`
+    returns only once nothing in the container runs any more."""
     v1, v2 = paths.get("freezer"), paths.get("")
     try:
         if v1:
@@ -54,6 +49,7 @@ def freeze(paths: dict[str, str]) -> None:
 
 
 def thaw(paths: dict[str, str]) -> None:
+    """Let the cgroup run again (no wait: thawing does not fail half-way)."""
     v1, v2 = paths.get("freezer"), paths.get("")
     try:
         if v1:
@@ -77,7 +73,7 @@ def _freeze_v1(d: str) -> None:
                 _write(state_file, "THAWED")
                 time.sleep(0.01)
             _write(state_file, "FROZEN")
-            state = (_read(state_file) or "").strip()
+            state = (read_file(d, "freezer.state") or "").strip()
             if state == "FROZEN":
                 return
             if state != "FREEZING":

@@ -14,6 +14,7 @@ import os
 from ociruntime.cgroups import resources as res
 from ociruntime.cgroups.cgroupfs import Layout
 from ociruntime.errors import RuntimeFailure
+from ociruntime.fsutil import read_file
 
 
 class Limits:
@@ -65,15 +66,10 @@ def prepare(resources: dict, layout: Layout) -> Limits:
 
 
 def reader(layout: Layout):
+    """What `resources.plan` reads current values with: a controller's file or None."""
+
     def read(controller: str, name: str) -> str | None:
-        d = layout.dir_of(controller)
-        if d is None:
-            return None
-        try:
-            with open(os.path.join(d, name)) as f:
-                return f.read()
-        except OSError:
-            return None
+        return read_file(layout.dir_of(controller), name)
 
     return read
 
@@ -172,11 +168,9 @@ def explain(layout: Layout, s: res.Setting, e: OSError) -> RuntimeFailure:
 
 
 def _read(d: str, name: str) -> str | None:
-    try:
-        with open(os.path.join(d, name)) as f:
-            return f.read().strip()
-    except OSError:
-        return None
+    """A one-line cgroup file, stripped (what snapshots and messages compare)."""
+    text = read_file(d, name)
+    return None if text is None else text.strip()
 
 
 def _read_int(d: str, name: str) -> str:

@@ -11,18 +11,10 @@ from __future__ import annotations
 import os
 
 from ociruntime.cgroups.cgroupfs import Layout
+from ociruntime.cpulist import parse_cpu_list
+from ociruntime.fsutil import read_file as _read
 
 MAX_UINT64 = (1 << 64) - 1
-
-
-def _read(d: str | None, name: str) -> str | None:
-    if d is None:
-        return None
-    try:
-        with open(os.path.join(d, name)) as f:
-            return f.read()
-    except OSError:
-        return None
 
 
 def _int(d: str | None, name: str) -> int:
@@ -116,14 +108,8 @@ def _cpuacct_v1(d: str) -> dict:
 
 
 def expand_list(text: str) -> list[int]:
-    """A kernel list ("0-2,5") as numbers."""
-    out: list[int] = []
-    for part in text.strip().split(","):
-        if not part:
-            continue
-        low, _, high = part.partition("-")
-        out.extend(range(int(low), int(high or low) + 1))
-    return out
+    """A cpuset file's list ("0-2,5") as numbers; an empty file is no number."""
+    return parse_cpu_list(text) if text.strip() else []
 
 
 _CPUSET_FLAGS = (

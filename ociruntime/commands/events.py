@@ -19,7 +19,8 @@ import time
 from ociruntime import jsonlite
 from ociruntime.cgroups import stats
 from ociruntime.cgroups.cgroupfs import Layout
-from ociruntime.container.state import open_existing, status_of
+from ociruntime.cgroups.manager import Manager
+from ociruntime.container.container import Container
 from ociruntime.errors import RuntimeFailure
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
@@ -51,6 +52,8 @@ def parse_duration(text: str) -> float:
 
 
 def events(root: str, container_id: str, interval_text: str, stats_only: bool) -> None:
+    """Print one stats event (--stats), or stream stats and OOM events until the
+    container's cgroup goes; the container's lock is released before the stream."""
     try:
         interval = parse_duration(interval_text)
     except ValueError:
@@ -59,18 +62,16 @@ def events(root: str, container_id: str, interval_text: str, stats_only: bool) -
         ) from None
     if interval <= 0:
         raise RuntimeFailure("duration interval must be greater than 0")
-    sd = open_existing(root, container_id)
-    state = sd.load()
-    if status_of(sd, state) == "stopped":
-        raise RuntimeFailure(f"container with id {container_id} is not running")
-    sd.unlock()  # a stream may last: never hold the container's lock meanwhile
-    layout = Layout(state.cgroup_paths)
+    container = Container.load(root, container_id)
+    container.check("events")
+    container.unlock()  # a stream may last: never hold the container's lock meanwhile
+    cgroups = container.cgroups
     if stats_only:
-        _emit("stats", container_id, stats.collect(layout))
+        _emit("stats", container_id, cgroups.stats())
         return
-    watch = OomWatch(layout)
+    watch = OomWatch(cgroups.layout)
     try:
-        _stream(container_id, layout, watch, interval)
+        _stream(container_id, cgroups, watch, interval)
     finally:
         watch.close()
 
@@ -83,7 +84,9 @@ def _emit(kind: str, container_id: str, data: dict | None = None) -> None:
     sys.stdout.flush()
 
 
-def _stream(container_id: str, layout: Layout, watch: OomWatch, interval: float) -> None:
+def _stream(container_id: str, cgroups: Manager, watch: OomWatch, interval: float) -> None:
+    """Poll the OOM watch between stats, so an OOM is reported when it happens rather
+    than at the next interval."""
     poller = select.poll()
     for fd, mask in watch.fds():
         poller.register(fd, mask)
@@ -98,7 +101,7 @@ def _stream(container_id: str, layout: Layout, watch: OomWatch, interval: float)
                 return
         if time.monotonic() >= due:
             try:
-                _emit("stats", container_id, stats.collect(layout))
+                _emit("stats", container_id, cgroups.stats())
             except OSError as e:  # as runc: a failed collection is logged, not fatal
                 from ociruntime.log import LOG
 

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from ociruntime import jsonlite
-from ociruntime.cgroups import cgroupfs
-from ociruntime.container.state import open_existing
+from ociruntime.container.container import Container
 from ociruntime.errors import RuntimeFailure
 
 
 def ps(root: str, container_id: str, fmt: str, ps_args: list[str]) -> str:
-    state = open_existing(root, container_id).load()
+    """The container's pids as JSON, or the host's ps output cut to the container's rows."""
+    container = Container.load(root, container_id)
+    container.unlock()  # the record is read: running the host's ps needs no lock
     # A stopped container (not yet deleted) is no error, as in runc: its cgroup is empty,
     # so `--format json` prints `null` (Go's nil slice) and the table only its header.
     # containerd's shim asks this for `ctr task ps` whatever the task's state.
-    pids = cgroupfs.procs(state.cgroup_dirs)
+    pids = container.cgroups.pids()
     if fmt == "json":
         return (jsonlite.dumps(pids, compact=True) if pids else "null") + "\n"
     if fmt != "table":

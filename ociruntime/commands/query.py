@@ -7,21 +7,15 @@ import os
 import pwd
 
 from ociruntime import jsonlite
-from ociruntime.container.state import (
-    STATE_FILE,
-    ContainerState,
-    StateDir,
-    open_existing,
-    public_state,
-    status_of,
-)
+from ociruntime.container.container import Container
+from ociruntime.container.state import STATE_FILE, ContainerState, StateDir
 from ociruntime.errors import RuntimeFailure
 
 
 def state(root: str, container_id: str) -> str:
-    sd = open_existing(root, container_id)
-    st = sd.load()
-    return jsonlite.dumps_indent(public_state(st, status_of(sd, st)))
+    """The runtime-spec state of one container, status read from the kernel now."""
+    container = Container.load(root, container_id)
+    return jsonlite.dumps_indent(container.public(container.status()))
 
 
 def _all_states(root: str) -> list[dict]:
@@ -45,7 +39,8 @@ def _all_states(root: str) -> list[dict]:
                 st = _unrecorded(sd)
                 if st is None:
                     continue
-            entry = public_state(st, status_of(sd, st))
+            container = Container(sd, st)
+            entry = container.public(container.status())
             entry["owner"] = _owner(path)
         except (RuntimeFailure, ValueError, TypeError, FileNotFoundError, NotADirectoryError):
             continue  # gone meanwhile, or not ours
@@ -79,6 +74,7 @@ def _owner(path: str) -> str:
 
 
 def list_containers(root: str, fmt: str, quiet: bool) -> str:
+    """`list` in runc's three shapes: ids only (-q), JSON, or its tabwriter table."""
     entries = _all_states(root)
     if quiet:
         return "".join(e["id"] + "\n" for e in entries)

@@ -12,9 +12,8 @@ from __future__ import annotations
 import sys
 
 from ociruntime import jsonlite
-from ociruntime.cgroups import limits, resources
-from ociruntime.cgroups.cgroupfs import Layout
-from ociruntime.container.state import open_existing, status_of
+from ociruntime.cgroups import resources
+from ociruntime.container.container import Container
 from ociruntime.errors import RuntimeFailure
 
 #: flag dest -> (resource group, key, flag name)
@@ -38,40 +37,16 @@ _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 
 
 
 def update(root: str, container_id: str, o: dict) -> None:
+    """Merge the flags' or the JSON input's resources into the recorded ones and write
+    them (the container's lock is held throughout: the record is read, then written)."""
     if o.get("l3_cache_schema"):
         raise RuntimeFailure("Intel RDT/CAT: l3 cache schema is not enabled")
     if o.get("mem_bw_schema"):
         raise RuntimeFailure("Intel RDT/MBA: memory bandwidth schema is not enabled")
-    sd = open_existing(root, container_id)
-    state = sd.load()
-    if status_of(sd, state) in ("stopped", "creating"):  # creating: create writes the record
-        raise RuntimeFailure("container not running")
+    container = Container.load(root, container_id)
+    container.check("update")
     change = _from_input(str(o["resources"])) if o.get("resources") else _from_flags(o)
-    old = state.resources
-    new = resources.merge_update(old, change)
-    layout = Layout(state.cgroup_paths)
-    planned = limits.prepare(new, layout)
-    before = limits.snapshot(layout, planned.settings)
-    try:
-        planned.apply()
-    except RuntimeFailure:
-        _roll_back(layout, before, old)
-        raise
-    state.resources = new
-    sd.save(state)
-
-
-def _roll_back(layout: Layout, before: list, old: dict) -> None:
-    """Put back what the files held (values the old resources never set included), then
-    the old resources, as runc does; best effort: the update's own error is the one
-    reported."""
-    limits.restore(layout, before)
-    try:
-        limits.prepare(old, layout).apply()
-    except RuntimeFailure as e:
-        from ociruntime.log import LOG
-
-        LOG.warning(f"setting the previous limits back failed: {e}")
+    container.update(change)
 
 
 def _from_input(source: str) -> dict:
@@ -124,6 +99,7 @@ def _check_types(source: str, data: dict) -> None:
 
 
 def _from_flags(o: dict) -> dict:
+    """The change runc's individual flags ask for, as a LinuxResources object."""
     change: dict = {"memory": {}, "cpu": {}, "blockIO": {}, "pids": {}}
     weight = _int_flag(o, "blkio_weight", "blkio-weight")
     if weight:

@@ -28,8 +28,9 @@ import fcntl
 import os
 
 from ociruntime import SPEC_VERSION, jsonlite
-from ociruntime.cgroups import freezer
+from ociruntime.cgroups.manager import Manager
 from ociruntime.errors import RuntimeFailure
+from ociruntime.fsutil import write_atomic
 
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
@@ -172,14 +173,9 @@ class StateDir:
         )  # fmt: skip
 
     def save(self, state: ContainerState) -> None:
-        """Atomic: write a temporary file, fsync-free rename over the old one."""
-        tmp = os.path.join(self.path, f".{STATE_FILE}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, jsonlite.dumps(state.to_dict()).encode())
-        finally:
-            os.close(fd)
-        os.rename(tmp, os.path.join(self.path, STATE_FILE))
+        """Atomic (`.state.json.tmp`, renamed over the old record): a reader never sees a
+        record half-written, a killed writer leaves the old one."""
+        write_atomic(os.path.join(self.path, STATE_FILE), jsonlite.dumps(state.to_dict()).encode())
 
     def remove(self) -> None:
         """Remove the directory and everything in it (only files: fifo, state, tmp).
@@ -255,7 +251,7 @@ def status_of(sd: StateDir, state: ContainerState) -> str:
         return "creating" if creator_alive(state) else "stopped"
     if not init_alive(state):
         return "stopped"
-    if state.cgroup_paths and freezer.is_frozen(state.cgroup_paths):
+    if Manager.from_state(state).frozen():
         return "paused"
     if os.path.exists(sd.fifo_path):
         return "created"

@@ -12,6 +12,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ociruntime.commands import query
+from ociruntime.container.container import Container
 
 CONTAINERS = 100
 IN_FLIGHT = 20
@@ -155,15 +156,15 @@ def test_list_skips_a_container_deleted_while_it_lists(tmp_path, monkeypatch) ->
             "id": cid, "pid": 0, "start_time": 0, "bundle": "/b", "rootfs": "/b/rootfs",
             "created": "2026-01-01T00:00:00Z",
         }))  # fmt: skip
-    real_status_of = query.status_of
+    real_status = Container.status
 
-    def status_then_delete(sd, st):  # noqa: ANN001, ANN202
-        status = real_status_of(sd, st)
-        if sd.id == "b-goes":
-            shutil.rmtree(sd.path)
+    def status_then_delete(container):  # noqa: ANN001, ANN202
+        status = real_status(container)
+        if container.dir.id == "b-goes":
+            shutil.rmtree(container.dir.path)
         return status
 
-    monkeypatch.setattr(query, "status_of", status_then_delete)
+    monkeypatch.setattr(Container, "status", status_then_delete)
     entries = json.loads(query.list_containers(str(root), "json", False))
     assert [(e["id"], e["status"]) for e in entries] == [("a-stays", "stopped")]
 
