@@ -899,7 +899,7 @@ def resource_cases() -> list[Case]:
                 "refused (runtime.md create: a property that cannot be applied)",
                 network,
                 must_fail=True,
-                error_field="linux.resources.network.classID",
+                error_field="/linux/resources/network/classID",
             )
         )
     return cases
@@ -1111,7 +1111,7 @@ def _lsm_refusals() -> list[Case]:
             "config.md's apparmorProfile example, on a host without AppArmor: refused",
             process(apparmorProfile="acme_secure_profile"),
             must_fail=True,
-            error_field="process.apparmorProfile",
+            error_field="/process/apparmorProfile",
         ),
         Case(
             "selinux",
@@ -1131,7 +1131,7 @@ def _lsm_refusals() -> list[Case]:
             "config-linux.md's mountLabel example alone, on a host without SELinux: refused",
             linux(mountLabel="system_u:object_r:svirt_sandbox_file_t:s0:c715,c811"),
             must_fail=True,
-            error_field="linux.mountLabel",
+            error_field="/linux/mountLabel",
         ),
     ]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 
-from ociruntime.errors import RuntimeFailure
+from ociruntime.errors import RuntimeFailure, field_error, pointer
 from ociruntime.kernel import constants as k
 from ociruntime.kernel import syscalls as sc
 from ociruntime.security import procfs
@@ -37,18 +37,28 @@ def configured(linux: dict) -> dict[str, str | None]:
     for index, ns in enumerate(linux.get("namespaces") or []):
         kind = ns.get("type")
         if kind not in FLAGS:
-            raise RuntimeFailure(f"linux.namespaces[{index}]: unknown type {kind!r}")
+            raise field_error(
+                pointer("linux", "namespaces", index, "type"), f"unknown type {kind!r}"
+            )
         if kind in result:
-            raise RuntimeFailure(f"linux.namespaces[{index}]: duplicate namespace {kind!r}")
+            raise field_error(
+                pointer("linux", "namespaces", index, "type"), f"duplicate namespace {kind!r}"
+            )
         result[kind] = ns.get("path") or None
     return result
+
+
+def _path_error(kind: str, path: str, e: OSError) -> RuntimeFailure:
+    """A namespace's path that cannot be opened. configured() keeps no index, so the
+    message names the list and the namespace's type."""
+    return field_error(pointer("linux", "namespaces"), f"{kind} path {path}: {e.strerror}")
 
 
 def _open_ns(kind: str, path: str) -> int:
     try:
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
-        raise RuntimeFailure(f"linux.namespaces {kind} path {path}: {e.strerror}") from None
+        raise _path_error(kind, path, e) from None
 
 
 def _setns(kind: str, path: str, in_parent: bool = False) -> None:
@@ -155,7 +165,7 @@ def _write_time_offsets(offsets: dict) -> None:
     try:
         procfs.write("self/timens_offsets", "".join(lines))
     except OSError as e:
-        raise RuntimeFailure(f"linux.timeOffsets: {e.strerror}") from None
+        raise field_error(pointer("linux", "timeOffsets"), e.strerror) from None
 
 
 def enter(namespaces: dict[str, str | None], but: tuple[str, ...] = ()) -> None:
@@ -194,24 +204,20 @@ def check_sysctl(linux: dict) -> None:
         return
     ns = configured(linux)
     for key in sysctl:
-        at = "config.json: /linux/sysctl/" + key.replace("~", "~0").replace("/", "~1")
+        at = pointer("linux", "sysctl", key)
         if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
             if "ipc" in ns:
                 continue
-            raise RuntimeFailure(
-                f"{at}: not allowed in the host's IPC namespace (linux.namespaces)"
-            )
+            raise field_error(at, "not allowed in the host's IPC namespace (/linux/namespaces)")
         if key.startswith("net."):
             if "network" in ns and not _is_own_netns(ns["network"]):
                 continue
-            raise RuntimeFailure(
-                f"{at}: not allowed in the host's network namespace (linux.namespaces)"
-            )
+            raise field_error(at, "not allowed in the host's network namespace (/linux/namespaces)")
         if "uts" in ns and key == "kernel.domainname":
             continue
         if "uts" in ns and key == "kernel.hostname":
-            raise RuntimeFailure(f"{at}: conflicts with the hostname field")
-        raise RuntimeFailure(f"{at}: not isolated by a namespace of the container's own")
+            raise field_error(at, "conflicts with the hostname field")
+        raise field_error(at, "not isolated by a namespace of the container's own")
 
 
 def _is_own_netns(path: str | None) -> bool:
@@ -221,5 +227,5 @@ def _is_own_netns(path: str | None) -> bool:
     try:
         theirs, mine = os.stat(path), os.stat("/proc/self/ns/net")
     except OSError as e:
-        raise RuntimeFailure(f"linux.namespaces network path {path}: {e.strerror}") from None
+        raise _path_error("network", path, e) from None
     return (theirs.st_dev, theirs.st_ino) == (mine.st_dev, mine.st_ino)
