@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 
 from ociruntime.errors import RuntimeFailure, field_error, pointer
 from ociruntime.kernel import constants as k
@@ -142,9 +143,11 @@ def _setns_when_single_threaded(fd: int, flag: int) -> None:
     """The kernel lets only a single-threaded process enter a time namespace (EUSERS
     otherwise), and create's cgroup warm-up thread lives for a few milliseconds: wait
     for its work, then for the thread itself to be gone (microseconds) rather than fail."""
-    from ociruntime.cgroups.cgroupfs import wait_for_warm_up
-
-    wait_for_warm_up()
+    # Only a process that imported cgroupfs can have started the thread; exec's stages
+    # never do, and may import nothing after their fork (importguard).
+    cgroupfs = sys.modules.get("ociruntime.cgroups.cgroupfs")
+    if cgroupfs is not None:
+        cgroupfs.wait_for_warm_up()
     for attempt in range(400):
         try:
             sc.setns(fd, flag)
