@@ -72,10 +72,26 @@ def pointer(*parts: str | int) -> str:
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
+def field_message(where: str, reason: str, document: str = "config.json") -> str:
+    """The one shape of a message about a document's field: `config.json: /linux/sysctl:
+    reason`. `where` is a JSON pointer (see pointer()); `document` is the file the user
+    wrote (config.json, or exec's --process file). For warnings; failures use
+    field_error."""
+    return f"{document}: {where}: {reason}"
+
+
 def field_error(
     where: str, reason: str, document: str = "config.json", exit_code: int = 1
 ) -> RuntimeFailure:
-    """The one shape of a message about a document's field: `config.json: /linux/sysctl:
-    reason`. `where` is a JSON pointer (see pointer()); `document` is the file the user
-    wrote (config.json, or exec's --process file)."""
-    return RuntimeFailure(f"{document}: {where}: {reason}", exit_code)
+    """A failure about a document's field, worded by field_message."""
+    return RuntimeFailure(field_message(where, reason, document), exit_code)
+
+
+def field_error_at(where: str, reason: str) -> RuntimeFailure:
+    """field_error for a place a caller passed down whole: "<document>: <pointer>" (exec
+    names its --process file so), a bare pointer (config.json's), or a command-line
+    flag such as --process-label, which is named as it is."""
+    document, _, at = where.rpartition(": ")
+    if not at.startswith("/"):
+        return RuntimeFailure(f"{where}: {reason}")
+    return field_error(at, reason, document or "config.json")

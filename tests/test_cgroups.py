@@ -26,6 +26,8 @@ from ociruntime.cgroups.cgroupfs import Layout, hierarchies, host_mode
 
 MODE = host_mode(hierarchies())
 MIB = 1 << 20
+#: How a refusal names linux.resources (errors.field_error).
+RES = "config.json: /linux/resources"
 BUSY = "while :; do :; done"
 
 
@@ -296,7 +298,7 @@ def test_update_refused_values_name_the_resource_and_change_nothing(runtime, mak
     cid = start(runtime, bundle)
     r = runtime("update", "--cpu-share", "1", cid)
     reason = "the minimum allowed is 2" if MODE != "v2" else "valid range is 2-262144"
-    assert (r.returncode, r.stderr.strip()) == (1, f"linux.resources.cpu.shares 1: {reason}")
+    assert (r.returncode, r.stderr.strip()) == (1, f"{RES}/cpu/shares: 1: {reason}")
     cg = layout(runtime, cid)
     name, value = ("cpu.shares", "1024") if cg.where("cpu") == "v1" else ("cpu.weight", "39")
     with open(os.path.join(str(cg.dir_of("cpu")), name)) as f:
@@ -318,13 +320,14 @@ def test_update_memory_below_usage(runtime, make_bundle):
     r = with_stdin(runtime, b'{"memory": {"limit": 4096, "checkBeforeUpdate": true}}',
                    "update", "--resources", "-", cid)  # fmt: skip
     assert r.returncode == 1, r
-    assert r.stderr.decode().startswith("linux.resources.memory.limit 4096: not above the "
+    assert r.stderr.decode().startswith(f"{RES}/memory/limit: 4096: not above the "
                                         "current usage"), r  # fmt: skip
     assert stats(runtime, cid)["memory"]["usage"]["limit"] == 256 * MIB
     if layout(runtime, cid).where("memory") == "v1":
         r2 = runtime("update", "--memory", "4096", "--memory-swap", "4096", cid)
         assert r2.returncode == 1, r2
-        assert r2.stderr.startswith("linux.resources.memory.limit 4096: below the container's "
+        assert r2.stderr.startswith(f"{RES}/memory/limit: 4096: below the "
+                                    "container's "
                                     "current memory usage"), r2  # fmt: skip
         assert stats(runtime, cid)["memory"]["usage"]["limit"] == 256 * MIB
 
@@ -360,14 +363,14 @@ def test_update_bad_flags(runtime, make_bundle, flag: list[str], message: str):
 @pytest.mark.parametrize(
     ("resources", "message"),
     [
-        ({"memory": {"limit": 1024}}, "linux.resources.memory.limit 1024: "),
+        ({"memory": {"limit": 1024}}, f"{RES}/memory/limit: 1024: "),
         ({"memory": {"limit": 64 * MIB, "swap": 32 * MIB}},
-         "linux.resources.memory.swap 33554432: memory+swap must be at least memory.limit"),
+         f"{RES}/memory/swap: 33554432: memory+swap must be at least memory.limit"),
         ({"cpu": {"cpus": "1000-1003"}},
-         "linux.resources.cpu.cpus 1000-1003: not within the CPUs this cgroup may use"),
-        ({"memory": {"swappiness": 101}}, "linux.resources.memory.swappiness 101: valid range"),
+         f"{RES}/cpu/cpus: 1000-1003: not within the CPUs this cgroup may use"),
+        ({"memory": {"swappiness": 101}}, f"{RES}/memory/swappiness: 101: valid range"),
         ({"hugepageLimits": [{"pageSize": "3MB", "limit": 0}]},
-         "linux.resources.hugepageLimits[0] 3MB=0: "),
+         f"{RES}/hugepageLimits/0: 3MB=0: "),
     ],
 )  # fmt: skip
 def test_bad_values_fail_create_naming_them(runtime, make_bundle, resources, message):
@@ -389,7 +392,7 @@ def test_unified_needs_a_v2_host(runtime, make_bundle):
         with open(os.path.join(str(layout(runtime, cid).unified), "memory.high")) as f:
             assert f.read().strip() == "199999488"  # page-aligned
     else:
-        assert r.returncode == 1 and r.stderr.startswith("linux.resources.unified "), r
+        assert r.returncode == 1 and r.stderr.startswith(f"{RES}/unified: "), r
         assert f"needs a cgroup v2 host (this one is {MODE}" in r.stderr
 
 

@@ -206,7 +206,7 @@ def test_hook_timeout_fails_create(runtime, make_bundle):
     bundle.write()
     result = runtime("create", "--bundle", str(bundle.path), runtime.new_id())
     assert result.returncode == 1
-    assert "hooks.createRuntime[0]" in result.stderr and "timed out" in result.stderr
+    assert "config.json: /hooks/createRuntime/0: " in result.stderr and "timed out" in result.stderr
 
 
 def test_failing_poststart_hook_is_a_warning(runtime, make_bundle):
@@ -219,8 +219,8 @@ def test_failing_poststart_hook_is_a_warning(runtime, make_bundle):
     assert result.returncode == 0
     # A warning goes to the --log file (engines give the runtime the container's stdio).
     records = [json.loads(line) for line in open(runtime.log)]
-    assert [r for r in records if r["level"] == "warning" and "hooks.poststart[0]" in r["msg"]]
-    assert "hooks.poststart[0]" not in result.stderr
+    assert [r for r in records if r["level"] == "warning" and "/hooks/poststart/0: " in r["msg"]]
+    assert "/hooks/poststart/0" not in result.stderr
     assert runtime.state(cid)["status"] == "running"
 
 

@@ -186,7 +186,7 @@ def test_scheduler_fifo_priority(runtime, bundle_with):
         del bundle.config["hooks"]
         bundle.write()
         expect_error(runtime, ["run", "--bundle", str(bundle.path), runtime.new_id()],
-                     "process.scheduler SCHED_FIFO", "Operation not permitted")  # fmt: skip
+                     "/process/scheduler: SCHED_FIFO", "Operation not permitted")  # fmt: skip
 
 
 def test_scheduler_deadline_with_reset_on_fork(runtime, bundle_with):
@@ -221,7 +221,7 @@ def test_scheduler_deadline_with_reset_on_fork(runtime, bundle_with):
         # Valid for the schema and runc's checks; the kernel refuses it (FIFO needs a
         # priority of 1-99) in the init, and create reports it, rolled back.
         ({"policy": "SCHED_FIFO", "priority": 0},
-         ["process.scheduler SCHED_FIFO", "Invalid argument"]),
+         ["/process/scheduler: SCHED_FIFO", "Invalid argument"]),
     ],
 )  # fmt: skip
 def test_scheduler_errors(runtime, bundle_with, scheduler, needles):
@@ -322,7 +322,8 @@ def test_exec_cpu_affinity_errors(runtime, bundle_with, tmp_path):
     process.write_text(json.dumps({"args": ["true"], "cwd": "/",
                                    "execCPUAffinity": {"initial": "4095"}}))  # fmt: skip
     expect_error(runtime, ["exec", "--process", str(process), cid],
-                 "process.execCPUAffinity.initial", "Invalid argument", code=255)  # fmt: skip
+                 f"--process {process}: /execCPUAffinity/initial", "Invalid argument",
+                 code=255)  # fmt: skip
     process.write_text(json.dumps({"args": ["true"], "cwd": "/",
                                    "execCPUAffinity": {"final": "3-1"}}))  # fmt: skip
     expect_error(runtime, ["exec", "--process", str(process), cid],
@@ -421,13 +422,14 @@ def runc_error(bundle, exec_args: list[str] | None = None) -> tuple[int, str]:
     ("process", "linux", "needles", "runc_says"),
     [
         ({"apparmorProfile": "acme_secure_profile"}, {},
-         ["process.apparmorProfile acme_secure_profile", "apparmor failed to apply profile"],
+         ["config.json: /process/apparmorProfile: acme_secure_profile",
+          "apparmor failed to apply profile"],
          "apparmor failed to apply profile"),
         ({"selinuxLabel": "system_u:system_r:svirt_lxc_net_t:s0:c124,c675"}, {},
          ["config.json: /process/selinuxLabel", "selinux is disabled or not supported"],
          "selinux label is specified in config, but selinux is disabled or not supported"),
         ({}, {"mountLabel": "system_u:object_r:svirt_sandbox_file_t:s0:c715,c811"},
-         ["mounts[1] (/dev)", "linux.mountLabel", "Invalid argument"],
+         ["config.json: /mounts/1: /dev", "/linux/mountLabel", "Invalid argument"],
          "invalid argument"),
     ],
 )  # fmt: skip
@@ -451,10 +453,12 @@ def test_exec_lsm_flags_fail_like_runc_without_the_lsm(runtime, bundle_with, no_
     apparmor = "apparmor failed to apply profile"
     selinux = "selinux label is specified in config, but selinux is disabled or not supported"
     cases = [  # (exec arguments, None for the id; what names the field; runc's words)
-        (["--apparmor", "foo", None, "true"], "process.apparmorProfile foo", apparmor),
+        (["--apparmor", "foo", None, "true"], "config.json: /process/apparmorProfile: foo",
+         apparmor),
         (["--process-label", "system_u:system_r:foo_t:s0", None, "true"], "--process-label",
          selinux),
-        (["--process", str(process), None], "process.apparmorProfile bar", apparmor),
+        (["--process", str(process), None], f"--process {process}: /apparmorProfile: bar",
+         apparmor),
     ]  # fmt: skip
     for args, field, runc_says in cases:
         ours = [cid if a is None else a for a in args]

@@ -247,14 +247,14 @@ def test_v2_warns_about_what_it_cannot_do() -> None:
     )  # fmt: skip
     assert writes == []
     assert len(warnings) == 6 and all(w.endswith("; ignored") for w in warnings)
-    assert warnings[0].startswith("linux.resources.memory.kernel 1048576: ")
+    assert warnings[0].startswith("config.json: /linux/resources/memory/kernel: 1048576: ")
 
 
 def test_unified_only_on_v2_hosts() -> None:
     writes, _ = plan({"unified": {"memory.high": "1G", "io.weight": "50"}}, where_v2, mode="v2")
     assert writes == [("", "memory.high", "1G"), ("", "io.weight", "50")]
     for mode, where in (("v1", where_v1), ("hybrid", where_hybrid)):
-        with pytest.raises(RuntimeFailure, match=f"unified .*needs a cgroup v2 host .*{mode}"):
+        with pytest.raises(RuntimeFailure, match=f"/unified: .*needs a cgroup v2 host .*{mode}"):
             plan({"unified": {"memory.high": "1G"}}, where, mode=mode)
     with pytest.raises(RuntimeFailure, match="no slashes"):
         plan({"unified": {"../memory.high": "1G"}}, where_v2, mode="v2")
@@ -274,12 +274,12 @@ def test_hybrid_routes_each_controller_where_it_is() -> None:
 @pytest.mark.parametrize(
     ("resources", "message"),
     [
-        ({"memory": {"swappiness": 101}}, "linux.resources.memory.swappiness 101: valid range"),
+        ({"memory": {"swappiness": 101}}, "/linux/resources/memory/swappiness: 101: valid range"),
         ({"memory": {"limit": 1 << 26, "swap": 1 << 25}},
-         "linux.resources.memory.swap 33554432: memory\\+swap must be at least memory.limit"),
-        ({"memory": {"swap": 1 << 25}}, "memory.swap 33554432: a swap limit needs a memory"),
-        ({"network": {"classID": 5}}, "network.classID 5: the net_cls cgroup controller is not"),
-        ({"rdma": {"mlx": {"hcaHandles": 1}}}, "rdma.mlx mlx hca_handle=1: the rdma cgroup"),
+         "/linux/resources/memory/swap: 33554432: memory\\+swap must be at least memory.limit"),
+        ({"memory": {"swap": 1 << 25}}, "/memory/swap: 33554432: a swap limit needs a memory"),
+        ({"network": {"classID": 5}}, "/network/classID: 5: the net_cls cgroup controller is not"),
+        ({"rdma": {"mlx": {"hcaHandles": 1}}}, "/rdma/mlx: mlx hca_handle=1: the rdma cgroup"),
     ],
 )  # fmt: skip
 def test_bad_values_name_field_and_value(resources: dict, message: str) -> None:
@@ -293,7 +293,7 @@ def test_check_before_update_refuses_limits_at_or_below_usage() -> None:
 
     for where, mode in ((where_v1, "v1"), (where_v2, "v2")):
         mem = {"limit": 40000000, "checkBeforeUpdate": True}
-        with pytest.raises(RuntimeFailure, match="memory.limit 40000000: not above the current"):
+        with pytest.raises(RuntimeFailure, match="/memory/limit: 40000000: not above the current"):
             plan({"memory": mem}, where, read, mode)
         plan({"memory": dict(mem, limit=60000000)}, where, read, mode)  # above: fine
         plan({"memory": dict(mem, checkBeforeUpdate=False)}, where, read, mode)  # kernel decides

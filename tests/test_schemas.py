@@ -29,6 +29,7 @@ from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT4
 
 from ociruntime.container import _config_validator as fast
+from ociruntime.container import schema_runtime
 from ociruntime.container.validation import (
     ConfigInvalid,
     FeaturesInvalid,
@@ -39,6 +40,7 @@ from ociruntime.container.validation import (
     schema_dir,
 )
 from ociruntime.errors import cut
+from ociruntime.process.hooks import HOOK_KINDS
 
 pytestmark = pytest.mark.pure  # no root, no kernel state: the unprivileged tier
 
@@ -228,14 +230,7 @@ KITCHEN_SINK: dict = {
     "domainname": "example.org",
     "hooks": {
         name: [{"path": "/usr/bin/hook", "args": ["hook", name], "env": ["A=b"], "timeout": 5}]
-        for name in (
-            "prestart",
-            "createRuntime",
-            "createContainer",
-            "startContainer",
-            "poststart",
-            "poststop",
-        )
+        for name in HOOK_KINDS
     },
     "annotations": {"org.example.key": "value"},
     "linux": {
@@ -1028,17 +1023,23 @@ def _schema_patterns() -> set[str]:
 SCHEMA_PATTERNS = sorted(_schema_patterns())
 #: pattern -> its matcher in the generated module
 GENERATED_MATCHERS = {
-    m.pattern: m for m in vars(fast).values() if isinstance(m, (fast._Seq, fast._Lazy))
+    m.pattern: m
+    for m in vars(fast).values()
+    if isinstance(m, (schema_runtime.Seq, schema_runtime.Lazy))
 }
 
 
-def _matcher(pattern: str) -> fast._Seq | fast._Lazy:
-    """What the generator would emit for pattern, built in the generated module's namespace."""
+#: the generated module's names for schema_runtime's (it imports only those it uses)
+RUNTIME = {alias: getattr(schema_runtime, name) for alias, name in generate.RUNTIME_NAMES.items()}
+
+
+def _matcher(pattern: str) -> schema_runtime.Seq | schema_runtime.Lazy:
+    """What the generator would emit for pattern, built with the generated module's names."""
     callee, args = generate.compile_pattern(pattern)
-    return eval(f"{callee}({', '.join(args)})", vars(fast))
+    return eval(f"{callee}({', '.join(args)})", dict(RUNTIME))
 
 
-def _agrees(pattern: str, matcher: fast._Seq | fast._Lazy, s: str) -> None:
+def _agrees(pattern: str, matcher: schema_runtime.Seq | schema_runtime.Lazy, s: str) -> None:
     expected = re.search(pattern, s) is not None
     assert matcher.search(s) is expected, f"{pattern!r} on {s!r}: re says {expected}"
 
@@ -1055,7 +1056,7 @@ def test_schema_patterns_need_no_re(pattern: str) -> None:
     One that is not would become a _Lazy and still be right, but would put `re` back on the
     path of every document using it: extend compile_pattern, or exempt it here on purpose.
     """
-    assert isinstance(GENERATED_MATCHERS[pattern], fast._Seq)
+    assert isinstance(GENERATED_MATCHERS[pattern], schema_runtime.Seq)
     assert generate.compile_pattern(pattern)[0] == "_Seq"
 
 
@@ -1177,7 +1178,7 @@ def test_random_patterns_often_need_no_re() -> None:
 
 def test_lazy_pattern_imports_re_on_first_use() -> None:
     matcher = _matcher("^(ab)+$")
-    assert isinstance(matcher, fast._Lazy) and matcher.regex is None
+    assert isinstance(matcher, schema_runtime.Lazy) and matcher.regex is None
     assert matcher.search("abab\n") and not matcher.search("aba")
     assert matcher.regex is not None
 

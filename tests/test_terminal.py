@@ -265,7 +265,7 @@ def test_terminal_needs_devpts(runtime, make_bundle, console_socket) -> None:
     bundle.write()
     cid = runtime.new_id()
     args = ["create", "--console-socket", console_socket.path, "--bundle", str(bundle.path), cid]
-    expect_error(runtime, args, "process.terminal", "/dev/ptmx")
+    expect_error(runtime, args, "config.json: /process/terminal: open /dev/ptmx")
     assert_nothing_left(runtime, bundle)
     with pytest.raises(AssertionError, match="expected one fd"):
         console_socket.accept(timeout=5)

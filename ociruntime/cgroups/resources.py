@@ -14,7 +14,7 @@ performs them, retrying the few that the kernel accepts only in another order.
 
 from __future__ import annotations
 
-from ociruntime.errors import RuntimeFailure
+from ociruntime.errors import RuntimeFailure, field_error, field_message, pointer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -53,9 +53,25 @@ class Setting:
         return (self.controller, self.file, self.value)
 
 
+def field_pointer(field: str) -> str:
+    """The JSON pointer of a field named as the plan names it, relative to
+    linux.resources: "memory.swap" -> /linux/resources/memory/swap,
+    "hugepageLimits[0]" -> /linux/resources/hugepageLimits/0. Under unified and rdma the
+    rest is one key (a file name such as memory.max, a device name)."""
+    head, _, rest = field.partition(".")
+    if head in ("unified", "rdma") and rest:
+        parts: list[str | int] = [head, rest]
+    else:
+        parts = []
+        for name in field.split("."):
+            name, _, index = name.partition("[")
+            parts += [name, int(index[:-1])] if index else [name]
+    return pointer("linux", "resources", *parts)
+
+
 def error(field: str, value: object, reason: str) -> RuntimeFailure:
     """The one-line error every resource problem becomes, naming field and value."""
-    return RuntimeFailure(f"linux.resources.{field} {show(value)}: {reason}")
+    return field_error(field_pointer(field), f"{show(value)}: {reason}")
 
 
 def show(value: object) -> str:
@@ -133,7 +149,7 @@ class _Plan:
         self.settings.append(Setting(*args, **kw))  # type: ignore[arg-type]
 
     def warn(self, field: str, value: object, why: str) -> None:
-        self.warnings.append(f"linux.resources.{field} {show(value)}: {why}; ignored")
+        self.warnings.append(field_message(field_pointer(field), f"{show(value)}: {why}; ignored"))
 
     def version(self, controller: str, field: str, value: object) -> str:
         """v1/v2 for a controller the config uses, or a clear error."""

@@ -15,7 +15,7 @@ import os
 import stat
 
 from ociruntime import jsonlite
-from ociruntime.errors import RuntimeFailure
+from ociruntime.errors import RuntimeFailure, field_error, field_error_at, pointer
 
 #: The largest config.json read. Real ones are far smaller: runc's `spec` ~3 KB, podman's
 #: and containerd's with their default seccomp profile 15-60 KB, Kubernetes' ~100 KB at
@@ -127,29 +127,28 @@ def check_strings(value: object, what: str) -> None:
     Iterative, so depth costs no recursion."""
     stack: list[tuple[object, str]] = [(value, "")]
     while stack:
-        node, pointer = stack.pop()
+        node, at = stack.pop()
         if isinstance(node, str):
-            _check_string(node, pointer or "/", what)
+            _check_string(node, at or "/", what)
         elif isinstance(node, dict):
             for key, child in node.items():
-                child_pointer = pointer + "/" + key.replace("~", "~0").replace("/", "~1")
-                _check_string(key, child_pointer, what, "the name ")
-                stack.append((child, child_pointer))
+                child_at = at + pointer(key)
+                _check_string(key, child_at, what, "the name ")
+                stack.append((child, child_at))
         elif isinstance(node, list):
-            stack.extend((child, f"{pointer}/{i}") for i, child in enumerate(node))
+            stack.extend((child, f"{at}/{i}") for i, child in enumerate(node))
 
 
-def _check_string(s: str, pointer: str, what: str, subject: str = "") -> None:
+def _check_string(s: str, at: str, what: str, subject: str = "") -> None:
     """`subject` says whether it is the member's name (key) rather than its value."""
     if "\x00" in s:
-        raise RuntimeFailure(f"{what}: {pointer}: {subject}contains a NUL byte")
+        raise field_error(at, f"{subject}contains a NUL byte", what)
     if not s.isascii():
         try:
             s.encode()
         except UnicodeEncodeError:
-            raise RuntimeFailure(
-                f"{what}: {pointer}: {subject}is not valid Unicode (an unpaired surrogate)"
-            ) from None
+            reason = f"{subject}is not valid Unicode (an unpaired surrogate)"
+            raise field_error(at, reason, what) from None
 
 
 def parse_config(raw: bytes) -> dict:
@@ -164,8 +163,8 @@ def parse_config(raw: bytes) -> dict:
         raise RuntimeFailure(str(e)) from None
     major = str(config["ociVersion"]).split(".", 1)[0]
     if major != "1":
-        raise RuntimeFailure(
-            f"config.json: /ociVersion: {config['ociVersion']!r} is not a 1.x spec version"
+        raise field_error(
+            pointer("ociVersion"), f"{config['ociVersion']!r} is not a 1.x spec version"
         )
     if (config.get("linux") or {}).get("sysctl"):
         from ociruntime.process import namespaces
@@ -177,26 +176,27 @@ def parse_config(raw: bytes) -> dict:
 
 def _check_environments(config: dict) -> None:
     """The process's and every hook's env, as runc's init checks the process's."""
-    check_env((config.get("process") or {}).get("env") or [], "config.json: /process/env")
+    check_env((config.get("process") or {}).get("env") or [], pointer("process", "env"))
     for stage, hooks in (config.get("hooks") or {}).items():
         for i, hook in enumerate(hooks or []):
-            check_env(hook.get("env") or [], f"config.json: /hooks/{stage}/{i}/env")
+            check_env(hook.get("env") or [], pointer("hooks", stage, i, "env"))
 
 
 def check_env(env: list[str], where: str) -> None:
     """Each entry NAME=value with a non-empty NAME (runc refuses the others too): execve
     itself takes any string, but Python's refuses an empty name mid-start (ValueError in
-    the container's init, after `start`), and a NAME without "=" means nothing."""
+    the container's init, after `start`), and a NAME without "=" means nothing. `where`
+    is a pointer into config.json, "<document>: <pointer>" or a flag (exec's --env)."""
     for i, entry in enumerate(env):
         if not entry.partition("=")[0] or "=" not in entry:
-            raise RuntimeFailure(f"{where}/{i}: {entry!r} is not NAME=value")
+            raise field_error_at(f"{where}/{i}", f"{entry!r} is not NAME=value")
 
 
 def _rootfs(bundle: str, config: dict) -> str:
     root = (config.get("root") or {}).get("path")
     if not root:
-        raise RuntimeFailure("config.json: /root/path: a rootfs is required on Linux")
+        raise field_error(pointer("root", "path"), "a rootfs is required on Linux")
     rootfs = os.path.normpath(os.path.join(bundle, root))
     if not os.path.isdir(rootfs):
-        raise RuntimeFailure(f"config.json: /root/path: rootfs {rootfs} does not exist")
+        raise field_error(pointer("root", "path"), f"rootfs {rootfs} does not exist")
     return rootfs

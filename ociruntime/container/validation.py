@@ -14,11 +14,11 @@ tests/test_schemas.py checks that it is fresh and that both always agree.
 from __future__ import annotations
 
 from ociruntime.container import _config_validator as _fast
-from ociruntime.errors import cut
+from ociruntime.errors import cut, field_message, pointer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable
     from pathlib import Path
     from typing import NoReturn
 
@@ -53,7 +53,7 @@ class ConfigInvalid(Exception):
 
     def __str__(self) -> str:
         # jsonschema's reason quotes the whole offending value (repr): cut, as every error
-        return cut(f"{self.document}: {self.pointer}: {self.reason}")
+        return cut(field_message(self.pointer, self.reason, self.document))
 
 
 class StateInvalid(ConfigInvalid):
@@ -116,11 +116,7 @@ def _explain(doc: object, schema: str, error: Callable[[str, str], ConfigInvalid
 
 def _pointer(error: ValidationError) -> str:
     """RFC 6901 pointer to the instance the error is about; "/" for the whole document."""
-    return _join_pointer(error.absolute_path) or "/"
-
-
-def _join_pointer(path: Iterable[str | int]) -> str:
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+    return pointer(*error.absolute_path) or "/"
 
 
 _REGISTRY: Registry | None = None

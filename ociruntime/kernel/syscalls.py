@@ -140,11 +140,10 @@ def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) 
 
 
 class _MountAttr(ctypes.Structure):
+    """struct mount_attr: four __u64."""
+
     _fields_ = [
-        ("attr_set", ctypes.c_uint64),
-        ("attr_clr", ctypes.c_uint64),
-        ("propagation", ctypes.c_uint64),
-        ("userns_fd", ctypes.c_uint64),
+        (name, ctypes.c_uint64) for name in ("attr_set", "attr_clr", "propagation", "userns_fd")
     ]
 
 

@@ -15,7 +15,7 @@ import select
 import time
 
 from ociruntime import jsonlite
-from ociruntime.errors import RuntimeFailure
+from ociruntime.errors import RuntimeFailure, field_error, pointer
 
 HOOK_KINDS = (
     "prestart",
@@ -30,7 +30,8 @@ _OUTPUT_LIMIT = 4096
 
 def run_hook(kind: str, index: int, hook: dict, state: dict) -> None:
     """Run one hook to completion; a non-zero exit, a signal or a timeout is a failure."""
-    where = f"hooks.{kind}[{index}] ({hook['path']})"
+    where = pointer("hooks", kind, index)
+    path = hook["path"]
     argv = hook.get("args") or [hook["path"]]
     env = hook["env"] if "env" in hook else None
     stdin_r, stdin_w = os.pipe()
@@ -50,7 +51,7 @@ def run_hook(kind: str, index: int, hook: dict, state: dict) -> None:
     except OSError as e:
         for fd in (stdin_r, stdin_w, out_r, out_w):
             os.close(fd)
-        raise RuntimeFailure(f"{where}: {e.strerror}") from None
+        raise field_error(where, f"{path}: {e.strerror}") from None
     os.close(stdin_r)
     os.close(out_w)
     try:
@@ -59,11 +60,14 @@ def run_hook(kind: str, index: int, hook: dict, state: dict) -> None:
         pass  # the hook does not read its stdin: allowed
     finally:
         os.close(stdin_w)
-    output, status = _wait(pid, out_r, hook.get("timeout"), where)
+    try:
+        output, status = _wait(pid, out_r, hook.get("timeout"))
+    except TimeoutError:
+        raise field_error(where, f"{path}: timed out after {hook['timeout']} s") from None
     if status != 0:
         detail = output.decode(errors="replace").strip()
         reason = _describe(status)
-        raise RuntimeFailure(f"{where}: {reason}" + (f": {detail}" if detail else ""))
+        raise field_error(where, f"{path}: {reason}" + (f": {detail}" if detail else ""))
 
 
 def _env_dict(env: list[str]) -> dict[str, str]:
@@ -74,8 +78,9 @@ def _env_dict(env: list[str]) -> dict[str, str]:
 _MAX_POLL_MS = 2**31 - 1
 
 
-def _wait(pid: int, out_r: int, timeout: int | None, where: str) -> tuple[bytes, int]:
-    """Collect the hook's output until it exits; kill it when the timeout passes."""
+def _wait(pid: int, out_r: int, timeout: int | None) -> tuple[bytes, int]:
+    """Collect the hook's output until it exits; kill it (and raise TimeoutError) when the
+    timeout passes."""
     pidfd = os.pidfd_open(pid)
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
@@ -94,7 +99,7 @@ def _wait(pid: int, out_r: int, timeout: int | None, where: str) -> tuple[bytes,
                     continue  # a timeout longer than poll(2) takes: wait on in slices
                 os.kill(pid, _signal.SIGKILL)
                 os.waitpid(pid, 0)
-                raise RuntimeFailure(f"{where}: timed out after {timeout} s")
+                raise TimeoutError
             for fd, _ in events:
                 if fd == out_r:
                     chunk = os.read(out_r, 65536)

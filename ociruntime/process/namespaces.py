@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 
-from ociruntime.errors import RuntimeFailure
+from ociruntime.errors import RuntimeFailure, field_error, pointer
 from ociruntime.kernel import constants as k
 from ociruntime.kernel import syscalls as sc
 from ociruntime.security import procfs
@@ -41,18 +42,28 @@ def configured(linux: dict) -> dict[str, str | None]:
     for index, ns in enumerate(linux.get("namespaces") or []):
         kind = ns.get("type")
         if kind not in FLAGS:
-            raise RuntimeFailure(f"linux.namespaces[{index}]: unknown type {kind!r}")
+            raise field_error(
+                pointer("linux", "namespaces", index, "type"), f"unknown type {kind!r}"
+            )
         if kind in result:
-            raise RuntimeFailure(f"linux.namespaces[{index}]: duplicate namespace {kind!r}")
+            raise field_error(
+                pointer("linux", "namespaces", index, "type"), f"duplicate namespace {kind!r}"
+            )
         result[kind] = ns.get("path") or None
     return result
+
+
+def _path_error(kind: str, path: str, e: OSError) -> RuntimeFailure:
+    """A namespace's path that cannot be opened. configured() keeps no index, so the
+    message names the list and the namespace's type."""
+    return field_error(pointer("linux", "namespaces"), f"{kind} path {path}: {e.strerror}")
 
 
 def _open_ns(kind: str, path: str) -> int:
     try:
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
-        raise RuntimeFailure(f"linux.namespaces {kind} path {path}: {e.strerror}") from None
+        raise _path_error(kind, path, e) from None
 
 
 def _setns(kind: str, path: str, in_parent: bool = False) -> None:
@@ -155,9 +166,11 @@ def _setns_when_single_threaded(fd: int, flag: int) -> None:
     """The kernel lets only a single-threaded process enter a time namespace (EUSERS
     otherwise), and create's cgroup warm-up thread lives for a few milliseconds: wait
     for its work, then for the thread itself to be gone (microseconds) rather than fail."""
-    from ociruntime.cgroups.cgroupfs import wait_for_warm_up
-
-    wait_for_warm_up()
+    # Only a process that imported cgroupfs can have started the thread; exec's stages
+    # never do, and may import nothing after their fork (importguard).
+    cgroupfs = sys.modules.get("ociruntime.cgroups.cgroupfs")
+    if cgroupfs is not None:
+        cgroupfs.wait_for_warm_up()
     for attempt in range(400):
         try:
             sc.setns(fd, flag)
@@ -178,7 +191,7 @@ def _write_time_offsets(offsets: dict) -> None:
     try:
         procfs.write("self/timens_offsets", "".join(lines))
     except OSError as e:
-        raise RuntimeFailure(f"linux.timeOffsets: {e.strerror}") from None
+        raise field_error(pointer("linux", "timeOffsets"), e.strerror) from None
 
 
 def enter(namespaces: dict[str, str | None], but: tuple[str, ...] = ()) -> None:
@@ -217,24 +230,20 @@ def check_sysctl(linux: dict) -> None:
         return
     ns = configured(linux)
     for key in sysctl:
-        at = "config.json: /linux/sysctl/" + key.replace("~", "~0").replace("/", "~1")
+        at = pointer("linux", "sysctl", key)
         if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
             if "ipc" in ns:
                 continue
-            raise RuntimeFailure(
-                f"{at}: not allowed in the host's IPC namespace (linux.namespaces)"
-            )
+            raise field_error(at, "not allowed in the host's IPC namespace (/linux/namespaces)")
         if key.startswith("net."):
             if "network" in ns and not _is_own_netns(ns["network"]):
                 continue
-            raise RuntimeFailure(
-                f"{at}: not allowed in the host's network namespace (linux.namespaces)"
-            )
+            raise field_error(at, "not allowed in the host's network namespace (/linux/namespaces)")
         if "uts" in ns and key == "kernel.domainname":
             continue
         if "uts" in ns and key == "kernel.hostname":
-            raise RuntimeFailure(f"{at}: conflicts with the hostname field")
-        raise RuntimeFailure(f"{at}: not isolated by a namespace of the container's own")
+            raise field_error(at, "conflicts with the hostname field")
+        raise field_error(at, "not isolated by a namespace of the container's own")
 
 
 def _is_own_netns(path: str | None) -> bool:
@@ -244,5 +253,5 @@ def _is_own_netns(path: str | None) -> bool:
     try:
         theirs, mine = os.stat(path), os.stat("/proc/self/ns/net")
     except OSError as e:
-        raise RuntimeFailure(f"linux.namespaces network path {path}: {e.strerror}") from None
+        raise _path_error("network", path, e) from None
     return (theirs.st_dev, theirs.st_ino) == (mine.st_dev, mine.st_ino)

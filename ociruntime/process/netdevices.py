@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 
-from ociruntime.errors import RuntimeFailure
+from ociruntime.errors import field_error, pointer
 from ociruntime.kernel import constants as k
 from ociruntime.kernel import syscalls as sc
 
@@ -48,10 +48,9 @@ RT_SCOPE_UNIVERSE = 0
 _SETTABLE_IFA_FLAGS = 0x02 | 0x04 | 0x10 | 0x100 | 0x200 | 0x400 | 0x800
 
 
-def pointer(host_name: str, *rest: str) -> str:
-    """config.json: /linux/netDevices/<host_name>[/...] (RFC 6901 escaping)."""
-    key = host_name.replace("~", "~0").replace("/", "~1")
-    return "config.json: /linux/netDevices/" + "/".join((key, *rest))
+def _at(host_name: str, *rest: str) -> str:
+    """/linux/netDevices/<host_name>[/...]: the entry a message is about."""
+    return pointer("linux", "netDevices", host_name, *rest)
 
 
 def target_name(host_name: str, entry: dict) -> str:
@@ -63,31 +62,32 @@ def check(devices: dict, namespaces: dict[str, str | None]) -> None:
     """Everything decidable from config.json alone, before `create` makes anything."""
     first = next(iter(devices))
     if "network" not in namespaces:
-        raise RuntimeFailure(
-            f"{pointer(first)}: moving network devices needs a new network namespace"
-            " (linux.namespaces has no network entry)"
+        raise field_error(
+            _at(first),
+            "moving network devices needs a new network namespace"
+            " (/linux/namespaces has no network entry)",
         )
     path = namespaces["network"]
     if path and _same_file(path, "/proc/self/ns/net"):
-        raise RuntimeFailure(
-            f"{pointer(first)}: the network namespace {path} is the runtime's own:"
-            " devices can only move into another one"
+        raise field_error(
+            _at(first),
+            f"the network namespace {path} is the runtime's own:"
+            " devices can only move into another one",
         )
     taken: dict[str, str] = {}
     for host_name, entry in devices.items():
         problem = name_problem(host_name, template=False)
         if problem:
-            raise RuntimeFailure(f"{pointer(host_name)}: {host_name!r} {problem}")
+            raise field_error(_at(host_name), f"{host_name!r} {problem}")
         name = target_name(host_name, entry)
-        where = pointer(host_name, "name") if entry.get("name") else pointer(host_name)
+        where = _at(host_name, "name") if entry.get("name") else _at(host_name)
         problem = name_problem(name, template=True)
         if problem:
-            raise RuntimeFailure(f"{where}: {name!r} {problem}")
+            raise field_error(where, f"{name!r} {problem}")
         if "%" not in name:
             if name in taken:
-                raise RuntimeFailure(
-                    f"{where}: {name!r} is also the container name of /linux/netDevices/"
-                    f"{taken[name]}"
+                raise field_error(
+                    where, f"{name!r} is also the container name of {_at(taken[name])}"
                 )
             taken[name] = host_name
 
@@ -151,7 +151,7 @@ class Mover:
     def _look_up(self, host_name: str, entry: dict) -> _Device:
         found = self.host.link_lookup(ifname=host_name)
         if not found:
-            raise RuntimeFailure(f"{pointer(host_name)}: no network interface of that name")
+            raise field_error(_at(host_name), "no network interface of that name")
         link = _link_info(self.host.get_links(found[0])[0])
         addresses = [_address_info(a) for a in self.host.get_addr(index=link["index"]) if _kept(a)]
         return _Device(host_name, target_name(host_name, entry), link, addresses)
@@ -181,29 +181,29 @@ class Mover:
         from pyroute2.netlink.exceptions import NetlinkError
 
         if "%" not in dev.target and dev.target in names:
-            raise RuntimeFailure(
-                f"{pointer(dev.host_name)}: the container's network namespace already has an"
-                f" interface named {dev.target!r}"
+            raise field_error(
+                _at(dev.host_name),
+                f"the container's network namespace already has an interface named {dev.target!r}",
             )
         try:
             self.host.link("set", index=dev.index, net_ns_fd=netns, ifname=dev.target)
         except NetlinkError as e:
             # The kernel may move the device and then fail to rename it: find it to restore.
             self._find_moved(dev, names, dev.host_name)
-            raise RuntimeFailure(
-                f"{pointer(dev.host_name)}: moving it into the container: {os.strerror(e.code)}"
+            raise field_error(
+                _at(dev.host_name), f"moving it into the container: {os.strerror(e.code)}"
             ) from None
         self._find_moved(dev, names, dev.target)
         if dev.moved_as is None:
-            raise RuntimeFailure(f"{pointer(dev.host_name)}: moved, but not found in the container")
+            raise field_error(_at(dev.host_name), "moved, but not found in the container")
         index, name = dev.moved_as
         try:
             _add_addresses(self.container, index, dev.addresses, dev.host_name, name)
             self.container.link("set", index=index, state="up")
         except NetlinkError as e:
-            raise RuntimeFailure(
-                f"{pointer(dev.host_name)}: configuring it as {name!r} in the container:"
-                f" {os.strerror(e.code)}"
+            raise field_error(
+                _at(dev.host_name),
+                f"configuring it as {name!r} in the container: {os.strerror(e.code)}",
             ) from None
 
     def _find_moved(self, dev: _Device, names_before: set[str], expected: str) -> None:
@@ -235,7 +235,9 @@ class Mover:
                 dev.moved_as = None
                 self._reconfigure_on_host(dev)
             except Exception as e:  # noqa: BLE001 - report and go on with the others
-                LOG.warning(f"{pointer(dev.host_name)}: moving {name!r} back to the host: {e}")
+                LOG.warning(
+                    str(field_error(_at(dev.host_name), f"moving {name!r} back to the host: {e}"))
+                )
         self.close()
 
     def _reconfigure_on_host(self, dev: _Device) -> None:

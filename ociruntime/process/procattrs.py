@@ -23,7 +23,7 @@ from __future__ import annotations
 import ctypes
 import os
 
-from ociruntime.errors import RuntimeFailure
+from ociruntime.errors import RuntimeFailure, field_error_at
 from ociruntime.kernel import syscalls as sc
 from ociruntime.kernel.constants import IOPRIO_CLASS_SHIFT
 
@@ -67,9 +67,12 @@ class SchedAttr(ctypes.Structure):
 
 
 class ProcessAttrs:
-    """The validated attributes, ready for `apply` in the process that will exec."""
+    """The validated attributes, ready for `apply` in the process that will exec.
+    `proc_at` / `linux_at` are where plan found them ("config.json: /process"), so a
+    refusal by the kernel names the field in the document the user wrote."""
 
-    def __init__(self) -> None:
+    def __init__(self, proc_at: str = "/process", linux_at: str = "/linux") -> None:
+        self.proc_at, self.linux_at = proc_at, linux_at
         self.personality: tuple[str, int] | None = None
         self.sched: tuple[str, SchedAttr] | None = None
         self.ioprio: tuple[str, int] | None = None
@@ -84,51 +87,51 @@ class ProcessAttrs:
         if self.selinux or self.apparmor:
             from ociruntime.security import lsm  # imported by `plan` already: no file access here
 
-            lsm.set_selinux_labels(self.selinux, "process.selinuxLabel")
-            lsm.apply_apparmor(self.apparmor, "process.apparmorProfile")
-        if self.personality is not None:
-            name, persona = self.personality
-            try:
-                sc.personality(persona)
-            except OSError as e:
-                _fail(f"linux.personality {name}: personality", e.errno)
-        if self.sched is not None:
-            name, attr = self.sched
-            try:
-                sc.sched_setattr(attr)
-            except OSError as e:
-                _fail(f"process.scheduler {name}: sched_setattr", e.errno)
-        if self.ioprio is not None:
-            name, value = self.ioprio
-            try:
-                sc.ioprio_set(value)
-            except OSError as e:
-                _fail(f"process.ioPriority {name}: ioprio_set", e.errno)
+            lsm.set_selinux_labels(self.selinux, f"{self.proc_at}/selinuxLabel")
+            lsm.apply_apparmor(self.apparmor, f"{self.proc_at}/apparmorProfile")
+        steps = (
+            (self.personality, sc.personality, f"{self.linux_at}/personality", "personality"),
+            (self.sched, sc.sched_setattr, f"{self.proc_at}/scheduler", "sched_setattr"),
+            (self.ioprio, sc.ioprio_set, f"{self.proc_at}/ioPriority", "ioprio_set"),
+        )
+        for value, call, where, syscall in steps:
+            if value is not None:
+                name, arg = value
+                try:
+                    call(arg)
+                except OSError as e:
+                    raise field_error_at(
+                        where, f"{name}: {syscall}: {os.strerror(e.errno)}"
+                    ) from None
 
     def set_initial_affinity(self) -> None:
         """Before exec's child joins the container's cgroups."""
         if self.initial_cpus is not None:
-            _set_affinity("process.execCPUAffinity.initial", *self.initial_cpus)
+            _set_affinity(f"{self.proc_at}/execCPUAffinity/initial", *self.initial_cpus)
 
     def set_final_affinity(self, cgroup_dirs: list[str]) -> None:
         """Right after the join: `final`, or back to the container's default when only
         `initial` moved us."""
         if self.final_cpus is not None:
-            _set_affinity("process.execCPUAffinity.final", *self.final_cpus)
+            _set_affinity(f"{self.proc_at}/execCPUAffinity/final", *self.final_cpus)
         elif self.initial_cpus is not None:
             text = container_cpus(cgroup_dirs)
-            _set_affinity("the container's CPUs", text, parse_cpu_list(text, "cpuset"))
+            try:
+                cpus = parse_cpu_list(text)
+            except ValueError as e:
+                raise RuntimeFailure(f"the container's cpuset: {e}") from None
+            _set_affinity(None, text, cpus)
 
 
-def _fail(what: str, err: int) -> None:
-    raise RuntimeFailure(f"{what}: {os.strerror(err)}")
-
-
-def _set_affinity(field: str, text: str, cpus: set[int]) -> None:
+def _set_affinity(where: str | None, text: str, cpus: set[int]) -> None:
+    """`where` is the field the CPUs come from; None for the container's own cpuset."""
     try:
         os.sched_setaffinity(0, cpus)
     except OSError as e:
-        raise RuntimeFailure(f"{field} {text!r}: sched_setaffinity: {e.strerror}") from None
+        reason = f"{text!r}: sched_setaffinity: {e.strerror}"
+        if where is None:
+            raise RuntimeFailure(f"the container's CPUs {reason}") from None
+        raise field_error_at(where, reason) from None
 
 
 def container_cpus(cgroup_dirs: list[str]) -> str:
@@ -146,8 +149,9 @@ def container_cpus(cgroup_dirs: list[str]) -> str:
         return f.read().strip()
 
 
-def parse_cpu_list(text: str, field: str) -> set[int]:
-    """The kernel's list format: "0-3,7" (spaces allowed around the parts)."""
+def parse_cpu_list(text: str) -> set[int]:
+    """The kernel's list format: "0-3,7" (spaces allowed around the parts). ValueError
+    says what is wrong; the caller knows where the text came from."""
     cpus: set[int] = set()
     for part in text.split(","):
         first, dash, last = part.strip().partition("-")
@@ -155,9 +159,9 @@ def parse_cpu_list(text: str, field: str) -> set[int]:
             lo = int(first)
             hi = int(last) if dash else lo
         except ValueError:
-            raise RuntimeFailure(f"{field}: invalid CPU list {text!r}") from None
+            raise ValueError(f"invalid CPU list {text!r}") from None
         if lo < 0 or hi < lo:
-            raise RuntimeFailure(f"{field}: invalid CPU range {part.strip()!r} in {text!r}")
+            raise ValueError(f"invalid CPU range {part.strip()!r} in {text!r}")
         cpus.update(range(lo, hi + 1))
     return cpus
 
@@ -169,7 +173,7 @@ def plan(proc: dict, linux: dict, proc_at: str, linux_at: str, warn: bool = Fals
     """Check and resolve the fields. `proc_at` / `linux_at` prefix the JSON pointers in
     errors (e.g. "config.json: /process"); `warn` logs what is accepted but ignored (at
     create, as runc)."""
-    attrs = ProcessAttrs()
+    attrs = ProcessAttrs(proc_at, linux_at)
     if linux.get("personality") is not None:
         attrs.personality = _personality(linux["personality"], f"{linux_at}/personality", warn)
     if proc.get("scheduler"):
@@ -185,7 +189,10 @@ def plan(proc: dict, linux: dict, proc_at: str, linux_at: str, warn: bool = Fals
                 continue
             where = f"{proc_at}/execCPUAffinity/{key}"
             _require(isinstance(text, str), where, "must be a string")
-            setattr(attrs, f"{key}_cpus", (text, parse_cpu_list(text, where)))
+            try:
+                setattr(attrs, f"{key}_cpus", (text, parse_cpu_list(text)))
+            except ValueError as e:
+                raise field_error_at(where, str(e)) from None
     if proc.get("apparmorProfile") or proc.get("selinuxLabel"):
         from ociruntime.security import lsm  # before the fork: the child cannot import it
 
@@ -197,7 +204,7 @@ def plan(proc: dict, linux: dict, proc_at: str, linux_at: str, warn: bool = Fals
 
 def _require(ok: bool, where: str, message: str) -> None:
     if not ok:
-        raise RuntimeFailure(f"{where}: {message}")
+        raise field_error_at(where, message)
 
 
 def _string(value: object, where: str) -> str:
@@ -216,8 +223,9 @@ def _personality(spec: object, where: str, warn: bool) -> tuple[str, int]:
     _require(isinstance(spec, dict), where, "must be an object")
     domain = spec.get("domain")  # type: ignore[union-attr]
     if domain not in PERSONALITY_DOMAINS:
-        raise RuntimeFailure(f"{where}/domain: invalid personality domain {domain!r}"
-                             " (LINUX or LINUX32)")  # fmt: skip
+        raise field_error_at(
+            f"{where}/domain", f"invalid personality domain {domain!r} (LINUX or LINUX32)"
+        )
     flags = spec.get("flags")  # type: ignore[union-attr]
     if flags and warn:
         from ociruntime.log import LOG
@@ -232,26 +240,26 @@ def _scheduler(spec: object, where: str) -> tuple[str, SchedAttr]:
     assert isinstance(spec, dict)
     policy = spec.get("policy")
     if not policy:
-        raise RuntimeFailure(f"{where}/policy: scheduler policy is required")
+        raise field_error_at(f"{where}/policy", "scheduler policy is required")
     if policy not in SCHED_POLICIES:
-        raise RuntimeFailure(f"{where}/policy: invalid scheduler policy: {policy!r}")
+        raise field_error_at(f"{where}/policy", f"invalid scheduler policy: {policy!r}")
     nice = _int(spec, "nice", where, -(2**31), 2**31 - 1)
     if not -20 <= nice <= 19:  # runc's checks and words, in its order
-        raise RuntimeFailure(f"{where}/nice: invalid scheduler.nice: {nice}")
+        raise field_error_at(f"{where}/nice", f"invalid scheduler.nice: {nice}")
     priority = _int(spec, "priority", where, -(2**31), 2**31 - 1)
     if priority != 0 and policy not in ("SCHED_FIFO", "SCHED_RR"):
-        raise RuntimeFailure(f"{where}/priority: scheduler.priority can only be specified "
-                             "for SchedFIFO or SchedRR policy")  # fmt: skip
+        raise field_error_at(f"{where}/priority", "scheduler.priority can only be specified "
+                     "for SchedFIFO or SchedRR policy")  # fmt: skip
     dl = [_int(spec, k, where, 0, 2**64 - 1) for k in ("runtime", "deadline", "period")]
     if policy != "SCHED_DEADLINE" and any(dl):
-        raise RuntimeFailure(f"{where}: scheduler runtime/deadline/period can only be "
-                             "specified for SchedDeadline policy")  # fmt: skip
+        raise field_error_at(where, "scheduler runtime/deadline/period can only be "
+                     "specified for SchedDeadline policy")  # fmt: skip
     flags = 0
     names = spec.get("flags") or []
     _require(isinstance(names, list), f"{where}/flags", "must be a list")
     for index, name in enumerate(names):
         if name not in SCHED_FLAGS:
-            raise RuntimeFailure(f"{where}/flags/{index}: invalid scheduler flag: {name!r}")
+            raise field_error_at(f"{where}/flags/{index}", f"invalid scheduler flag: {name!r}")
         flags |= SCHED_FLAGS[name]
     # The kernel takes the priority unsigned (as runc passes it): it refuses what is wrong.
     attr = SchedAttr(ctypes.sizeof(SchedAttr), SCHED_POLICIES[policy], flags, nice,
@@ -264,9 +272,9 @@ def _io_priority(spec: object, where: str) -> tuple[str, int]:
     assert isinstance(spec, dict)
     cls = spec.get("class")
     if cls not in IOPRIO_CLASSES:
-        raise RuntimeFailure(f"{where}/class: invalid io priority class: {cls!r}")
+        raise field_error_at(f"{where}/class", f"invalid io priority class: {cls!r}")
     priority = _int(spec, "priority", where, -(2**31), 2**31 - 1)
     if not 0 <= priority <= 7:
-        raise RuntimeFailure(f"{where}/priority: invalid ioPriority.Priority: {priority}"
-                             " (0, the highest, to 7)")  # fmt: skip
+        raise field_error_at(f"{where}/priority", f"invalid ioPriority.Priority: {priority}"
+                     " (0, the highest, to 7)")  # fmt: skip
     return f"{cls} {priority}", IOPRIO_CLASSES[cls] << IOPRIO_CLASS_SHIFT | priority

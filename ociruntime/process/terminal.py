@@ -29,7 +29,7 @@ import sys
 import termios
 import time
 
-from ociruntime.errors import RuntimeFailure
+from ociruntime.errors import RuntimeFailure, field_error, pointer
 from ociruntime.kernel import constants as k
 from ociruntime.kernel import syscalls as sc
 from ociruntime.rootfs.safepath import bind_fd, bind_target
@@ -52,9 +52,9 @@ def check_config(proc: dict) -> None:
     size = proc.get("consoleSize") or {}
     for key in ("height", "width"):
         if size.get(key, 0) > _WINSIZE_MAX:
-            raise RuntimeFailure(
-                f"config.json: /process/consoleSize/{key}: {size[key]} is more than a terminal "
-                f"can have ({_WINSIZE_MAX})"
+            raise field_error(
+                pointer("process", "consoleSize", key),
+                f"{size[key]} is more than a terminal can have ({_WINSIZE_MAX})",
             )
 
 
@@ -75,9 +75,8 @@ class InitConsole:
         try:
             master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
         except OSError as e:
-            raise RuntimeFailure(
-                f"process.terminal: open /dev/ptmx: {e.strerror} (a terminal needs a devpts "
-                "mount on /dev/pts)"
+            raise _failure(
+                f"open /dev/ptmx: {e.strerror} (a terminal needs a devpts mount on /dev/pts)"
             ) from None
         try:
             slave, slave_path = _open_slave(master)
@@ -86,7 +85,7 @@ class InitConsole:
                 _step("/dev/console", _mount_console, slave)
             if console_size and console_size.get("height") and console_size.get("width"):
                 size = (console_size["height"], console_size["width"])
-                _step("process.consoleSize", termios.tcsetwinsize, master, size)
+                _step("/process/consoleSize", termios.tcsetwinsize, master, size)
             _step("sending the pty master to the console socket", _send_fd, self.sock, master)
             _step("ioctl(TIOCSCTTY)", fcntl.ioctl, slave, termios.TIOCSCTTY, 0)
             for fd in (0, 1, 2):
@@ -98,12 +97,18 @@ class InitConsole:
             self.sock.close()
 
 
+def _failure(reason: str) -> RuntimeFailure:
+    """A failure of the terminal /process/terminal asked for (exec's too: its --tty is
+    that field of the process it runs)."""
+    return field_error(pointer("process", "terminal"), reason)
+
+
 def _step(what: str, call: Callable[..., object], *args: object) -> None:
     try:
         call(*args)
     except (OSError, termios.error) as e:
         reason = getattr(e, "strerror", None) or (e.args[-1] if e.args else e)
-        raise RuntimeFailure(f"process.terminal: {what}: {reason}") from None
+        raise _failure(f"{what}: {reason}") from None
 
 
 def _open_slave(master: int) -> tuple[int, str]:
@@ -111,12 +116,12 @@ def _open_slave(master: int) -> tuple[int, str]:
         fcntl.ioctl(master, TIOCSPTLCK, bytes(4))  # unlockpt
         number = int.from_bytes(fcntl.ioctl(master, TIOCGPTN, bytes(4)), sys.byteorder)
     except OSError as e:
-        raise RuntimeFailure(f"process.terminal: unlocking the pty: {e.strerror}") from None
+        raise _failure(f"unlocking the pty: {e.strerror}") from None
     path = f"/dev/pts/{number}"
     try:  # the master's own peer: /dev/pts/N is a name the container could reshape
         return fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC), path
     except OSError as e:
-        raise RuntimeFailure(f"process.terminal: open {path}: {e.strerror}") from None
+        raise _failure(f"open {path}: {e.strerror}") from None
 
 
 def _chown_to_user(slave: int, uid: int) -> None:
@@ -191,7 +196,7 @@ def receive_master(sock: _socket.socket) -> int:
             MAX_NAME_LEN, _socket.CMSG_SPACE(4), _socket.MSG_CMSG_CLOEXEC
         )
     except OSError as e:
-        raise RuntimeFailure(f"process.terminal: receiving the pty master: {e.strerror}") from None
+        raise _failure(f"receiving the pty master: {e.strerror}") from None
     fds = [
         int.from_bytes(data[i : i + 4], sys.byteorder, signed=True)
         for level, kind, data in ancillary
@@ -201,7 +206,7 @@ def receive_master(sock: _socket.socket) -> int:
     if len(fds) != 1:
         for fd in fds:
             os.close(fd)
-        raise RuntimeFailure("process.terminal: the container init sent no pty master")
+        raise _failure("the container init sent no pty master")
     return fds[0]
 
 
@@ -240,7 +245,7 @@ class Attached:
             attrs[1] &= ~termios.ONLCR
             termios.tcsetattr(self.master, termios.TCSANOW, attrs)
         except termios.error as e:
-            raise RuntimeFailure(f"process.terminal: the pty master: {e.args[-1]}") from None
+            raise _failure(f"the pty master: {e.args[-1]}") from None
         self.resize()
 
     def resize(self) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from ociruntime.errors import RuntimeFailure
+from ociruntime.errors import RuntimeFailure, field_error, pointer
 from ociruntime.kernel import constants as k
 from ociruntime.kernel import syscalls as sc
 from ociruntime.security import procfs
@@ -31,29 +31,28 @@ def check(linux: dict, user_ns: str | None) -> None:
     for field, kind in _KINDS:
         maps = linux.get(field) or []
         if not maps:
-            raise RuntimeFailure(
-                f"config.json: /linux/{field}: a new user namespace needs {kind} mappings"
+            raise field_error(
+                pointer("linux", field), f"a new user namespace needs {kind} mappings"
             )
-        check_ranges(f"/linux/{field}", maps)
+        check_ranges(pointer("linux", field), maps)
         if not any(m["containerID"] <= 0 < m["containerID"] + m["size"] for m in maps):
-            raise RuntimeFailure(
-                f"config.json: /linux/{field}: no mapping for container {kind} 0 (root)"
-            )
+            raise field_error(pointer("linux", field), f"no mapping for container {kind} 0 (root)")
 
 
-def check_ranges(pointer: str, maps: list[dict]) -> None:
+def check_ranges(where: str, maps: list[dict]) -> None:
     """Sizes above zero and no two ranges overlapping, inside or outside (pure)."""
     for i, m in enumerate(maps):
         if m["size"] <= 0:
-            raise RuntimeFailure(f"config.json: {pointer}/{i}/size: must be above 0")
+            raise field_error(f"{where}/{i}/size", "must be above 0")
         for j in range(i):
             other = maps[j]
             for side in ("containerID", "hostID"):
                 a, b = m[side], other[side]
                 if a < b + other["size"] and b < a + m["size"]:
-                    raise RuntimeFailure(
-                        f"config.json: {pointer}/{i}: {side} range {a}-{a + m['size'] - 1} "
-                        f"overlaps {pointer}/{j} ({b}-{b + other['size'] - 1})"
+                    raise field_error(
+                        f"{where}/{i}",
+                        f"{side} range {a}-{a + m['size'] - 1} "
+                        f"overlaps {where}/{j} ({b}-{b + other['size'] - 1})",
                     )
 
 
@@ -83,17 +82,18 @@ def _only_own(maps: list[dict], own: int) -> bool:
     return len(maps) == 1 and maps[0]["hostID"] == own and maps[0]["size"] == 1
 
 
-def _write(pid: int, name: str, pointer: str, text: str) -> None:
+def _write(pid: int, name: str, where: str, text: str) -> None:
     try:
         procfs.write(f"{pid}/{name}", text)  # the host's procfs, checked
     except OSError as e:
-        raise RuntimeFailure(
-            f"config.json: {pointer}: writing {name}: {e.strerror}"
+        raise field_error(
+            where,
+            f"writing {name}: {e.strerror}"
             + (
                 " (unprivileged: only your own id can be mapped without newuidmap)"
                 if e.errno == 1 and os.geteuid()
                 else ""
-            )  # fmt: skip
+            ),  # fmt: skip
         ) from None
 
 
@@ -104,9 +104,9 @@ def _run_helper(tool: str, pid: int, field: str, maps: list[dict]) -> None:
 
     path = next((p for p in (f"/usr/bin/{tool}", f"/bin/{tool}") if os.access(p, os.X_OK)), None)
     if path is None:
-        raise RuntimeFailure(
-            f"config.json: /linux/{field}: mapping more than your own id unprivileged "
-            f"needs {tool} (Debian package uidmap)"
+        raise field_error(
+            pointer("linux", field),
+            f"mapping more than your own id unprivileged needs {tool} (Debian package uidmap)",
         )
     argv = [path, str(pid)]
     for m in maps:
@@ -115,7 +115,7 @@ def _run_helper(tool: str, pid: int, field: str, maps: list[dict]) -> None:
     if done.returncode != 0:
         why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
         why = why.removeprefix(f"{tool}: ")
-        raise RuntimeFailure(f"config.json: /linux/{field}: {tool}: {why}")
+        raise field_error(pointer("linux", field), f"{tool}: {why}")
 
 
 def become_root() -> None:
@@ -138,20 +138,19 @@ def setgroups_allowed() -> bool:
         return True
 
 
-def idmapped_tree(source: str, recursive: bool, mount: dict, pointer: str) -> int:
+def idmapped_tree(source: str, recursive: bool, mount: dict, where: str) -> int:
     """A detached, id-mapped copy of the mount at `source` (open_tree + mount_setattr
     with MOUNT_ATTR_IDMAP), made by `create` on the host, where the kernel allows it
     (the filesystem's owner namespace must be ours); the init attaches it inside the
-    rootfs with move_mount. `pointer` is the mount's, e.g. /mounts/3."""
+    rootfs with move_mount. `where` is the mount's, e.g. /mounts/3."""
     uid_maps, gid_maps = mount.get("uidMappings") or [], mount.get("gidMappings") or []
     for field, maps in (("uidMappings", uid_maps), ("gidMappings", gid_maps)):
         if not maps:
-            raise RuntimeFailure(
-                f"config.json: {pointer}/{field}: an id-mapped mount needs both uidMappings"
-                " and gidMappings"
+            raise field_error(
+                f"{where}/{field}", "an id-mapped mount needs both uidMappings and gidMappings"
             )
-        check_ranges(f"{pointer}/{field}", maps)
-    userns_fd = _mapping_namespace(uid_maps, gid_maps, pointer)
+        check_ranges(f"{where}/{field}", maps)
+    userns_fd = _mapping_namespace(uid_maps, gid_maps, where)
     try:
         tree = sc.open_tree(source, recursive)
         try:
@@ -161,12 +160,12 @@ def idmapped_tree(source: str, recursive: bool, mount: dict, pointer: str) -> in
             raise
         return tree
     except OSError as e:
-        raise RuntimeFailure(f"config.json: {pointer}: id-mapping {source}: {e.strerror}") from None
+        raise field_error(where, f"id-mapping {source}: {e.strerror}") from None
     finally:
         os.close(userns_fd)
 
 
-def _mapping_namespace(uid_maps: list[dict], gid_maps: list[dict], pointer: str) -> int:
+def _mapping_namespace(uid_maps: list[dict], gid_maps: list[dict], where: str) -> int:
     """An fd of a user namespace with these maps: a child unshares one and waits while
     we map it and open it, then exits."""
     ready_r, ready_w = os.pipe()
@@ -187,8 +186,8 @@ def _mapping_namespace(uid_maps: list[dict], gid_maps: list[dict], pointer: str)
     os.close(go_r)
     try:
         os.read(ready_r, 1)
-        _write(pid, "uid_map", f"{pointer}/uidMappings", _map_text(uid_maps))
-        _write(pid, "gid_map", f"{pointer}/gidMappings", _map_text(gid_maps))
+        _write(pid, "uid_map", f"{where}/uidMappings", _map_text(uid_maps))
+        _write(pid, "gid_map", f"{where}/gidMappings", _map_text(gid_maps))
         return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(go_w)

@@ -13,7 +13,7 @@ import os
 import stat
 
 from ociruntime.cgroups.cgroupfs import Hierarchy
-from ociruntime.errors import RuntimeFailure
+from ociruntime.errors import RuntimeFailure, field_error, pointer
 from ociruntime.kernel import constants as k
 from ociruntime.kernel import syscalls as sc
 from ociruntime.kernel.constants import (
@@ -129,6 +129,11 @@ def _fail(what: str, err: OSError) -> RuntimeFailure:
     return RuntimeFailure(f"{what}: {err.strerror or err}")
 
 
+def _field_fail(where: str, subject: str, err: OSError) -> RuntimeFailure:
+    """An OSError while doing what config.json's field at `where` asks, on `subject`."""
+    return field_error(where, f"{subject}: {err.strerror or err}")
+
+
 def _labelled(data: str | None, label: str) -> str | None:
     """Mount data with linux.mountLabel as SELinux's context= option (quoted: a label
     holds commas). Without SELinux the kernel refuses the option, as it does for runc."""
@@ -140,7 +145,7 @@ def _labelled(data: str | None, label: str) -> str | None:
 
 def _label_error(what: str, label: str, err: OSError) -> RuntimeFailure:
     return RuntimeFailure(
-        f"{what} with linux.mountLabel {label!r} (context= option): {err.strerror or err}"
+        f"{what} with /linux/mountLabel {label!r} (context= option): {err.strerror or err}"
     )
 
 
@@ -151,7 +156,7 @@ def rootfs_propagation(linux: dict) -> int:
         return 0
     base = PROPAGATION.get(name) or PROPAGATION.get(name.removeprefix("r"))
     if base is None:
-        raise RuntimeFailure(f"linux.rootfsPropagation: unknown value {name!r}")
+        raise field_error(pointer("linux", "rootfsPropagation"), f"unknown value {name!r}")
     return base | (MS_REC if name not in PROPAGATION else 0)
 
 
@@ -229,7 +234,7 @@ class Mounter:
 
     def mount_all(self, mounts: list[dict]) -> None:
         for index, m in enumerate(mounts):
-            where = f"mounts[{index}] ({m.get('destination')})"
+            where, dest = pointer("mounts", index), m.get("destination")
             self.index, self.entry = index, m
             try:
                 dest = m["destination"]
@@ -241,9 +246,9 @@ class Mounter:
             except ProcMountRefused:
                 raise
             except RuntimeFailure as e:
-                raise RuntimeFailure(f"{where}: {e}") from None
+                raise field_error(where, f"{dest}: {e}") from None
             except OSError as e:
-                raise _fail(where, e) from None
+                raise _field_fail(where, str(dest), e) from None
 
     def _check_proc(self, dest: str, resolved: str, m: dict, tree_fd: int = -1) -> None:
         """Refuse a destination in /proc (see PROC_ALLOWED): first as written, then where
@@ -260,9 +265,8 @@ class Mounter:
         why = proc_refusal(resolved, is_procfs)
         if why:
             via = f"resolves to {resolved}: " if resolved != dest else ""
-            raise ProcMountRefused(
-                f"config.json: /mounts/{self.index}/destination: {dest}: {via}{why}"
-            )
+            at = pointer("mounts", self.index, "destination")
+            raise ProcMountRefused(str(field_error(at, f"{dest}: {via}{why}")))
 
     def _target(self, make: Callable[[int, str], int], dest: str, tree_fd: int = -1) -> int:
         """The destination, made and opened inside the rootfs, checked for where it
@@ -463,8 +467,12 @@ class Mounter:
             try:
                 self._mknod(dev)
             except OSError as e:
-                where = "linux.devices" if index >= len(wanted) - len(devices) else "default device"
-                raise _fail(f"{where} {dev.get('path')}", e) from None
+                own = index - (len(wanted) - len(devices))  # its index in linux.devices
+                if own < 0:
+                    raise _fail(f"default device {dev.get('path')}", e) from None
+                raise _field_fail(
+                    pointer("linux", "devices", own), str(dev.get("path")), e
+                ) from None
         if self.dev_is_bind:
             return
         for target, link in DEV_LINKS:
@@ -575,22 +583,23 @@ def mask_paths(paths: list[str], mount_label: str = "") -> None:
     would then show that file (CVE-2025-31133)."""
     null = -1
     try:
-        for path in paths:
+        for index, path in enumerate(paths):
+            where = pointer("linux", "maskedPaths", index)
             try:
                 target = os.open(path, os.O_PATH | os.O_CLOEXEC)
             except FileNotFoundError:
                 continue
             except OSError as e:
-                raise _fail(f"linux.maskedPaths {path}", e) from None
+                raise _field_fail(where, path, e) from None
             try:
                 if stat.S_ISDIR(os.fstat(target).st_mode):
-                    _mask_dir(path, mount_label)
+                    _mask_dir(path, mount_label, where)
                     continue
                 if null < 0:
                     null = _open_null()
                 bind_fd(null, target)
             except OSError as e:
-                raise _fail(f"linux.maskedPaths {path}", e) from None
+                raise _field_fail(where, path, e) from None
             finally:
                 os.close(target)
     finally:
@@ -606,27 +615,28 @@ def _open_null() -> int:
         os.close(root)
 
 
-def _mask_dir(path: str, mount_label: str) -> None:
+def _mask_dir(path: str, mount_label: str, where: str) -> None:
     try:
         sc.mount("tmpfs", path, "tmpfs", MS_RDONLY, _labelled(None, mount_label))
     except OSError as e:
         if mount_label:
-            raise _label_error(f"linux.maskedPaths {path}: tmpfs", mount_label, e) from None
+            raise field_error(where, str(_label_error(f"{path}: tmpfs", mount_label, e))) from None
         raise
 
 
 def readonly_paths(paths: list[str]) -> None:
-    for path in paths:
+    for index, path in enumerate(paths):
+        where = pointer("linux", "readonlyPaths", index)
         try:
             sc.mount(path, path, None, MS_BIND | MS_REC)
         except FileNotFoundError:
             continue
         except OSError as e:
-            raise _fail(f"linux.readonlyPaths {path}", e) from None
+            raise _field_fail(where, path, e) from None
         try:
             remount_readonly(path)
         except OSError as e:
-            raise _fail(f"linux.readonlyPaths {path}", e) from None
+            raise _field_fail(where, path, e) from None
 
 
 def remount_readonly(path: str) -> None:

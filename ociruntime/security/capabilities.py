@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 
+from ociruntime.errors import field_message, pointer
 from ociruntime.kernel import syscalls as sc
 from ociruntime.log import LOG
 from ociruntime.security import procfs
@@ -85,7 +86,8 @@ def to_numbers(names: list[str], known_up_to: int, set_name: str) -> set[int]:
     for name in names:
         number = CAP_NUMBERS.get(name)
         if number is None or number > known_up_to:
-            LOG.warning(f"process.capabilities.{set_name}: {name} is not supported here; ignored")
+            where = pointer("process", "capabilities", set_name)
+            LOG.warning(field_message(where, f"{name} is not supported here; ignored"))
             continue
         numbers.add(number)
     return numbers
@@ -120,6 +122,8 @@ def apply_sets(sets: dict[str, set[int]]) -> None:
             if e.errno != errno.EPERM:
                 raise
             LOG.debug(
-                f"process.capabilities.ambient: capability {cap} not raised: "
-                "not in the permitted and inheritable sets"
+                field_message(
+                    pointer("process", "capabilities", "ambient"),
+                    f"capability {cap} not raised: not in the permitted and inheritable sets",
+                )
             )

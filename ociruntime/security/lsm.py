@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 
-from ociruntime.errors import RuntimeFailure
+from ociruntime.errors import field_error, field_error_at, pointer
 from ociruntime.security import procfs
 
 _SELINUX_DISABLED = "selinux label is specified in config, but selinux is disabled or not supported"
@@ -41,7 +41,7 @@ def check_selinux_label(label: str, field: str) -> None:
     """Before anything is made: a label cannot be honoured without SELinux (runc refuses
     the config the same way)."""
     if label and not selinux_enabled():
-        raise RuntimeFailure(f"{field}: {_SELINUX_DISABLED}")
+        raise field_error_at(field, _SELINUX_DISABLED)
 
 
 def _attr_path(lsm: str, attr: str) -> str:
@@ -67,8 +67,8 @@ def apply_apparmor(profile: str, field: str) -> None:
     except OSError as e:
         # runc's wording, with the field in front.
         reason = (e.strerror or str(e)).lower()
-        raise RuntimeFailure(
-            f"{field} {profile}: apparmor failed to apply profile: write {path}: {reason}"
+        raise field_error_at(
+            field, f"{profile}: apparmor failed to apply profile: write {path}: {reason}"
         ) from None
 
 
@@ -82,7 +82,7 @@ def set_selinux_labels(label: str, field: str) -> None:
         try:
             _write_attr(path, label)
         except OSError as e:
-            raise RuntimeFailure(f"{field} {label}: writing {path}: {e.strerror}") from None
+            raise field_error_at(field, f"{label}: writing {path}: {e.strerror}") from None
 
 
 def label_mount_root(path: str, label: str) -> None:
@@ -92,6 +92,6 @@ def label_mount_root(path: str, label: str) -> None:
         try:
             os.setxattr(path, "security.selinux", label.encode())
         except OSError as e:
-            raise RuntimeFailure(
-                f"linux.mountLabel {label}: labelling mqueue: {e.strerror}"
+            raise field_error(
+                pointer("linux", "mountLabel"), f"{label}: labelling mqueue: {e.strerror}"
             ) from None

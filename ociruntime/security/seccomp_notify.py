@@ -45,14 +45,14 @@ import os
 import socket
 
 from ociruntime import SPEC_VERSION, jsonlite
-from ociruntime.errors import RuntimeFailure
+from ociruntime.errors import field_error, pointer
 from ociruntime.kernel import syscalls
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from ociruntime.security.seccomp import Filter
 
-_PTR = "config.json: /linux/seccomp/listenerPath"
+_PTR = pointer("linux", "seccomp", "listenerPath")
 
 
 def process_state(pid: int, metadata: str, state: dict) -> dict:
@@ -68,7 +68,7 @@ def forward(filt: Filter, pid: int, fd_number: object, state: dict) -> None:
     """Copy fd `fd_number` out of process `pid` and send it with the process state to the
     agent at filt.listener. Errors name listenerPath."""
     if not isinstance(fd_number, int) or fd_number < 0:
-        raise RuntimeFailure(f"{_PTR}: bad notify fd number from the container: {fd_number!r}")
+        raise field_error(_PTR, f"bad notify fd number from the container: {fd_number!r}")
     fd = _copy_fd(pid, fd_number)
     try:
         payload = jsonlite.dumps(process_state(pid, filt.metadata, state)).encode()
@@ -81,12 +81,12 @@ def _copy_fd(pid: int, fd_number: int) -> int:
     try:
         pidfd = os.pidfd_open(pid)
     except OSError as e:
-        raise RuntimeFailure(f"{_PTR}: the container process is gone: {e.strerror}") from None
+        raise field_error(_PTR, f"the container process is gone: {e.strerror}") from None
     try:
         return syscalls.pidfd_getfd(pidfd, fd_number)
     except OSError as e:
-        raise RuntimeFailure(
-            f"{_PTR}: taking the notify fd from the container process: {e.strerror}"
+        raise field_error(
+            _PTR, f"taking the notify fd from the container process: {e.strerror}"
         ) from None
     finally:
         os.close(pidfd)
@@ -99,16 +99,14 @@ def _send(listener: str, payload: bytes, fd: int) -> None:
         try:
             sock.connect(address)
         except OSError as e:
-            raise RuntimeFailure(
-                f"{_PTR}: cannot connect to the seccomp agent at {listener}: {e.strerror}"
+            raise field_error(
+                _PTR, f"cannot connect to the seccomp agent at {listener}: {e.strerror}"
             ) from None
         try:
             sent = socket.send_fds(sock, [payload], [fd])
             if sent < len(payload):
                 sock.sendall(payload[sent:])
         except OSError as e:
-            raise RuntimeFailure(
-                f"{_PTR}: sending the notify fd to {listener}: {e.strerror}"
-            ) from None
+            raise field_error(_PTR, f"sending the notify fd to {listener}: {e.strerror}") from None
     finally:
         sock.close()

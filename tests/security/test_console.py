@@ -127,4 +127,6 @@ def test_console_symlink_is_refused(runtime, make_bundle, tmp_path):
         result = runtime("create", "--console-socket", listener.path, "--bundle",
                          str(bundle.path), runtime.new_id())  # fmt: skip
     line = one_line_error(result)
-    assert line.endswith("process.terminal: /dev/console: exists and is a symbolic link")
+    assert line.endswith(
+        "config.json: /process/terminal: /dev/console: exists and is a symbolic link"
+    )

@@ -604,7 +604,7 @@ def invoke(env: Env, bundle: Path, cid: str) -> tuple[int, str, list[str]]:
 #: before execve): create's pipe is closed by then, so init.py writes the one line to
 #: stderr itself and --log gets no record. Counted apart (figures["stderr_only"]), not
 #: fixed here: init.py is another change's.
-AFTER_START = ("hooks.startContainer", "container init: ")
+AFTER_START = ("config.json: /hooks/startContainer/", "container init: ")
 
 
 def check_outcome(env: Env, case: dict, result: tuple[int, str, list[str]]) -> None:

@@ -42,7 +42,7 @@ def test_masked_file_through_a_symlinked_dev_null_is_refused(runtime, make_bundl
     result = runtime("run", "--bundle", str(bundle.path), runtime.new_id())
     assert "Linux" not in result.stdout  # before: the mask showed ostype
     line = one_line_error(result)
-    assert "linux.maskedPaths /proc/" in line
+    assert "config.json: /linux/maskedPaths/" in line
     assert line.endswith("/dev/null is not the null device: it is or passes through a symlink")
 
 
