@@ -169,15 +169,6 @@ def _one_id(parsed: Parsed, command: str, extra_allowed: int = 0) -> str:
     return parsed.args[0]
 
 
-def check_pid_file_dir(path: str) -> None:
-    """The pid file is written once the process exists (engines poll for it), so a
-    directory that is not there would fail only then, after a process was started that
-    must be killed again: refuse it before anything starts."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise RuntimeFailure(f"--pid-file {path}: no such directory {directory}")
-
-
 def _create_options(g: dict, p: Parsed, command: str):
     from ociruntime.cgroups import cgroupfs
 
@@ -186,7 +177,9 @@ def _create_options(g: dict, p: Parsed, command: str):
 
     o = p.options
     if o["pid_file"]:
-        check_pid_file_dir(str(o["pid_file"]))
+        from ociruntime.commands import pidfile
+
+        pidfile.check_dir(str(o["pid_file"]))
     try:
         preserve = int(str(o["preserve_fds"]))
     except ValueError:

@@ -356,7 +356,9 @@ def _start_init(
     state.creator = None  # created: from now on the status is the init's
     sd.save(state)
     if pid_file:
-        write_pid_file(pid_file, pid)
+        from ociruntime.commands import pidfile
+
+        pidfile.write(pid_file, pid)
     init.settle()  # the network devices belong to the container's namespace from now on
     return state
 
@@ -394,15 +396,3 @@ def _idmapped_trees(mounts: list[dict], bundle_dir: str) -> dict[int, int] | Non
                 os.close(fd)
             raise
     return trees or None
-
-
-def write_pid_file(path: str, pid: int) -> None:
-    """Atomically, as runc: engines poll for this file and must never read it half-written."""
-    path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, str(pid).encode())
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import _signal
 import os
 
-from ociruntime.container.state import open_existing, status_of
+from ociruntime.container.container import Container
 from ociruntime.errors import RuntimeFailure
 from ociruntime.signals import FORWARDED_SIGNALS
 from ociruntime.stages import exec_stages
@@ -27,9 +27,6 @@ from ociruntime.stages.exec_stages import EXIT_FAILED
 from ociruntime.stages.plan import ExecPlan
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
-if TYPE_CHECKING:
-    from ociruntime.container.state import ContainerState
-
 __all__ = ["EXIT_FAILED", "ExecOptions", "exec_command"]
 
 
@@ -72,10 +69,15 @@ def _exec(opts: ExecOptions) -> int:
     except ValueError:
         raise RuntimeFailure(f"invalid value for --preserve-fds: {opts.preserve_fds}") from None
     if opts.pid_file:
-        from ociruntime.cli import check_pid_file_dir
+        from ociruntime.commands import pidfile
 
-        check_pid_file_dir(opts.pid_file)
-    state, status = _read_state(opts)
+        pidfile.check_dir(opts.pid_file)
+    container = Container.load(opts.root, opts.container_id)
+    # The lock guards the state file only: held across the exec, a process frozen in a
+    # paused container (--ignore-paused) would block `resume` forever.
+    container.unlock()
+    status = container.check("exec --ignore-paused" if opts.ignore_paused else "exec")
+    state = container.state
     config = _load_json(os.path.join(state.bundle, "config.json"), "config.json")
     proc = _process_spec(opts, config)
     _check_terminal(opts, proc)
@@ -97,7 +99,8 @@ def _exec(opts: ExecOptions) -> int:
         document = (f"--process {opts.process_file}", "") if opts.process_file else (
             "config.json", "/process")  # fmt: skip
         plan = ExecPlan(
-            container=state, status=status, process=proc, process_document=document,
+            container=state, cgroups=container.cgroups, status=status, process=proc,
+            process_document=document,
             ns_fds=ns_fds, console=console, preserve_fds=preserve_fds,
             seccomp=seccomp_filter, attrs=attrs,  # type: ignore[arg-type]
         )  # fmt: skip
@@ -107,25 +110,6 @@ def _exec(opts: ExecOptions) -> int:
             os.close(fd)
         if console is not None:
             console.close()
-
-
-def _read_state(opts: ExecOptions) -> tuple[ContainerState, str]:
-    """The container's record and status, refusing those exec cannot enter."""
-    sd = open_existing(opts.root, opts.container_id)
-    try:
-        state = sd.load()
-    finally:
-        # The lock guards the state file only: held across the exec, a process frozen
-        # in a paused container (--ignore-paused) would block `resume` forever.
-        sd.unlock()
-    status = status_of(sd, state)
-    if status == "stopped":
-        raise RuntimeFailure("cannot exec in a stopped container")
-    if status == "creating":
-        raise RuntimeFailure("cannot exec in a container that is being created")
-    if status == "paused" and not opts.ignore_paused:
-        raise RuntimeFailure("cannot exec in a paused container (use --ignore-paused to override)")
-    return state, status
 
 
 def _check_terminal(opts: ExecOptions, proc: dict) -> None:
@@ -187,10 +171,10 @@ def _write_pid_file(path: str, pid: int) -> None:
     """As runc: a pid file that cannot be written fails exec, and the process it would
     have named is killed and reaped first, never left running unaccounted for. (The CLI
     checked the directory before anything started; this is the race after that.)"""
-    from ociruntime.commands.create import write_pid_file
+    from ociruntime.commands import pidfile
 
     try:
-        write_pid_file(path, pid)
+        pidfile.write(path, pid)
     except OSError as e:
         _forward(pid, _signal.SIGKILL)
         os.waitpid(pid, 0)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import _signal
 import os
 
-from ociruntime.cgroups import cgroupfs
 from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import syscalls as sc
 from ociruntime.log import LOG
@@ -36,7 +35,6 @@ from ociruntime.stages.protocol import ParentEnd, StageEnd, run_stage
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from ociruntime.container.state import ContainerState
     from ociruntime.process.procattrs import ProcessAttrs
     from ociruntime.stages.plan import ExecPlan
 
@@ -137,7 +135,7 @@ def _intermediate(plan: ExecPlan, end: StageEnd) -> None:
             keep.add(plan.console.sock.fileno())
         LOG.forget_file()
         containersafe.close_fds(keep)
-        _join_container(plan.container, plan.ns_fds, plan.attrs)
+        _join_container(plan, plan.ns_fds, plan.attrs)
         pid = os.fork()
         if pid == 0:
             run_stage(end, lambda: _process(plan, end), "exec", EXIT_FAILED)
@@ -148,15 +146,16 @@ def _intermediate(plan: ExecPlan, end: StageEnd) -> None:
 
 
 def _join_container(
-    container: ContainerState, ns_fds: dict[str, int], attrs: ProcessAttrs | None = None
+    plan: ExecPlan, ns_fds: dict[str, int], attrs: ProcessAttrs | None = None
 ) -> None:
     """In I: the container's cgroups, then its namespaces, the mount namespace right
     after the user one (from then on our root is the container's), the PID and time
     namespaces last, for C. Closes the namespace fds."""
+    container = plan.container
     capabilities.last_cap()  # read (and remembered) on our own /proc, for C
     if attrs is not None:  # process.execCPUAffinity: initial before the cgroups
         attrs.set_initial_affinity()
-    cgroupfs.join(container.cgroup_dirs, 0)  # 0: this process (host paths: before setns(mnt))
+    plan.cgroups.join(0)  # 0: this process (host paths: before setns(mnt))
     if attrs is not None:  # ... final (or the container's default) after
         attrs.set_final_affinity(container.cgroup_dirs)
     shares_mount = "mount" not in ns_fds

@@ -15,6 +15,7 @@ from ociruntime.container.state import process_start_time
 from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import syscalls as sc
 from ociruntime.process import hooks, namespaces
+from ociruntime.signals import kill_and_reap
 from ociruntime.stages.channel import channel_pair
 from ociruntime.stages.protocol import ParentEnd, StageEnd
 
@@ -138,28 +139,6 @@ class InitProcess:
             self.netdevices.restore()
         if self.pid is not None:
             kill_and_reap(self.pid)
-
-
-def kill_and_reap(pid: int) -> None:
-    """SIGKILL and wait for it to be gone, whether it is our child or (forked by the
-    user-namespace stage) not."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        os.kill(pid, _signal.SIGKILL)
-        import select
-
-        select.select([pidfd], [], [])  # readable once it has exited
-    except ProcessLookupError:
-        pass
-    finally:
-        os.close(pidfd)
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
 
 
 def record_pid(sd: StateDir, state: ContainerState, pid: int) -> None:

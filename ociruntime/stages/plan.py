@@ -12,6 +12,7 @@ from __future__ import annotations
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from ociruntime.cgroups import cgroupfs, limits
+    from ociruntime.cgroups.manager import Manager
     from ociruntime.container.state import ContainerState
     from ociruntime.process.procattrs import ProcessAttrs
     from ociruntime.process.terminal import InitConsole
@@ -83,14 +84,15 @@ class ExecPlan:
     """What exec's I and C need, built by P before the fork."""
 
     __slots__ = (
-        "container", "status", "process", "process_document", "ns_fds", "console",
-        "preserve_fds", "seccomp", "attrs",
+        "container", "cgroups", "status", "process", "process_document", "ns_fds",
+        "console", "preserve_fds", "seccomp", "attrs",
     )  # fmt: skip
 
     def __init__(
         self,
         *,
         container: ContainerState,
+        cgroups: Manager,
         status: str,
         process: dict,
         process_document: tuple[str, str],
@@ -101,6 +103,7 @@ class ExecPlan:
         attrs: ProcessAttrs | None,
     ) -> None:
         self.container, self.status = container, status  # status: for a seccomp agent
+        self.cgroups = cgroups  # the container's cgroup, which I joins
         self.process = process  # the process object, with the command line's overrides
         #: (document, JSON pointer of the process object) for messages about its fields
         self.process_document = process_document
