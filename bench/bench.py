@@ -13,7 +13,7 @@ ociruntime, runc, ...):
   hot path   `state` of a created container, `kill ID KILL`, (poll), `delete`
   parallel   20 `create`s started at once, until the last returns
   containerd `ctr run --rm --runc-binary RUNTIME IMAGE ID true` through a private
-             containerd (conformance/containerd.py), end to end; skipped if not installed
+             containerd (testkit/containerd.py), end to end; skipped if not installed
   memory     peak RSS of the `create` process
 
 `run`, `create` and `exec` also report CPU time, and are run a third way, interleaved with
@@ -52,8 +52,8 @@ from typing import Any, BinaryIO
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # conformance/ is a directory of the repo, not installed
-from conformance import containerd, oci_image  # noqa: E402
+    sys.path.insert(0, str(REPO))  # testkit/ is a directory of the repo, not installed
+from testkit import containerd, oci_image  # noqa: E402
 
 PYTHON = REPO / ".venv" / "bin" / "python"
 OCIRUNTIME = REPO / ".venv" / "bin" / "ociruntime"

@@ -72,7 +72,7 @@ class Case:
     caller_umask: int | None = None  # the umask the runtime is started with
     veth: bool = False  # a fresh veth pair per run; `@VETH@` names the end to move in
     #: A seccomp agent listens on `@AGENT@` during each run and answers notified syscalls
-    #: by name: ("errno", N) fails the call, anything unlisted continues (tests/seccomp_agent).
+    #: by name: ("errno", N) fails the call, anything unlisted continues (testkit/seccomp_agent).
     agent: Mapping[str, tuple[str, int]] | None = None
 
     def config(self) -> dict:
@@ -1256,28 +1256,3 @@ def later_cases() -> list[Case]:
 #: Operations of later issues, listed in RESULTS.md (they are not configs). Issue #5's
 #: pause/resume, update and events are lifecycle scenarios now (lifecycle.py).
 LATER_OPERATIONS: tuple[tuple[str, str, str], ...] = ()
-
-
-# --- hypothesis-generated variations ------------------------------------------------------
-
-GENERATED_COUNT = 30
-
-
-def generated_cases(count: int = GENERATED_COUNT) -> list[Case]:
-    """`count` distinct hypothesis variations, the same ones on every run."""
-    from conformance import variations
-
-    return [
-        Case(
-            f"gen-{i:02d}",
-            "generated",
-            "hypothesis variation",
-            variations.apply(v),
-            summary=variations.summarise(v),
-        )
-        for i, v in enumerate(variations.load(count))
-    ]
-
-
-def all_cases() -> list[Case]:
-    return static_cases() + generated_cases() + later_cases()

@@ -18,7 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from conformance import corpus, deviations, execute, lifecycle, results
+from conformance import corpus, deviations, execute, lifecycle, results, variations
 from conformance.harness import RUNTIMES, Workspace
 from conformance.results import OURS, REFERENCE
 
@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
-    cases = [c for c in corpus.all_cases() if not args.only or args.only in c.name]
+    cases = [c for c in variations.all_cases() if not args.only or args.only in c.name]
     scenarios = [s for s in lifecycle.SCENARIOS if not args.only or args.only in s.name]
     ws = Workspace()
     try:

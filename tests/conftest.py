@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # testkit/ and conformance/ are directories, not installed
 OCIRUNTIME = str(REPO / ".venv" / "bin" / "ociruntime")
 BUILD_ROOTFS = str(REPO / "bundles" / "build-rootfs.sh")
 EXAMPLE_CONFIG = REPO / "bundles" / "busybox" / "config.json"

@@ -4,7 +4,7 @@ podman runs fully private: storage (vfs), runroot, tmpdir (conmon's exit files, 
 log, file locks instead of /dev/shm/libpod_lock), the network config dir, the
 containers.conf / registries.conf / storage.conf it reads, conmon's TMPDIR and both
 runtimes' state roots all live in one temporary directory. The image is a busybox OCI
-archive built here (`conformance/oci_image.py`) and `podman load`ed: no registry, and every
+archive built here (`testkit/oci_image.py`) and `podman load`ed: no registry, and every
 run has `--pull never --network none`.
 
 The runtime podman is given is a wrapper script that logs its argv (one line per call,
@@ -20,13 +20,11 @@ lacks CAP_SYS_RESOURCE to raise them).
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -35,6 +33,8 @@ from pathlib import Path
 
 import pytest
 from conftest import CGROUP_V2_ONLY
+
+from testkit import oci_image
 
 REPO = Path(__file__).resolve().parent.parent
 OCIRUNTIME = REPO / ".venv" / "bin" / "ociruntime"
@@ -150,14 +150,6 @@ def subcommand(argv: list[str]) -> str:
     return ""
 
 
-def oci_image_module():
-    """conformance/oci_image.py (shared with the containerd tests): not a package."""
-    path = str(REPO / "conformance")
-    if path not in sys.path:
-        sys.path.insert(0, path)
-    return importlib.import_module("oci_image")
-
-
 def install_podman() -> None:
     subprocess.run([str(INSTALL_CLIENTS), "podman"], check=True)
     if (
@@ -239,7 +231,7 @@ def podman(rootfs_template: Path) -> Iterator[Podman]:
     base = Path(tempfile.mkdtemp(prefix="podman-", dir="/tmp"))
     pm = Podman(base, write_private_config(base))
     try:
-        image = oci_image_module().build_oci_archive(rootfs_template, base / "image.tar", IMAGE)
+        image = oci_image.build_oci_archive(rootfs_template, base / "image.tar", IMAGE)
         pm.check("load", "-i", str(image.path))
         yield pm
     finally:

@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
+from testkit.seccomp_agent import SeccompAgent
 from tests.conftest import OCIRUNTIME
-from tests.seccomp_agent import SeccompAgent
 from tests.test_bad_input import (  # noqa: F401 - the autouse fixture checks for leftover processes
     expect_error,
     no_leftover_processes,

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pytest
 from conftest import OCIRUNTIME
-from recvtty import Console, ConsoleSocket
 from test_bad_input import (  # noqa: F401 - the autouse fixture checks for leftover processes
     assert_nothing_left,
     expect_error,
     no_leftover_processes,
 )
+
+from testkit.recvtty import Console, ConsoleSocket
 
 SIZE = {"height": 33, "width": 111}
 RUNC = shutil.which("runc")

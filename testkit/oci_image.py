@@ -12,7 +12,7 @@ entries, fixed mtimes, owners 0:0) and is accepted by
 
 Both annotations therefore carry the full reference (e.g. `localhost/ocitest/busybox:latest`).
 
-Usage: python conformance/oci_image.py ROOTFS_DIR OUT.tar [--name REF] [--cmd ARG ...]
+Usage: python testkit/oci_image.py ROOTFS_DIR OUT.tar [--name REF] [--cmd ARG ...]
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ user would: for tests/test_containerd.py and the `containerd` scenario of bench/
   same options CRI takes from
   `[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options] BinaryName`.
   One containerd can so run several runtimes side by side, each with its own root.
-- An image is built elsewhere (conformance/oci_image.py) and `ctr images import`ed.
+- An image is built elsewhere (testkit/oci_image.py) and `ctr images import`ed.
 - `stop()` removes what is left (containers, tasks, shims, runtime state, the namespace's
   cgroups, containerd itself) and returns a description of each leftover it found:
   a caller asserts it is empty (a test) or reports it (the bench).
@@ -72,7 +72,7 @@ REQUIRED_PLUGINS = [
 ]
 
 CONFIG_TEMPLATE = """\
-# A private containerd (conformance/containerd.py; containerd 1.6 config format).
+# A private containerd (testkit/containerd.py; containerd 1.6 config format).
 version = 2
 root = "{base}/root"
 state = "{base}/state"
