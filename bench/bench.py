@@ -53,12 +53,13 @@ from typing import Any, BinaryIO
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # testkit/ is a directory of the repo, not installed
-from testkit import containerd, oci_image  # noqa: E402
+from testkit import bundles, containerd, oci_image  # noqa: E402
+from testkit.processes import cgroup_procs, reap_children  # noqa: E402
 
 PYTHON = REPO / ".venv" / "bin" / "python"
-OCIRUNTIME = REPO / ".venv" / "bin" / "ociruntime"
+OCIRUNTIME = bundles.OCIRUNTIME
 SOURCE_BUNDLE = REPO / "bundles" / "busybox"
-BUILD_ROOTFS = REPO / "bundles" / "build-rootfs.sh"
+BUILD_ROOTFS = bundles.BUILD_ROOTFS
 CGROUP_MOUNT = "/sys/fs/cgroup"
 WARMUP = 2
 WAIT_TIMEOUT_S = 10.0
@@ -190,17 +191,6 @@ def signals_deferred() -> Iterator[None]:
             signal.signal(s, handler)
     if got:
         signal.raise_signal(got[0])
-
-
-def reap_children() -> None:
-    # Only ever called between subprocess calls, so no Popen child can be stolen.
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 # ---------------------------------------------------------------------------------------
@@ -534,14 +524,7 @@ def clean_cgroups() -> list[str]:
             m = ID_RE.match(d)
             if m and (int(m.group(1)) == os.getpid() or not pid_alive(int(m.group(1)))):
                 found.append(os.path.join(dirpath, d))
-    pids = set()
-    for path in found:
-        for sub, _, _ in os.walk(path):
-            try:
-                with open(os.path.join(sub, "cgroup.procs")) as f:
-                    pids.update(int(p) for p in f.read().split())
-            except OSError:
-                pass
+    pids = cgroup_procs(found)
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)

@@ -23,8 +23,8 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from ociruntime.commands.spec import default_spec
-from ociruntime.security.capabilities import CAP_NUMBERS
+from conformance.linuxcaps import CAP_NUMBERS
+from testkit.bundles import base_config as example_config
 
 Edit = Callable[[dict], None]
 
@@ -92,10 +92,11 @@ SPEC_EXAMPLE_DEVICES = [
 
 
 def base_config() -> dict:
-    """runc's default spec, non-interactive, running the inspector."""
-    config = default_spec()
+    """runc's default spec (the example bundle's config, written by `runc spec`, with its
+    own hostname), non-interactive, running the inspector."""
+    config = example_config(["/inspect"])
     config["process"]["terminal"] = False
-    config["process"]["args"] = ["/inspect"]
+    config["hostname"] = "runc"  # `runc spec`'s
     return config
 
 

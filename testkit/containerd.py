@@ -43,8 +43,9 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
+
+from testkit.processes import Result, cgroup_procs
 
 #: What a private containerd needs on $PATH (the shim is found by containerd there).
 TOOLS = ("containerd", "ctr", "containerd-shim-runc-v2", "unshare")
@@ -95,16 +96,6 @@ required_plugins = {required}
 
 class ContainerdError(Exception):
     """containerd did not start, or refused what it was asked to set up."""
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def __str__(self) -> str:
-        return f"exit {self.returncode}\n--- stdout\n{self.stdout}--- stderr\n{self.stderr}"
 
 
 def missing_tools() -> list[str]:
@@ -285,14 +276,7 @@ class Containerd:
         parents = [h / self.namespace for h in cgroup_hierarchies()]
         parents = [p for p in parents if p.is_dir()]
         leftovers = [f"cgroup {c}" for p in parents for c in p.iterdir() if c.is_dir()]
-        pids: set[int] = set()
-        for parent in parents:
-            for d, _, _ in os.walk(parent):
-                try:
-                    with open(os.path.join(d, "cgroup.procs")) as f:
-                        pids.update(int(pid) for pid in f.read().split())
-                except OSError:
-                    pass
+        pids = cgroup_procs(parents)
         leftovers += [f"process {pid} in a container cgroup" for pid in sorted(pids)]
         for pid in pids:
             _kill(pid)

@@ -33,7 +33,7 @@ import pytest
 from conftest import CGROUP_V2_ONLY, OCIRUNTIME, REPO
 
 from testkit import containerd, oci_image
-from testkit.containerd import Result
+from testkit.processes import Result
 
 RUNTIME = os.environ.get("OCITEST_CONTAINERD_RUNTIME", OCIRUNTIME)
 IS_OCIRUNTIME = os.path.realpath(RUNTIME) == os.path.realpath(OCIRUNTIME)

@@ -35,6 +35,7 @@ import pytest
 from conftest import CGROUP_V2_ONLY
 
 from testkit import oci_image
+from testkit.processes import Result, run_to_files
 
 REPO = Path(__file__).resolve().parent.parent
 OCIRUNTIME = REPO / ".venv" / "bin" / "ociruntime"
@@ -74,13 +75,6 @@ def outside_state() -> set[str]:
 
 
 @dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@dataclass
 class Podman:
     base: Path
     env: dict[str, str]
@@ -110,16 +104,7 @@ class Podman:
             "--runtime", str(self.wrapper(runtime)),
             *args,
         ]  # fmt: skip
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            if stdin is None:
-                p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                   env=self.env, timeout=timeout)  # fmt: skip
-            else:
-                p = subprocess.run(cmd, input=stdin.encode(), stdout=out, stderr=err,
-                                   env=self.env, timeout=timeout)  # fmt: skip
-            out.seek(0)
-            err.seek(0)
-            return Result(p.returncode, out.read().decode(), err.read().decode())
+        return run_to_files(cmd, stdin=stdin, env=self.env, timeout=timeout)
 
     def run(self, *args: str, runtime: str = "ociruntime", stdin: str | None = None) -> Result:
         """`podman run` with the private-and-possible flags; args: [options] IMAGE [cmd]."""
