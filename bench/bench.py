@@ -54,7 +54,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # testkit/ is a directory of the repo, not installed
 from testkit import bundles, containerd, oci_image  # noqa: E402
-from testkit.processes import cgroup_procs, reap_children  # noqa: E402
+from testkit.processes import cgroup_procs, command_lines, reap_children  # noqa: E402
 
 PYTHON = REPO / ".venv" / "bin" / "python"
 OCIRUNTIME = bundles.OCIRUNTIME
@@ -558,22 +558,16 @@ def clean_stale_containerd() -> None:
     """The private containerd and shims of an earlier run that was SIGKILLed (containerd
     gets SIGTERM when the bench dies, its shims do not), then that run's temp dir."""
     procs = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().decode(errors="replace").split("\0")
-        except OSError:
-            continue
+    for pid, raw in command_lines():
+        argv = b"\0".join(raw).decode(errors="replace").split("\0")
         if os.path.basename(argv[0]) not in ("containerd", "containerd-shim-runc-v2"):
             continue
         m = TMP_RE.search(" ".join(argv))
         if m and not pid_alive(int(m.group(1))):
-            procs.append(int(entry))
-            print(f"bench: killing stale {argv[0]} (pid {entry})", file=sys.stderr)
+            procs.append(pid)
+            print(f"bench: killing stale {argv[0]} (pid {pid})", file=sys.stderr)
             try:
-                os.kill(int(entry), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
     containerd.wait_pids_gone(procs, timeout=5)

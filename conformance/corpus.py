@@ -555,32 +555,30 @@ def capability_cases() -> list[Case]:
     ]
 
 
+def _rlimits(*limits: tuple[str, int, int]) -> Edit:
+    """process.rlimits from (RLIMIT_ name, soft, hard)."""
+    return process(rlimits=[{"type": f"RLIMIT_{t}", "soft": s, "hard": h} for t, s, h in limits])
+
+
 def rlimit_cases() -> list[Case]:
     return [
         Case(
             "rlimits-several",
             "rlimits",
             "soft below hard, several types",
-            process(
-                rlimits=[
-                    {"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024},
-                    {"type": "RLIMIT_CORE", "soft": 0, "hard": 4096},
-                    {"type": "RLIMIT_NPROC", "soft": 2048, "hard": 4096},
-                    {"type": "RLIMIT_STACK", "soft": 4 << 20, "hard": 8 << 20},
-                    {"type": "RLIMIT_MSGQUEUE", "soft": 4096, "hard": 8192},
-                ]
+            _rlimits(
+                ("NOFILE", 512, 1024),
+                ("CORE", 0, 4096),
+                ("NPROC", 2048, 4096),
+                ("STACK", 4 << 20, 8 << 20),
+                ("MSGQUEUE", 4096, 8192),
             ),
         ),
         Case(
             "rlimits-unlimited",
             "rlimits",
             "RLIM_INFINITY written as the uint64 maximum",
-            process(
-                rlimits=[
-                    {"type": "RLIMIT_CPU", "soft": 2**64 - 1, "hard": 2**64 - 1},
-                    {"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024},
-                ]
-            ),
+            _rlimits(("CPU", 2**64 - 1, 2**64 - 1), ("NOFILE", 1024, 1024)),
         ),
         Case(
             "rlimits-spec-example",

@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from testkit.processes import Result, cgroup_procs
+from testkit.processes import Result, cgroup_procs, command_lines
 
 #: What a private containerd needs on $PATH (the shim is found by containerd there).
 TOOLS = ("containerd", "ctr", "containerd-shim-runc-v2", "unshare")
@@ -337,18 +337,12 @@ class Containerd:
 
     def shim_pids(self) -> list[int]:
         """Shims of this containerd (their command line names our socket)."""
-        pids = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    argv = f.read().split(b"\0")
-            except OSError:
-                continue
-            if argv[0].endswith(b"containerd-shim-runc-v2") and self.address.encode() in argv:
-                pids.append(int(entry))
-        return pids
+        address = self.address.encode()
+        return [
+            pid
+            for pid, argv in command_lines()
+            if argv[0].endswith(b"containerd-shim-runc-v2") and address in argv
+        ]
 
     def mounts_under_base(self) -> list[str]:
         """Mounts in containerd's private mount namespace under `base` (snapshots, rootfs

@@ -4,9 +4,10 @@ processes in cgroups, the cgroups and mounts."""
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 
@@ -44,6 +45,32 @@ def reap_children() -> None:
             return
         if pid == 0:
             return
+
+
+def wait_exited(pid: int, timeout: float = 30, message: str = "") -> None:
+    """Until `pid` has exited, our child or not (a zombie counts: this machine's PID 1 may
+    reap nothing): its pidfd turns readable. An AssertionError after `timeout` seconds."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        assert select.select([fd], [], [], timeout)[0], message or f"process {pid} still runs"
+    finally:
+        os.close(fd)
+
+
+def command_lines() -> Iterator[tuple[int, list[bytes]]]:
+    """(pid, argv) of every process that still runs when its /proc/PID/cmdline is read."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        yield int(entry), argv
 
 
 def cgroup_procs(dirs: Iterable[str | os.PathLike]) -> set[int]:

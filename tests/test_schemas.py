@@ -172,6 +172,8 @@ def test_invalid_json_fixtures_exist() -> None:
 
 # A config that uses every property the v1.3.0 schemas know, with valid values, so that
 # mutating it reaches every constraint (the upstream examples leave many sections out).
+#: config.md's hooks, in the order they run.
+HOOK_NAMES = "prestart createRuntime createContainer startContainer poststart poststop".split()
 KITCHEN_SINK: dict = {
     "ociVersion": "1.3.0",
     "root": {"path": "rootfs", "readonly": True},
@@ -228,14 +230,7 @@ KITCHEN_SINK: dict = {
     "domainname": "example.org",
     "hooks": {
         name: [{"path": "/usr/bin/hook", "args": ["hook", name], "env": ["A=b"], "timeout": 5}]
-        for name in (
-            "prestart",
-            "createRuntime",
-            "createContainer",
-            "startContainer",
-            "poststart",
-            "poststop",
-        )
+        for name in HOOK_NAMES
     },
     "annotations": {"org.example.key": "value"},
     "linux": {

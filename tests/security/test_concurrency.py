@@ -4,30 +4,17 @@ and `state` read in a loop, and two `create`s racing for one id."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import select
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ociruntime.commands import query
+from testkit.processes import wait_exited
 
 CONTAINERS = 100
 IN_FLIGHT = 20
 STATUSES = {"creating", "created", "running", "paused", "stopped"}
-
-
-def _wait_exited(pid: int) -> None:
-    """Until `pid` has exited (zombie or gone): its pidfd turns readable."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        assert select.select([fd], [], [], 30)[0], f"process {pid} still runs"
-    finally:
-        os.close(fd)
 
 
 def _clean_failure(r, what: str) -> str | None:  # noqa: ANN001
@@ -93,7 +80,7 @@ def test_lifecycles_while_list_and_state_read(runtime, make_bundle) -> None:
         st = runtime.state(cid)
         assert st["status"] == "running", st
         runtime("kill", cid, "KILL", check=True)
-        _wait_exited(st["pid"])
+        wait_exited(st["pid"])
         assert runtime.state(cid)["status"] == "stopped"
         runtime("delete", cid, check=True)
 
@@ -139,7 +126,7 @@ def test_two_creates_of_one_id(runtime, make_bundle) -> None:
         st = runtime.state(cid)
         assert st["status"] == "running"
         runtime("kill", cid, "KILL", check=True)
-        _wait_exited(st["pid"])
+        wait_exited(st["pid"])
         runtime("delete", cid, check=True)
         assert runtime("state", cid).returncode == 1
 
