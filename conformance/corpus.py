@@ -313,8 +313,8 @@ def root_cases() -> list[Case]:
     ]
 
 
-def mount_cases() -> list[Case]:
-    writable = root(readonly=False)
+def tmpfs_and_bind_cases() -> list[Case]:
+    """tmpfs options and binds of a dir, a relative source, a file."""
     return [
         Case(
             "mounts-tmpfs-options",
@@ -363,6 +363,13 @@ def mount_cases() -> list[Case]:
             "a bind-mounted file",
             add_mounts(bind("@BUNDLE@/hello.txt", "/etc/hello.txt", "bind", "ro")),
         ),
+    ]
+
+
+def submount_propagation_order_cases() -> list[Case]:
+    """Submounts (rbind, bind), propagation, destinations, order, the cgroup mount."""
+    writable = root(readonly=False)
+    return [
         Case(
             "mounts-rbind-rro",
             "mounts",
@@ -594,9 +601,8 @@ def rlimit_cases() -> list[Case]:
     ]
 
 
-def namespace_cases() -> list[Case]:
-    join = {"join": ("uts", "ipc", "net")}
-    pid = {"pidjoin": ("pid",)}
+def new_namespace_cases() -> list[Case]:
+    """Each namespace new, and all together."""
     return [
         Case(
             "ns-mount-only",
@@ -627,6 +633,14 @@ def namespace_cases() -> list[Case]:
             "pid, network, ipc, uts, mount and cgroup together",
             namespaces("pid", "network", "ipc", "uts", "cgroup"),
         ),
+    ]
+
+
+def joined_and_time_namespace_cases() -> list[Case]:
+    """Namespaces joined by path, and a time namespace."""
+    join = {"join": ("uts", "ipc", "net")}
+    pid = {"pidjoin": ("pid",)}
+    return [
         Case(
             "ns-join-by-path",
             "namespaces",
@@ -856,6 +870,13 @@ def resource_cases() -> list[Case]:
                 "throttleWriteIOPSDevice": [{"major": major, "minor": minor, "rate": 300}],
             }),
         ),
+    ]  # fmt: skip
+    return cases + _device_rule_cases() + _host_dependent_resource_cases()
+
+
+def _device_rule_cases() -> list[Case]:
+    """linux.resources.devices: what the container may open."""
+    return [
         Case(
             "resources-devices",
             "resources",
@@ -876,6 +897,11 @@ def resource_cases() -> list[Case]:
             ]),
         ),
     ]  # fmt: skip
+
+
+def _host_dependent_resource_cases() -> list[Case]:
+    """hugetlb where the host has 2MB pages; classID applied, or refused without net_cls."""
+    cases = []
     if host_controller("hugetlb") and os.path.isdir("/sys/kernel/mm/hugepages/hugepages-2048kB"):
         cases.append(
             Case(
@@ -935,9 +961,10 @@ def userns(*kinds: str) -> Edit:
     )
 
 
-def process_feature_cases() -> list[Case]:
-    """Issue #4's features: terminal, user namespaces, id-mapped mounts, seccomp,
-    netDevices."""
+# Issue #4's features: terminal, user namespaces, id-mapped mounts, seccomp,
+# netDevices.
+def terminal_and_user_namespace_cases() -> list[Case]:
+    """The terminal, user namespaces, an id-mapped mount."""
     return [
         Case(
             "terminal",
@@ -995,6 +1022,12 @@ def process_feature_cases() -> list[Case]:
             ),
             nodes=("/mapped/hello.txt", "/plain/hello.txt"),
         ),
+    ]  # fmt: skip
+
+
+def seccomp_and_net_device_cases() -> list[Case]:
+    """seccomp (with errnoRet, with a notify agent) and netDevices."""
+    return [
         Case(
             "seccomp",
             "seccomp",
@@ -1050,13 +1083,13 @@ def process_attr_cases() -> list[Case]:
             "scheduler",
             "scheduler",
             "process.scheduler SCHED_BATCH with nice 5: the init's policy and nice",
-            process(scheduler={"policy": "SCHED_BATCH", "nice": 5}),
+            process(scheduler=dict(policy="SCHED_BATCH", nice=5)),
         ),
         Case(
             "scheduler-idle",
             "scheduler",
             "process.scheduler SCHED_IDLE, nice unset (the spec: 0)",
-            process(scheduler={"policy": "SCHED_IDLE"}),
+            process(scheduler=dict(policy="SCHED_IDLE")),
         ),
         Case(
             "io-priority",
@@ -1135,8 +1168,9 @@ def _lsm_refusals() -> list[Case]:
     ]
 
 
-def error_cases() -> list[Case]:
-    """Configs the spec says MUST generate an error (and leave nothing behind)."""
+# Configs the spec says MUST generate an error (and leave nothing behind).
+def rlimit_and_namespace_error_cases() -> list[Case]:
+    """Duplicate or unknown rlimits and namespaces."""
     nofile = {"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024}
     return [
         Case(
@@ -1168,6 +1202,12 @@ def error_cases() -> list[Case]:
             holders={"join": ("uts", "ipc", "net")},
             must_fail=True,
         ),
+    ]
+
+
+def process_root_hook_error_cases() -> list[Case]:
+    """A relative cwd, empty args, no root, no executable, a zero hook timeout."""
+    return [
         Case(
             "err-relative-cwd",
             "errors",
@@ -1210,22 +1250,26 @@ def static_cases() -> list[Case]:
     return [
         *baseline_cases(),
         *root_cases(),
-        *mount_cases(),
+        *tmpfs_and_bind_cases(),
+        *submount_propagation_order_cases(),
         *uts_cases(),
         *user_cases(),
         *process_cases(),
         *capability_cases(),
         *rlimit_cases(),
-        *namespace_cases(),
+        *new_namespace_cases(),
+        *joined_and_time_namespace_cases(),
         *device_cases(),
         *path_cases(),
         *propagation_cases(),
         *cgroup_cases(),
         *resource_cases(),
-        *process_feature_cases(),
+        *terminal_and_user_namespace_cases(),
+        *seccomp_and_net_device_cases(),
         *process_attr_cases(),
         *lsm_cases(),
-        *error_cases(),
+        *rlimit_and_namespace_error_cases(),
+        *process_root_hook_error_cases(),
     ]
 
 
