@@ -740,9 +740,19 @@ def importers(entries: list[tuple[int, int, int, str]], site_end: int) -> list[s
 
 
 def profile(runc: str, bundle: str, runs: int, oci: Runtime, runc_rt: Runtime) -> str:
+    wall, text = _create_under_importtime(bundle, oci)
+    entries = parse_importtime(text)
+    out, top = _import_report(entries, wall)
+    modules = list(dict.fromkeys(e[3] for e in top))
+    out += _startup_floor(runc, bundle, runs, oci, runc_rt, modules)
+    return "\n".join(out)
+
+
+def _create_under_importtime(bundle: str, oci: Runtime) -> tuple[float, str]:
+    """One `ociruntime create` under `python -X importtime`: its wall time (ms) and the
+    importtime lines."""
     me = os.getpid()
     py = str(PYTHON)
-    out = []
     # Warm the page cache and the bundle, then one create under -X importtime.
     timed(oci.argv("create", "--bundle", bundle, f"bench{me}-oci-prof-warm"))
     timed(oci.argv("delete", "--force", f"bench{me}-oci-prof-warm"))
@@ -761,8 +771,14 @@ def profile(runc: str, bundle: str, runs: int, oci: Runtime, runc_rt: Runtime) -
         raise BenchError(f"`{shlex.join(argv)}` exited with {rc}:\n{text[-2000:]}")
     timed(oci.argv("delete", "--force", cid))
     reap_children()
+    return wall, text
 
-    entries = parse_importtime(text)
+
+def _import_report(
+    entries: list[tuple[int, int, int, str]], wall: float
+) -> tuple[list[str], list[tuple[int, int, int, str]]]:
+    """The lines on what create imported, and its top-level imports."""
+    out = []
     # Interpreter startup (encodings, site, .pth files) ends with the top-level `site`.
     site_end = next((i for i, e in enumerate(entries) if e[3] == "site" and e[2] == 0), -1)
     startup_us = sum(e[0] for e in entries[: site_end + 1])
@@ -785,9 +801,18 @@ def profile(runc: str, bundle: str, runs: int, oci: Runtime, runc_rt: Runtime) -
     for _, cum_us, _, mod in sorted(top, key=lambda e: e[1], reverse=True):
         out.append(f"  {cum_us / 1e3:7.2f}  {mod}")
     out.append("")
+    return out, top
 
+
+def _startup_floor(
+    runc: str, bundle: str, runs: int, oci: Runtime, runc_rt: Runtime, modules: list[str]
+) -> list[str]:
+    """The lines on the startup floors, `modules` imported without importtime, and the real
+    create, interleaved."""
+    me = os.getpid()
+    py = str(PYTHON)
+    out = []
     # Startup floors, the same imports without importtime, and the real thing: interleaved.
-    modules = list(dict.fromkeys(e[3] for e in top))
     import_all = "import " + ", ".join(modules)
 
     def create_delete(rt: Runtime) -> Callable[[int], float]:
@@ -836,13 +861,13 @@ def profile(runc: str, bundle: str, runs: int, oci: Runtime, runc_rt: Runtime) -
         f"  {create - imports:6.1f} ms  everything else: the work, forking the init, "
         "the init's setup"
     )
-    return "\n".join(out)
+    return out
 
 
 # ---------------------------------------------------------------------------------------
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=20, help="measured runs per runtime (20)")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
@@ -859,7 +884,12 @@ def main() -> int:
     for path in (args.runc, str(OCIRUNTIME)):
         if not os.access(path, os.X_OK):
             ap.error(f"{path}: not executable")
+    return args
 
+
+def prepare_host(runc: str) -> None:
+    """Byte-compiled modules, SIGTERM handled, this process a subreaper, and nothing left
+    of an earlier run."""
     # Measure what engines run: byte-compiled modules. PYTHONDONTWRITEBYTECODE (or a
     # legacy install) can leave ociruntime or a dependency in the venv (prctl.py) without
     # .pyc, and then every invocation recompiles it.
@@ -872,9 +902,13 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so cleanup runs
     become_subreaper()
     clean_stale_containerd()
-    clean_stale_roots(args.runc)
+    clean_stale_roots(runc)
     clean_cgroups()
 
+
+def main() -> int:
+    args = parse_args()
+    prepare_host(args.runc)
     me = os.getpid()
     runc = Runtime("runc", "runc", args.runc, f"/run/bench-runc-{me}")
     oci = Runtime("ociruntime", "oci", str(OCIRUNTIME), f"/run/bench-ociruntime-{me}")
