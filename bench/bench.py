@@ -13,7 +13,7 @@ ociruntime, runc, ...):
   hot path   `state` of a created container, `kill ID KILL`, (poll), `delete`
   parallel   20 `create`s started at once, until the last returns
   containerd `ctr run --rm --runc-binary RUNTIME IMAGE ID true` through a private
-             containerd (conformance/containerd.py), end to end; skipped if not installed
+             containerd (testkit/containerd.py), end to end; skipped if not installed
   memory     peak RSS of the `create` process
 
 `run`, `create` and `exec` also report CPU time, and are run a third way, interleaved with
@@ -52,13 +52,14 @@ from typing import Any, BinaryIO
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # conformance/ is a directory of the repo, not installed
-from conformance import containerd, oci_image  # noqa: E402
+    sys.path.insert(0, str(REPO))  # testkit/ is a directory of the repo, not installed
+from testkit import bundles, containerd, oci_image  # noqa: E402
+from testkit.processes import cgroup_procs, command_lines, reap_children  # noqa: E402
 
 PYTHON = REPO / ".venv" / "bin" / "python"
-OCIRUNTIME = REPO / ".venv" / "bin" / "ociruntime"
+OCIRUNTIME = bundles.OCIRUNTIME
 SOURCE_BUNDLE = REPO / "bundles" / "busybox"
-BUILD_ROOTFS = REPO / "bundles" / "build-rootfs.sh"
+BUILD_ROOTFS = bundles.BUILD_ROOTFS
 CGROUP_MOUNT = "/sys/fs/cgroup"
 WARMUP = 2
 WAIT_TIMEOUT_S = 10.0
@@ -190,17 +191,6 @@ def signals_deferred() -> Iterator[None]:
             signal.signal(s, handler)
     if got:
         signal.raise_signal(got[0])
-
-
-def reap_children() -> None:
-    # Only ever called between subprocess calls, so no Popen child can be stolen.
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 # ---------------------------------------------------------------------------------------
@@ -534,14 +524,7 @@ def clean_cgroups() -> list[str]:
             m = ID_RE.match(d)
             if m and (int(m.group(1)) == os.getpid() or not pid_alive(int(m.group(1)))):
                 found.append(os.path.join(dirpath, d))
-    pids = set()
-    for path in found:
-        for sub, _, _ in os.walk(path):
-            try:
-                with open(os.path.join(sub, "cgroup.procs")) as f:
-                    pids.update(int(p) for p in f.read().split())
-            except OSError:
-                pass
+    pids = cgroup_procs(found)
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -575,22 +558,16 @@ def clean_stale_containerd() -> None:
     """The private containerd and shims of an earlier run that was SIGKILLed (containerd
     gets SIGTERM when the bench dies, its shims do not), then that run's temp dir."""
     procs = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().decode(errors="replace").split("\0")
-        except OSError:
-            continue
+    for pid, raw in command_lines():
+        argv = b"\0".join(raw).decode(errors="replace").split("\0")
         if os.path.basename(argv[0]) not in ("containerd", "containerd-shim-runc-v2"):
             continue
         m = TMP_RE.search(" ".join(argv))
         if m and not pid_alive(int(m.group(1))):
-            procs.append(int(entry))
-            print(f"bench: killing stale {argv[0]} (pid {entry})", file=sys.stderr)
+            procs.append(pid)
+            print(f"bench: killing stale {argv[0]} (pid {pid})", file=sys.stderr)
             try:
-                os.kill(int(entry), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
     containerd.wait_pids_gone(procs, timeout=5)
@@ -763,9 +740,19 @@ def importers(entries: list[tuple[int, int, int, str]], site_end: int) -> list[s
 
 
 def profile(runc: str, bundle: str, runs: int, oci: Runtime, runc_rt: Runtime) -> str:
+    wall, text = _create_under_importtime(bundle, oci)
+    entries = parse_importtime(text)
+    out, top = _import_report(entries, wall)
+    modules = list(dict.fromkeys(e[3] for e in top))
+    out += _startup_floor(runc, bundle, runs, oci, runc_rt, modules)
+    return "\n".join(out)
+
+
+def _create_under_importtime(bundle: str, oci: Runtime) -> tuple[float, str]:
+    """One `ociruntime create` under `python -X importtime`: its wall time (ms) and the
+    importtime lines."""
     me = os.getpid()
     py = str(PYTHON)
-    out = []
     # Warm the page cache and the bundle, then one create under -X importtime.
     timed(oci.argv("create", "--bundle", bundle, f"bench{me}-oci-prof-warm"))
     timed(oci.argv("delete", "--force", f"bench{me}-oci-prof-warm"))
@@ -784,8 +771,14 @@ def profile(runc: str, bundle: str, runs: int, oci: Runtime, runc_rt: Runtime) -
         raise BenchError(f"`{shlex.join(argv)}` exited with {rc}:\n{text[-2000:]}")
     timed(oci.argv("delete", "--force", cid))
     reap_children()
+    return wall, text
 
-    entries = parse_importtime(text)
+
+def _import_report(
+    entries: list[tuple[int, int, int, str]], wall: float
+) -> tuple[list[str], list[tuple[int, int, int, str]]]:
+    """The lines on what create imported, and its top-level imports."""
+    out = []
     # Interpreter startup (encodings, site, .pth files) ends with the top-level `site`.
     site_end = next((i for i, e in enumerate(entries) if e[3] == "site" and e[2] == 0), -1)
     startup_us = sum(e[0] for e in entries[: site_end + 1])
@@ -808,9 +801,18 @@ def profile(runc: str, bundle: str, runs: int, oci: Runtime, runc_rt: Runtime) -
     for _, cum_us, _, mod in sorted(top, key=lambda e: e[1], reverse=True):
         out.append(f"  {cum_us / 1e3:7.2f}  {mod}")
     out.append("")
+    return out, top
 
+
+def _startup_floor(
+    runc: str, bundle: str, runs: int, oci: Runtime, runc_rt: Runtime, modules: list[str]
+) -> list[str]:
+    """The lines on the startup floors, `modules` imported without importtime, and the real
+    create, interleaved."""
+    me = os.getpid()
+    py = str(PYTHON)
+    out = []
     # Startup floors, the same imports without importtime, and the real thing: interleaved.
-    modules = list(dict.fromkeys(e[3] for e in top))
     import_all = "import " + ", ".join(modules)
 
     def create_delete(rt: Runtime) -> Callable[[int], float]:
@@ -859,13 +861,13 @@ def profile(runc: str, bundle: str, runs: int, oci: Runtime, runc_rt: Runtime) -
         f"  {create - imports:6.1f} ms  everything else: the work, forking the init, "
         "the init's setup"
     )
-    return "\n".join(out)
+    return out
 
 
 # ---------------------------------------------------------------------------------------
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=20, help="measured runs per runtime (20)")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
@@ -882,7 +884,12 @@ def main() -> int:
     for path in (args.runc, str(OCIRUNTIME)):
         if not os.access(path, os.X_OK):
             ap.error(f"{path}: not executable")
+    return args
 
+
+def prepare_host(runc: str) -> None:
+    """Byte-compiled modules, SIGTERM handled, this process a subreaper, and nothing left
+    of an earlier run."""
     # Measure what engines run: byte-compiled modules. PYTHONDONTWRITEBYTECODE (or a
     # legacy install) can leave ociruntime or a dependency in the venv (prctl.py) without
     # .pyc, and then every invocation recompiles it.
@@ -895,9 +902,13 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so cleanup runs
     become_subreaper()
     clean_stale_containerd()
-    clean_stale_roots(args.runc)
+    clean_stale_roots(runc)
     clean_cgroups()
 
+
+def main() -> int:
+    args = parse_args()
+    prepare_host(args.runc)
     me = os.getpid()
     runc = Runtime("runc", "runc", args.runc, f"/run/bench-runc-{me}")
     oci = Runtime("ociruntime", "oci", str(OCIRUNTIME), f"/run/bench-ociruntime-{me}")

@@ -205,11 +205,12 @@ def matches(expected: Expected, seen: str | None) -> bool:
     if expected.how == LINE:
         return expected.want in seen.split(";")
     if expected.how == CPU_LIST:
-        return _cpu_set(expected.want) == _cpu_set(seen)
+        return cpu_set(expected.want) == cpu_set(seen)
     return expected.want == seen
 
 
-def _cpu_set(text: str) -> set[int] | None:
+def cpu_set(text: str) -> set[int] | None:
+    """The kernel's CPU list format ("0-3,7") as a set; None when it is not one."""
     cpus: set[int] = set()
     try:
         for part in text.split(","):

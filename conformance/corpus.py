@@ -23,8 +23,8 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from ociruntime.commands.spec import default_spec
-from ociruntime.security.capabilities import CAP_NUMBERS
+from conformance.linuxcaps import CAP_NUMBERS
+from testkit.bundles import base_config as example_config
 
 Edit = Callable[[dict], None]
 
@@ -72,7 +72,7 @@ class Case:
     caller_umask: int | None = None  # the umask the runtime is started with
     veth: bool = False  # a fresh veth pair per run; `@VETH@` names the end to move in
     #: A seccomp agent listens on `@AGENT@` during each run and answers notified syscalls
-    #: by name: ("errno", N) fails the call, anything unlisted continues (tests/seccomp_agent).
+    #: by name: ("errno", N) fails the call, anything unlisted continues (testkit/seccomp_agent).
     agent: Mapping[str, tuple[str, int]] | None = None
 
     def config(self) -> dict:
@@ -92,10 +92,11 @@ SPEC_EXAMPLE_DEVICES = [
 
 
 def base_config() -> dict:
-    """runc's default spec, non-interactive, running the inspector."""
-    config = default_spec()
+    """runc's default spec (the example bundle's config, written by `runc spec`, with its
+    own hostname), non-interactive, running the inspector."""
+    config = example_config(["/inspect"])
     config["process"]["terminal"] = False
-    config["process"]["args"] = ["/inspect"]
+    config["hostname"] = "runc"  # `runc spec`'s
     return config
 
 
@@ -312,7 +313,8 @@ def root_cases() -> list[Case]:
     ]
 
 
-def mount_cases() -> list[Case]:
+def tmpfs_and_bind_cases() -> list[Case]:
+    """tmpfs options and binds of a dir, a relative source, a file."""
     return [
         Case(
             "mounts-tmpfs-options",
@@ -355,20 +357,19 @@ def mount_cases() -> list[Case]:
             "a bind source relative to the bundle",
             add_mounts(bind("shared", "/shared", "rbind")),
         ),
-        *_mount_cases_continued(),
-    ]
-
-
-def _mount_cases_continued() -> list[Case]:
-    """mount_cases, continued (one list would make a function too long to read)."""
-    writable = root(readonly=False)
-    return [
         Case(
             "mounts-bind-file",
             "mounts",
             "a bind-mounted file",
             add_mounts(bind("@BUNDLE@/hello.txt", "/etc/hello.txt", "bind", "ro")),
         ),
+    ]
+
+
+def submount_propagation_order_cases() -> list[Case]:
+    """Submounts (rbind, bind), propagation, destinations, order, the cgroup mount."""
+    writable = root(readonly=False)
+    return [
         Case(
             "mounts-rbind-rro",
             "mounts",
@@ -561,32 +562,30 @@ def capability_cases() -> list[Case]:
     ]
 
 
+def _rlimits(*limits: tuple[str, int, int]) -> Edit:
+    """process.rlimits from (RLIMIT_ name, soft, hard)."""
+    return process(rlimits=[{"type": f"RLIMIT_{t}", "soft": s, "hard": h} for t, s, h in limits])
+
+
 def rlimit_cases() -> list[Case]:
     return [
         Case(
             "rlimits-several",
             "rlimits",
             "soft below hard, several types",
-            process(
-                rlimits=[
-                    {"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024},
-                    {"type": "RLIMIT_CORE", "soft": 0, "hard": 4096},
-                    {"type": "RLIMIT_NPROC", "soft": 2048, "hard": 4096},
-                    {"type": "RLIMIT_STACK", "soft": 4 << 20, "hard": 8 << 20},
-                    {"type": "RLIMIT_MSGQUEUE", "soft": 4096, "hard": 8192},
-                ]
+            _rlimits(
+                ("NOFILE", 512, 1024),
+                ("CORE", 0, 4096),
+                ("NPROC", 2048, 4096),
+                ("STACK", 4 << 20, 8 << 20),
+                ("MSGQUEUE", 4096, 8192),
             ),
         ),
         Case(
             "rlimits-unlimited",
             "rlimits",
             "RLIM_INFINITY written as the uint64 maximum",
-            process(
-                rlimits=[
-                    {"type": "RLIMIT_CPU", "soft": 2**64 - 1, "hard": 2**64 - 1},
-                    {"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024},
-                ]
-            ),
+            _rlimits(("CPU", 2**64 - 1, 2**64 - 1), ("NOFILE", 1024, 1024)),
         ),
         Case(
             "rlimits-spec-example",
@@ -602,7 +601,8 @@ def rlimit_cases() -> list[Case]:
     ]
 
 
-def namespace_cases() -> list[Case]:
+def new_namespace_cases() -> list[Case]:
+    """Each namespace new, and all together."""
     return [
         Case(
             "ns-mount-only",
@@ -633,12 +633,11 @@ def namespace_cases() -> list[Case]:
             "pid, network, ipc, uts, mount and cgroup together",
             namespaces("pid", "network", "ipc", "uts", "cgroup"),
         ),
-        *_namespace_cases_continued(),
     ]
 
 
-def _namespace_cases_continued() -> list[Case]:
-    """namespace_cases, continued (one list would make a function too long to read)."""
+def joined_and_time_namespace_cases() -> list[Case]:
+    """Namespaces joined by path, and a time namespace."""
     join = {"join": ("uts", "ipc", "net")}
     pid = {"pidjoin": ("pid",)}
     return [
@@ -871,13 +870,12 @@ def resource_cases() -> list[Case]:
                 "throttleWriteIOPSDevice": [{"major": major, "minor": minor, "rate": 300}],
             }),
         ),
-        *_device_rule_cases(),
     ]  # fmt: skip
-    return cases + _host_dependent_resource_cases()
+    return cases + _device_rule_cases() + _host_dependent_resource_cases()
 
 
 def _device_rule_cases() -> list[Case]:
-    """resource_cases' device rules (a list of its own: one would be too long to read)."""
+    """linux.resources.devices: what the container may open."""
     return [
         Case(
             "resources-devices",
@@ -902,9 +900,8 @@ def _device_rule_cases() -> list[Case]:
 
 
 def _host_dependent_resource_cases() -> list[Case]:
-    """Cases whose expectation depends on the host: hugetlb only where 2 MB pages exist,
-    net_cls refused where the controller is missing."""
-    cases: list[Case] = []
+    """hugetlb where the host has 2MB pages; classID applied, or refused without net_cls."""
+    cases = []
     if host_controller("hugetlb") and os.path.isdir("/sys/kernel/mm/hugepages/hugepages-2048kB"):
         cases.append(
             Case(
@@ -964,9 +961,10 @@ def userns(*kinds: str) -> Edit:
     )
 
 
-def process_feature_cases() -> list[Case]:
-    """Issue #4's features: terminal, user namespaces, id-mapped mounts, seccomp,
-    netDevices."""
+# Issue #4's features: terminal, user namespaces, id-mapped mounts, seccomp,
+# netDevices.
+def terminal_and_user_namespace_cases() -> list[Case]:
+    """The terminal, user namespaces, an id-mapped mount."""
     return [
         Case(
             "terminal",
@@ -1011,20 +1009,24 @@ def process_feature_cases() -> list[Case]:
             compose(
                 userns("pid", "network", "ipc", "uts"),
                 add_mounts(
-                    {"destination": "/mapped", "type": "bind", "source": "@BUNDLE@/shared",
-                     "options": ["rbind", "ro", "idmap"],
-                     "uidMappings": USERNS_MAPPING, "gidMappings": USERNS_MAPPING},
+                    {
+                        "destination": "/mapped",
+                        "type": "bind",
+                        "source": "@BUNDLE@/shared",
+                        "options": ["rbind", "ro", "idmap"],
+                        "uidMappings": USERNS_MAPPING,
+                        "gidMappings": USERNS_MAPPING,
+                    },
                     bind("@BUNDLE@/shared", "/plain", "rbind", "ro"),
                 ),
             ),
             nodes=("/mapped/hello.txt", "/plain/hello.txt"),
         ),
-        *_process_feature_cases_continued(),
     ]  # fmt: skip
 
 
-def _process_feature_cases_continued() -> list[Case]:
-    """process_feature_cases, continued (one list would make a function too long to read)."""
+def seccomp_and_net_device_cases() -> list[Case]:
+    """seccomp (with errnoRet, with a notify agent) and netDevices."""
     return [
         Case(
             "seccomp",
@@ -1081,13 +1083,13 @@ def process_attr_cases() -> list[Case]:
             "scheduler",
             "scheduler",
             "process.scheduler SCHED_BATCH with nice 5: the init's policy and nice",
-            process(scheduler={"policy": "SCHED_BATCH", "nice": 5}),
+            process(scheduler=dict(policy="SCHED_BATCH", nice=5)),
         ),
         Case(
             "scheduler-idle",
             "scheduler",
             "process.scheduler SCHED_IDLE, nice unset (the spec: 0)",
-            process(scheduler={"policy": "SCHED_IDLE"}),
+            process(scheduler=dict(policy="SCHED_IDLE")),
         ),
         Case(
             "io-priority",
@@ -1166,8 +1168,9 @@ def _lsm_refusals() -> list[Case]:
     ]
 
 
-def error_cases() -> list[Case]:
-    """Configs the spec says MUST generate an error (and leave nothing behind)."""
+# Configs the spec says MUST generate an error (and leave nothing behind).
+def rlimit_and_namespace_error_cases() -> list[Case]:
+    """Duplicate or unknown rlimits and namespaces."""
     nofile = {"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024}
     return [
         Case(
@@ -1199,12 +1202,11 @@ def error_cases() -> list[Case]:
             holders={"join": ("uts", "ipc", "net")},
             must_fail=True,
         ),
-        *_error_cases_continued(),
     ]
 
 
-def _error_cases_continued() -> list[Case]:
-    """error_cases, continued (one list would make a function too long to read)."""
+def process_root_hook_error_cases() -> list[Case]:
+    """A relative cwd, empty args, no root, no executable, a zero hook timeout."""
     return [
         Case(
             "err-relative-cwd",
@@ -1248,22 +1250,26 @@ def static_cases() -> list[Case]:
     return [
         *baseline_cases(),
         *root_cases(),
-        *mount_cases(),
+        *tmpfs_and_bind_cases(),
+        *submount_propagation_order_cases(),
         *uts_cases(),
         *user_cases(),
         *process_cases(),
         *capability_cases(),
         *rlimit_cases(),
-        *namespace_cases(),
+        *new_namespace_cases(),
+        *joined_and_time_namespace_cases(),
         *device_cases(),
         *path_cases(),
         *propagation_cases(),
         *cgroup_cases(),
         *resource_cases(),
-        *process_feature_cases(),
+        *terminal_and_user_namespace_cases(),
+        *seccomp_and_net_device_cases(),
         *process_attr_cases(),
         *lsm_cases(),
-        *error_cases(),
+        *rlimit_and_namespace_error_cases(),
+        *process_root_hook_error_cases(),
     ]
 
 
@@ -1293,28 +1299,3 @@ def later_cases() -> list[Case]:
 #: Operations of later issues, listed in RESULTS.md (they are not configs). Issue #5's
 #: pause/resume, update and events are lifecycle scenarios now (lifecycle.py).
 LATER_OPERATIONS: tuple[tuple[str, str, str], ...] = ()
-
-
-# --- hypothesis-generated variations ------------------------------------------------------
-
-GENERATED_COUNT = 30
-
-
-def generated_cases(count: int = GENERATED_COUNT) -> list[Case]:
-    """`count` distinct hypothesis variations, the same ones on every run."""
-    from conformance import variations
-
-    return [
-        Case(
-            f"gen-{i:02d}",
-            "generated",
-            "hypothesis variation",
-            variations.apply(v),
-            summary=variations.summarise(v),
-        )
-        for i, v in enumerate(variations.load(count))
-    ]
-
-
-def all_cases() -> list[Case]:
-    return static_cases() + generated_cases() + later_cases()

@@ -108,7 +108,7 @@ def run_case(ws: Workspace, case: corpus.Case, runtime: str) -> Run:
     extra = {"@VETH@": veth.end} if veth else {}
     agent = None
     if case.agent is not None:
-        from tests.seccomp_agent import SeccompAgent
+        from testkit.seccomp_agent import SeccompAgent
 
         extra["@AGENT@"] = f"@{cid}"  # an abstract socket: no file to leave behind
         agent = SeccompAgent(extra["@AGENT@"], dict(case.agent))
@@ -167,7 +167,7 @@ def _create_and_start(
     args = ["create", "--bundle", str(bundle), cid]
     listener = None
     if terminal:
-        from tests.recvtty import ConsoleSocket  # runc's recvtty protocol
+        from testkit.recvtty import ConsoleSocket  # runc's recvtty protocol
 
         listener = ConsoleSocket(str(bundle / "console.sock"))
         args[1:1] = ["--console-socket", listener.path]

@@ -229,15 +229,9 @@ class Workspace:
         (bundle / "config.json").write_text(text)
         return bundle, json.loads(text)
 
-    def runtime(
-        self,
-        name: str,
-        args: list[str],
-        timeout: float = COMMAND_TIMEOUT,
-        umask: int | None = None,
-        stdout: Path | None = None,
-    ) -> Invocation:
-        return invoke(RUNTIMES[name], self.roots[name], args, timeout, umask, stdout)
+    def runtime(self, name: str, args: list[str], **options) -> Invocation:
+        """`invoke` the runtime `name` with this workspace's root (options: invoke's)."""
+        return invoke(RUNTIMES[name], self.roots[name], args, **options)
 
     def veth(self, case: str, runtime: str) -> Veth:
         """A fresh veth pair for one run of a case, named after the workspace tag."""

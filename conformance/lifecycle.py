@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance import corpus
+from conformance.cgroupfiles import cpu_set
 from conformance.harness import (
     Invocation,
     Workspace,
@@ -31,13 +32,9 @@ GONE = "<none>"  # the status of a container that does not exist (state fails)
 #: `wait for stopped` step that follows each kill checks the outcome.
 DYING = "<dying>"
 SILENT = object()  # the spec says nothing: recorded, never checked
-HOOK_KINDS = (
-    "prestart",
-    "createRuntime",
-    "createContainer",
-    "startContainer",
-    "poststart",
-    "poststop",
+#: config.md's hooks, in the order they run.
+HOOK_KINDS = tuple(
+    "prestart createRuntime createContainer startContainer poststart poststop".split()
 )
 
 
@@ -171,6 +168,28 @@ class Driver:
 # --- scenarios ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    group: str
+    doc: str
+    run: Callable[[Driver], None]
+
+
+_SCENARIOS: list[Scenario] = []
+
+
+def scenario(name: str, group: str, doc: str) -> Callable:
+    """Lists the function below as the scenario `name` of `group` (SCENARIOS: in the
+    order of this file)."""
+
+    def register(run: Callable[[Driver], None]) -> Callable[[Driver], None]:
+        _SCENARIOS.append(Scenario(name, group, doc, run))
+        return run
+
+    return register
+
+
 def unchanged(config: dict) -> None:
     """The lifecycle base as it is: `sleep 600` under runc's default spec."""
 
@@ -181,6 +200,14 @@ def marker_mount(config: dict) -> None:
     config["mounts"].append(corpus.bind("@BUNDLE@/log", "/log", "rbind", "rw"))
 
 
+@scenario(
+    "transitions",
+    "lifecycle",
+    (
+        "creating→created→running→stopped→deleted; "
+        "create does not run the program, start does; state fields"
+    ),
+)
 def transitions(d: Driver) -> None:
     """creating -> created -> running -> stopped -> deleted; create must not run the
     user code, start must; state carries what runtime.md lists."""
@@ -221,34 +248,45 @@ def _eventually(predicate: Callable[[], bool], timeout: float = 5) -> bool:
     return True
 
 
-def start_running(d: Driver) -> None:
-    """start on a running container: an error, and no effect."""
+def _unchanged_and(d: Driver, status: str) -> None:
+    """A container of the unchanged config, brought to `status` (created, running or
+    stopped)."""
     d.make_bundle(unchanged)
+    if status == "stopped":
+        d.run_to_stopped()
+        return
     d.create()
-    d.op("start", ["start", d.cid], True, "running")
-    d.op("start (running)", ["start", d.cid], False, "running")
+    if status == "running":
+        d.op("start", ["start", d.cid], True, "running")
 
 
-def start_stopped(d: Driver) -> None:
-    d.make_bundle(unchanged)
-    d.run_to_stopped()
-    d.op("start (stopped)", ["start", d.cid], False, "stopped")
+def one_command(command: str, status: str, ok: bool) -> None:
+    """The scenario "VERB-STATUS": `command` ("start", "kill KILL", "delete") on a
+    container of the unchanged config that is `status`: ok (a kill then waited out), or an
+    error and no effect (still `status`)."""
+    verb, *rest = command.split()
+
+    def run(d: Driver) -> None:
+        _unchanged_and(d, status)
+        label, argv = f"{command} ({status})", [verb, d.cid, *rest]
+        if ok:
+            d.op(label, argv, True)
+            d.wait_for("stopped")
+        else:
+            d.op(label, argv, False, status)
+
+    scenario(f"{verb}-{status}", "lifecycle", f"{verb} on a {status} container")(run)
 
 
-def kill_created(d: Driver) -> None:
-    """kill is allowed on a created container (neither created nor running: error)."""
-    d.make_bundle(unchanged)
-    d.create()
-    d.op("kill KILL (created)", ["kill", d.cid, "KILL"], True)
-    d.wait_for("stopped")
+# start on a running or stopped container: an error, and no effect. kill is allowed on a
+# created container (neither created nor running: error).
+one_command("start", "running", ok=False)
+one_command("start", "stopped", ok=False)
+one_command("kill KILL", "created", ok=True)
+one_command("kill KILL", "stopped", ok=False)
 
 
-def kill_stopped(d: Driver) -> None:
-    d.make_bundle(unchanged)
-    d.run_to_stopped()
-    d.op("kill KILL (stopped)", ["kill", d.cid, "KILL"], False, "stopped")
-
-
+@scenario("kill-signal", "lifecycle", "kill delivers the named signal")
 def kill_signal(d: Driver) -> None:
     """kill MUST deliver the given signal: the process traps USR1 and exits (it says
     when its trap is in place: PID 1 ignores a signal it has no handler for)."""
@@ -262,20 +300,12 @@ def kill_signal(d: Driver) -> None:
     d.wait_for("stopped")
 
 
-def delete_running(d: Driver) -> None:
-    d.make_bundle(unchanged)
-    d.create()
-    d.op("start", ["start", d.cid], True, "running")
-    d.op("delete (running)", ["delete", d.cid], False, "running")
+# runtime.md: deleting a container that is not stopped MUST error, with no effect.
+one_command("delete", "running", ok=False)
+one_command("delete", "created", ok=False)
 
 
-def delete_created(d: Driver) -> None:
-    """runtime.md: deleting a container that is not stopped MUST error, with no effect."""
-    d.make_bundle(unchanged)
-    d.create()
-    d.op("delete (created)", ["delete", d.cid], False, "created")
-
-
+@scenario("delete-stopped", "lifecycle", "delete removes the container and the cgroups create made")
 def delete_stopped(d: Driver) -> None:
     """delete MUST remove what create made: here, two levels of cgroups."""
     d.make_bundle(corpus.linux(cgroupsPath="/@ID@/leaf"))
@@ -289,6 +319,11 @@ def delete_stopped(d: Driver) -> None:
     d.facts["cgroups left"] = left
 
 
+@scenario(
+    "shared-cgroup-parent",
+    "lifecycle",
+    "delete while another container uses the parent cgroup this one's create made",
+)
 def shared_cgroup_parent(d: Driver) -> None:
     """Two containers under one parent cgroup that the first one's create made: deleting
     the first MUST work and MUST NOT take away what the second still uses."""
@@ -307,6 +342,7 @@ def shared_cgroup_parent(d: Driver) -> None:
     d.facts["cgroups left"] = [x.replace(d.cid, "<id>") for x in left]
 
 
+@scenario("unknown-id", "lifecycle", "state/start/kill/delete of an unknown id")
 def unknown_id(d: Driver) -> None:
     """Every operation on a container that does not exist MUST error."""
     for name in ("state", "start", "kill", "delete"):
@@ -314,6 +350,7 @@ def unknown_id(d: Driver) -> None:
         d.op(f"{name} (no such container)", args, False, GONE)
 
 
+@scenario("duplicate-id", "lifecycle", "create with an id in use")
 def duplicate_id(d: Driver) -> None:
     """create with an id in use MUST error and MUST NOT touch the existing container."""
     d.make_bundle(unchanged)
@@ -321,6 +358,7 @@ def duplicate_id(d: Driver) -> None:
     d.create(want_ok=False, want_status="created")
 
 
+@scenario("state-annotations", "annotations", "state carries the annotations")
 def annotations(d: Driver) -> None:
     wanted = {"com.example.key1": "value1", "org.example/empty": ""}
     d.make_bundle(corpus.top(annotations=wanted))
@@ -331,6 +369,7 @@ def annotations(d: Driver) -> None:
     d.facts["annotations"] = json.dumps(got, sort_keys=True)
 
 
+@scenario("hooks", "hooks", "all six hooks: order, namespaces, env, state on stdin")
 def hooks(d: Driver) -> None:
     """Hooks run in the listed order, at their moments, in their namespaces, with the
     state on stdin (config.md "POSIX-platform Hooks")."""
@@ -446,6 +485,15 @@ def _exec_config(config: dict) -> None:
     config["process"]["env"].append("EXECVAR=from-config")
 
 
+@scenario(
+    "exec",
+    "exec",
+    (
+        "exec into a running container: output, exit status, user/cwd/env of the config, "
+        "--user, the init's namespaces and cgroup, execCPUAffinity (the exec'd process on "
+        "`final`, the init unaffected); refused once stopped"
+    ),
+)
 def exec_into(d: Driver) -> None:
     """exec (runc's CLI; runtime.md has no exec operation) runs a new process in a running
     container: its output and exit status reach the caller; it runs as process.user with
@@ -527,23 +575,19 @@ def _check_exec_cpu_affinity(d: Driver, pid: object) -> None:
     d.facts["execCPUAffinity init = runtime's"] = init == mine
 
 
-def cpu_set(text: str) -> set[int] | None:
-    """The kernel's CPU list format ("0-3,7") as a set; None when it is not one."""
-    cpus: set[int] = set()
-    try:
-        for part in text.split(","):
-            lo, _, hi = part.strip().partition("-")
-            cpus.update(range(int(lo), int(hi or lo) + 1))
-    except ValueError:
-        return None
-    return cpus
-
-
 # --- issue #5: pause/resume, update, events (runc's CLI; runtime.md has none of them) -----
 
 BUSY = ["sh", "-c", "while :; do :; done"]  # always runnable (R) unless frozen
 
 
+@scenario(
+    "pause-resume",
+    "pause",
+    (
+        "pause freezes the processes (state paused), resume thaws them (running); pause "
+        "of a paused and resume of a running container fail; delete --force of a paused one"
+    ),
+)
 def pause_resume(d: Driver) -> None:
     """pause freezes every process of a running container (state says paused), a second
     pause and a resume of a running one are errors, resume thaws it (running again), and
@@ -586,6 +630,14 @@ UPDATE_FLAGS = {"memory": {"limit": 402653184}, "pids": {"limit": 200}}
 UPDATE_FILE = {"cpu": {"shares": 256}, "pids": {"limit": 300}}
 
 
+@scenario(
+    "update",
+    "update",
+    (
+        "update --memory/--pids-limit and update -r FILE change the limits the container "
+        "sees in its cgroup files; refused on a stopped container"
+    ),
+)
 def update(d: Driver) -> None:
     """update changes a running container's limits, from flags and from a resources
     file (`-r`): the container sees them in its cgroup files; a stopped container
@@ -623,6 +675,14 @@ def _read_limits(d: Driver, when: str, resources: dict) -> None:
     d.facts[when] = " ".join(f"{k}={v}" for k, v in sorted(seen.items()))
 
 
+@scenario(
+    "events",
+    "events",
+    (
+        "events --stats prints one JSON object of runc's shape (type, id, data: cpu, "
+        "memory, pids...), its keys as runc's"
+    ),
+)
 def events(d: Driver) -> None:
     """events --stats prints one JSON object of runc's shape (type "stats", the id, data
     with the controllers' statistics; the memory limit shows in it); its keys are
@@ -659,75 +719,7 @@ def events(d: Driver) -> None:
     d.call("events --stats (stopped)", ["events", "--stats", d.cid], SILENT, "stopped")
 
 
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    group: str
-    doc: str
-    run: Callable[[Driver], None]
-
-
-SCENARIOS = (
-    Scenario(
-        "transitions",
-        "lifecycle",
-        "creating→created→running→stopped→deleted; "
-        "create does not run the program, start does; state fields",
-        transitions,
-    ),
-    Scenario("start-running", "lifecycle", "start on a running container", start_running),
-    Scenario("start-stopped", "lifecycle", "start on a stopped container", start_stopped),
-    Scenario("kill-created", "lifecycle", "kill on a created container", kill_created),
-    Scenario("kill-stopped", "lifecycle", "kill on a stopped container", kill_stopped),
-    Scenario("kill-signal", "lifecycle", "kill delivers the named signal", kill_signal),
-    Scenario("delete-running", "lifecycle", "delete on a running container", delete_running),
-    Scenario("delete-created", "lifecycle", "delete on a created container", delete_created),
-    Scenario(
-        "delete-stopped",
-        "lifecycle",
-        "delete removes the container and the cgroups create made",
-        delete_stopped,
-    ),
-    Scenario(
-        "shared-cgroup-parent",
-        "lifecycle",
-        "delete while another container uses the parent cgroup this one's create made",
-        shared_cgroup_parent,
-    ),
-    Scenario("unknown-id", "lifecycle", "state/start/kill/delete of an unknown id", unknown_id),
-    Scenario("duplicate-id", "lifecycle", "create with an id in use", duplicate_id),
-    Scenario("state-annotations", "annotations", "state carries the annotations", annotations),
-    Scenario("hooks", "hooks", "all six hooks: order, namespaces, env, state on stdin", hooks),
-    Scenario(
-        "exec",
-        "exec",
-        "exec into a running container: output, exit status, user/cwd/env of the config, "
-        "--user, the init's namespaces and cgroup, execCPUAffinity (the exec'd process on "
-        "`final`, the init unaffected); refused once stopped",
-        exec_into,
-    ),
-    Scenario(
-        "pause-resume",
-        "pause",
-        "pause freezes the processes (state paused), resume thaws them (running); pause "
-        "of a paused and resume of a running container fail; delete --force of a paused one",
-        pause_resume,
-    ),
-    Scenario(
-        "update",
-        "update",
-        "update --memory/--pids-limit and update -r FILE change the limits the container "
-        "sees in its cgroup files; refused on a stopped container",
-        update,
-    ),
-    Scenario(
-        "events",
-        "events",
-        "events --stats prints one JSON object of runc's shape (type, id, data: cpu, "
-        "memory, pids...), its keys as runc's",
-        events,
-    ),
-)
+SCENARIOS = tuple(_SCENARIOS)
 
 
 def run_scenario(ws: Workspace, scenario: Scenario, runtime: str) -> Driver:

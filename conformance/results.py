@@ -14,6 +14,7 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 
+from conformance import deviations
 from conformance.corpus import LATER_OPERATIONS, Need
 
 OURS, REFERENCE = "ociruntime", "runc"
@@ -189,8 +190,6 @@ def _case_json(c: CaseResult) -> dict:
 
 
 def render_markdown(s: Summary) -> str:
-    from conformance import deviations
-
     parts = [
         _header(s),
         _group_table(s),

@@ -15,10 +15,11 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from conformance import corpus, deviations, execute, lifecycle, results
+from conformance import corpus, deviations, execute, lifecycle, results, variations
 from conformance.harness import RUNTIMES, Workspace
 from conformance.results import OURS, REFERENCE
 
@@ -46,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
-    cases = [c for c in corpus.all_cases() if not args.only or args.only in c.name]
+    cases = [c for c in variations.all_cases() if not args.only or args.only in c.name]
     scenarios = [s for s in lifecycle.SCENARIOS if not args.only or args.only in s.name]
     ws = Workspace()
     try:
@@ -82,14 +83,23 @@ def run_configs(
     ws: Workspace, cases: list[corpus.Case], facts: dict, jobs: int
 ) -> list[results.CaseResult]:
     """Each case under each runtime (in parallel), then judged and compared."""
-    tasks = [(case, rt) for case in cases for rt in RUNTIMES]
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        runs = list(pool.map(lambda t: execute.run_case(ws, *t), tasks))
-    by_case: dict[str, dict[str, execute.Run]] = {}
-    for (case, rt), run in zip(tasks, runs, strict=True):
-        execute.judge(ws, case, run, facts)
-        by_case.setdefault(case.name, {})[rt] = run
+    by_case = _under_each_runtime(cases, lambda case, rt: execute.run_case(ws, case, rt), jobs)
+    for case in cases:
+        for run in by_case[case.name].values():
+            execute.judge(ws, case, run, facts)
     return [config_result(ws, case, by_case[case.name], facts) for case in cases]
+
+
+def _under_each_runtime(items: list, run_one: Callable, jobs: int) -> dict[str, dict]:
+    """run_one(item, runtime) for each item (a case, a scenario) under each runtime, `jobs`
+    at a time: {item's name: {runtime: what run_one returned}}."""
+    tasks = [(item, rt) for item in items for rt in RUNTIMES]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        outcomes = list(pool.map(lambda t: run_one(*t), tasks))
+    by_name: dict[str, dict] = {}
+    for (item, rt), outcome in zip(tasks, outcomes, strict=True):
+        by_name.setdefault(item.name, {})[rt] = outcome
+    return by_name
 
 
 def config_result(
@@ -129,12 +139,7 @@ def _outcome(run: execute.Run) -> str:
 def run_lifecycle(
     ws: Workspace, scenarios: list[lifecycle.Scenario], jobs: int
 ) -> list[results.CaseResult]:
-    tasks = [(s, rt) for s in scenarios for rt in RUNTIMES]
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        drivers = list(pool.map(lambda t: lifecycle.run_scenario(ws, *t), tasks))
-    by_name: dict[str, dict[str, lifecycle.Driver]] = {}
-    for (s, rt), d in zip(tasks, drivers, strict=True):
-        by_name.setdefault(s.name, {})[rt] = d
+    by_name = _under_each_runtime(scenarios, lambda s, rt: lifecycle.run_scenario(ws, s, rt), jobs)
     return [scenario_result(s, by_name[s.name]) for s in scenarios]
 
 

@@ -1,5 +1,6 @@
 """Generated variations as corpus cases: run conformance/generate.py in a fresh
-interpreter (see its docstring for why), then turn each variation into an edit."""
+interpreter (see its docstring for why), then turn each variation into an edit. The
+corpus's cases and these are put together by `all_cases` (corpus imports nothing here)."""
 
 from __future__ import annotations
 
@@ -83,3 +84,24 @@ def summarise(v: dict) -> str:
     if v["cgroupsPath"]:
         parts.append("cgroupsPath=" + ("abs" if v["cgroupsPath"].startswith("/") else "rel"))
     return " ".join(parts)
+
+
+GENERATED_COUNT = 30
+
+
+def generated_cases(count: int = GENERATED_COUNT) -> list[corpus.Case]:
+    """`count` distinct hypothesis variations, the same ones on every run."""
+    return [
+        corpus.Case(
+            f"gen-{i:02d}",
+            "generated",
+            "hypothesis variation",
+            apply(v),
+            summary=summarise(v),
+        )
+        for i, v in enumerate(load(count))
+    ]
+
+
+def all_cases() -> list[corpus.Case]:
+    return corpus.static_cases() + generated_cases() + corpus.later_cases()

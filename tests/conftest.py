@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,9 +16,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-OCIRUNTIME = str(REPO / ".venv" / "bin" / "ociruntime")
-BUILD_ROOTFS = str(REPO / "bundles" / "build-rootfs.sh")
-EXAMPLE_CONFIG = REPO / "bundles" / "busybox" / "config.json"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # testkit/ and conformance/ are directories, not installed
+
+from testkit import bundles  # noqa: E402
+from testkit.bundles import base_config  # noqa: E402
+from testkit.processes import Result, cgroup_dirs_named, mount_lines, run_to_files  # noqa: E402
+
+OCIRUNTIME = str(bundles.OCIRUNTIME)
+BUILD_ROOTFS = str(bundles.BUILD_ROOTFS)
 #: A pure cgroup v2 host (e.g. tools/vm-lane.sh): /sys/fs/cgroup is the unified hierarchy
 #: itself, not a tmpfs of v1 hierarchies (v1 and hybrid hosts).
 CGROUP_V2_ONLY = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
@@ -57,13 +63,6 @@ def rootfs_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dest
 
 
-def base_config(args: list[str]) -> dict:
-    """The example bundle's config (runc spec defaults) with other args."""
-    config = json.loads(EXAMPLE_CONFIG.read_text())
-    config["process"]["args"] = args
-    return config
-
-
 @dataclass
 class Bundle:
     path: Path
@@ -92,18 +91,6 @@ def make_bundle(rootfs_template: Path, tmp_path: Path):
     return make
 
 
-def mount_lines() -> set[str]:
-    with open("/proc/self/mountinfo") as f:
-        return {" ".join(line.split()[3:5]) for line in f}
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
 @dataclass
 class Runtime:
     """Drives the real executable with a private --root; remembers ids to clean up."""
@@ -117,14 +104,9 @@ class Runtime:
         """Run the runtime. Output goes to files, not pipes: a created container's init
         inherits the caller's stdio and would hold a pipe open (as with any engine)."""
         cmd = [self.binary, "--root", self.root, "--log", self.log, "--log-format", "json", *args]
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                               timeout=timeout, **kw)  # fmt: skip
-            out.seek(0)
-            err.seek(0)
-            result = Result(p.returncode, out.read().decode(), err.read().decode())
-        if check and p.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} failed ({p.returncode}): {result.stderr}")
+        result = run_to_files(cmd, timeout=timeout, **kw)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed ({result.returncode}): {result.stderr}")
         return result
 
     def new_id(self) -> str:
@@ -158,10 +140,3 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
         # Only this test's own paths: other programs on the machine may mount meanwhile.
         new = {m for m in mount_lines() - mounts_before if str(tmp_path) in m or root in m}
         assert new == set(), f"mounts left behind: {new}"
-
-
-def cgroup_dirs_named(ids: set[str]) -> list[str]:
-    found = []
-    for dirpath, dirnames, _ in os.walk("/sys/fs/cgroup"):
-        found += [os.path.join(dirpath, d) for d in dirnames if d in ids]
-    return found

@@ -1,12 +1,12 @@
 """containerd drives ociruntime: a private containerd 1.6 whose runc v2 shim calls our
 executable, exercised through `ctr` as a user would, asserting what the user sees.
 
-The harness is conformance/containerd.py (shared with bench/bench.py): containerd with
+The harness is testkit/containerd.py (shared with bench/bench.py): containerd with
 its own root, state, socket and config under a temp dir, in a private mount namespace
 with its own /run, and only the plugins `ctr run` needs. Here, in addition:
 - `ctr run --runc-binary W --runc-root R`: W is a wrapper that appends its argv to a log
   and execs ociruntime; R keeps the runtime's state under the temp dir too.
-- Two images are built locally (conformance/oci_image.py) and `ctr images import`ed.
+- Two images are built locally (testkit/oci_image.py) and `ctr images import`ed.
 - After every test: no container, task, shim, ociruntime state, cgroup or mount of it is
   left; after the module: containerd stopped, its namespace cgroups removed, no state.
 
@@ -23,7 +23,6 @@ import queue
 import re
 import select
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -33,10 +32,8 @@ from pathlib import Path
 import pytest
 from conftest import CGROUP_V2_ONLY, OCIRUNTIME, REPO
 
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # conformance/ is a directory of the repo, not installed
-from conformance import containerd, oci_image  # noqa: E402
-from conformance.containerd import Result  # noqa: E402
+from testkit import containerd, oci_image
+from testkit.processes import Result
 
 RUNTIME = os.environ.get("OCITEST_CONTAINERD_RUNTIME", OCIRUNTIME)
 IS_OCIRUNTIME = os.path.realpath(RUNTIME) == os.path.realpath(OCIRUNTIME)

@@ -10,11 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from recvtty import ConsoleSocket
 from test_bad_input import (  # noqa: F401 - the autouse fixture checks for leftover processes
     expect_error,
     no_leftover_processes,
 )
+
+from testkit.recvtty import ConsoleSocket
 
 NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "uts", "user", "time")
 

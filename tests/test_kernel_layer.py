@@ -42,11 +42,9 @@ from ociruntime.kernel.constants import (
     MS_BIND,
     MS_NODEV,
     MS_NOSUID,
-    MS_PRIVATE,
     MS_RDONLY,
     MS_REC,
     MS_REMOUNT,
-    MS_SHARED,
     MS_SLAVE,
 )
 from ociruntime.process import namespaces, procattrs, settings
@@ -266,14 +264,19 @@ def test_tmpfs_entry_flags_and_data(mounter, fake_kernel: RecordingKernel) -> No
     ]
 
 
+def _bind_src_on_data(m, tmp_path: Path, *options: str) -> None:
+    """mount_all of one bind mount of tmp_path/src (made here) on /data."""
+    (tmp_path / "src").mkdir()
+    source = str(tmp_path / "src")
+    m.mount_all([{"destination": "/data", "type": "bind", "source": source, "options": [*options]}])
+
+
 def test_read_only_bind_is_a_bind_then_a_remount(
     mounter, tmp_path: Path, fake_kernel: RecordingKernel
 ) -> None:
     """A bind ignores every flag but MS_REC: `ro` takes a second, remount call."""
     m, root = mounter
-    (tmp_path / "src").mkdir()
-    m.mount_all([{"destination": "/data", "type": "bind", "source": str(tmp_path / "src"),
-                  "options": ["rbind", "ro", "nosuid"]}])  # fmt: skip
+    _bind_src_on_data(m, tmp_path, "rbind", "ro", "nosuid")
     assert _mounts(fake_kernel) == [
         ("mount", str(tmp_path / "src"), root + "/data", None, MS_BIND | MS_REC, None),
         ("mount", None, root + "/data", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID, None),
@@ -294,12 +297,10 @@ def test_propagation_and_recursive_attributes_follow_the_mount(
     mounter, tmp_path: Path, fake_kernel: RecordingKernel
 ) -> None:
     m, root = mounter
-    (tmp_path / "src").mkdir()
-    m.mount_all([{"destination": "/data", "type": "bind", "source": str(tmp_path / "src"),
-                  "options": ["rbind", "rprivate", "rro", "rnoexec"]}])  # fmt: skip
+    _bind_src_on_data(m, tmp_path, "rbind", "rprivate", "rro", "rnoexec")
     assert _mounts(fake_kernel) == [
         ("mount", str(tmp_path / "src"), root + "/data", None, MS_BIND | MS_REC, None),
-        ("mount", None, root + "/data", None, MS_PRIVATE | MS_REC, None),
+        ("mount", None, root + "/data", None, constants.MS_PRIVATE | MS_REC, None),
         ("mount_setattr", root + "/data", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOEXEC, 0, True, 0),
     ]
 
@@ -321,8 +322,8 @@ def test_a_refused_mount_names_the_entry(mounter, fake_kernel: RecordingKernel) 
 
 @pytest.mark.parametrize(
     ("name", "flags"),
-    [("", 0), ("private", MS_PRIVATE), ("rslave", MS_SLAVE | MS_REC),
-     ("shared", MS_SHARED), ("rshared", MS_SHARED | MS_REC)],
+    [("", 0), ("private", constants.MS_PRIVATE), ("rslave", MS_SLAVE | MS_REC),
+     ("shared", constants.MS_SHARED), ("rshared", constants.MS_SHARED | MS_REC)],
 )  # fmt: skip
 def test_rootfs_propagation_flags(name: str, flags: int) -> None:
     assert mounts.rootfs_propagation({"rootfsPropagation": name}) == flags

@@ -25,34 +25,47 @@ rro rrw rshared rslave rstrictatime rsuid rsymfollow runbindable rw shared silen
 strictatime suid symfollow sync unbindable idmap ridmap
 """.split()
 
+
+def _pairs(prefix: str, table: str) -> list[tuple[str, str, int]]:
+    """`SET CLEAR BIT` lines as (set word, clear word, the constant prefix + BIT)."""
+    rows = (line.split() for line in table.strip().splitlines())
+    return [(on, off, getattr(mo, prefix + bit)) for on, off, bit in rows]
+
+
 # (set word, clear word, MS bit) for every plain on/off pair.
-FLAG_PAIRS = [
-    ("ro", "rw", mo.MS_RDONLY),
-    ("nosuid", "suid", mo.MS_NOSUID),
-    ("nodev", "dev", mo.MS_NODEV),
-    ("noexec", "exec", mo.MS_NOEXEC),
-    ("sync", "async", mo.MS_SYNCHRONOUS),
-    ("mand", "nomand", mo.MS_MANDLOCK),
-    ("noatime", "atime", mo.MS_NOATIME),
-    ("nodiratime", "diratime", mo.MS_NODIRATIME),
-    ("relatime", "norelatime", mo.MS_RELATIME),
-    ("strictatime", "nostrictatime", mo.MS_STRICTATIME),
-    ("iversion", "noiversion", mo.MS_I_VERSION),
-    ("lazytime", "nolazytime", mo.MS_LAZYTIME),
-    ("silent", "loud", mo.MS_SILENT),
-    ("nosymfollow", "symfollow", mo.MS_NOSYMFOLLOW),
-    ("acl", "noacl", mo.MS_POSIXACL),
-]
+FLAG_PAIRS = _pairs(
+    "MS_",
+    """
+    ro rw RDONLY
+    nosuid suid NOSUID
+    nodev dev NODEV
+    noexec exec NOEXEC
+    sync async SYNCHRONOUS
+    mand nomand MANDLOCK
+    noatime atime NOATIME
+    nodiratime diratime NODIRATIME
+    relatime norelatime RELATIME
+    strictatime nostrictatime STRICTATIME
+    iversion noiversion I_VERSION
+    lazytime nolazytime LAZYTIME
+    silent loud SILENT
+    nosymfollow symfollow NOSYMFOLLOW
+    acl noacl POSIXACL
+""",
+)
 
 # (set word, clear word, MOUNT_ATTR bit) for every recursive on/off pair.
-RECURSIVE_PAIRS = [
-    ("rro", "rrw", mo.MOUNT_ATTR_RDONLY),
-    ("rnosuid", "rsuid", mo.MOUNT_ATTR_NOSUID),
-    ("rnodev", "rdev", mo.MOUNT_ATTR_NODEV),
-    ("rnoexec", "rexec", mo.MOUNT_ATTR_NOEXEC),
-    ("rnodiratime", "rdiratime", mo.MOUNT_ATTR_NODIRATIME),
-    ("rnosymfollow", "rsymfollow", mo.MOUNT_ATTR_NOSYMFOLLOW),
-]
+RECURSIVE_PAIRS = _pairs(
+    "MOUNT_ATTR_",
+    """
+    rro rrw RDONLY
+    rnosuid rsuid NOSUID
+    rnodev rdev NODEV
+    rnoexec rexec NOEXEC
+    rnodiratime rdiratime NODIRATIME
+    rnosymfollow rsymfollow NOSYMFOLLOW
+""",
+)
 
 RECURSIVE_ATIME = ["rrelatime", "rnoatime", "rstrictatime", "ratime", "rnostrictatime"]
 RECURSIVE_ATIME.append("rnorelatime")

@@ -330,6 +330,22 @@ def _host_network_namespace(bundle, end: str) -> None:
             ns["path"] = f"/proc/{os.getpid()}/ns/net"
 
 
+def _bad_name(name: str, why: str = "") -> tuple:
+    """BAD's entry for a container name `name` that is not an interface name."""
+    message = f"/linux/netDevices/{{end}}/name: {name!r} is not an interface name{why}"
+    return (lambda end: {end: {"name": name}}, None, message)
+
+
+def _bad_host_name(name: str, pointer: str) -> tuple:
+    """BAD's entry for a host device `name` (`pointer` in the JSON pointer) that is not an
+    interface name."""
+    return (
+        lambda end: {name: {}},
+        None,
+        f"/linux/netDevices/{pointer}: {name!r} is not an interface name",
+    )
+
+
 BAD = {
     "missing-on-host": (
         lambda end: {"ndmissing0": {}},
@@ -346,36 +362,12 @@ BAD = {
         _host_network_namespace,
         "/linux/netDevices/{end}: the network namespace /proc/",
     ),
-    "name-too-long": (
-        lambda end: {end: {"name": "a" * 16}},
-        None,
-        "/linux/netDevices/{end}/name: 'aaaaaaaaaaaaaaaa' is not an interface name: longer",
-    ),
-    "name-with-slash": (
-        lambda end: {end: {"name": "a/b"}},
-        None,
-        "/linux/netDevices/{end}/name: 'a/b' is not an interface name",
-    ),
-    "name-dot": (
-        lambda end: {end: {"name": ".."}},
-        None,
-        "/linux/netDevices/{end}/name: '..' is not an interface name",
-    ),
-    "bad-template": (
-        lambda end: {end: {"name": "eth%s"}},
-        None,
-        "/linux/netDevices/{end}/name: 'eth%s' is not an interface name: '%' may only",
-    ),
-    "host-name-invalid": (
-        lambda end: {"a:b": {}},
-        None,
-        "/linux/netDevices/a:b: 'a:b' is not an interface name",
-    ),
-    "host-name-escaped": (
-        lambda end: {"a/b": {}},
-        None,
-        "/linux/netDevices/a~1b: 'a/b' is not an interface name",
-    ),
+    "name-too-long": _bad_name("a" * 16, ": longer"),
+    "name-with-slash": _bad_name("a/b"),
+    "name-dot": _bad_name(".."),
+    "bad-template": _bad_name("eth%s", ": '%' may only"),
+    "host-name-invalid": _bad_host_name("a:b", "a:b"),
+    "host-name-escaped": _bad_host_name("a/b", "a~1b"),
     "two-devices-one-name": (
         lambda end: {end: {"name": "ctr0"}, end[:-1] + "b": {"name": "ctr0"}},
         None,

@@ -1,4 +1,4 @@
-"""conformance/oci_image.py: the OCI image layout tarball that containerd and podman import
+"""testkit/oci_image.py: the OCI image layout tarball that containerd and podman import
 (the import itself is tested in test_containerd.py and test_podman.py)."""
 
 from __future__ import annotations
@@ -7,18 +7,14 @@ import hashlib
 import io
 import json
 import os
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+
+from testkit import oci_image
 
 pytestmark = pytest.mark.pure  # no root, no kernel state: the unprivileged tier
-
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # conformance/ is a directory of the repo, not installed
-from conformance import oci_image  # noqa: E402
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ podman runs fully private: storage (vfs), runroot, tmpdir (conmon's exit files, 
 log, file locks instead of /dev/shm/libpod_lock), the network config dir, the
 containers.conf / registries.conf / storage.conf it reads, conmon's TMPDIR and both
 runtimes' state roots all live in one temporary directory. The image is a busybox OCI
-archive built here (`conformance/oci_image.py`) and `podman load`ed: no registry, and every
+archive built here (`testkit/oci_image.py`) and `podman load`ed: no registry, and every
 run has `--pull never --network none`.
 
 The runtime podman is given is a wrapper script that logs its argv (one line per call,
@@ -20,13 +20,11 @@ lacks CAP_SYS_RESOURCE to raise them).
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -35,6 +33,9 @@ from pathlib import Path
 
 import pytest
 from conftest import CGROUP_V2_ONLY
+
+from testkit import oci_image
+from testkit.processes import Result, run_to_files
 
 REPO = Path(__file__).resolve().parent.parent
 OCIRUNTIME = REPO / ".venv" / "bin" / "ociruntime"
@@ -74,13 +75,6 @@ def outside_state() -> set[str]:
 
 
 @dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@dataclass
 class Podman:
     base: Path
     env: dict[str, str]
@@ -110,16 +104,7 @@ class Podman:
             "--runtime", str(self.wrapper(runtime)),
             *args,
         ]  # fmt: skip
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            if stdin is None:
-                p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                   env=self.env, timeout=timeout)  # fmt: skip
-            else:
-                p = subprocess.run(cmd, input=stdin.encode(), stdout=out, stderr=err,
-                                   env=self.env, timeout=timeout)  # fmt: skip
-            out.seek(0)
-            err.seek(0)
-            return Result(p.returncode, out.read().decode(), err.read().decode())
+        return run_to_files(cmd, stdin=stdin, env=self.env, timeout=timeout)
 
     def run(self, *args: str, runtime: str = "ociruntime", stdin: str | None = None) -> Result:
         """`podman run` with the private-and-possible flags; args: [options] IMAGE [cmd]."""
@@ -148,14 +133,6 @@ def subcommand(argv: list[str]) -> str:
                 continue
             return arg
     return ""
-
-
-def oci_image_module():
-    """conformance/oci_image.py (shared with the containerd tests): not a package."""
-    path = str(REPO / "conformance")
-    if path not in sys.path:
-        sys.path.insert(0, path)
-    return importlib.import_module("oci_image")
 
 
 def install_podman() -> None:
@@ -239,7 +216,7 @@ def podman(rootfs_template: Path) -> Iterator[Podman]:
     base = Path(tempfile.mkdtemp(prefix="podman-", dir="/tmp"))
     pm = Podman(base, write_private_config(base))
     try:
-        image = oci_image_module().build_oci_archive(rootfs_template, base / "image.tar", IMAGE)
+        image = oci_image.build_oci_archive(rootfs_template, base / "image.tar", IMAGE)
         pm.check("load", "-i", str(image.path))
         yield pm
     finally:

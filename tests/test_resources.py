@@ -42,6 +42,12 @@ def plan(resources: dict, where=where_v1, read=no_files, mode: str = "v1"):
     return [s.as_tuple() for s in settings], warnings
 
 
+def writes_of(*lines: str) -> list[tuple[str, str, str]]:
+    """`FILE=VALUE` lines as plan's (controller, file, value): the file's prefix names its
+    controller."""
+    return [(f.split(".", 1)[0], f, v) for f, v in (line.split("=", 1) for line in lines)]
+
+
 # --- conversions -----------------------------------------------------------------------
 
 
@@ -112,26 +118,26 @@ def test_v1_plan_writes_the_values_as_they_are() -> None:
         "rdma": {"mlx5_1": {"hcaHandles": 3, "hcaObjects": 10000}},
     })  # fmt: skip
     assert warnings == []
-    assert writes == [
-        ("pids", "pids.max", "20"),
-        ("memory", "memory.limit_in_bytes", "67108864"),
-        ("memory", "memory.soft_limit_in_bytes", "33554432"),
-        ("memory", "memory.oom_control", "1"),
-        ("memory", "memory.swappiness", "10"),
-        ("cpu", "cpu.shares", "512"),
-        ("cpu", "cpu.cfs_period_us", "100000"),
-        ("cpu", "cpu.cfs_burst_us", "500"),
-        ("cpu", "cpu.cfs_quota_us", "30000"),
-        ("cpu", "cpu.idle", "1"),
-        ("cpu", "cpu.rt_period_us", "1000000"),
-        ("cpu", "cpu.rt_runtime_us", "1000"),
-        ("cpuset", "cpuset.cpus", "0"),
-        ("cpuset", "cpuset.mems", "0"),
-        ("hugetlb", "hugetlb.2MB.limit_in_bytes", "2097152"),
-        ("net_cls", "net_cls.classid", "1048577"),
-        ("net_prio", "net_prio.ifpriomap", "eth0 5"),
-        ("rdma", "rdma.max", "mlx5_1 hca_handle=3 hca_object=10000"),
-    ]
+    assert writes == writes_of(
+        "pids.max=20",
+        "memory.limit_in_bytes=67108864",
+        "memory.soft_limit_in_bytes=33554432",
+        "memory.oom_control=1",
+        "memory.swappiness=10",
+        "cpu.shares=512",
+        "cpu.cfs_period_us=100000",
+        "cpu.cfs_burst_us=500",
+        "cpu.cfs_quota_us=30000",
+        "cpu.idle=1",
+        "cpu.rt_period_us=1000000",
+        "cpu.rt_runtime_us=1000",
+        "cpuset.cpus=0",
+        "cpuset.mems=0",
+        "hugetlb.2MB.limit_in_bytes=2097152",
+        "net_cls.classid=1048577",
+        "net_prio.ifpriomap=eth0 5",
+        "rdma.max=mlx5_1 hca_handle=3 hca_object=10000",
+    )
 
 
 def test_v1_unlimited_values() -> None:
@@ -190,18 +196,18 @@ def test_v2_plan_converts_v1_values() -> None:
         where=where_v2, mode="v2",
     )  # fmt: skip
     assert warnings == []
-    assert writes == [
-        ("pids", "pids.max", "20"),
-        ("memory", "memory.swap.max", "67108864"),
-        ("memory", "memory.max", "67108864"),
-        ("memory", "memory.low", "33554432"),
-        ("cpu", "cpu.weight", "39"),
-        ("cpu", "cpu.idle", "0"),
-        ("cpu", "cpu.max", "30000 100000"),
-        ("cpu", "cpu.max.burst", "1000"),
-        ("cpuset", "cpuset.cpus", "0-1"),
-        ("hugetlb", "hugetlb.1GB.max", "0"),
-    ]
+    assert writes == writes_of(
+        "pids.max=20",
+        "memory.swap.max=67108864",
+        "memory.max=67108864",
+        "memory.low=33554432",
+        "cpu.weight=39",
+        "cpu.idle=0",
+        "cpu.max=30000 100000",
+        "cpu.max.burst=1000",
+        "cpuset.cpus=0-1",
+        "hugetlb.1GB.max=0",
+    )
 
 
 def test_v2_swap_equal_to_memory_disables_swap() -> None:

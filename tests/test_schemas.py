@@ -40,7 +40,6 @@ from ociruntime.container.validation import (
     schema_dir,
 )
 from ociruntime.errors import cut
-from ociruntime.process.hooks import HOOK_KINDS
 
 pytestmark = pytest.mark.pure  # no root, no kernel state: the unprivileged tier
 
@@ -174,6 +173,8 @@ def test_invalid_json_fixtures_exist() -> None:
 
 # A config that uses every property the v1.3.0 schemas know, with valid values, so that
 # mutating it reaches every constraint (the upstream examples leave many sections out).
+#: config.md's hooks, in the order they run.
+HOOK_NAMES = "prestart createRuntime createContainer startContainer poststart poststop".split()
 KITCHEN_SINK: dict = {
     "ociVersion": "1.3.0",
     "root": {"path": "rootfs", "readonly": True},
@@ -230,7 +231,7 @@ KITCHEN_SINK: dict = {
     "domainname": "example.org",
     "hooks": {
         name: [{"path": "/usr/bin/hook", "args": ["hook", name], "env": ["A=b"], "timeout": 5}]
-        for name in HOOK_KINDS
+        for name in HOOK_NAMES
     },
     "annotations": {"org.example.key": "value"},
     "linux": {

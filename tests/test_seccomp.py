@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
+from testkit.seccomp_agent import SeccompAgent
 from tests.conftest import OCIRUNTIME
-from tests.seccomp_agent import SeccompAgent
 from tests.test_bad_input import (  # noqa: F401 - the autouse fixture checks for leftover processes
     expect_error,
     no_leftover_processes,
@@ -107,42 +107,36 @@ def _mode_rules(args_for_mode_index) -> list[dict]:
     ]
 
 
-def test_args_rule_equal(runtime, make_bundle):
-    rules = _mode_rules(lambda i: [{"index": i, "value": 0o700, "op": "SCMP_CMP_EQ"}])
-    profile = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}
-    bundle = seccomp_bundle(make_bundle, ARGS_SCRIPT, profile)
-    out = run_ok(runtime, bundle)
-    assert "700=1" in out and "711=0" in out and "755=0" in out and "750=0" in out, out
-    assert out == run_under_runc(bundle)
-
-
-def test_args_same_index_twice_is_or_like_runc(runtime, make_bundle):
-    """runc: when an index appears twice on a rule, each condition is a rule of its own."""
-    rules = _mode_rules(
+#: The args conditions (given the mode's index) and the modes whose chmod they refuse.
+ARGS_RULES = {
+    "rule-equal": (lambda i: [{"index": i, "value": 0o700, "op": "SCMP_CMP_EQ"}], {"700"}),
+    # runc: when an index appears twice on a rule, each condition is a rule of its own.
+    "same-index-twice-is-or-like-runc": (
         lambda i: [
             {"index": i, "value": 0o700, "op": "SCMP_CMP_EQ"},
             {"index": i, "value": 0o711, "op": "SCMP_CMP_EQ"},
-        ]
-    )
-    profile = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}
-    bundle = seccomp_bundle(make_bundle, ARGS_SCRIPT, profile)
-    out = run_ok(runtime, bundle)
-    assert "700=1" in out and "711=1" in out and "755=0" in out and "750=0" in out, out
-    assert out == run_under_runc(bundle)
-
-
-def test_args_different_indexes_are_and_and_masked_eq(runtime, make_bundle):
+        ],
+        {"700", "711"},
+    ),
     # mode & 0o077 == 0o050 (i.e. 750 but not 700/711/755), AND a second, always-true test
-    rules = _mode_rules(
+    "different-indexes-are-and-and-masked-eq": (
         lambda i: [
             {"index": i, "value": 0o077, "valueTwo": 0o050, "op": "SCMP_CMP_MASKED_EQ"},
             {"index": 0 if i == 1 else 1, "value": 0, "op": "SCMP_CMP_NE"},
-        ]
-    )
-    profile = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}
+        ],
+        {"750"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", ARGS_RULES)
+def test_args(runtime, make_bundle, name):
+    conditions, refused = ARGS_RULES[name]
+    profile = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": _mode_rules(conditions)}
     bundle = seccomp_bundle(make_bundle, ARGS_SCRIPT, profile)
     out = run_ok(runtime, bundle)
-    assert "700=0" in out and "711=0" in out and "755=0" in out and "750=1" in out, out
+    for mode in ("700", "711", "755", "750"):
+        assert f"{mode}={int(mode in refused)}" in out, out
     assert out == run_under_runc(bundle)
 
 
@@ -173,25 +167,25 @@ def test_trap_and_kill_actions(runtime, make_bundle):
         assert "survived" in r.stdout and r.returncode == 0, r  # only the mkdir child died
 
 
-def test_unsupported_architecture_is_an_error(runtime, make_bundle):
-    bundle = seccomp_bundle(
-        make_bundle, "true", dict(DENY_MKDIR, architectures=["SCMP_ARCH_LOONGARCH64"])
-    )
-    expect_error(
-        runtime,
-        ["run", "--bundle", str(bundle.path), runtime.new_id()],
-        "/linux/seccomp/architectures/0",
-        "SCMP_ARCH_LOONGARCH64",
-    )
+#: Changes to DENY_MKDIR that are errors, and what the one line of the error names.
+REFUSED = {
+    "unsupported-architecture": (
+        {"architectures": ["SCMP_ARCH_LOONGARCH64"]},
+        ("/linux/seccomp/architectures/0", "SCMP_ARCH_LOONGARCH64"),
+    ),
+    "unknown-action": ({"defaultAction": "SCMP_ACT_FOO"}, ("/linux/seccomp/defaultAction",)),
+    "unsupported-flag": (  # not in libseccomp 2.5
+        {"flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]},
+        ("/linux/seccomp/flags/0", "WAIT_KILLABLE_RECV"),
+    ),
+}
 
 
-def test_unknown_action_is_an_error(runtime, make_bundle):
-    bundle = seccomp_bundle(make_bundle, "true", dict(DENY_MKDIR, defaultAction="SCMP_ACT_FOO"))
-    expect_error(
-        runtime,
-        ["run", "--bundle", str(bundle.path), runtime.new_id()],
-        "/linux/seccomp/defaultAction",
-    )
+@pytest.mark.parametrize("name", REFUSED)
+def test_refused_profile_is_an_error(runtime, make_bundle, name):
+    change, needles = REFUSED[name]
+    bundle = seccomp_bundle(make_bundle, "true", dict(DENY_MKDIR, **change))
+    expect_error(runtime, ["run", "--bundle", str(bundle.path), runtime.new_id()], *needles)
 
 
 def podman_profile_to_config(profile: dict, caps: list[str]) -> dict:
@@ -274,17 +268,6 @@ def test_flags(runtime, make_bundle):
     assert "Seccomp:\t2" in out and "mkdir=1" in out
     bundle.config["linux"]["seccomp"] = DENY_MKDIR
     assert out == run_under_runc(bundle.write())
-
-
-def test_unsupported_flag_is_an_error(runtime, make_bundle):
-    flags = ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]  # not in libseccomp 2.5
-    bundle = seccomp_bundle(make_bundle, "true", dict(DENY_MKDIR, flags=flags))
-    expect_error(
-        runtime,
-        ["run", "--bundle", str(bundle.path), runtime.new_id()],
-        "/linux/seccomp/flags/0",
-        "WAIT_KILLABLE_RECV",
-    )
 
 
 def test_exec_gets_the_containers_filter(runtime, make_bundle):

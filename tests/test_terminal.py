@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
 import signal
 import socket
@@ -18,12 +17,14 @@ from pathlib import Path
 
 import pytest
 from conftest import OCIRUNTIME
-from recvtty import Console, ConsoleSocket
 from test_bad_input import (  # noqa: F401 - the autouse fixture checks for leftover processes
     assert_nothing_left,
     expect_error,
     no_leftover_processes,
 )
+
+from testkit.processes import wait_exited
+from testkit.recvtty import Console, ConsoleSocket
 
 SIZE = {"height": 33, "width": 111}
 RUNC = shutil.which("runc")
@@ -67,14 +68,7 @@ def console_socket(tmp_path: Path) -> Iterator[ConsoleSocket]:
 
 def wait_exit(pid: int) -> None:
     """The init is not our child: its pidfd says when it is gone."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        assert select.select([fd], [], [], 10)[0], "the container did not stop"
-    finally:
-        os.close(fd)
+    wait_exited(pid, 10, "the container did not stop")
 
 
 def console_session(run, listener: ConsoleSocket, bundle) -> dict:

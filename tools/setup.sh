@@ -5,15 +5,9 @@ set -eu
 cd "$(dirname "$0")/.."
 debs="python3 python3-venv python3-dev gcc libcap-dev libseccomp-dev busybox-static runc iproute2 procps"
 debs="$debs ${OCIRUNTIME_EXTRA_DEBS:-}"
-missing=""
-for p in $debs; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-    echo "setup: installing Debian packages:$missing" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
-fi
+. tools/debs.sh
+# shellcheck disable=SC2086 # one word a package
+install_missing_debs setup "" $debs
 if [ ! -x .venv/bin/python ]; then
     /usr/bin/python3 -m venv .venv
 fi

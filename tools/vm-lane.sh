@@ -17,16 +17,9 @@ timeout_s=${VM_LANE_TIMEOUT:-900}
 
 # What the lane needs on the host: the emulator, a Debian kernel with its modules, cpio
 # and busybox-static for the initramfs; the venv and the clients as tools/test.sh has them.
-debs="qemu-system-x86 linux-image-amd64 cpio busybox-static"
-missing=""
-for p in $debs; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-    echo "vm-lane: installing Debian packages:$missing" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
-fi
+. tools/debs.sh
+install_missing_debs vm-lane --no-install-recommends qemu-system-x86 linux-image-amd64 cpio \
+    busybox-static
 OCIRUNTIME_EXTRA_DEBS="gcc libc6-dev" tools/setup.sh
 tools/install-clients.sh  # the guest cannot reach apt: the client tests need them now
 

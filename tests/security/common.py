@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
+
+from testkit.processes import Result, run_to_files
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
 
@@ -44,15 +44,9 @@ class Runc:
         self.root = f"/run/ociruntime-test-runc-{uuid.uuid4().hex[:8]}"
         self.ids: set[str] = set()
 
-    def __call__(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    def __call__(self, *args: str, timeout: float = 30) -> Result:
         """Output to files, not pipes: a created container's init keeps its stdio."""
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            p = subprocess.run([RUNC, "--root", self.root, *args], stdin=subprocess.DEVNULL,
-                               stdout=out, stderr=err, timeout=timeout)  # fmt: skip
-            out.seek(0)
-            err.seek(0)
-            return subprocess.CompletedProcess(p.args, p.returncode, out.read().decode(),
-                                               err.read().decode())  # fmt: skip
+        return run_to_files([RUNC, "--root", self.root, *args], timeout=timeout)
 
     def new_id(self) -> str:
         cid = "ref-" + uuid.uuid4().hex[:10]

@@ -44,10 +44,15 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
-OCIRUNTIME = str(REPO / ".venv" / "bin" / "ociruntime")
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # testkit/ is a directory of the repo, not installed
+from testkit import bundles  # noqa: E402
+from testkit.processes import reap_children  # noqa: E402
+
+OCIRUNTIME = str(bundles.OCIRUNTIME)
 RUNC = "/usr/sbin/runc"
-BUILD_ROOTFS = str(REPO / "bundles" / "build-rootfs.sh")
-EXAMPLE_CONFIG = REPO / "bundles" / "busybox" / "config.json"
+BUILD_ROOTFS = str(bundles.BUILD_ROOTFS)
+EXAMPLE_CONFIG = bundles.EXAMPLE_CONFIG
 OPS = ("create", "start", "exec", "delete", "update", "pause")
 #: What each operation needs before it can run: the commands run undisturbed first.
 SETUP = {
@@ -65,18 +70,6 @@ def become_subreaper() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
-
-
-def reap_orphans() -> None:
-    """Collect the exit status of every finished child (orphaned container processes).
-    Only called when no subprocess of ours is running."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def make_bundle(dest: Path, rootfs_template: Path | None) -> Path:
@@ -145,7 +138,7 @@ class Sweep:
             if rc != 0:
                 raise SetupFailed(f"{self.runtime} {op} {cid}: {err.strip()}")
             self.call("delete", cid)
-            reap_orphans()
+            reap_children()
         return statistics.median(times)
 
     def kill_at(self, op: str, cid: str, delay: float) -> None:
@@ -272,7 +265,7 @@ def sweep_op(sw: Sweep, op: str, count: int, log=None) -> dict:  # noqa: ANN001
             result["leaks"] += 1
             _example(result, f"t={delay * 1000:.1f}ms: setup: {e}")
             sw.call("delete", cid)
-            reap_orphans()
+            reap_children()
             continue
         sw.kill_at(op, cid, delay)
         result["kills"] += 1
@@ -299,7 +292,7 @@ def sweep_op(sw: Sweep, op: str, count: int, log=None) -> dict:  # noqa: ANN001
             result["leaks"] += 1
             _example(result, f"t={delay * 1000:.1f}ms: left {left}")
             _force_clean(sw, cid)
-        reap_orphans()
+        reap_children()
         if log is not None:
             log.write(f"{sw.runtime} {op} t={delay * 1000:.2f}ms: {left or 'clean'}"
                       f"{' exiting ' + str(exiting) if exiting else ''}\n")  # fmt: skip
@@ -320,7 +313,7 @@ def _force_clean(sw: Sweep, cid: str) -> None:
         except ProcessLookupError:
             pass
     time.sleep(0.05)  # no event to wait for on someone else's process
-    reap_orphans()
+    reap_children()
     sw.call("delete", cid)
     for dirpath, dirnames, _ in os.walk("/sys/fs/cgroup", topdown=False):
         for d in dirnames:

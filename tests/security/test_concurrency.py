@@ -4,31 +4,18 @@ and `state` read in a loop, and two `create`s racing for one id."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import select
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ociruntime.commands import query
 from ociruntime.container.container import Container
+from testkit.processes import wait_exited
 
 CONTAINERS = 100
 IN_FLIGHT = 20
 STATUSES = {"creating", "created", "running", "paused", "stopped"}
-
-
-def _wait_exited(pid: int) -> None:
-    """Until `pid` has exited (zombie or gone): its pidfd turns readable."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        assert select.select([fd], [], [], 30)[0], f"process {pid} still runs"
-    finally:
-        os.close(fd)
 
 
 def _clean_failure(r, what: str) -> str | None:  # noqa: ANN001
@@ -39,6 +26,45 @@ def _clean_failure(r, what: str) -> str | None:  # noqa: ANN001
     if r.returncode != 1 or len(lines) != 1 or "Traceback" in r.stderr:
         return f"{what}: exit {r.returncode}: {r.stderr.strip()[-500:]}"
     return None
+
+
+def _list_loop(runtime, ids: list[str], done, problems: list[str], reads: dict) -> None:  # noqa: ANN001
+    """`list --format json` until `done`: valid JSON, known ids and statuses."""
+    while not done.is_set():
+        r = runtime("list", "--format", "json")
+        reads["list"] += 1
+        if r.returncode != 0:
+            problems.append(f"list: exit {r.returncode}: {r.stderr.strip()[-500:]}")
+            continue
+        try:
+            entries = json.loads(r.stdout) or []
+        except ValueError:
+            problems.append(f"list printed no JSON: {r.stdout[:300]!r}")
+            continue
+        reads["seen"] += len(entries)
+        for e in entries:
+            if e.get("status") not in STATUSES or e.get("id") not in ids:
+                problems.append(f"list entry: {e}")
+
+
+def _state_loop(runtime, ids: list[str], done, problems: list[str], reads: dict) -> None:  # noqa: ANN001
+    """`state` of random ids until `done`: a state, or runc's one-line failure."""
+    rng = random.Random(9)
+    while not done.is_set():
+        cid = rng.choice(ids)
+        r = runtime("state", cid)
+        reads["state"] += 1
+        problem = _clean_failure(r, f"state {cid}")
+        if problem:
+            problems.append(problem)
+        elif r.returncode == 0:
+            try:
+                st = json.loads(r.stdout)
+                assert st["id"] == cid and st["status"] in STATUSES
+            except (ValueError, KeyError, AssertionError):
+                problems.append(f"state {cid}: {r.stdout[:300]!r}")
+        elif "container does not exist" not in r.stderr:
+            problems.append(f"state {cid}: {r.stderr.strip()}")
 
 
 def test_lifecycles_while_list_and_state_read(runtime, make_bundle) -> None:
@@ -53,52 +79,18 @@ def test_lifecycles_while_list_and_state_read(runtime, make_bundle) -> None:
     problems: list[str] = []
     reads = {"list": 0, "state": 0, "seen": 0}
 
-    def list_loop() -> None:
-        while not done.is_set():
-            r = runtime("list", "--format", "json")
-            reads["list"] += 1
-            if r.returncode != 0:
-                problems.append(f"list: exit {r.returncode}: {r.stderr.strip()[-500:]}")
-                continue
-            try:
-                entries = json.loads(r.stdout) or []
-            except ValueError:
-                problems.append(f"list printed no JSON: {r.stdout[:300]!r}")
-                continue
-            reads["seen"] += len(entries)
-            for e in entries:
-                if e.get("status") not in STATUSES or e.get("id") not in ids:
-                    problems.append(f"list entry: {e}")
-
-    def state_loop() -> None:
-        rng = random.Random(9)
-        while not done.is_set():
-            cid = rng.choice(ids)
-            r = runtime("state", cid)
-            reads["state"] += 1
-            problem = _clean_failure(r, f"state {cid}")
-            if problem:
-                problems.append(problem)
-            elif r.returncode == 0:
-                try:
-                    st = json.loads(r.stdout)
-                    assert st["id"] == cid and st["status"] in STATUSES
-                except (ValueError, KeyError, AssertionError):
-                    problems.append(f"state {cid}: {r.stdout[:300]!r}")
-            elif "container does not exist" not in r.stderr:
-                problems.append(f"state {cid}: {r.stderr.strip()}")
-
     def lifecycle(cid: str) -> None:
         runtime("create", "--bundle", str(bundle.path), cid, check=True)
         runtime("start", cid, check=True)
         st = runtime.state(cid)
         assert st["status"] == "running", st
         runtime("kill", cid, "KILL", check=True)
-        _wait_exited(st["pid"])
+        wait_exited(st["pid"])
         assert runtime.state(cid)["status"] == "stopped"
         runtime("delete", cid, check=True)
 
-    readers = [threading.Thread(target=list_loop), threading.Thread(target=state_loop)]
+    shared = (runtime, ids, done, problems, reads)
+    readers = [threading.Thread(target=loop, args=shared) for loop in (_list_loop, _state_loop)]
     for t in readers:
         t.start()
     try:
@@ -140,7 +132,7 @@ def test_two_creates_of_one_id(runtime, make_bundle) -> None:
         st = runtime.state(cid)
         assert st["status"] == "running"
         runtime("kill", cid, "KILL", check=True)
-        _wait_exited(st["pid"])
+        wait_exited(st["pid"])
         runtime("delete", cid, check=True)
         assert runtime("state", cid).returncode == 1
 

@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from recvtty import ConsoleSocket
+from testkit.recvtty import ConsoleSocket
 
 from .common import one_line_error
 

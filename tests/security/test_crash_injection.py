@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from testkit.processes import wait_exited
+
 HERE = Path(__file__).resolve().parent
 SWEEP = str(HERE / "crash_sweep.py")
 RUNC = "/usr/sbin/runc"
@@ -82,7 +84,7 @@ def test_create_killed_before_ready_takes_its_init_along(runtime, make_bundle) -
     r = runtime("create", "--bundle", str(bundle.path), cid)
     assert r.returncode == -9, r
     init_pid = json.loads(pid_file.read_text())["pid"]
-    _wait_gone(init_pid)
+    wait_exited(init_pid)
     st = runtime.state(cid)
     assert (st["status"], st["pid"]) == ("stopped", 0)
     listed = json.loads(runtime("list", "--format", "json", check=True).stdout)
@@ -114,20 +116,6 @@ def test_a_directory_without_a_record_is_shown_and_deleted(runtime, make_bundle)
     runtime("delete", "--force", cid, check=True)
 
 
-def _wait_gone(pid: int) -> None:
-    """Until `pid` has exited (a zombie counts: this machine's PID 1 reaps nothing)."""
-    import select
-
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        assert select.select([fd], [], [], 30)[0], f"process {pid} is still running"
-    finally:
-        os.close(fd)
-
-
 def test_a_create_that_died_after_its_init_was_ready(runtime, make_bundle) -> None:
     """What a create killed between its init's "ready" and its last record leaves: the
     init alive, blocked on the exec fifo, and a record that still names the (dead)
@@ -150,5 +138,5 @@ def test_a_create_that_died_after_its_init_was_ready(runtime, make_bundle) -> No
     assert runtime("start", cid).returncode == 1
     assert os.path.exists(f"/proc/{init_pid}")  # still blocked on the fifo
     runtime("delete", cid, check=True)
-    _wait_gone(init_pid)
+    wait_exited(init_pid)
     assert not os.path.exists(os.path.join(runtime.root, cid))

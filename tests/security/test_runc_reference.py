@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from recvtty import ConsoleSocket
+
+from testkit.recvtty import ConsoleSocket
 
 from .common import add_mount, bind
 from .test_console import (

@@ -7,8 +7,9 @@ during `create` and sends the pty master (SCM_RIGHTS, one fd, the message being 
 completion first and `accept()` afterwards; the returned `Console` writes to and reads from
 the container's terminal, always with a deadline.
 
-As a script: `recvtty.py SOCKET` accepts one console and proxies it to our stdio until the
-container's side of the terminal is closed (run it, then `runc create --console-socket`).
+As a script: `python -m testkit.recvtty SOCKET` accepts one console and proxies it to our
+stdio until the container's side of the terminal is closed (run it, then `runc create
+--console-socket`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import socket
 import sys
 import time
 
+from testkit.sockets import Listener
 
-class ConsoleSocket:
+
+class ConsoleSocket(Listener):
     def __init__(self, path: str) -> None:
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -41,16 +44,7 @@ class ConsoleSocket:
 
     def close(self) -> None:
         self.sock.close()
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-
-    def __enter__(self) -> ConsoleSocket:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.remove_socket_file()
 
 
 class Console:

@@ -16,9 +16,9 @@ ContainerProcessState received and `calls` every notification answered, as
 `(name, pid, path)`, `path` being the first string argument for mkdir/mkdirat (read from
 the caller's memory). `wait_for(n)` waits, with a deadline, until n states arrived.
 
-As a script: `seccomp_agent.py SOCKET [NAME=errno:N | NAME=value:V]...` serves until
-SIGINT or SIGTERM and prints each state and notification as it arrives (to try runc by
-hand).
+As a script: `python -m testkit.seccomp_agent SOCKET [NAME=errno:N | NAME=value:V]...`
+serves until SIGINT or SIGTERM and prints each state and notification as it arrives (to try
+runc by hand).
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ import sys
 import threading
 
 import pyseccomp
+
+from testkit.sockets import Listener
 
 # struct seccomp_notif: u64 id, u32 pid, u32 flags, then struct seccomp_data: int nr,
 # u32 arch, u64 instruction_pointer, u64 args[6]. struct seccomp_notif_resp: u64 id,
@@ -53,7 +55,7 @@ SECCOMP_USER_NOTIF_FLAG_CONTINUE = 1
 PATH_ARG = {"mkdir": 0, "mkdirat": 1}  # which argument is the path
 
 
-class SeccompAgent:
+class SeccompAgent(Listener):
     def __init__(self, path: str, answers: dict[str, tuple[str, int]] | None = None) -> None:
         self.path, self.answers = path, dict(answers or {})
         self.received: list[dict] = []
@@ -149,17 +151,7 @@ class SeccompAgent:
         self.sock.close()
         os.close(self._stop_r)
         os.close(self._stop_w)
-        if not self.path.startswith("@"):
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
-
-    def __enter__(self) -> SeccompAgent:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.remove_socket_file()
 
 
 def _receive(conn: socket.socket) -> tuple[dict, int]:

@@ -14,7 +14,7 @@ user would: for tests/test_containerd.py and the `containerd` scenario of bench/
   same options CRI takes from
   `[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options] BinaryName`.
   One containerd can so run several runtimes side by side, each with its own root.
-- An image is built elsewhere (conformance/oci_image.py) and `ctr images import`ed.
+- An image is built elsewhere (testkit/oci_image.py) and `ctr images import`ed.
 - `stop()` removes what is left (containers, tasks, shims, runtime state, the namespace's
   cgroups, containerd itself) and returns a description of each leftover it found:
   a caller asserts it is empty (a test) or reports it (the bench).
@@ -43,8 +43,9 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
+
+from testkit.processes import Result, cgroup_procs, command_lines
 
 #: What a private containerd needs on $PATH (the shim is found by containerd there).
 TOOLS = ("containerd", "ctr", "containerd-shim-runc-v2", "unshare")
@@ -72,7 +73,7 @@ REQUIRED_PLUGINS = [
 ]
 
 CONFIG_TEMPLATE = """\
-# A private containerd (conformance/containerd.py; containerd 1.6 config format).
+# A private containerd (testkit/containerd.py; containerd 1.6 config format).
 version = 2
 root = "{base}/root"
 state = "{base}/state"
@@ -95,16 +96,6 @@ required_plugins = {required}
 
 class ContainerdError(Exception):
     """containerd did not start, or refused what it was asked to set up."""
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def __str__(self) -> str:
-        return f"exit {self.returncode}\n--- stdout\n{self.stdout}--- stderr\n{self.stderr}"
 
 
 def missing_tools() -> list[str]:
@@ -285,14 +276,7 @@ class Containerd:
         parents = [h / self.namespace for h in cgroup_hierarchies()]
         parents = [p for p in parents if p.is_dir()]
         leftovers = [f"cgroup {c}" for p in parents for c in p.iterdir() if c.is_dir()]
-        pids: set[int] = set()
-        for parent in parents:
-            for d, _, _ in os.walk(parent):
-                try:
-                    with open(os.path.join(d, "cgroup.procs")) as f:
-                        pids.update(int(pid) for pid in f.read().split())
-                except OSError:
-                    pass
+        pids = cgroup_procs(parents)
         leftovers += [f"process {pid} in a container cgroup" for pid in sorted(pids)]
         for pid in pids:
             _kill(pid)
@@ -353,18 +337,12 @@ class Containerd:
 
     def shim_pids(self) -> list[int]:
         """Shims of this containerd (their command line names our socket)."""
-        pids = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    argv = f.read().split(b"\0")
-            except OSError:
-                continue
-            if argv[0].endswith(b"containerd-shim-runc-v2") and self.address.encode() in argv:
-                pids.append(int(entry))
-        return pids
+        address = self.address.encode()
+        return [
+            pid
+            for pid, argv in command_lines()
+            if argv[0].endswith(b"containerd-shim-runc-v2") and address in argv
+        ]
 
     def mounts_under_base(self) -> list[str]:
         """Mounts in containerd's private mount namespace under `base` (snapshots, rootfs

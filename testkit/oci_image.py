@@ -12,7 +12,7 @@ entries, fixed mtimes, owners 0:0) and is accepted by
 
 Both annotations therefore carry the full reference (e.g. `localhost/ocitest/busybox:latest`).
 
-Usage: python conformance/oci_image.py ROOTFS_DIR OUT.tar [--name REF] [--cmd ARG ...]
+Usage: python testkit/oci_image.py ROOTFS_DIR OUT.tar [--name REF] [--cmd ARG ...]
 """
 
 from __future__ import annotations
@@ -178,14 +178,19 @@ def build_oci_archive(
             )
         ],
     }
+    out = Path(out)
+    _write_layout(out, index, (layer, config, manifest))
+    return OCIImage(out, name, manifest.digest, config.digest, layer.digest)
+
+
+def _write_layout(out: Path, index: dict, blobs: tuple[Blob, ...]) -> None:
+    """The image layout tarball (oci-layout, index.json, the blobs), written in place of
+    `out` at once."""
     files: list[tuple[str, bytes]] = [
         ("oci-layout", _json({"imageLayoutVersion": "1.0.0"})),
         ("index.json", _json(index)),
     ]
-    files += [
-        (f"blobs/sha256/{b.digest.split(':', 1)[1]}", b.data) for b in (layer, config, manifest)
-    ]
-    out = Path(out)
+    files += [(f"blobs/sha256/{b.digest.split(':', 1)[1]}", b.data) for b in blobs]
     tmp = out.with_name(f".{out.name}.tmp")
     with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for dirname in ("blobs", "blobs/sha256"):
@@ -197,7 +202,6 @@ def build_oci_archive(
             info.size, info.mode = len(data), 0o644
             tar.addfile(info, io.BytesIO(data))
     os.replace(tmp, out)
-    return OCIImage(out, name, manifest.digest, config.digest, layer.digest)
 
 
 def _json(obj: dict) -> bytes:
