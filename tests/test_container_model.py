@@ -9,7 +9,6 @@ import subprocess
 
 import pytest
 
-from ociruntime.cgroups.manager import Manager
 from ociruntime.container.container import Container, refusal
 from ociruntime.container.state import ContainerState, StateDir
 from ociruntime.cpulist import parse_cpu_list
@@ -77,7 +76,7 @@ def _state(**cgroups: object) -> ContainerState:
 def test_manager_from_state_shares_the_records_lists(tmp_path) -> None:  # noqa: ANN001
     d = tmp_path / "cg"
     state = _state(cgroup_dirs=[str(d)], cgroup_created=[str(d)], cgroup_paths={"": str(d)})
-    m = Manager.from_state(state)
+    m = state.cgroup_manager()
     assert (m.dirs, m.created, m.paths) == ([str(d)], [str(d)], {"": str(d)})
     assert not m.exists() and m.pids() == [] and not m.frozen()
     d.mkdir()
@@ -88,7 +87,7 @@ def test_manager_from_state_shares_the_records_lists(tmp_path) -> None:  # noqa:
 
 
 def test_a_container_without_a_cgroup_is_never_frozen() -> None:
-    assert not Manager.from_state(_state()).frozen()
+    assert not _state().cgroup_manager().frozen()
 
 
 def test_check_raises_the_refusal(tmp_path) -> None:  # noqa: ANN001

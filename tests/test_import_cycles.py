@@ -146,12 +146,6 @@ def test_the_graph_sees_the_imports_that_matter() -> None:
     assert (Path("bench/bench.py"), Path("testkit/containerd.py")) in edges
 
 
-#: Cycles inside ociruntime/ that the runtime's own clean-up (issue #10) removes, listed so
-#: that this test guards everything else meanwhile. Remove an entry once its cycle is gone
-#: (test_pending_cycles_are_still_there says so).
-PENDING = [{"ociruntime/cli.py", "ociruntime/commands/exec.py"}]
-
-
 def named_cycles(graph: dict[Path, set[Path]]) -> dict[str, set[str]]:
     """Each cycle's component (as repo paths), under a name that follows one cycle."""
     return {
@@ -165,15 +159,8 @@ def named_cycles(graph: dict[Path, set[Path]]) -> dict[str, set[str]]:
 
 @pytest.mark.pure
 def test_no_import_cycle() -> None:
-    found = [name for name, files in named_cycles(import_graph()).items() if files not in PENDING]
+    found = list(named_cycles(import_graph()))
     assert found == [], "import cycles:\n" + "\n".join(found)
-
-
-@pytest.mark.pure
-def test_pending_cycles_are_still_there() -> None:
-    components = list(named_cycles(import_graph()).values())
-    gone = [files for files in PENDING if files not in components]
-    assert gone == [], f"no longer a cycle: remove from PENDING: {gone}"
 
 
 @pytest.mark.pure

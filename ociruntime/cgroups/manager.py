@@ -2,8 +2,9 @@
 
 The state record carries the cgroup in three fields (`cgroup_dirs`: every directory the
 init joined, `cgroup_created`: the ones we made, `cgroup_paths`: controller -> directory,
-"" for v2, as runc records them); `Manager.from_state` turns them into the one thing the
-commands act on. What to write (`resources.py`), the writes (`limits.py`), freezing
+"" for v2, as runc records them); `ContainerState.cgroup_manager()` turns them into the one
+thing the commands act on (this package knows nothing of the record: no import cycle).
+What to write (`resources.py`), the writes (`limits.py`), freezing
 (`freezer.py`), statistics (`stats.py`) and device rules stay in their modules; this class
 only says which of them acts on which directory.
 
@@ -21,10 +22,6 @@ import os
 from ociruntime.cgroups import cgroupfs, freezer
 from ociruntime.errors import RuntimeFailure
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from ociruntime.container.state import ContainerState
-
 
 class Manager:
     """The container's cgroup on a cgroupfs host (v1, v2 or hybrid)."""
@@ -36,12 +33,6 @@ class Manager:
         self.created = created  # what we made, hence remove
         self.paths = paths  # controller -> directory, "" for v2
         self._layout: cgroupfs.Layout | None = None
-
-    @classmethod
-    def from_state(cls, state: ContainerState) -> Manager:
-        """The manager of a recorded container (the record's lists are shared, not copied:
-        a change made through the record is seen here)."""
-        return cls(state.cgroup_dirs, state.cgroup_created, state.cgroup_paths)
 
     @property
     def layout(self) -> cgroupfs.Layout:

@@ -106,7 +106,7 @@ class Container:
     def cgroups(self) -> Manager:
         """The container's cgroup (built from the record once)."""
         if self._cgroups is None:
-            self._cgroups = Manager.from_state(self.state)
+            self._cgroups = self.state.cgroup_manager()
         return self._cgroups
 
     def status(self) -> str:
@@ -250,7 +250,7 @@ def kill_and_wait(state: ContainerState, cgroups: Manager | None = None) -> None
     waiting for the reaper would hang delete on a machine whose PID 1 reaps nothing (and
     its cgroups can be removed: it counts in cgroup.procs, not for rmdir). While any is
     left, the processes are looked at again every 50 ms."""
-    cgroups = cgroups or Manager.from_state(state)
+    cgroups = cgroups or state.cgroup_manager()
     for _ in range(100):
         pids = {pid for pid in _procs(state, cgroups) if not _exiting(pid)}
         if state.pid and init_alive(state) and not _exiting(state.pid):

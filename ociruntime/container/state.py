@@ -94,6 +94,11 @@ class ContainerState:
         self.resources = resources or {}
         self.creator = creator
 
+    def cgroup_manager(self) -> Manager:
+        """The manager of this container's cgroup (the record's lists are shared, not
+        copied: a change made through the record is seen there)."""
+        return Manager(self.cgroup_dirs, self.cgroup_created, self.cgroup_paths)
+
     def to_dict(self) -> dict:
         return {name: getattr(self, name) for name in self.FIELDS}
 
@@ -251,7 +256,7 @@ def status_of(sd: StateDir, state: ContainerState) -> str:
         return "creating" if creator_alive(state) else "stopped"
     if not init_alive(state):
         return "stopped"
-    if Manager.from_state(state).frozen():
+    if state.cgroup_manager().frozen():
         return "paused"
     if os.path.exists(sd.fifo_path):
         return "created"
