@@ -107,24 +107,16 @@ COMMAND_FLAGS: dict[str, tuple[Flag, ...]] = {
     "events": (Flag(("interval",), "interval", True, "5s"), Flag(("stats",), "stats")),
     "update": (
         Flag(("resources", "r"), "resources", True),
-        Flag(("blkio-weight",), "blkio_weight", True),
-        Flag(("cpu-period",), "cpu_period", True),
-        Flag(("cpu-quota",), "cpu_quota", True),
-        Flag(("cpu-burst",), "cpu_burst", True),
         Flag(("cpu-share", "cpu-shares"), "cpu_share", True),
-        Flag(("cpu-rt-period",), "cpu_rt_period", True),
-        Flag(("cpu-rt-runtime",), "cpu_rt_runtime", True),
-        Flag(("cpuset-cpus",), "cpuset_cpus", True),
-        Flag(("cpuset-mems",), "cpuset_mems", True),
-        Flag(("kernel-memory",), "kernel_memory", True),
-        Flag(("kernel-memory-tcp",), "kernel_memory_tcp", True),
-        Flag(("memory",), "memory", True),
-        Flag(("cpu-idle",), "cpu_idle", True),
-        Flag(("memory-reservation",), "memory_reservation", True),
-        Flag(("memory-swap",), "memory_swap", True),
-        Flag(("pids-limit",), "pids_limit", True),
-        Flag(("l3-cache-schema",), "l3_cache_schema", True),
-        Flag(("mem-bw-schema",), "mem_bw_schema", True),
+        # runc 1.1.5's value flags, each named as its option
+        *(
+            Flag((name,), name.replace("-", "_"), True)
+            for name in (
+                "blkio-weight cpu-period cpu-quota cpu-burst cpu-rt-period cpu-rt-runtime "
+                "cpuset-cpus cpuset-mems kernel-memory kernel-memory-tcp memory cpu-idle "
+                "memory-reservation memory-swap pids-limit l3-cache-schema mem-bw-schema"
+            ).split()
+        ),
     ),
 }
 NOT_YET = ("checkpoint", "restore")

@@ -63,17 +63,11 @@ def table_for(machine: str) -> dict[str, int]:
 
 MACHINE = os.uname().machine
 _table = table_for(MACHINE)
-SYS_PIVOT_ROOT = _table["pivot_root"]
-SYS_KEYCTL = _table["keyctl"]
+SYS_PIVOT_ROOT, SYS_KEYCTL = _table["pivot_root"], _table["keyctl"]
 SYS_IOPRIO_SET = _table["ioprio_set"]
-SYS_SCHED_SETATTR = _table["sched_setattr"]
-SYS_BPF = _table["bpf"]
-SYS_OPEN_TREE = _table["open_tree"]
-SYS_MOVE_MOUNT = _table["move_mount"]
-SYS_FSOPEN = _table["fsopen"]
-SYS_FSCONFIG = _table["fsconfig"]
-SYS_FSMOUNT = _table["fsmount"]
-SYS_OPENAT2 = _table["openat2"]
-SYS_PIDFD_GETFD = _table["pidfd_getfd"]
+SYS_SCHED_SETATTR, SYS_BPF = _table["sched_setattr"], _table["bpf"]
+SYS_OPEN_TREE, SYS_MOVE_MOUNT = _table["open_tree"], _table["move_mount"]
+SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = _table["fsopen"], _table["fsconfig"], _table["fsmount"]
+SYS_OPENAT2, SYS_PIDFD_GETFD = _table["openat2"], _table["pidfd_getfd"]
 SYS_MOUNT_SETATTR = _table["mount_setattr"]
 del _table

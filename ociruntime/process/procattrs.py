@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import os
 
+from ociruntime.cpulist import parse_cpu_list
 from ociruntime.errors import RuntimeFailure, field_error_at
 from ociruntime.kernel import syscalls as sc
 from ociruntime.kernel.constants import IOPRIO_CLASS_SHIFT
@@ -117,7 +118,7 @@ class ProcessAttrs:
         elif self.initial_cpus is not None:
             text = container_cpus(cgroup_dirs)
             try:
-                cpus = parse_cpu_list(text)
+                cpus = set(parse_cpu_list(text))
             except ValueError as e:
                 raise RuntimeFailure(f"the container's cpuset: {e}") from None
             _set_affinity(None, text, cpus)
@@ -149,23 +150,6 @@ def container_cpus(cgroup_dirs: list[str]) -> str:
         return f.read().strip()
 
 
-def parse_cpu_list(text: str) -> set[int]:
-    """The kernel's list format: "0-3,7" (spaces allowed around the parts). ValueError
-    says what is wrong; the caller knows where the text came from."""
-    cpus: set[int] = set()
-    for part in text.split(","):
-        first, dash, last = part.strip().partition("-")
-        try:
-            lo = int(first)
-            hi = int(last) if dash else lo
-        except ValueError:
-            raise ValueError(f"invalid CPU list {text!r}") from None
-        if lo < 0 or hi < lo:
-            raise ValueError(f"invalid CPU range {part.strip()!r} in {text!r}")
-        cpus.update(range(lo, hi + 1))
-    return cpus
-
-
 # --- plan: validation, where nothing has been made yet -------------------------------------
 
 
@@ -190,7 +174,7 @@ def plan(proc: dict, linux: dict, proc_at: str, linux_at: str, warn: bool = Fals
             where = f"{proc_at}/execCPUAffinity/{key}"
             _require(isinstance(text, str), where, "must be a string")
             try:
-                setattr(attrs, f"{key}_cpus", (text, parse_cpu_list(text)))
+                setattr(attrs, f"{key}_cpus", (text, set(parse_cpu_list(text))))
             except ValueError as e:
                 raise field_error_at(where, str(e)) from None
     if proc.get("apparmorProfile") or proc.get("selinuxLabel"):

@@ -118,18 +118,16 @@ _PROPAGATION_OPTIONS: dict[str, int] = {
 
 #: Recursive on/off attributes: option -> (clears?, MOUNT_ATTR_* bit).
 _RECURSIVE_BIT_OPTIONS: dict[str, tuple[bool, int]] = {
-    "rro": (False, MOUNT_ATTR_RDONLY),
-    "rrw": (True, MOUNT_ATTR_RDONLY),
-    "rnosuid": (False, MOUNT_ATTR_NOSUID),
-    "rsuid": (True, MOUNT_ATTR_NOSUID),
-    "rnodev": (False, MOUNT_ATTR_NODEV),
-    "rdev": (True, MOUNT_ATTR_NODEV),
-    "rnoexec": (False, MOUNT_ATTR_NOEXEC),
-    "rexec": (True, MOUNT_ATTR_NOEXEC),
-    "rnodiratime": (False, MOUNT_ATTR_NODIRATIME),
-    "rdiratime": (True, MOUNT_ATTR_NODIRATIME),
-    "rnosymfollow": (False, MOUNT_ATTR_NOSYMFOLLOW),
-    "rsymfollow": (True, MOUNT_ATTR_NOSYMFOLLOW),
+    word: (clears, bit)
+    for sets_it, clears_it, bit in (
+        ("rro", "rrw", MOUNT_ATTR_RDONLY),
+        ("rnosuid", "rsuid", MOUNT_ATTR_NOSUID),
+        ("rnodev", "rdev", MOUNT_ATTR_NODEV),
+        ("rnoexec", "rexec", MOUNT_ATTR_NOEXEC),
+        ("rnodiratime", "rdiratime", MOUNT_ATTR_NODIRATIME),
+        ("rnosymfollow", "rsymfollow", MOUNT_ATTR_NOSYMFOLLOW),
+    )
+    for word, clears in ((sets_it, False), (clears_it, True))
 }
 
 #: Recursive atime words: the mode they select outright.
