@@ -175,3 +175,43 @@ def test_no_cycle_between_folders() -> None:
     found = [" <-> ".join(str(p.relative_to(REPO)) for p in c) for c in cycles(folders)]
     assert found == [], f"folders importing each other: {found}"
     assert folders[REPO / "testkit"] <= {REPO / "ociruntime"}, folders[REPO / "testkit"]
+
+
+#: Inside the package, which folder may import which (ARCHITECTURE.md's table); the
+#: basics (the package's top-level modules but cli) are open to every folder.
+PACKAGE_LAYERS: dict[str, set[str]] = {
+    "cli": {"commands", "container", "cgroups"},
+    "commands": {"container", "stages", "process", "rootfs", "cgroups", "security", "kernel"},
+    "stages": {"container", "process", "rootfs", "cgroups", "security", "kernel"},
+    "container": {"cgroups", "process"},
+    "process": {"rootfs", "security", "kernel"},
+    "rootfs": {"cgroups", "security", "kernel"},
+    "cgroups": {"kernel"},
+    "security": {"kernel"},
+    "kernel": set(),
+    "basics": {"security"},  # importguard (tests only) reads containersafe's variable name
+}
+
+
+def package_layer(path: Path) -> str:
+    parts = path.relative_to(REPO / "ociruntime").parts
+    if len(parts) > 1:
+        return parts[0]
+    return "cli" if parts[0] in ("cli.py", "__main__.py", "launcher.py") else "basics"
+
+
+@pytest.mark.pure
+def test_package_folders_import_only_downwards() -> None:
+    """A lower folder that must talk to a stage takes a callable, not the protocol; the
+    cgroups package knows nothing of the container record; and so on (ARCHITECTURE.md)."""
+    package = REPO / "ociruntime"
+    wrong = sorted(
+        f"{src.relative_to(REPO)} -> {dst.relative_to(REPO)}"
+        for src, targets in import_graph().items()
+        if package in src.parents
+        for dst in targets
+        if package in dst.parents
+        and package_layer(dst) not in ("basics", package_layer(src))
+        and package_layer(dst) not in PACKAGE_LAYERS[package_layer(src)]
+    )
+    assert wrong == [], "imports against the layering:\n" + "\n".join(wrong)
