@@ -305,6 +305,49 @@ def test_propagation_and_recursive_attributes_follow_the_mount(
     ]
 
 
+#: runc's rule (mountPropagate, finalizeRootfs): a read-only /dev or tmpfs is mounted
+#: read-write, filled, and remounted read-only last; any other read-only mount at once.
+_RO_DEV_AND_TMPFS = [
+    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "ro"]},
+    {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["ro"]},
+    {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro", "nodev"]},
+]
+
+
+def test_read_only_dev_and_tmpfs_are_mounted_read_write_first(
+    mounter, fake_kernel: RecordingKernel
+) -> None:
+    m, root = mounter
+    m.mount_all(_RO_DEV_AND_TMPFS)
+    assert _mounts(fake_kernel) == [
+        ("mount", "tmpfs", root + "/dev", "tmpfs", MS_NOSUID, ""),
+        ("mount", "tmpfs", root + "/scratch", "tmpfs", 0, ""),
+        ("mount", "sysfs", root + "/sys", "sysfs", MS_RDONLY | MS_NODEV, ""),
+    ]
+
+
+def test_the_deferred_read_only_remounts_come_last_in_the_config_order(
+    tmp_path: Path, fake_kernel: RecordingKernel
+) -> None:
+    for name in ("dev", "scratch", "sys"):
+        (tmp_path / name).mkdir()
+    entries = [*_RO_DEV_AND_TMPFS, {"destination": "//dev/", "type": "bind", "source": "/x"}]
+    mounts.remount_readonly_last(entries, str(tmp_path))
+    kept = os.statvfs(tmp_path).f_flag & mounts._PRESERVED_STATVFS_FLAGS
+    flags = MS_BIND | MS_REMOUNT | MS_RDONLY | kept
+    assert fake_kernel.only("mount") == [
+        ("mount", None, str(tmp_path / "dev"), None, flags, None),
+        ("mount", None, str(tmp_path / "scratch"), None, flags, None),
+    ]  # not /sys (already read-only), nor a /dev entry without `ro`
+
+
+def test_a_failed_deferred_remount_names_the_entry(tmp_path: Path, fake_kernel) -> None:
+    (tmp_path / "dev").mkdir()
+    fake_kernel.fail["mount"] = errno.EBUSY
+    with pytest.raises(RuntimeFailure, match=r"^config.json: /mounts/0: remounting /dev read-o"):
+        mounts.remount_readonly_last(_RO_DEV_AND_TMPFS[:1], str(tmp_path))
+
+
 def test_a_bind_over_proc_is_refused_before_any_mount(mounter, fake_kernel) -> None:
     m, _ = mounter
     with pytest.raises(RuntimeFailure, match="/mounts/0/destination"):

@@ -98,6 +98,26 @@ PROC_ALLOWED = frozenset(
 )
 
 
+def readonly_last(m: dict) -> bool:
+    """Whether a read-only `mounts` entry is mounted read-write and turned read-only only
+    at the end (remount_readonly_last), runc's rule (mountPropagate, finalizeRootfs): /dev
+    is filled after its mount (device nodes, /dev/pts and the later mountpoints in it, the
+    symlinks, the hooks' nodes, the console), and a tmpfs is where later mountpoints are
+    made. Mounted read-only at once, every one of those steps would fail (EROFS)."""
+    if m.get("type") == "tmpfs":
+        return True
+    return os.path.normpath("/" + (m.get("destination") or "").lstrip("/")) == "/dev"
+
+
+def _entry_options(m: dict) -> MountOptions:
+    """The entry's options, without `ro` where that comes last (readonly_last)."""
+    opts = parse_mount_options(m.get("options") or [])
+    if not opts.flags & MS_RDONLY or not readonly_last(m):
+        return opts
+    values = {name: getattr(opts, name) for name in MountOptions.FIELDS}
+    return MountOptions(**dict(values, flags=opts.flags & ~MS_RDONLY))
+
+
 class ProcMountRefused(RuntimeFailure):
     """A mounts entry over /proc; its message names the field already."""
 
@@ -287,7 +307,7 @@ class Mounter:
         if not dest.startswith("/"):
             dest = "/" + dest  # runc treats relative destinations as relative to /
         fstype = m.get("type") or ""
-        opts = parse_mount_options(m.get("options") or [])
+        opts = _entry_options(m)
         if opts.is_bind or fstype == "bind":
             self._bind(m.get("source") or "", dest, opts)
         elif fstype == "cgroup":
@@ -331,7 +351,7 @@ class Mounter:
         """An id-mapped bind: `create` cloned and mapped the source on the host; attach it
         at the destination, then apply the mount's flags as for any bind."""
         dest = m["destination"] if m["destination"].startswith("/") else "/" + m["destination"]
-        opts = parse_mount_options(m.get("options") or [])
+        opts = _entry_options(m)
         is_dir = os.path.isdir(sc.fd_path(tree_fd))
         fd = self._target(ensure_dir if is_dir else ensure_file, dest, tree_fd)
         try:
@@ -644,6 +664,31 @@ def remount_readonly(path: str) -> None:
     kernel would otherwise clear (or refuse to, when they are locked)."""
     kept = os.statvfs(path).f_flag & _PRESERVED_STATVFS_FLAGS
     sc.mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | kept)
+
+
+def remount_readonly_last(entries: list[dict], root: str = "/") -> None:
+    """The read-only remounts readonly_last deferred, in the config's order, once /dev is
+    filled, the hooks ran and the console is in place (where runc's finalizeRootfs does
+    them). Inside the new root: each destination is resolved there, as written."""
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for index, m in enumerate(entries):
+            if not readonly_last(m):
+                continue
+            if not parse_mount_options(m.get("options") or []).flags & MS_RDONLY:
+                continue
+            dest = m.get("destination") or ""
+            try:
+                fd = open_in_root(root_fd, dest)
+                try:
+                    remount_readonly(sc.fd_path(fd))
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                where = pointer("mounts", index)
+                raise _field_fail(where, f"remounting {dest} read-only", e) from None
+    finally:
+        os.close(root_fd)
 
 
 def finish_root(readonly: bool, propagation: int) -> None:

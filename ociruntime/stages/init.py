@@ -132,6 +132,7 @@ def _enter_rootfs(plan: InitPlan, propagation: str) -> None:
     mounts.enter_rootfs(plan.rootfs, plan.no_pivot)
     if plan.console is not None:  # before anything turns read-only, as runc
         plan.console.setup(proc.get("consoleSize"), (proc.get("user") or {}).get("uid", 0))
+    mounts.remount_readonly_last(plan.config.get("mounts") or [])  # after /dev's last writer
     settings.apply_sysctls(linux.get("sysctl") or {})  # before /proc/sys turns read-only
     mounts.readonly_paths(linux.get("readonlyPaths") or [])
     mounts.mask_paths(linux.get("maskedPaths") or [], linux.get("mountLabel") or "")
