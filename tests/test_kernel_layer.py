@@ -400,6 +400,42 @@ def test_pivot_root_then_detach_the_old_root(
     ]
 
 
+def _mountinfo(root: str, mountpoint: str, fstype: str) -> str:
+    return f"30 1 0:5 {root} {mountpoint} rw,nosuid shared:9 - {fstype} {fstype} rw"
+
+
+@pytest.mark.parametrize("umount_errno", [0, errno.EINVAL])
+def test_no_pivot_first_detaches_the_hosts_procfs_and_sysfs(
+    tmp_path: Path, fake_kernel: RecordingKernel, umount_errno: int
+) -> None:
+    """runc's msMoveRoot: a whole procfs/sysfs outside the rootfs goes (or is covered by a
+    tmpfs where it is locked); one inside the rootfs, a bind of a part, another type stay."""
+    host = tmp_path / "host proc"
+    for d in (host, tmp_path / "sys", tmp_path / "rootfs/proc", tmp_path / "tmp"):
+        d.mkdir(parents=True)
+    rootfs = str(tmp_path / "rootfs")
+    escaped = str(host).replace(" ", "\\040")
+    mountinfo = [
+        _mountinfo("/", escaped, "proc"),
+        _mountinfo("/", str(tmp_path / "sys"), "sysfs"),
+        _mountinfo("/", str(tmp_path / "gone"), "proc"),  # under one detached already
+        _mountinfo("/", rootfs + "/proc", "proc"),
+        _mountinfo("/sys", str(tmp_path / "tmp"), "proc"),
+        _mountinfo("/", str(tmp_path / "tmp"), "tmpfs"),
+    ]
+    if umount_errno:
+        fake_kernel.fail["umount2"] = umount_errno
+    mounts.hide_host_procfs(rootfs, mountinfo)
+
+    def hidden(where: str) -> list[tuple]:
+        slave = ("mount", None, where, None, MS_SLAVE | MS_REC, None)
+        cover = [("mount", "tmpfs", where, "tmpfs", 0, None)] if umount_errno else []
+        return [slave, ("umount2", where, MNT_DETACH), *cover]
+
+    gone = ("mount", None, str(tmp_path / "gone"), None, MS_SLAVE | MS_REC, None)  # ENOENT
+    assert fake_kernel.calls == [*hidden(str(host)), *hidden(str(tmp_path / "sys")), gone]
+
+
 def test_masked_directory_gets_a_read_only_tmpfs(tmp_path: Path, fake_kernel) -> None:
     mounts.mask_paths([str(tmp_path), str(tmp_path / "absent")])
     assert fake_kernel.calls == [("mount", "tmpfs", str(tmp_path), "tmpfs", MS_RDONLY, None)]

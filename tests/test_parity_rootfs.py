@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 from conftest import Bundle
@@ -76,3 +77,30 @@ def test_read_only_dev_and_tmpfs_are_filled_then_read_only(runtime, make_bundle)
     assert "/dev ro,nosuid" in lines and "/tmp ro,relatime" in lines
     assert {"pts", "shm", "mqueue", "null", "ptmx", "fd"} <= set(lines)
     assert "dev-write=1" in lines and "tmp-write=1" in lines
+
+
+# --- item 13: --no-pivot leaves no full procfs or sysfs of the host behind -------------
+
+NESTEDPROC_SOURCE = Path(__file__).with_name("nestedproc.c")
+
+
+@pytest.fixture(scope="session")
+def nestedproc(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    binary = tmp_path_factory.mktemp("nestedproc") / "nestedproc"
+    subprocess.run(["gcc", "-static", "-O1", "-o", str(binary), str(NESTEDPROC_SOURCE)],
+                   check=True)  # fmt: skip
+    return binary
+
+
+@pytest.mark.parametrize("flags", [("--no-pivot",), ()], ids=["no-pivot", "pivot"])
+def test_a_nested_user_namespace_cannot_mount_a_fresh_procfs(
+    runtime, make_bundle, nestedproc, flags
+):
+    """runc's msMoveRoot detaches the host's procfs and sysfs mounts before its MS_MOVE;
+    left there, the host's fully visible /proc would let a user namespace made inside the
+    container mount an unmasked procfs (the kernel checks every mount of the namespace)."""
+    bundle = make_bundle(["/nestedproc"])
+    shutil.copy(nestedproc, bundle.rootfs / "nestedproc")
+    ours, runc = both(runtime, bundle, *flags)
+    assert (runc.returncode, runc.stdout) == (1, "mount proc: Operation not permitted\n")
+    assert (ours.returncode, ours.stdout) == (runc.returncode, runc.stdout)

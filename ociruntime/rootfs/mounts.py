@@ -577,6 +577,8 @@ def enter_rootfs(rootfs: str, no_pivot: bool) -> None:
     try:
         if no_pivot:
             os.chdir(rootfs)
+            with open("/proc/self/mountinfo") as f:
+                hide_host_procfs(os.path.realpath(rootfs), f.read().splitlines())
             sc.mount(rootfs, "/", None, MS_MOVE)
             os.chroot(".")
             os.chdir("/")
@@ -593,6 +595,40 @@ def enter_rootfs(rootfs: str, no_pivot: bool) -> None:
         os.close(new_root)
     except OSError as e:
         raise _fail("pivot_root", e) from None
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo path: the kernel writes space, tab, newline and backslash as \\ooo."""
+    if "\\" not in field:
+        return field
+    return field.encode().decode("unicode_escape").encode("latin-1").decode()
+
+
+def hide_host_procfs(rootfs: str, mountinfo: list[str]) -> None:
+    """--no-pivot leaves the host's mounts under the container's root, in its mount
+    namespace: a full procfs or sysfs there lets the kernel's "mount too revealing" check
+    pass, and a user namespace made inside the container could mount a fresh, unmasked
+    procfs. As runc's msMoveRoot: every procfs and sysfs mounted whole (root "/") outside
+    the rootfs is detached (a slave first, so the host sees no umount), or covered by a
+    tmpfs where the kernel keeps it locked (a user namespace)."""
+    for line in mountinfo:
+        fields = line.split()
+        fstype = fields[fields.index("-") + 1]
+        where = _unescape(fields[4])
+        if fields[3] != "/" or fstype not in ("proc", "sysfs"):
+            continue
+        if where == rootfs or where.startswith(rootfs.rstrip("/") + "/"):
+            continue
+        try:
+            sc.mount(None, where, None, MS_SLAVE | MS_REC)
+        except FileNotFoundError:
+            continue  # under a mount detached already
+        try:
+            sc.umount2(where, k.MNT_DETACH)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.EPERM):
+                raise
+            sc.mount("tmpfs", where, "tmpfs", 0, None)
 
 
 def mask_paths(paths: list[str], mount_label: str = "") -> None:
