@@ -104,3 +104,55 @@ def test_a_nested_user_namespace_cannot_mount_a_fresh_procfs(
     ours, runc = both(runtime, bundle, *flags)
     assert (runc.returncode, runc.stdout) == (1, "mount proc: Operation not permitted\n")
     assert (ours.returncode, ours.stdout) == (runc.returncode, runc.stdout)
+
+
+# --- item 14: each hook runs in runc's working directory -------------------------------
+
+_HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer",
+               "poststart", "poststop")  # fmt: skip
+
+
+def _pwd_hooks(bundle: Bundle, out: Path) -> None:
+    """Every kind of hook appends `<kind> <its cwd>` to `out` (startContainer, in the
+    container, to /tmp/hooks.out of the rootfs)."""
+
+    def hook(kind: str) -> list[dict]:
+        target = "/tmp/hooks.out" if kind == "startContainer" else str(out)
+        return [{"path": "/bin/sh", "args": ["sh", "-c", f'echo "{kind} $(pwd)" >> {target}']}]
+
+    bundle.config["hooks"] = {kind: hook(kind) for kind in _HOOK_KINDS}
+    bundle.config["root"]["readonly"] = False
+    bundle.config["process"]["cwd"] = "/etc"
+    bundle.write()
+
+
+def _hook_cwds(bundle: Bundle, out: Path) -> dict[str, str]:
+    lines = (
+        out.read_text().splitlines() + (bundle.rootfs / "tmp/hooks.out").read_text().splitlines()
+    )
+    out.unlink()
+    (bundle.rootfs / "tmp/hooks.out").unlink()
+    found = dict(line.split(" ", 1) for line in lines)
+    return {kind: found[kind].replace(str(bundle.path), "BUNDLE") for kind in _HOOK_KINDS}
+
+
+def test_each_hook_runs_in_runcs_working_directory(runtime, make_bundle, tmp_path):
+    """runc runs the runtime's hooks from the bundle (create and run chdir into it), the
+    createContainer hooks from the rootfs (the init's cwd before pivot_root) and the
+    startContainer hooks from the process's cwd: a hook naming a path relative to it
+    works under both."""
+    bundle = make_bundle(["true"])
+    out = tmp_path / "hooks.out"
+    _pwd_hooks(bundle, out)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    runc = run_runc(bundle, cwd=str(elsewhere))
+    assert runc.returncode == 0, runc.stderr
+    expected = _hook_cwds(bundle, out)
+    assert expected == {
+        "prestart": "BUNDLE", "createRuntime": "BUNDLE", "createContainer": "BUNDLE/rootfs",
+        "startContainer": "/etc", "poststart": "BUNDLE", "poststop": "BUNDLE",
+    }  # fmt: skip
+    ours = run_ours(runtime, bundle, cwd=str(elsewhere))
+    assert ours.returncode == 0, ours.stderr
+    assert _hook_cwds(bundle, out) == expected
