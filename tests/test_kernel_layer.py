@@ -359,7 +359,11 @@ def test_a_bind_over_proc_is_refused_before_any_mount(mounter, fake_kernel) -> N
 def test_a_refused_mount_names_the_entry(mounter, fake_kernel: RecordingKernel) -> None:
     m, _ = mounter
     fake_kernel.fail["mount"] = errno.EPERM
-    with pytest.raises(RuntimeFailure, match="config.json: /mounts/0: /run: .*not permitted"):
+    with pytest.raises(
+        RuntimeFailure,
+        match=r'^config.json: /mounts/0: error mounting "tmpfs" to rootfs at "/run" '
+        r"\(type tmpfs\): .*not permitted$",
+    ):
         m.mount_all([{"destination": "/run", "type": "tmpfs", "source": "tmpfs"}])
 
 

@@ -45,7 +45,8 @@ def both(runtime, bundle: Bundle, *args: str, cwd: str = "/") -> tuple:
 def runc_message(stderr: str) -> str:
     """runc's error line (logrus text) without its time and level."""
     line = [x for x in stderr.splitlines() if "level=error" in x][-1]
-    return line.split('msg="', 1)[1].rsplit('"', 1)[0]
+    quoted = line.split('msg="', 1)[1].rsplit('"', 1)[0]
+    return quoted.replace('\\"', '"').replace("\\n", "\n")
 
 
 # --- item 12: a read-only /dev (and tmpfs) is filled first, made read-only last -------
@@ -156,3 +157,34 @@ def test_each_hook_runs_in_runcs_working_directory(runtime, make_bundle, tmp_pat
     ours = run_ours(runtime, bundle, cwd=str(elsewhere))
     assert ours.returncode == 0, ours.stderr
     assert _hook_cwds(bundle, out) == expected
+
+
+# --- item 21: a failed mount names its source, destination and type --------------------
+
+_BAD_MOUNTS = {
+    "tmpfs-on-a-file": {"destination": "/etc/passwd", "type": "tmpfs", "source": "tmpfs"},
+    "missing-bind-source": {"destination": "/mnt", "type": "bind", "source": "/nonexistent",
+                            "options": ["rbind"]},
+    "unknown-filesystem": {"destination": "/mnt", "type": "nosuchfs", "source": "none"},
+    "file-bound-on-a-dir": {"destination": "/bin", "type": "bind", "source": "/etc/hostname",
+                            "options": ["bind"]},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(_BAD_MOUNTS))
+def test_a_failed_mount_says_which_source_went_where(runtime, make_bundle, case):
+    """runc: `error mounting "<source>" to rootfs at "<destination>": ...: <errno>`; ours
+    the same words after the entry's pointer, with its type, and the same errno."""
+    bundle = make_bundle(["true"])
+    entry = _BAD_MOUNTS[case]
+    bundle.config["mounts"].append(entry)
+    bundle.write()
+    index = len(bundle.config["mounts"]) - 1
+    ours, runc = both(runtime, bundle)
+    words = f'error mounting "{entry["source"]}" to rootfs at "{entry["destination"]}"'
+    assert runc.returncode == 1 and words in runc_message(runc.stderr), runc.stderr
+    assert ours.returncode == 1
+    line = ours.stderr.strip()
+    assert line.startswith(f"config.json: /mounts/{index}: {words} (type {entry['type']}): ")
+    errno_text = runc_message(runc.stderr).rsplit(": ", 1)[1]
+    assert line.lower().endswith(": " + errno_text), (line, errno_text)

@@ -118,6 +118,14 @@ def _entry_options(m: dict) -> MountOptions:
     return MountOptions(**dict(values, flags=opts.flags & ~MS_RDONLY))
 
 
+def mounting(m: dict) -> str:
+    """What a failed `mounts` entry was doing, in runc's words (`error mounting "<source>"
+    to rootfs at "<destination>"`, which engines match) and with its type: which source
+    went where, not only the entry's index."""
+    what = f'error mounting "{m.get("source") or ""}" to rootfs at "{m.get("destination")}"'
+    return f"{what} (type {m['type']})" if m.get("type") else what
+
+
 class ProcMountRefused(RuntimeFailure):
     """A mounts entry over /proc; its message names the field already."""
 
@@ -254,7 +262,7 @@ class Mounter:
 
     def mount_all(self, mounts: list[dict]) -> None:
         for index, m in enumerate(mounts):
-            where, dest = pointer("mounts", index), m.get("destination")
+            where = pointer("mounts", index)
             self.index, self.entry = index, m
             try:
                 dest = m["destination"]
@@ -266,9 +274,9 @@ class Mounter:
             except ProcMountRefused:
                 raise
             except RuntimeFailure as e:
-                raise field_error(where, f"{dest}: {e}") from None
+                raise field_error(where, f"{mounting(m)}: {e}") from None
             except OSError as e:
-                raise _field_fail(where, str(dest), e) from None
+                raise _field_fail(where, mounting(m), e) from None
 
     def _check_proc(self, dest: str, resolved: str, m: dict, tree_fd: int = -1) -> None:
         """Refuse a destination in /proc (see PROC_ALLOWED): first as written, then where
@@ -369,7 +377,7 @@ class Mounter:
         try:
             st = os.stat(source)
         except OSError as e:
-            raise RuntimeFailure(f"bind source {source}: {e.strerror}") from None
+            raise RuntimeFailure(f"stat {source}: {e.strerror}") from None
         if dest.rstrip("/") == "/dev":
             self.dev_is_bind = True
         make = ensure_dir if stat.S_ISDIR(st.st_mode) else ensure_file
