@@ -4,6 +4,7 @@ what a container, a hook or an error line shows is compared with runc's."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -188,3 +189,75 @@ def test_a_failed_mount_says_which_source_went_where(runtime, make_bundle, case)
     assert line.startswith(f"config.json: /mounts/{index}: {words} (type {entry['type']}): ")
     errno_text = runc_message(runc.stderr).rsplit(": ", 1)[1]
     assert line.lower().endswith(": " + errno_text), (line, errno_text)
+
+
+# --- item 19 (part): runc's words for a failed hook and an unreachable seccomp agent ----
+
+_FAILING_HOOK = {"path": "/bin/sh", "args": ["sh", "-c", "echo out-text; exit 3"]}
+
+
+@pytest.mark.parametrize("kind", ["prestart", "createRuntime", "createContainer",
+                                  "startContainer"])  # fmt: skip
+def test_a_failed_hook_says_error_running_hook(runtime, make_bundle, kind):
+    """runc: `error running hook #0: error running hook: exit status 3, stdout: ...`; ours
+    those words after the hook's pointer, then its own detail."""
+    bundle = make_bundle(["true"])
+    bundle.config["hooks"] = {kind: [_FAILING_HOOK, _FAILING_HOOK]}
+    bundle.write()
+    ours, runc = both(runtime, bundle)
+    assert runc.returncode == 1
+    assert "error running hook #0: error running hook: exit status 3" in runc.stderr
+    assert ours.returncode == 1
+    assert ours.stderr.strip().endswith(
+        f"config.json: /hooks/{kind}/0: error running hook #0: /bin/sh: exit status 3: out-text"
+    )
+
+
+@pytest.mark.parametrize("kind", ["poststart", "poststop"])
+def test_a_failed_late_hook_warns_with_runcs_words(runtime, make_bundle, kind):
+    """poststart/poststop failures are warnings (the spec; runc 1.1.5 fails `run` on a
+    poststart hook), in the same words."""
+    bundle = make_bundle(["true"])
+    bundle.config["hooks"] = {kind: [_FAILING_HOOK]}
+    bundle.write()
+    ours, runc = both(runtime, bundle)
+    assert "error running hook #0: error running hook: exit status 3" in runc.stderr
+    assert ours.returncode == 0, ours.stderr
+    warnings = [json.loads(line)["msg"] for line in open(runtime.log)]
+    expected = f"config.json: /hooks/{kind}/0: error running hook #0: /bin/sh: exit status 3"
+    assert any(w.startswith(expected) for w in warnings), warnings
+
+
+def test_a_hook_past_its_timeout_says_runcs_words(runtime, make_bundle):
+    bundle = make_bundle(["true"])
+    bundle.config["hooks"] = {"prestart": [{"path": "/bin/sleep", "args": ["sleep", "5"],
+                                            "timeout": 1}]}  # fmt: skip
+    bundle.write()
+    ours, runc = both(runtime, bundle)
+    words = "error running hook #0: hook ran past specified timeout of 1.0s"
+    assert runc.returncode == 1 and words in runc.stderr, runc.stderr
+    assert ours.returncode == 1
+    assert ours.stderr.strip() == (
+        "config.json: /hooks/prestart/0: error running hook #0: /bin/sleep: "
+        "hook ran past specified timeout of 1.0s"
+    )
+
+
+def test_an_unreachable_seccomp_agent_says_failed_to_connect(runtime, make_bundle, tmp_path):
+    """runc: `failed to connect with seccomp agent specified in the seccomp profile: dial
+    unix <path>: connect: ...`; ours those words after listenerPath's pointer."""
+    bundle = make_bundle(["true"])
+    listener = str(tmp_path / "no-agent.sock")
+    bundle.config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": listener,
+        "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_NOTIFY"}],
+    }  # fmt: skip
+    bundle.write()
+    ours, runc = both(runtime, bundle)
+    words = "failed to connect with seccomp agent specified in the seccomp profile: "
+    assert runc.returncode == 1 and words in runc.stderr, runc.stderr
+    assert ours.returncode == 1
+    assert ours.stderr.strip() == (
+        f"config.json: /linux/seccomp/listenerPath: {words}connect {listener}: "
+        "No such file or directory"
+    )

@@ -42,6 +42,7 @@ def run_hook(kind: str, index: int, hook: dict, state: dict, cwd: str | None = N
     """Run one hook to completion, in `cwd` (the bundle for the runtime's kinds by
     default); a non-zero exit, a signal or a timeout is a failure."""
     where = pointer("hooks", kind, index)
+    failed = f"error running hook #{index}: "  # runc's words for every kind: engines match them
     path = hook["path"]
     argv = hook.get("args") or [hook["path"]]
     env = hook["env"] if "env" in hook else None
@@ -64,7 +65,7 @@ def run_hook(kind: str, index: int, hook: dict, state: dict, cwd: str | None = N
     except OSError as e:
         for fd in (stdin_r, stdin_w, out_r, out_w):
             os.close(fd)
-        raise field_error(where, f"{path}: {e.strerror}") from None
+        raise field_error(where, f"{failed}{path}: {e.strerror}") from None
     os.close(stdin_r)
     os.close(out_w)
     try:
@@ -76,11 +77,13 @@ def run_hook(kind: str, index: int, hook: dict, state: dict, cwd: str | None = N
     try:
         output, status = _wait(pid, out_r, hook.get("timeout"))
     except TimeoutError:
-        raise field_error(where, f"{path}: timed out after {hook['timeout']} s") from None
+        timeout = f"{float(hook['timeout']):.1f}s"
+        ran_past = f"hook ran past specified timeout of {timeout}"
+        raise field_error(where, f"{failed}{path}: {ran_past}") from None
     if status != 0:
         detail = output.decode(errors="replace").strip()
         reason = _describe(status)
-        raise field_error(where, f"{path}: {reason}" + (f": {detail}" if detail else ""))
+        raise field_error(where, f"{failed}{path}: {reason}" + (f": {detail}" if detail else ""))
 
 
 def _spawn_in(
