@@ -2,8 +2,11 @@
 
 The order is the spec's and runc's: stop mount events from leaking to the host, bind the
 rootfs onto itself, do `mounts` in order, populate /dev, let createRuntime/createContainer
-hooks run, pivot_root, then mask and write-protect paths and apply rootfsPropagation.
-Every destination is resolved inside the rootfs by the kernel (see safepath).
+hooks run, pivot_root, then remount read-only the /dev and tmpfs entries that asked for it
+(readonly_last: later steps write into them), mask and write-protect paths and apply
+rootfsPropagation. Every destination is resolved inside the rootfs by the kernel (see
+safepath). A failed entry is named in runc's words: which source, to which destination,
+of which type (mounting).
 """
 
 from __future__ import annotations
