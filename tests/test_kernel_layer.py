@@ -305,6 +305,49 @@ def test_propagation_and_recursive_attributes_follow_the_mount(
     ]
 
 
+#: runc's rule (mountPropagate, finalizeRootfs): a read-only /dev or tmpfs is mounted
+#: read-write, filled, and remounted read-only last; any other read-only mount at once.
+_RO_DEV_AND_TMPFS = [
+    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "ro"]},
+    {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["ro"]},
+    {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro", "nodev"]},
+]
+
+
+def test_read_only_dev_and_tmpfs_are_mounted_read_write_first(
+    mounter, fake_kernel: RecordingKernel
+) -> None:
+    m, root = mounter
+    m.mount_all(_RO_DEV_AND_TMPFS)
+    assert _mounts(fake_kernel) == [
+        ("mount", "tmpfs", root + "/dev", "tmpfs", MS_NOSUID, ""),
+        ("mount", "tmpfs", root + "/scratch", "tmpfs", 0, ""),
+        ("mount", "sysfs", root + "/sys", "sysfs", MS_RDONLY | MS_NODEV, ""),
+    ]
+
+
+def test_the_deferred_read_only_remounts_come_last_in_the_config_order(
+    tmp_path: Path, fake_kernel: RecordingKernel
+) -> None:
+    for name in ("dev", "scratch", "sys"):
+        (tmp_path / name).mkdir()
+    entries = [*_RO_DEV_AND_TMPFS, {"destination": "//dev/", "type": "bind", "source": "/x"}]
+    mounts.remount_readonly_last(entries, str(tmp_path))
+    kept = os.statvfs(tmp_path).f_flag & mounts._PRESERVED_STATVFS_FLAGS
+    flags = MS_BIND | MS_REMOUNT | MS_RDONLY | kept
+    assert fake_kernel.only("mount") == [
+        ("mount", None, str(tmp_path / "dev"), None, flags, None),
+        ("mount", None, str(tmp_path / "scratch"), None, flags, None),
+    ]  # not /sys (already read-only), nor a /dev entry without `ro`
+
+
+def test_a_failed_deferred_remount_names_the_entry(tmp_path: Path, fake_kernel) -> None:
+    (tmp_path / "dev").mkdir()
+    fake_kernel.fail["mount"] = errno.EBUSY
+    with pytest.raises(RuntimeFailure, match=r"^config.json: /mounts/0: remounting /dev read-o"):
+        mounts.remount_readonly_last(_RO_DEV_AND_TMPFS[:1], str(tmp_path))
+
+
 def test_a_bind_over_proc_is_refused_before_any_mount(mounter, fake_kernel) -> None:
     m, _ = mounter
     with pytest.raises(RuntimeFailure, match="/mounts/0/destination"):
@@ -316,7 +359,11 @@ def test_a_bind_over_proc_is_refused_before_any_mount(mounter, fake_kernel) -> N
 def test_a_refused_mount_names_the_entry(mounter, fake_kernel: RecordingKernel) -> None:
     m, _ = mounter
     fake_kernel.fail["mount"] = errno.EPERM
-    with pytest.raises(RuntimeFailure, match="config.json: /mounts/0: /run: .*not permitted"):
+    with pytest.raises(
+        RuntimeFailure,
+        match=r'^config.json: /mounts/0: error mounting "tmpfs" to rootfs at "/run" '
+        r"\(type tmpfs\): .*not permitted$",
+    ):
         m.mount_all([{"destination": "/run", "type": "tmpfs", "source": "tmpfs"}])
 
 
@@ -355,6 +402,42 @@ def test_pivot_root_then_detach_the_old_root(
         ("mount", None, ".", None, MS_SLAVE | MS_REC, None),  # no umount event to the host
         ("umount2", ".", MNT_DETACH),
     ]
+
+
+def _mountinfo(root: str, mountpoint: str, fstype: str) -> str:
+    return f"30 1 0:5 {root} {mountpoint} rw,nosuid shared:9 - {fstype} {fstype} rw"
+
+
+@pytest.mark.parametrize("umount_errno", [0, errno.EINVAL])
+def test_no_pivot_first_detaches_the_hosts_procfs_and_sysfs(
+    tmp_path: Path, fake_kernel: RecordingKernel, umount_errno: int
+) -> None:
+    """runc's msMoveRoot: a whole procfs/sysfs outside the rootfs goes (or is covered by a
+    tmpfs where it is locked); one inside the rootfs, a bind of a part, another type stay."""
+    host = tmp_path / "host proc"
+    for d in (host, tmp_path / "sys", tmp_path / "rootfs/proc", tmp_path / "tmp"):
+        d.mkdir(parents=True)
+    rootfs = str(tmp_path / "rootfs")
+    escaped = str(host).replace(" ", "\\040")
+    mountinfo = [
+        _mountinfo("/", escaped, "proc"),
+        _mountinfo("/", str(tmp_path / "sys"), "sysfs"),
+        _mountinfo("/", str(tmp_path / "gone"), "proc"),  # under one detached already
+        _mountinfo("/", rootfs + "/proc", "proc"),
+        _mountinfo("/sys", str(tmp_path / "tmp"), "proc"),
+        _mountinfo("/", str(tmp_path / "tmp"), "tmpfs"),
+    ]
+    if umount_errno:
+        fake_kernel.fail["umount2"] = umount_errno
+    mounts.hide_host_procfs(rootfs, mountinfo)
+
+    def hidden(where: str) -> list[tuple]:
+        slave = ("mount", None, where, None, MS_SLAVE | MS_REC, None)
+        cover = [("mount", "tmpfs", where, "tmpfs", 0, None)] if umount_errno else []
+        return [slave, ("umount2", where, MNT_DETACH), *cover]
+
+    gone = ("mount", None, str(tmp_path / "gone"), None, MS_SLAVE | MS_REC, None)  # ENOENT
+    assert fake_kernel.calls == [*hidden(str(host)), *hidden(str(tmp_path / "sys")), gone]
 
 
 def test_masked_directory_gets_a_read_only_tmpfs(tmp_path: Path, fake_kernel) -> None:

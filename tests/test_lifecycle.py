@@ -206,7 +206,8 @@ def test_hook_timeout_fails_create(runtime, make_bundle):
     bundle.write()
     result = runtime("create", "--bundle", str(bundle.path), runtime.new_id())
     assert result.returncode == 1
-    assert "config.json: /hooks/createRuntime/0: " in result.stderr and "timed out" in result.stderr
+    assert "config.json: /hooks/createRuntime/0: error running hook #0: " in result.stderr
+    assert "hook ran past specified timeout of 1.0s" in result.stderr
 
 
 def test_failing_poststart_hook_is_a_warning(runtime, make_bundle):

@@ -429,7 +429,8 @@ def runc_error(bundle, exec_args: list[str] | None = None) -> tuple[int, str]:
          ["config.json: /process/selinuxLabel", "selinux is disabled or not supported"],
          "selinux label is specified in config, but selinux is disabled or not supported"),
         ({}, {"mountLabel": "system_u:object_r:svirt_sandbox_file_t:s0:c715,c811"},
-         ["config.json: /mounts/1: /dev", "/linux/mountLabel", "Invalid argument"],
+         ['config.json: /mounts/1: error mounting "tmpfs" to rootfs at "/dev" (type tmpfs)',
+          "/linux/mountLabel", "Invalid argument"],
          "invalid argument"),
     ],
 )  # fmt: skip

@@ -2,7 +2,11 @@
 
 A hook runs wherever the caller is: the runtime runs prestart, createRuntime, poststart and
 poststop in the runtime namespace; the container init runs createContainer (before
-pivot_root) and startContainer (in the container). `subprocess` is not used: it costs
+pivot_root) and startContainer (in the container). Its working directory is runc's: the
+bundle for the runtime's hooks (runc's create and run chdir into it; an engine runs
+runc's start and delete from it too), the rootfs (its host path) for createContainer, the
+process's cwd for startContainer (the init's own, by then); a hook may name files
+relative to it. `subprocess` is not used: it costs
 more to import than the whole hot path has to spare, and posix_spawn + a pidfd gives the
 timeout without threads.
 """
@@ -17,6 +21,10 @@ import time
 from ociruntime import jsonlite
 from ociruntime.errors import RuntimeFailure, field_error, pointer
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 HOOK_KINDS = (
     "prestart",
     "createRuntime",
@@ -26,32 +34,38 @@ HOOK_KINDS = (
     "poststop",
 )
 _OUTPUT_LIMIT = 4096
+#: The hooks the runtime runs in its own namespaces: from the bundle directory.
+_RUNTIME_KINDS = frozenset(("prestart", "createRuntime", "poststart", "poststop"))
 
 
-def run_hook(kind: str, index: int, hook: dict, state: dict) -> None:
-    """Run one hook to completion; a non-zero exit, a signal or a timeout is a failure."""
+def run_hook(kind: str, index: int, hook: dict, state: dict, cwd: str | None = None) -> None:
+    """Run one hook to completion, in `cwd` (the bundle for the runtime's kinds by
+    default); a non-zero exit, a signal or a timeout is a failure."""
     where = pointer("hooks", kind, index)
+    failed = f"error running hook #{index}: "  # runc's words for every kind: engines match them
     path = hook["path"]
     argv = hook.get("args") or [hook["path"]]
     env = hook["env"] if "env" in hook else None
+    if cwd is None and kind in _RUNTIME_KINDS:
+        cwd = state.get("bundle")
     stdin_r, stdin_w = os.pipe()
     out_r, out_w = os.pipe()
     try:
-        pid = os.posix_spawn(
+        pid = _spawn_in(
+            cwd,
             hook["path"],
             argv,
             _env_dict(env) if env is not None else os.environ,
-            file_actions=[
+            [
                 (os.POSIX_SPAWN_DUP2, stdin_r, 0),
                 (os.POSIX_SPAWN_DUP2, out_w, 1),
                 (os.POSIX_SPAWN_DUP2, out_w, 2),
             ],
-            setsigdef=(_signal.SIGPIPE,),
         )
     except OSError as e:
         for fd in (stdin_r, stdin_w, out_r, out_w):
             os.close(fd)
-        raise field_error(where, f"{path}: {e.strerror}") from None
+        raise field_error(where, f"{failed}{path}: {e.strerror}") from None
     os.close(stdin_r)
     os.close(out_w)
     try:
@@ -63,11 +77,35 @@ def run_hook(kind: str, index: int, hook: dict, state: dict) -> None:
     try:
         output, status = _wait(pid, out_r, hook.get("timeout"))
     except TimeoutError:
-        raise field_error(where, f"{path}: timed out after {hook['timeout']} s") from None
+        timeout = f"{float(hook['timeout']):.1f}s"
+        ran_past = f"hook ran past specified timeout of {timeout}"
+        raise field_error(where, f"{failed}{path}: {ran_past}") from None
     if status != 0:
         detail = output.decode(errors="replace").strip()
         reason = _describe(status)
-        raise field_error(where, f"{path}: {reason}" + (f": {detail}" if detail else ""))
+        raise field_error(where, f"{failed}{path}: {reason}" + (f": {detail}" if detail else ""))
+
+
+def _spawn_in(
+    cwd: str | None, path: str, argv: list[str], env: Mapping[str, str], actions: list
+) -> int:
+    """posix_spawn in `cwd`: Python offers no chdir file action, so the caller (a runtime
+    command or the init, single-threaded both) steps into `cwd` for the spawn and back.
+    A `cwd` that is gone (a removed bundle, at delete) leaves the caller's."""
+    back = -1
+    if cwd is not None:
+        back = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.chdir(cwd)
+        except OSError:
+            os.close(back)
+            back = -1
+    try:
+        return os.posix_spawn(path, argv, env, file_actions=actions, setsigdef=(_signal.SIGPIPE,))
+    finally:
+        if back >= 0:
+            os.fchdir(back)
+            os.close(back)
 
 
 def _env_dict(env: list[str]) -> dict[str, str]:
@@ -134,9 +172,9 @@ def _describe(status: int) -> str:
     return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
-def run_hooks(kind: str, hooks: list[dict], state: dict) -> None:
+def run_hooks(kind: str, hooks: list[dict], state: dict, cwd: str | None = None) -> None:
     for index, hook in enumerate(hooks):
-        run_hook(kind, index, hook, state)
+        run_hook(kind, index, hook, state, cwd)
 
 
 def run_hooks_warn(kind: str, hooks: list[dict], state: dict) -> None:

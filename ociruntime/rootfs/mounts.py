@@ -2,8 +2,11 @@
 
 The order is the spec's and runc's: stop mount events from leaking to the host, bind the
 rootfs onto itself, do `mounts` in order, populate /dev, let createRuntime/createContainer
-hooks run, pivot_root, then mask and write-protect paths and apply rootfsPropagation.
-Every destination is resolved inside the rootfs by the kernel (see safepath).
+hooks run, pivot_root, then remount read-only the /dev and tmpfs entries that asked for it
+(readonly_last: later steps write into them), mask and write-protect paths and apply
+rootfsPropagation. Every destination is resolved inside the rootfs by the kernel (see
+safepath). A failed entry is named in runc's words: which source, to which destination,
+of which type (mounting).
 """
 
 from __future__ import annotations
@@ -96,6 +99,34 @@ PROC_ALLOWED = frozenset(
         "/proc/sys/crypto/fips_enabled",
     )
 )
+
+
+def readonly_last(m: dict) -> bool:
+    """Whether a read-only `mounts` entry is mounted read-write and turned read-only only
+    at the end (remount_readonly_last), runc's rule (mountPropagate, finalizeRootfs): /dev
+    is filled after its mount (device nodes, /dev/pts and the later mountpoints in it, the
+    symlinks, the hooks' nodes, the console), and a tmpfs is where later mountpoints are
+    made. Mounted read-only at once, every one of those steps would fail (EROFS)."""
+    if m.get("type") == "tmpfs":
+        return True
+    return os.path.normpath("/" + (m.get("destination") or "").lstrip("/")) == "/dev"
+
+
+def _entry_options(m: dict) -> MountOptions:
+    """The entry's options, without `ro` where that comes last (readonly_last)."""
+    opts = parse_mount_options(m.get("options") or [])
+    if not opts.flags & MS_RDONLY or not readonly_last(m):
+        return opts
+    values = {name: getattr(opts, name) for name in MountOptions.FIELDS}
+    return MountOptions(**dict(values, flags=opts.flags & ~MS_RDONLY))
+
+
+def mounting(m: dict) -> str:
+    """What a failed `mounts` entry was doing, in runc's words (`error mounting "<source>"
+    to rootfs at "<destination>"`, which engines match) and with its type: which source
+    went where, not only the entry's index."""
+    what = f'error mounting "{m.get("source") or ""}" to rootfs at "{m.get("destination")}"'
+    return f"{what} (type {m['type']})" if m.get("type") else what
 
 
 class ProcMountRefused(RuntimeFailure):
@@ -234,7 +265,7 @@ class Mounter:
 
     def mount_all(self, mounts: list[dict]) -> None:
         for index, m in enumerate(mounts):
-            where, dest = pointer("mounts", index), m.get("destination")
+            where = pointer("mounts", index)
             self.index, self.entry = index, m
             try:
                 dest = m["destination"]
@@ -246,9 +277,9 @@ class Mounter:
             except ProcMountRefused:
                 raise
             except RuntimeFailure as e:
-                raise field_error(where, f"{dest}: {e}") from None
+                raise field_error(where, f"{mounting(m)}: {e}") from None
             except OSError as e:
-                raise _field_fail(where, str(dest), e) from None
+                raise _field_fail(where, mounting(m), e) from None
 
     def _check_proc(self, dest: str, resolved: str, m: dict, tree_fd: int = -1) -> None:
         """Refuse a destination in /proc (see PROC_ALLOWED): first as written, then where
@@ -287,7 +318,7 @@ class Mounter:
         if not dest.startswith("/"):
             dest = "/" + dest  # runc treats relative destinations as relative to /
         fstype = m.get("type") or ""
-        opts = parse_mount_options(m.get("options") or [])
+        opts = _entry_options(m)
         if opts.is_bind or fstype == "bind":
             self._bind(m.get("source") or "", dest, opts)
         elif fstype == "cgroup":
@@ -331,7 +362,7 @@ class Mounter:
         """An id-mapped bind: `create` cloned and mapped the source on the host; attach it
         at the destination, then apply the mount's flags as for any bind."""
         dest = m["destination"] if m["destination"].startswith("/") else "/" + m["destination"]
-        opts = parse_mount_options(m.get("options") or [])
+        opts = _entry_options(m)
         is_dir = os.path.isdir(sc.fd_path(tree_fd))
         fd = self._target(ensure_dir if is_dir else ensure_file, dest, tree_fd)
         try:
@@ -349,7 +380,7 @@ class Mounter:
         try:
             st = os.stat(source)
         except OSError as e:
-            raise RuntimeFailure(f"bind source {source}: {e.strerror}") from None
+            raise RuntimeFailure(f"stat {source}: {e.strerror}") from None
         if dest.rstrip("/") == "/dev":
             self.dev_is_bind = True
         make = ensure_dir if stat.S_ISDIR(st.st_mode) else ensure_file
@@ -557,6 +588,8 @@ def enter_rootfs(rootfs: str, no_pivot: bool) -> None:
     try:
         if no_pivot:
             os.chdir(rootfs)
+            with open("/proc/self/mountinfo") as f:
+                hide_host_procfs(os.path.realpath(rootfs), f.read().splitlines())
             sc.mount(rootfs, "/", None, MS_MOVE)
             os.chroot(".")
             os.chdir("/")
@@ -573,6 +606,40 @@ def enter_rootfs(rootfs: str, no_pivot: bool) -> None:
         os.close(new_root)
     except OSError as e:
         raise _fail("pivot_root", e) from None
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo path: the kernel writes space, tab, newline and backslash as \\ooo."""
+    if "\\" not in field:
+        return field
+    return field.encode().decode("unicode_escape").encode("latin-1").decode()
+
+
+def hide_host_procfs(rootfs: str, mountinfo: list[str]) -> None:
+    """--no-pivot leaves the host's mounts under the container's root, in its mount
+    namespace: a full procfs or sysfs there lets the kernel's "mount too revealing" check
+    pass, and a user namespace made inside the container could mount a fresh, unmasked
+    procfs. As runc's msMoveRoot: every procfs and sysfs mounted whole (root "/") outside
+    the rootfs is detached (a slave first, so the host sees no umount), or covered by a
+    tmpfs where the kernel keeps it locked (a user namespace)."""
+    for line in mountinfo:
+        fields = line.split()
+        fstype = fields[fields.index("-") + 1]
+        where = _unescape(fields[4])
+        if fields[3] != "/" or fstype not in ("proc", "sysfs"):
+            continue
+        if where == rootfs or where.startswith(rootfs.rstrip("/") + "/"):
+            continue
+        try:
+            sc.mount(None, where, None, MS_SLAVE | MS_REC)
+        except FileNotFoundError:
+            continue  # under a mount detached already
+        try:
+            sc.umount2(where, k.MNT_DETACH)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.EPERM):
+                raise
+            sc.mount("tmpfs", where, "tmpfs", 0, None)
 
 
 def mask_paths(paths: list[str], mount_label: str = "") -> None:
@@ -644,6 +711,31 @@ def remount_readonly(path: str) -> None:
     kernel would otherwise clear (or refuse to, when they are locked)."""
     kept = os.statvfs(path).f_flag & _PRESERVED_STATVFS_FLAGS
     sc.mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | kept)
+
+
+def remount_readonly_last(entries: list[dict], root: str = "/") -> None:
+    """The read-only remounts readonly_last deferred, in the config's order, once /dev is
+    filled, the hooks ran and the console is in place (where runc's finalizeRootfs does
+    them). Inside the new root: each destination is resolved there, as written."""
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for index, m in enumerate(entries):
+            if not readonly_last(m):
+                continue
+            if not parse_mount_options(m.get("options") or []).flags & MS_RDONLY:
+                continue
+            dest = m.get("destination") or ""
+            try:
+                fd = open_in_root(root_fd, dest)
+                try:
+                    remount_readonly(sc.fd_path(fd))
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                where = pointer("mounts", index)
+                raise _field_fail(where, f"remounting {dest} read-only", e) from None
+    finally:
+        os.close(root_fd)
 
 
 def finish_root(readonly: bool, propagation: int) -> None:

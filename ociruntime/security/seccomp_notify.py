@@ -92,6 +92,10 @@ def _copy_fd(pid: int, fd_number: int) -> int:
         os.close(pidfd)
 
 
+#: runc's words (engines and tests match them); ociruntime's detail follows.
+_CONNECT_FAILED = "failed to connect with seccomp agent specified in the seccomp profile"
+
+
 def _send(listener: str, payload: bytes, fd: int) -> None:
     address = "\0" + listener[1:] if listener.startswith("@") else listener
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -100,7 +104,7 @@ def _send(listener: str, payload: bytes, fd: int) -> None:
             sock.connect(address)
         except OSError as e:
             raise field_error(
-                _PTR, f"cannot connect to the seccomp agent at {listener}: {e.strerror}"
+                _PTR, f"{_CONNECT_FAILED}: connect {listener}: {e.strerror}"
             ) from None
         try:
             sent = socket.send_fds(sock, [payload], [fd])

@@ -56,7 +56,7 @@ def _run(plan: InitPlan, end: StageEnd, joined_early: tuple[str, ...]) -> None:
     """The init's steps in the spec's order (the module docstring); never returns."""
     state = _enter_namespaces(plan, end, joined_early)
     propagation = _build_rootfs(plan, end)
-    _creation_hooks(plan.config.get("hooks") or {}, state, end)
+    _creation_hooks(plan.config.get("hooks") or {}, state, end, plan.rootfs)
     _enter_rootfs(plan, propagation)
     start = _Start(plan.fifo_fd)
     executable, env = finalize.finalize(
@@ -132,6 +132,7 @@ def _enter_rootfs(plan: InitPlan, propagation: str) -> None:
     mounts.enter_rootfs(plan.rootfs, plan.no_pivot)
     if plan.console is not None:  # before anything turns read-only, as runc
         plan.console.setup(proc.get("consoleSize"), (proc.get("user") or {}).get("uid", 0))
+    mounts.remount_readonly_last(plan.config.get("mounts") or [])  # after /dev's last writer
     settings.apply_sysctls(linux.get("sysctl") or {})  # before /proc/sys turns read-only
     mounts.readonly_paths(linux.get("readonlyPaths") or [])
     mounts.mask_paths(linux.get("maskedPaths") or [], linux.get("mountLabel") or "")
@@ -209,11 +210,13 @@ def _set_names(cfg: dict, ns: dict[str, str | None]) -> None:
             raise RuntimeFailure(f"{key} {value!r}: {e.strerror}") from None
 
 
-def _creation_hooks(all_hooks: dict, state: dict, end: StageEnd) -> None:
+def _creation_hooks(all_hooks: dict, state: dict, end: StageEnd, rootfs: str) -> None:
     """prestart + createRuntime run in the runtime namespace (the parent does them while we
-    wait); createContainer runs here, in the container's namespaces, before pivot_root."""
+    wait); createContainer runs here, in the container's namespaces, before pivot_root,
+    from the rootfs directory (runc's cwd for it)."""
     if all_hooks.get("prestart") or all_hooks.get("createRuntime"):
         end.request_hooks()
     container_hooks = all_hooks.get("createContainer") or []
     if container_hooks:
-        hooks.run_hooks("createContainer", container_hooks, dict(state, status="creating"))
+        state = dict(state, status="creating")
+        hooks.run_hooks("createContainer", container_hooks, state, cwd=rootfs)
