@@ -83,3 +83,49 @@ def test_exec_cwd_only_root_can_enter(runtime, make_bundle):
     runtime("run", "-d", "--bundle", str(bundle.path), cid, check=True, timeout=TIMEOUT)
     r = runtime("exec", "--user", "1000:1000", "--cwd", "/root", cid, "pwd", timeout=TIMEOUT)
     assert (r.returncode, r.stdout) == (0, "/root\n"), r.stderr
+
+
+# --- item 11: no mount namespace --------------------------------------------------------
+
+
+def without_mount_namespace(make_bundle, *, masks: bool):
+    bundle = make_bundle(["true"])
+    linux = bundle.config["linux"]
+    linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "mount"]
+    if not masks:
+        linux.pop("maskedPaths", None)
+        linux.pop("readonlyPaths", None)
+    return bundle.write()
+
+
+def test_no_mount_namespace_with_masked_paths_refused_in_runcs_words(runtime, make_bundle):
+    """runc 1.1.5: `unable to restrict sys entries without a private MNT namespace`."""
+    bundle = without_mount_namespace(make_bundle, masks=True)
+    words = "unable to restrict sys entries without a private MNT namespace"
+    ours = under_ours(runtime, bundle)
+    assert ours.returncode == 1 and f"/linux/namespaces: {words}" in ours.stderr, ours.stderr
+    theirs = under_runc(bundle)
+    assert theirs.returncode == 1 and words in theirs.stderr, theirs.stderr
+
+
+def test_no_mount_namespace_refused_where_runc_mounts_on_the_host(runtime, make_bundle):
+    """Without masks runc runs the config in the caller's mount namespace and leaves the
+    rootfs's mounts there (seen here in a throwaway namespace, never the host's): we
+    refuse instead (conformance/deviations.py D22), and mount nothing."""
+    bundle = without_mount_namespace(make_bundle, masks=False)
+    ours = under_ours(runtime, bundle)
+    assert ours.returncode == 1, ours.stderr
+    assert "/linux/namespaces: a mount namespace is required: without one" in ours.stderr
+    assert "mounted in the host's mount namespace" in ours.stderr
+    if not shutil.which("runc"):
+        return
+    root = f"/run/ociruntime-test-runc-{uuid.uuid4().hex[:8]}"
+    script = (f'runc --root {root} run --bundle {bundle.path} ref-{root[-8:]} </dev/null; '
+              f'echo "rc=$?"; grep -c " {bundle.rootfs}" /proc/self/mountinfo')  # fmt: skip
+    try:
+        p = subprocess.run(["unshare", "--mount", "--propagation", "unchanged", "sh", "-c",
+                            script], capture_output=True, text=True, timeout=TIMEOUT)  # fmt: skip
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    rc, mounts = p.stdout.split()[-2:]
+    assert rc == "rc=0" and int(mounts) > 0, p.stdout + p.stderr

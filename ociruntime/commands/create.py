@@ -129,12 +129,27 @@ def _check_config(cfg: dict, opts: CreateOptions) -> _Checked:
 
         userns.check(cfg.get("linux") or {}, ns["user"])
     if "mount" not in ns:
-        raise field_error(pointer("linux", "namespaces"), "a mount namespace is required")
+        _refuse_host_mount_namespace(cfg.get("linux") or {})
     if (cfg.get("linux") or {}).get("netDevices"):
         from ociruntime.process import netdevices
 
         netdevices.check(cfg["linux"]["netDevices"], ns)
     return _Checked(ns, seccomp_filter, attrs)
+
+
+def _refuse_host_mount_namespace(linux: dict) -> None:
+    """No mount namespace: refused. runc 1.1.5 refuses masked/read-only paths (its words
+    below) and otherwise sets the rootfs up in the caller's mount namespace, which
+    changes the host's mounts (/ made rslave, the rootfs and every config mount mounted
+    there) and leaves them behind: we refuse that too (conformance/deviations.py D22)."""
+    if linux.get("maskedPaths") or linux.get("readonlyPaths"):
+        reason = "unable to restrict sys entries without a private MNT namespace"
+    else:
+        reason = (
+            "a mount namespace is required: without one the rootfs would be mounted in "
+            "the host's mount namespace"
+        )
+    raise field_error(pointer("linux", "namespaces"), reason)
 
 
 def _first_record(
