@@ -7,10 +7,12 @@ timeout, and a timeout fails the test.
 
 from __future__ import annotations
 
+import platform
 import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +131,134 @@ def test_no_mount_namespace_refused_where_runc_mounts_on_the_host(runtime, make_
         shutil.rmtree(root, ignore_errors=True)
     rc, mounts = p.stdout.split()[-2:]
     assert rc == "rc=0" and int(mounts) > 0, p.stdout + p.stderr
+
+
+# --- item 20: the seccomp -ENOSYS stub ---------------------------------------------------
+
+RAWSYSCALL_SOURCE = Path(__file__).with_name("rawsyscall.c")
+#: getcpu: a syscall every kernel and libseccomp know, left out of the profile
+GETCPU = {"x86_64": 309, "aarch64": 168}
+HIGHEST_NAMED = {"x86_64": 334, "aarch64": 293}  #: rseq: the profile names nothing above
+NATIVE_ARCHS = {
+    "x86_64": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+    "aarch64": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+}
+ENOSYS, EPERM = 38, 1
+
+
+@pytest.fixture(scope="session")
+def rawsyscall(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    binary = tmp_path_factory.mktemp("rawsyscall") / "rawsyscall"
+    subprocess.run(["gcc", "-static", "-O1", "-o", str(binary), str(RAWSYSCALL_SOURCE)],
+                   check=True, timeout=120)  # fmt: skip
+    return binary
+
+
+def enosys_bundle(make_bundle, rawsyscall: Path, architectures: bool):
+    """A default-ERRNO(EPERM) profile allowing every known syscall up to rseq but getcpu;
+    the helper calls 1000 (unknown to all), clone3 (435) and 449 (above the profile's
+    highest), getcpu (known, not named) and getpid (allowed)."""
+    import pyseccomp
+
+    machine = platform.machine()
+    names = set()
+    for number in range(HIGHEST_NAMED[machine] + 1):
+        try:
+            names.add(pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, number).decode())
+        except ValueError:
+            pass
+    names.discard("getcpu")
+    getpid = pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, "getpid")
+    bundle = make_bundle(["/rawsyscall", "1000", "435", "449", str(GETCPU[machine]),
+                          str(getpid)])  # fmt: skip
+    shutil.copy(rawsyscall, bundle.rootfs / "rawsyscall")
+    profile = {"defaultAction": "SCMP_ACT_ERRNO",
+               "syscalls": [{"names": sorted(names), "action": "SCMP_ACT_ALLOW"}]}  # fmt: skip
+    if architectures:
+        profile["architectures"] = NATIVE_ARCHS[machine]
+    bundle.config["linux"]["seccomp"] = profile
+    return bundle.write()
+
+
+def test_seccomp_enosys_for_syscalls_newer_than_the_profile(runtime, make_bundle, rawsyscall):
+    """runc's patchbpf: above the highest syscall the profile names, ENOSYS (new glibc
+    falls back from clone3 & co. on it); a known syscall it does not name, EPERM."""
+    bundle = enosys_bundle(make_bundle, rawsyscall, architectures=True)
+    ours = under_ours(runtime, bundle)
+    assert ours.returncode == 0, ours.stderr
+    errnos = [int(line.split("=")[1]) for line in ours.stdout.split()]
+    assert errnos == [ENOSYS, ENOSYS, ENOSYS, EPERM, 0], ours.stdout  # getcpu, getpid last
+    theirs = under_runc(bundle)
+    assert (theirs.returncode, theirs.stdout) == (0, ours.stdout), theirs.stderr
+
+
+def test_seccomp_no_stub_without_architectures_as_runc(runtime, make_bundle, rawsyscall):
+    """runc 1.1.5 stubs only the listed architectures: none listed, the default EPERM."""
+    bundle = enosys_bundle(make_bundle, rawsyscall, architectures=False)
+    ours = under_ours(runtime, bundle)
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout.split()[:3] == ["1000=1", "435=1", "449=1"], ours.stdout
+    theirs = under_runc(bundle)
+    assert (theirs.returncode, theirs.stdout) == (0, ours.stdout), theirs.stderr
+
+
+def run_stub(program: list[tuple[int, int, int, int]], arch: int, nr: int) -> str:
+    """Interpret the stub (its instructions only) for one syscall: "ENOSYS", or "filter"
+    when it falls through to libseccomp's program."""
+    from ociruntime.security import seccomp_stub as st
+
+    pc, acc = 0, 0
+    while pc < len(program):
+        code, jt, jf, k = program[pc]
+        pc += 1
+        if code == st.LD_W_ABS:
+            acc = {st.NR: nr, st.ARCH: arch}[k]
+        elif code == st.JA:
+            pc += k
+        elif code == st.RET_K:
+            assert k == 0x50000 | ENOSYS
+            return "ENOSYS"
+        else:
+            taken = {st.JEQ_K: acc == k, st.JGT_K: acc > k, st.JSET_K: bool(acc & k)}[code]
+            pc += jt if taken else jf
+    assert pc == len(program), "a jump past the stub's end"
+    return "filter"
+
+
+@pytest.mark.pure
+def test_seccomp_stub_per_architecture() -> None:
+    """x86_64 and x32 share one AUDIT_ARCH (bit 30 of the number tells them apart),
+    i386 has its own; an architecture the profile does not list falls through."""
+    import pyseccomp
+
+    from ociruntime.security import seccomp_stub
+
+    class Log:
+        def warning(self, msg: str) -> None:
+            raise AssertionError(msg)
+
+    spec = {"defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_X86"],
+            "syscalls": [{"names": ["read", "rseq"], "action": "SCMP_ACT_ALLOW"}]}  # fmt: skip
+    stub = seccomp_stub.enosys_stub(pyseccomp, spec, Log())
+    x86_64, i386, x32 = 0xC000003E, 0x40000003, 0x40000000
+    rseq = {a: pyseccomp.resolve_syscall(getattr(pyseccomp.Arch, a), "rseq")
+            for a in ("X86_64", "X86", "X32")}  # fmt: skip
+    assert rseq["X32"] & x32
+    cases = {
+        (x86_64, rseq["X86_64"]): "filter", (x86_64, rseq["X86_64"] + 1): "ENOSYS",
+        (x86_64, 1000): "ENOSYS", (x86_64, x32 | 5): "filter",
+        (x86_64, rseq["X32"]): "filter", (x86_64, rseq["X32"] + 1): "ENOSYS",
+        (i386, rseq["X86"]): "filter", (i386, rseq["X86"] + 1): "ENOSYS",
+        (0xC00000B7, 1000): "filter",  # aarch64: not listed
+    }  # fmt: skip
+    assert {case: run_stub(stub, *case) for case in cases} == cases
+    only_64 = dict(spec, architectures=["SCMP_ARCH_X86_64"])
+    stub = seccomp_stub.enosys_stub(pyseccomp, only_64, Log())
+    assert run_stub(stub, x86_64, x32 | 1000) == "filter"  # x32 is not ours to stub
+    assert run_stub(stub, x86_64, 1000) == "ENOSYS"
+    for permissive in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE"):
+        assert (
+            seccomp_stub.enosys_stub(pyseccomp, dict(spec, defaultAction=permissive), Log()) == []
+        )
+    assert seccomp_stub.enosys_stub(pyseccomp, dict(spec, defaultErrnoRet=ENOSYS), Log()) == []

@@ -35,6 +35,7 @@ TABLES = {
         "keyctl": 250,
         "ioprio_set": 251,
         "sched_setattr": 314,
+        "seccomp": 317,
         "bpf": 321,
         **_SAME_EVERYWHERE,
     },
@@ -43,6 +44,7 @@ TABLES = {
         "keyctl": 219,
         "ioprio_set": 30,
         "sched_setattr": 274,
+        "seccomp": 277,
         "bpf": 280,
         **_SAME_EVERYWHERE,
     },
@@ -68,6 +70,7 @@ SYS_KEYCTL = _table["keyctl"]
 SYS_IOPRIO_SET = _table["ioprio_set"]
 SYS_SCHED_SETATTR = _table["sched_setattr"]
 SYS_BPF = _table["bpf"]
+SYS_SECCOMP = _table["seccomp"]
 SYS_OPEN_TREE = _table["open_tree"]
 SYS_MOVE_MOUNT = _table["move_mount"]
 SYS_FSOPEN = _table["fsopen"]
