@@ -10,11 +10,14 @@ from __future__ import annotations
 import platform
 import shutil
 import subprocess
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import OCIRUNTIME
 
 TIMEOUT = 30  #: seconds for any one runtime call: a hang fails the test
 
@@ -262,3 +265,67 @@ def test_seccomp_stub_per_architecture() -> None:
             seccomp_stub.enosys_stub(pyseccomp, dict(spec, defaultAction=permissive), Log()) == []
         )
     assert seccomp_stub.enosys_stub(pyseccomp, dict(spec, defaultErrnoRet=ENOSYS), Log()) == []
+
+
+# --- item 9: --debug with --log: the init's records through a log pipe ---------------------
+
+
+def debug_run(runtime, log: str, cwd: Path, *args: str) -> Outcome:
+    """`--debug --log LOG ARGS...` (text format) from `cwd`: LOG may be relative to it.
+    Output to files, not pipes: a detached init would hold a pipe open."""
+    cmd = [OCIRUNTIME, "--root", runtime.root, "--debug", "--log", log, *args]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                           timeout=TIMEOUT)  # fmt: skip
+        out.seek(0)
+        err.seek(0)
+        return Outcome(p.returncode, out.read().decode(), err.read().decode())
+
+
+def test_debug_log_has_the_inits_records_and_its_post_start_failure(runtime, make_bundle,
+                                                                    tmp_path):  # fmt: skip
+    """The init's debug lines and a failure after start (a startContainer hook) reach the
+    --log file (runc: its init's log pipe), not the container's stdio; a relative --log
+    and a read-only rootfs make no difference."""
+    bundle = make_bundle(["true"])
+    bundle.config["root"]["readonly"] = True
+    bundle.config["hooks"] = {"startContainer": [{"path": "/bin/false"}]}
+    bundle.write()
+    cid = runtime.new_id()
+    ours = debug_run(runtime, "relative.log", tmp_path, "run", "--bundle", str(bundle.path), cid)
+    log = (tmp_path / "relative.log").read_text()
+    assert ours.returncode == 1 and "level=debug" not in ours.stderr, ours.stderr
+    assert "hooks.startContainer[0] (/bin/false): exit status 1" in ours.stderr
+    assert 'level=debug msg="process.capabilities.ambient: capability' in log, log
+    assert 'level=error msg="hooks.startContainer[0] (/bin/false): exit status 1"' in log
+    assert under_runc(bundle).returncode == 1
+
+
+@pytest.mark.parametrize("where", ["relative", "host-only"])
+def test_debug_never_fails_an_operation(runtime, make_bundle, tmp_path, where):
+    """--debug with a --log path the container cannot have (relative, with a read-only
+    rootfs; an absolute host path absent from the rootfs): run, create/start and exec
+    all succeed, every record in the host's file."""
+    bundle = make_bundle(["sh", "-c", "echo ran"])
+    bundle.config["root"]["readonly"] = True
+    bundle.write()
+    host_dir = tmp_path / "only-on-the-host"
+    host_dir.mkdir()
+    log = "debug.log" if where == "relative" else str(host_dir / "debug.log")
+    bundle_flag = ("--bundle", str(bundle.path))
+    ours = debug_run(runtime, log, tmp_path, "run", *bundle_flag, runtime.new_id())
+    assert (ours.returncode, ours.stdout) == (0, "ran\n"), ours.stderr
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    bundle.write()
+    cid = runtime.new_id()
+    for step in (("create", *bundle_flag, cid), ("start", cid)):
+        done = debug_run(runtime, log, tmp_path, *step)
+        assert done.returncode == 0, done.stderr
+    p = debug_run(runtime, log, tmp_path, "exec", cid, "echo", "exec'd")
+    assert (p.returncode, p.stdout) == (0, "exec'd\n"), p.stderr
+    text = (tmp_path / log).read_text()
+    assert text.count("process.capabilities.ambient: capability 5 not raised") == 3, text
+    bundle.config["process"]["args"] = ["true"]
+    bundle.write()
+    theirs = under_runc(bundle)
+    assert theirs.returncode == 0, theirs.stderr
