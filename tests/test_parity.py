@@ -7,6 +7,7 @@ timeout, and a timeout fails the test.
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import subprocess
@@ -329,3 +330,44 @@ def test_debug_never_fails_an_operation(runtime, make_bundle, tmp_path, where):
     bundle.write()
     theirs = under_runc(bundle)
     assert theirs.returncode == 0, theirs.stderr
+
+
+# --- item 4: `run` with process.terminal and no terminal at all ---------------------------
+
+
+def without_a_terminal(cmd: list[str]) -> Outcome:
+    """`cmd` in a new session (no controlling terminal), stdin /dev/null, output to files:
+    as from a script or a service. Under the timeout: a hang fails the test."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                           start_new_session=True, timeout=TIMEOUT)  # fmt: skip
+        out.seek(0)
+        err.seek(0)
+        return Outcome(p.returncode, out.read().decode(), err.read().decode())
+
+
+def test_run_terminal_without_any_terminal_fails_at_once(runtime, make_bundle):
+    """runc's initHostConsole: none of stderr/stdout/stdin a terminal and no controlling
+    one -> `open /dev/tty: no such device or address`, exit 1, nothing made. (An
+    interactive shell fed only EOF used to wait forever here.)"""
+    bundle = make_bundle(["sh"])
+    bundle.config["process"]["terminal"] = True
+    bundle.write()
+    words = "open /dev/tty: no such device or address"
+    cid = runtime.new_id()
+    ours = without_a_terminal([OCIRUNTIME, "--root", runtime.root, "run", "--bundle",
+                               str(bundle.path), cid])  # fmt: skip
+    assert ours.returncode == 1 and f"/process/terminal: {words}" in ours.stderr, ours
+    assert len(ours.stderr.splitlines()) == 1
+    assert not os.path.exists(os.path.join(runtime.root, cid))
+    if not shutil.which("runc"):
+        return
+    root = f"/run/ociruntime-test-runc-{uuid.uuid4().hex[:8]}"
+    try:
+        theirs = without_a_terminal(["runc", "--root", root, "run", "--bundle",
+                                     str(bundle.path), "ref-" + root[-8:]])  # fmt: skip
+    finally:
+        subprocess.run(["runc", "--root", root, "delete", "--force", "ref-" + root[-8:]],
+                       capture_output=True, timeout=TIMEOUT)  # fmt: skip
+        shutil.rmtree(root, ignore_errors=True)
+    assert theirs.returncode == 1 and words in theirs.stderr, theirs

@@ -194,6 +194,20 @@ def _process_attrs(cfg: dict) -> object | None:
     return procattrs.plan(proc, linux, "config.json: /process", "config.json: /linux", warn=True)
 
 
+def _require_host_console() -> None:
+    """`run` attached to the container's terminal needs one on our side, as runc's
+    initHostConsole: stderr, stdout or stdin a terminal, else the controlling one
+    (/dev/tty). Without any (a script, </dev/null, no controlling terminal) a program
+    waiting on its terminal would wait forever; runc refuses at once, in these words."""
+    if any(os.isatty(fd) for fd in (2, 1, 0)):
+        return
+    try:
+        os.close(os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC))
+    except OSError as e:
+        reason = f"open /dev/tty: {(e.strerror or str(e)).lower()}"  # Go's words
+        raise field_error(pointer("process", "terminal"), reason) from None
+
+
 def _check_terminal(proc: dict, opts: CreateOptions) -> None:
     """runc's rules: a detached terminal needs --console-socket, which is for nothing else."""
     if proc.get("terminal"):
@@ -209,6 +223,8 @@ def _check_terminal(proc: dict, opts: CreateOptions) -> None:
         raise RuntimeFailure(
             "--console-socket: cannot use console socket if runc will not detach or allocate tty"
         )
+    if proc.get("terminal") and not opts.detach:  # after runc's checkTerminal, as runc
+        _require_host_console()
 
 
 def _open_console(opts: CreateOptions) -> terminal.InitConsole:
