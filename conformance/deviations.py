@@ -268,6 +268,18 @@ DEVIATIONS: tuple[Deviation, ...] = (
         "neither can apply it here; ociruntime does what runc does",
         note=r"^resources: blockIO\.weight applied",
     ),
+    Deviation(
+        "D22",
+        "ociruntime",
+        "a config without a mount namespace (and without maskedPaths/readonlyPaths, which "
+        "both refuse with runc's words): runc 1.1.5 sets the rootfs up in the caller's "
+        "mount namespace (/ made rslave, the rootfs bound on itself, every config mount "
+        "mounted there, then chroot) and leaves those mounts on the host after the "
+        "container exits; ociruntime refuses the config rather than change the host's mounts",
+        "config-linux.md: a namespace type not in `namespaces` MUST be inherited from the runtime",
+        "runc follows the letter; ociruntime keeps the host's mount table untouched",
+        failure=r"a mount namespace is required: without one the rootfs would be mounted",
+    ),
 )
 
 

@@ -25,6 +25,10 @@ class Logger:
         self.fmt = fmt
         self.threshold = _LEVELS["debug" if debug else "info"]
         self._fd: int | None = None
+        #: runc's log pipe: (read end, write end) for the stage being forked (see
+        #: `child_pipe`); -1 for an end closed here
+        self._pipe: tuple[int, int] | None = None
+        self._to_pipe = False  # a stage: self._fd is the pipe's write end
 
     def _open(self) -> int | None:
         if self._fd is None and self.path:
@@ -33,14 +37,55 @@ class Logger:
             )
         return self._fd
 
-    def forget_file(self) -> None:
-        """In a process the container can see: the --log path is the host's (inside the
-        rootfs it would name a file of the container's), and an open fd of it would be
-        a host file reachable through /proc/<pid>/fd. Later records go nowhere."""
+    def child_pipe(self) -> None:
+        """Before forking a stage that enters the container (the init, exec's I): with
+        --log, a pipe for its records, as runc hands its init a log pipe. The stage
+        cannot write the --log file itself: the path is the host's (relative to our cwd,
+        or absent or read-only in the rootfs) and an open fd of it would be a host file
+        reachable through /proc/<pid>/fd; a pipe is no file. Both ends close-on-exec
+        (the stage's execve is its EOF) and non-blocking (a full pipe drops a record,
+        never blocks nor fails the stage)."""
+        if self.path and self._pipe is None:
+            self._pipe = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+
+    def use_pipe(self) -> None:
+        """In the stage, before it can be seen: records go to the pipe `child_pipe` made
+        (in the chosen format, each whole), none without --log; no file stays open."""
         if self._fd is not None:
             os.close(self._fd)
-        self._fd = None
-        self.path = None
+        self._fd, self._to_pipe = None, True
+        if self._pipe is None:
+            self.path = None
+            return
+        read_end, self._fd = self._pipe
+        os.close(read_end)
+        self._pipe = None
+
+    def pipe_fds(self) -> tuple[int, ...]:
+        """The fds a stage must keep open for `use_pipe`."""
+        return () if self._pipe is None else (self._pipe[1],)
+
+    def drain_child(self) -> None:
+        """In the parent: copy what the stage wrote so far into the --log file; at its EOF
+        (every writer exec'd or exited) close the pipe. Never blocks."""
+        if self._pipe is None:
+            return
+        read_end, write_end = self._pipe
+        if write_end >= 0:  # ours: only the stage's copies may keep it open
+            os.close(write_end)
+            self._pipe = (read_end, -1)
+        while True:
+            try:
+                data = os.read(read_end, 65536)
+            except BlockingIOError:
+                return
+            if not data:
+                os.close(read_end)
+                self._pipe = None
+                return
+            fd = self._open()
+            if fd is not None:
+                os.write(fd, data)
 
     def _format(self, level: str, msg: str) -> str:
         msg = cut(msg)  # whatever the caller quoted: one bounded line
@@ -53,7 +98,12 @@ class Logger:
         if _LEVELS[level] < self.threshold:
             return
         fd = self._open()
-        if fd is not None:
+        if fd is not None and self._to_pipe:
+            try:
+                os.write(fd, self._format(level, msg).encode())
+            except OSError:  # full, or the reader gone (create exited): logging never fails
+                pass
+        elif fd is not None:
             os.write(fd, self._format(level, msg).encode())
         elif level == "debug":
             sys.stderr.write(self._format(level, msg))

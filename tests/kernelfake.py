@@ -23,7 +23,7 @@ import errno
 import os
 
 from ociruntime.kernel import syscalls as sc
-from ociruntime.kernel.constants import AT_FDCWD
+from ociruntime.kernel.constants import AT_FDCWD, SECCOMP_FILTER_FLAG_NEW_LISTENER
 
 
 def _where(target: str | None) -> str | None:
@@ -146,6 +146,10 @@ class RecordingKernel:
     def bpf(self, cmd, attr) -> int:
         self._record("bpf", cmd, bytes(attr))
         return self._fd()
+
+    def seccomp_set_mode_filter(self, flags, fprog) -> int:
+        self._record("seccomp_set_mode_filter", flags, fprog.len)
+        return self._fd() if flags & SECCOMP_FILTER_FLAG_NEW_LISTENER else -1
 
     # capabilities and the user switch
     def capbset_read(self, cap) -> bool:

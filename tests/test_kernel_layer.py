@@ -138,7 +138,7 @@ def test_importing_on_an_unknown_architecture_fails(monkeypatch: pytest.MonkeyPa
 
 _HEADERS = ("linux/mount.h", "linux/sched.h", "linux/prctl.h", "linux/openat2.h",
             "linux/keyctl.h", "linux/magic.h", "linux/fcntl.h", "linux/ioprio.h",
-            "sys/mount.h")  # fmt: skip
+            "linux/seccomp.h", "sys/mount.h")  # fmt: skip
 #: Not in any uapi header: include/linux/key.h (the kernel's own) defines them.
 _NOT_IN_UAPI = {"KEY_USR_SEARCH", "KEY_OTH_SEARCH"}
 
@@ -158,7 +158,8 @@ def _header_constants() -> dict[str, int]:
                     texts.setdefault(m[1], m[2])
     values: dict[str, int] = {}
     for name, text in texts.items():
-        expr = re.sub(r"\b0([0-7]+)\b", r"0o\1", text.rstrip("UL"))
+        expr = re.sub(r"\b(0x[0-9a-fA-F]+|\d+)[UL]+\b", r"\1", text)  # 1UL << 3
+        expr = re.sub(r"\b0([0-7]+)\b", r"0o\1", expr)
         try:
             values[name] = int(eval(expr, {"__builtins__": {}}, {}))  # noqa: S307 - headers
         except Exception:  # noqa: BLE001 - macros, types: not our constants

@@ -191,12 +191,20 @@ def test_run_attaches_the_callers_terminal(runtime, make_bundle) -> None:
 
 
 def test_run_without_a_terminal_still_proxies(runtime, make_bundle) -> None:
-    """stdin not a terminal: no raw mode, the output still comes through (newlines as the
-    program wrote them), and stdin's end reaches the container as the terminal's EOF."""
+    """stdin not a terminal (stderr is, as runc needs one of them: tests/test_parity.py):
+    no raw mode, the output still comes through (newlines as the program wrote them), and
+    stdin's end reaches the container as the terminal's EOF."""
     bundle = terminal_bundle(make_bundle, ["sh", "-c", 'tty; read x; echo "got $x"; exit 5'])
     cid = runtime.new_id()
-    r = runtime("run", "--bundle", str(bundle.path), cid, timeout=30)
-    assert (r.returncode, r.stdout, r.stderr) == (5, "/dev/pts/0\ngot \n", "")
+    master, slave = os.openpty()
+    try:
+        r = subprocess.run([OCIRUNTIME, "--root", runtime.root, "run", "--bundle",
+                            str(bundle.path), cid], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=slave, text=True, timeout=30)  # fmt: skip
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert (r.returncode, r.stdout) == (5, "/dev/pts/0\ngot \n")
     assert not os.path.exists(os.path.join(runtime.root, cid))
 
 

@@ -129,12 +129,27 @@ def _check_config(cfg: dict, opts: CreateOptions) -> _Checked:
 
         userns.check(cfg.get("linux") or {}, ns["user"])
     if "mount" not in ns:
-        raise field_error(pointer("linux", "namespaces"), "a mount namespace is required")
+        _refuse_host_mount_namespace(cfg.get("linux") or {})
     if (cfg.get("linux") or {}).get("netDevices"):
         from ociruntime.process import netdevices
 
         netdevices.check(cfg["linux"]["netDevices"], ns)
     return _Checked(ns, seccomp_filter, attrs)
+
+
+def _refuse_host_mount_namespace(linux: dict) -> None:
+    """No mount namespace: refused. runc 1.1.5 refuses masked/read-only paths (its words
+    below) and otherwise sets the rootfs up in the caller's mount namespace, which
+    changes the host's mounts (/ made rslave, the rootfs and every config mount mounted
+    there) and leaves them behind: we refuse that too (conformance/deviations.py D22)."""
+    if linux.get("maskedPaths") or linux.get("readonlyPaths"):
+        reason = "unable to restrict sys entries without a private MNT namespace"
+    else:
+        reason = (
+            "a mount namespace is required: without one the rootfs would be mounted in "
+            "the host's mount namespace"
+        )
+    raise field_error(pointer("linux", "namespaces"), reason)
 
 
 def _first_record(
@@ -179,6 +194,20 @@ def _process_attrs(cfg: dict) -> object | None:
     return procattrs.plan(proc, linux, "config.json: /process", "config.json: /linux", warn=True)
 
 
+def _require_host_console() -> None:
+    """`run` attached to the container's terminal needs one on our side, as runc's
+    initHostConsole: stderr, stdout or stdin a terminal, else the controlling one
+    (/dev/tty). Without any (a script, </dev/null, no controlling terminal) a program
+    waiting on its terminal would wait forever; runc refuses at once, in these words."""
+    if any(os.isatty(fd) for fd in (2, 1, 0)):
+        return
+    try:
+        os.close(os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC))
+    except OSError as e:
+        reason = f"open /dev/tty: {(e.strerror or str(e)).lower()}"  # Go's words
+        raise field_error(pointer("process", "terminal"), reason) from None
+
+
 def _check_terminal(proc: dict, opts: CreateOptions) -> None:
     """runc's rules: a detached terminal needs --console-socket, which is for nothing else."""
     if proc.get("terminal"):
@@ -194,6 +223,8 @@ def _check_terminal(proc: dict, opts: CreateOptions) -> None:
         raise RuntimeFailure(
             "--console-socket: cannot use console socket if runc will not detach or allocate tty"
         )
+    if proc.get("terminal") and not opts.detach:  # after runc's checkTerminal, as runc
+        _require_host_console()
 
 
 def _open_console(opts: CreateOptions) -> terminal.InitConsole:

@@ -15,6 +15,7 @@ from ociruntime.commands.delete import destroy
 from ociruntime.commands.start import release
 from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import syscalls as sc
+from ociruntime.log import LOG
 from ociruntime.signals import FORWARDED_SIGNALS
 
 
@@ -43,8 +44,12 @@ def run(opts: CreateOptions, detach: bool) -> int:
             attached.close()
         kill_and_wait(state)
         os.waitpid(state.pid, 0)
+        LOG.drain_child()
         destroy(sd, state)
         raise
+    # The init has exec'd (or failed after start: startContainer hooks, execve): its
+    # last records, up to EOF, into the log, as runc copies its init's log pipe.
+    LOG.drain_child()
     if detach:
         return 0
     pid = state.pid

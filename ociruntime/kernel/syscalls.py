@@ -40,6 +40,8 @@ from ociruntime.kernel.constants import (
     PR_SET_KEEPCAPS,
     PR_SET_NO_NEW_PRIVS,
     PR_SET_PDEATHSIG,
+    SECCOMP_FILTER_FLAG_NEW_LISTENER,
+    SECCOMP_SET_MODE_FILTER,
 )
 from ociruntime.kernel.numbers import (
     SYS_BPF,
@@ -55,6 +57,7 @@ from ociruntime.kernel.numbers import (
     SYS_PIDFD_GETFD,
     SYS_PIVOT_ROOT,
     SYS_SCHED_SETATTR,
+    SYS_SECCOMP,
 )
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -69,7 +72,7 @@ WRAPPERS = (
     "openat2", "mount_setattr", "open_tree", "move_mount", "fsmount_new", "fstatfs_type",
     "set_parent_death_signal", "set_child_subreaper", "pidfd_getfd",
     "keyctl_join_session_keyring", "keyctl_describe", "keyctl_setperm",
-    "personality", "sched_setattr", "ioprio_set", "bpf",
+    "personality", "sched_setattr", "ioprio_set", "bpf", "seccomp_set_mode_filter",
     "capbset_read", "capbset_drop", "set_keepcaps", "set_no_new_privs",
     "set_capabilities", "ambient_clear_all", "ambient_raise",
     "setgroups", "setgid", "setuid",
@@ -268,6 +271,19 @@ def bpf(cmd: int, attr: ctypes.Array) -> int:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
     return int(result)
+
+
+def seccomp_set_mode_filter(flags: int, fprog: ctypes.Structure) -> int:
+    """seccomp(2) SECCOMP_SET_MODE_FILTER of `fprog` (a struct sock_fprog) with `flags`:
+    the notify fd with SECCOMP_FILTER_FLAG_NEW_LISTENER, else -1."""
+    result = _check(
+        _libc.syscall(
+            ctypes.c_long(SYS_SECCOMP), ctypes.c_uint(SECCOMP_SET_MODE_FILTER),
+            ctypes.c_uint(flags), ctypes.byref(fprog),
+        ),
+        "seccomp",
+    )  # fmt: skip
+    return int(result) if flags & SECCOMP_FILTER_FLAG_NEW_LISTENER else -1
 
 
 def _prctl(option: int, arg2: int, what: str) -> int:

@@ -12,9 +12,15 @@ the default action is skipped (libseccomp refuses it); several args on one rule 
 unless one index appears twice, then each arg becomes a rule of its own (ORed), as runc;
 libseccomp's no_new_privs attribute is cleared (the config's noNewPrivileges decides).
 
-SCMP_ACT_NOTIFY (seccomp user notification): libseccomp loads such a filter with
-SECCOMP_FILTER_FLAG_NEW_LISTENER and keeps the listener ("notify") fd; `Filter.hand_over`
-passes it to the runtime's parent side, which sends it to the agent at
+libseccomp only builds: its BPF program is exported (seccomp_export_bpf), the -ENOSYS
+stub of runc's patchbpf goes in front of it (seccomp_stub.py: a syscall newer than the
+profile fails with ENOSYS, not the default errno, so glibc falls back), and the init
+loads the result with seccomp(2) itself, with the config's flags (TSYNC, LOG,
+SPEC_ALLOW) and NEW_LISTENER when a rule notifies.
+
+SCMP_ACT_NOTIFY (seccomp user notification): the filter is loaded with
+SECCOMP_FILTER_FLAG_NEW_LISTENER and the kernel returns the listener ("notify") fd;
+`Filter.hand_over` passes it to the runtime's parent side, which sends it to the agent at
 `listenerPath` (see seccomp_notify.py for how and why there). runc 1.1.5's rules: NOTIFY
 needs libseccomp API level 6, is refused as the default action and for `write` (the
 hand-over itself writes to the parent after the filter is on), and needs a listenerPath;
@@ -23,7 +29,18 @@ a listenerPath without any NOTIFY rule is ignored.
 
 from __future__ import annotations
 
+import ctypes
+import os
+
 from ociruntime.errors import RuntimeFailure
+from ociruntime.kernel import syscalls
+from ociruntime.kernel.constants import (
+    SECCOMP_FILTER_FLAG_LOG,
+    SECCOMP_FILTER_FLAG_NEW_LISTENER,
+    SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+    SECCOMP_FILTER_FLAG_TSYNC,
+    SECCOMP_FILTER_FLAG_TSYNC_ESRCH,
+)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -82,6 +99,12 @@ FLAG_ATTRS = {
     "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 7,
 }
 KNOWN_FLAGS = (*FLAG_ATTRS, "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV")
+#: flag -> seccomp(2)'s flag bit, for loading the filter ourselves
+FLAG_BITS = {
+    "SECCOMP_FILTER_FLAG_TSYNC": SECCOMP_FILTER_FLAG_TSYNC,
+    "SECCOMP_FILTER_FLAG_LOG": SECCOMP_FILTER_FLAG_LOG,
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+}
 _ATTR_CTL_NNP = 3
 _PTR = "config.json: /linux/seccomp"
 
@@ -158,17 +181,40 @@ def _import_pyseccomp():  # noqa: ANN202 - the module
     return pyseccomp
 
 
-class Filter:
-    """A built filter (not loaded yet) and, when it has SCMP_ACT_NOTIFY rules, the agent
-    its notify fd goes to: `listener` (listenerPath) and `metadata` (listenerMetadata)."""
+class _SockFilter(ctypes.Structure):
+    """struct sock_filter: one classic BPF instruction."""
 
-    def __init__(self, sc, filt, listener: str | None, metadata: str) -> None:  # noqa: ANN001
-        self._sc, self._filter = sc, filt
+    _fields_ = (("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                ("k", ctypes.c_uint32))  # fmt: skip
+
+
+class _SockFprog(ctypes.Structure):
+    """struct sock_fprog: the program seccomp(2) loads."""
+
+    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter)))
+
+
+class Filter:
+    """A built filter, not loaded yet: libseccomp's program with the -ENOSYS stub in front
+    (see seccomp_stub.py), the seccomp(2) flags the config asks for, and, when it has
+    SCMP_ACT_NOTIFY rules, the agent its notify fd goes to: `listener` (listenerPath)
+    and `metadata` (listenerMetadata). Loading needs nothing imported: the program is a
+    ctypes array made in create (or exec) before the fork."""
+
+    def __init__(self, program: list[tuple[int, int, int, int]], flags: int,
+                 listener: str | None, metadata: str) -> None:  # fmt: skip
+        self._program = (_SockFilter * len(program))(*program)
+        self._fprog = _SockFprog(len(program), self._program)
+        self.flags = flags
         self.listener, self.metadata = listener, metadata
+        self._notify_fd = -1
+
+    def __len__(self) -> int:
+        return len(self._program)
 
     def load(self) -> None:
         """Install the filter in this process (OSError if the kernel refuses it)."""
-        self._filter.load()
+        self._notify_fd = syscalls.seccomp_set_mode_filter(self.flags, self._fprog)
 
     def hand_over(self, end: StageEnd) -> None:
         """After `load`, with a listener: report the notify fd's number to the runtime's
@@ -177,9 +223,9 @@ class Filter:
         so the container never holds its own notify fd."""
         if self.listener is None:
             return
-        fd = self._sc._libseccomp.seccomp_notify_fd(self._filter._filter)
-        if fd < 0:
+        if self._notify_fd < 0:
             raise RuntimeFailure(f"{_PTR}: the loaded filter has no notify fd")
+        fd, self._notify_fd = self._notify_fd, -1
         end.report_seccomp_fd(fd)
 
 
@@ -207,7 +253,43 @@ def build(spec: dict) -> Filter:
         # (runc 1.1.5 asks the kernel for one anyway and sends an fd that never fires.)
         LOG.debug("no SCMP_ACT_NOTIFY rule names a known syscall: listenerPath not used")
         listener = None
-    return Filter(sc, filt, listener, spec.get("listenerMetadata") or "")
+    from ociruntime.security import seccomp_stub
+
+    program = seccomp_stub.enosys_stub(sc, spec, LOG) + _export(sc, filt)
+    return Filter(program, _load_flags(spec, listener is not None), listener,
+                  spec.get("listenerMetadata") or "")  # fmt: skip
+
+
+def _export(sc, filt) -> list[tuple[int, int, int, int]]:  # noqa: ANN001 - pyseccomp's
+    """libseccomp's BPF program for the filter (seccomp_export_bpf, through a memfd), as
+    (code, jt, jf, k) instructions in the host's byte order."""
+    lib = sc._libseccomp
+    lib.seccomp_export_bpf.argtypes = (ctypes.c_void_p, ctypes.c_int)
+    lib.seccomp_export_bpf.restype = ctypes.c_int
+    fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
+    try:
+        rc = lib.seccomp_export_bpf(filt._filter, fd)
+        if rc < 0:
+            raise RuntimeFailure(f"{_PTR}: exporting the filter: {os.strerror(-rc)}")
+        data = os.pread(fd, os.fstat(fd).st_size, 0)
+    finally:
+        os.close(fd)
+    insns = (_SockFilter * (len(data) // ctypes.sizeof(_SockFilter))).from_buffer_copy(data)
+    return [(i.code, i.jt, i.jf, i.k) for i in insns]
+
+
+def _load_flags(spec: dict, listens: bool) -> int:
+    """seccomp(2)'s flags: the config's (validated by _set_flags), NEW_LISTENER with a
+    notify rule, and with TSYNC too TSYNC_ESRCH (the kernel refuses TSYNC with a
+    listener otherwise; libseccomp adds it the same way)."""
+    flags = 0
+    for flag in spec.get("flags") or []:
+        flags |= FLAG_BITS[flag]
+    if listens:
+        flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER
+        if flags & SECCOMP_FILTER_FLAG_TSYNC:
+            flags |= SECCOMP_FILTER_FLAG_TSYNC_ESRCH
+    return flags
 
 
 def _add_architectures(sc, filt, archs: list[str]) -> None:  # noqa: ANN001 - pyseccomp's

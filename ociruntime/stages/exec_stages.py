@@ -81,6 +81,7 @@ def start(plan: ExecPlan) -> int:
     containersafe.detach_from_host_files()  # C inherits our memory as it is now
     containersafe.hide()
     sc.set_child_subreaper()  # C is I's child: it comes back to us when I exits
+    LOG.child_pipe()
     intermediate = os.fork()
     if intermediate == 0:
         parent.close()
@@ -97,6 +98,7 @@ def start(plan: ExecPlan) -> int:
         _serve_process(plan, end, pid)
     finally:
         end.close()
+        LOG.drain_child()  # I's and C's records: all there once C exec'd (or failed)
     return pid
 
 
@@ -133,7 +135,8 @@ def _intermediate(plan: ExecPlan, end: StageEnd) -> None:
         keep = {*range(3, 3 + plan.preserve_fds), *end.fds(), *plan.ns_fds.values()}
         if plan.console is not None:
             keep.add(plan.console.sock.fileno())
-        LOG.forget_file()
+        keep.update(LOG.pipe_fds())
+        LOG.use_pipe()  # I's and C's records: through P's log pipe, never the --log file
         containersafe.close_fds(keep)
         _join_container(plan, plan.ns_fds, plan.attrs)
         pid = os.fork()

@@ -5,9 +5,10 @@ Inside the container's namespaces and root, still with every privilege: rlimits,
 score, personality/scheduler/LSM attributes, the session keyring, the executable found
 (so a missing program fails now, not at start), then privileges dropped in the order the
 kernel allows: seccomp first without noNewPrivileges (loading it then needs
-CAP_SYS_ADMIN; the user switch runs under the filter, as in runc), user, cwd,
-capabilities, and seccomp last with noNewPrivileges (as late as runc 1.1.5: what still
-runs under it is the caller's last messages and execve). `execute` is the execve.
+CAP_SYS_ADMIN; the user switch runs under the filter, as in runc), cwd, user, cwd
+again if root could not enter it, capabilities, and seccomp last with noNewPrivileges
+(as late as runc 1.1.5: what still runs under it is the caller's last messages and
+execve). `execute` is the execve.
 
 What differs between the two callers is a parameter: the keyring's permissions, where
 /proc is opened and closed, exec's terminal, and the init's last privileged step
@@ -106,19 +107,31 @@ def _drop_privileges(
     no_new_privs = bool(proc.get("noNewPrivileges"))
     if how.seccomp is not None and not no_new_privs:
         settings.load_seccomp(how.seccomp, end)  # needs CAP_SYS_ADMIN: before the switch
-    settings.switch_user(proc.get("user") or {}, cap_sets)
     cwd = proc.get("cwd") or "/"
-    try:
-        os.chdir(cwd)
-    except OSError as e:
-        raise field_error(
-            how.process_at + pointer("cwd"), f"{cwd}: {e.strerror}", how.document
-        ) from None
+    entered = _chdir(cwd, how, retry_later=True)
+    settings.switch_user(proc.get("user") or {}, cap_sets)
+    if not entered:
+        _chdir(cwd, how, retry_later=False)
     settings.apply_capabilities(cap_sets, no_new_privs)
     if not how.exec_procfs:
         procfs.close()  # the private procfs: nothing exec'd into the container may reach it
     if how.seccomp is not None and no_new_privs:
         settings.load_seccomp(how.seccomp, end)  # as late as runc 1.1.5 (and its setns init)
+
+
+def _chdir(cwd: str, how: Finalize, *, retry_later: bool) -> bool:
+    """Enter the cwd; as runc, once before the user switch (a cwd only root may enter,
+    e.g. /root 0700, works for any user) and, if root was refused (EACCES/EPERM: a
+    root-squashed volume the user owns), again after it. Returns whether it is entered."""
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        if retry_later and isinstance(e, PermissionError):
+            return False
+        raise field_error(
+            how.process_at + pointer("cwd"), f"{cwd}: {e.strerror}", how.document
+        ) from None
+    return True
 
 
 def execute(executable: str, args: list[str], env: dict[str, str], *signals: int) -> None:

@@ -175,7 +175,8 @@ def _close_fds(plan: InitPlan, end: StageEnd) -> None:
     if plan.console is not None:
         keep.add(plan.console.sock.fileno())
     keep.update((plan.idmapped or {}).values())
-    LOG.forget_file()
+    keep.update(LOG.pipe_fds())
+    LOG.use_pipe()  # our records: through create's log pipe, never the --log file
     procfs.close()  # the user-namespace stage's handle on the host's /proc, if any
     containersafe.close_fds(keep)
 

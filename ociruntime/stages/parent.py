@@ -14,6 +14,7 @@ from ociruntime.cgroups import cgroupfs
 from ociruntime.container.state import process_start_time
 from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import syscalls as sc
+from ociruntime.log import LOG
 from ociruntime.process import hooks, namespaces
 from ociruntime.signals import kill_and_reap
 from ociruntime.stages.channel import channel_pair
@@ -47,6 +48,7 @@ class InitProcess:
         plan = self.plan
         parent, child = channel_pair()
         ns = plan.namespaces
+        LOG.child_pipe()  # the init's records, copied into the --log file by drain_child
         try:
             # With a user namespace the stage makes the PID/time namespaces itself.
             with namespaces.for_children({} if "user" in ns else ns, plan.linux.get("timeOffsets")):
@@ -92,6 +94,7 @@ class InitProcess:
             raise
         finally:
             end.close()
+            LOG.drain_child()  # its records so far (`run` copies the rest after start)
         return self.pid
 
     def _map_user_namespace(self, end: ParentEnd) -> None:

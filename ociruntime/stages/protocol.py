@@ -43,6 +43,7 @@ import os
 import sys
 
 from ociruntime.errors import RuntimeFailure, field_error, pointer
+from ociruntime.log import LOG
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -244,5 +245,8 @@ def _report(end: StageEnd, message: str) -> None:
         sent = end.report_error(message)
     except OSError:
         sent = False
-    if not sent:
-        sys.stderr.write(message + "\n")
+    if not sent:  # after ready (post-start): a record through the log pipe too, if any
+        if LOG.path:
+            LOG.error(message)
+        else:
+            sys.stderr.write(message + "\n")
