@@ -352,7 +352,7 @@ def test_runtime_error_reaches_ctr(ctd: Containerd) -> None:
     assert '"/nonexistent"' in lines[0] and "no such file or directory" in lines[0], r
     assert "unable to retrieve OCI runtime error" not in lines[0], r
     if IS_OCIRUNTIME:
-        assert 'process.args[0]: exec: "/nonexistent"' in lines[0], r
+        assert '/process/args/0: exec: "/nonexistent"' in lines[0], r
     assert cid not in ctd.ctr("containers", "ls", "-q").stdout.split()
 
 

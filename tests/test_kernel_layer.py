@@ -563,7 +563,7 @@ def test_switch_user_without_setgroups_in_a_user_namespace(caps, fake_kernel, mo
 def test_switch_user_refused_setgroups_with_groups_fails(caps, fake_kernel, monkeypatch):
     monkeypatch.setattr(os, "umask", lambda mask: 0)
     fake_kernel.fail["setgroups"] = errno.EPERM
-    with pytest.raises(RuntimeFailure, match="process.user uid=1 gid=1"):
+    with pytest.raises(RuntimeFailure, match="config.json: /process/user: uid=1 gid=1"):
         settings.switch_user({"uid": 1, "gid": 1, "additionalGids": [7]}, _cap_sets())
     assert "setuid" not in fake_kernel.names()
 

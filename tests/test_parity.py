@@ -296,9 +296,10 @@ def test_debug_log_has_the_inits_records_and_its_post_start_failure(runtime, mak
     ours = debug_run(runtime, "relative.log", tmp_path, "run", "--bundle", str(bundle.path), cid)
     log = (tmp_path / "relative.log").read_text()
     assert ours.returncode == 1 and "level=debug" not in ours.stderr, ours.stderr
-    assert "hooks.startContainer[0] (/bin/false): exit status 1" in ours.stderr
-    assert 'level=debug msg="process.capabilities.ambient: capability' in log, log
-    assert 'level=error msg="hooks.startContainer[0] (/bin/false): exit status 1"' in log
+    hook_failed = "config.json: /hooks/startContainer/0: error running hook #0: /bin/false"
+    assert f"{hook_failed}: exit status 1" in ours.stderr
+    assert 'level=debug msg="config.json: /process/capabilities/ambient: capability' in log, log
+    assert f'level=error msg="{hook_failed}: exit status 1"' in log
     assert under_runc(bundle).returncode == 1
 
 
@@ -325,7 +326,7 @@ def test_debug_never_fails_an_operation(runtime, make_bundle, tmp_path, where):
     p = debug_run(runtime, log, tmp_path, "exec", cid, "echo", "exec'd")
     assert (p.returncode, p.stdout) == (0, "exec'd\n"), p.stderr
     text = (tmp_path / log).read_text()
-    assert text.count("process.capabilities.ambient: capability 5 not raised") == 3, text
+    assert text.count("/process/capabilities/ambient: capability 5 not raised") == 3, text
     bundle.config["process"]["args"] = ["true"]
     bundle.write()
     theirs = under_runc(bundle)

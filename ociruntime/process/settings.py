@@ -17,17 +17,14 @@ import stat
 # pivot_root, when the host's site-packages are no longer reachable.
 import prctl  # noqa: F401
 
-from ociruntime.errors import RuntimeFailure
+from ociruntime.errors import RuntimeFailure, field_error, field_error_at, pointer
 from ociruntime.kernel import syscalls as sc
 from ociruntime.kernel.constants import KEY_OTH_SEARCH, KEY_USR_SEARCH
 from ociruntime.security import capabilities, procfs
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
-if TYPE_CHECKING:
-    from ociruntime.security import seccomp
-    from ociruntime.stages.protocol import StageEnd
-
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: Where the process object is in config.json, for messages (exec passes its own place).
+PROCESS = "config.json: /process"
 
 #: Fields handled by ociruntime.process.procattrs, which create and exec import only for them.
 ATTR_PROCESS_FIELDS = ("scheduler", "ioPriority", "execCPUAffinity", "apparmorProfile",
@@ -51,25 +48,27 @@ def apply_sysctls(sysctl: dict[str, str]) -> None:
         try:
             procfs.write("sys/" + key.replace(".", "/"), value)
         except OSError as e:
-            raise RuntimeFailure(f"linux.sysctl {key}={value}: {e.strerror}") from None
+            raise field_error(pointer("linux", "sysctl", key), f"{value}: {e.strerror}") from None
 
 
-def apply_rlimits(rlimits: list[dict]) -> None:
+def apply_rlimits(rlimits: list[dict], where: str = PROCESS) -> None:
+    """`where`: the process object's place in the document the user wrote (for messages:
+    config.json's /process, or exec's --process file)."""
     seen: set[str] = set()
-    for rl in rlimits:
-        name = rl["type"]
+    for i, rl in enumerate(rlimits):
+        name, at = rl["type"], where + pointer("rlimits", i)
         if name in seen:  # config.md: duplicated types MUST generate an error
-            raise RuntimeFailure(f"process.rlimits: {name} is listed more than once")
+            raise field_error_at(at, f"{name} is listed more than once")
         seen.add(name)
         number = getattr(resource, name, None)
         if not isinstance(number, int):
-            raise RuntimeFailure(f"process.rlimits: unknown rlimit type {name!r}")
+            raise field_error_at(at + "/type", f"unknown rlimit type {name!r}")
         try:
             resource.setrlimit(number, (_rlim(rl["soft"]), _rlim(rl["hard"])))
         except (OSError, ValueError, OverflowError) as e:
             reason = getattr(e, "strerror", None) or str(e)
-            raise RuntimeFailure(
-                f"process.rlimits {name} soft={rl['soft']} hard={rl['hard']}: {reason}"
+            raise field_error_at(
+                at, f"{name} soft={rl['soft']} hard={rl['hard']}: {reason}"
             ) from None
 
 
@@ -78,11 +77,11 @@ def _rlim(value: int) -> int:
     return resource.RLIM_INFINITY if value == 2**64 - 1 else value
 
 
-def set_oom_score_adj(value: int) -> None:
+def set_oom_score_adj(value: int, where: str = PROCESS) -> None:
     try:
         procfs.write("self/oom_score_adj", str(value))
     except OSError as e:
-        raise RuntimeFailure(f"process.oomScoreAdj {value}: {e.strerror}") from None
+        raise field_error_at(where + "/oomScoreAdj", f"{value}: {e.strerror}") from None
 
 
 def join_session_keyring(name: str, set_permissions: bool = True) -> None:
@@ -126,7 +125,7 @@ def env_dict(env: list[str]) -> dict[str, str]:
     return out
 
 
-def find_executable(arg0: str, env: dict[str, str]) -> str:
+def find_executable(arg0: str, env: dict[str, str], where: str = PROCESS) -> str:
     """Resolve args[0] in the container's PATH, as execvp would, but *now*, so a missing
     program fails `create` rather than `start` (runc behaves the same)."""
     # The wording is runc's (Go's exec errors): engines classify the message by it, e.g.
@@ -138,19 +137,21 @@ def find_executable(arg0: str, env: dict[str, str]) -> str:
         except OSError as e:
             reason = e.strerror or "error"
             reason = reason[:1].lower() + reason[1:]  # Go's wording: "no such file or ..."
-            message = f'process.args[0]: exec: "{arg0}": stat {arg0}: {reason}'
-            raise RuntimeFailure(message) from None
+            raise field_error_at(
+                where + "/args/0", f'exec: "{arg0}": stat {arg0}: {reason}'
+            ) from None
         if stat.S_ISREG(mode) and os.access(arg0, os.X_OK):
             return arg0
-        raise RuntimeFailure(f'process.args[0]: exec: "{arg0}": permission denied')
+        raise field_error_at(where + "/args/0", f'exec: "{arg0}": permission denied')
     for directory in env.get("PATH", DEFAULT_PATH).split(":"):
         path = os.path.join(directory or ".", arg0)
         if os.path.isfile(path) and os.access(path, os.X_OK):
             return path
-    raise RuntimeFailure(f'process.args[0]: exec: "{arg0}": executable file not found in $PATH')
+    reason = f'exec: "{arg0}": executable file not found in $PATH'
+    raise field_error_at(where + "/args/0", reason)
 
 
-def switch_user(user: dict, cap_sets: dict[str, set[int]]) -> None:
+def switch_user(user: dict, cap_sets: dict[str, set[int]], where: str = PROCESS) -> None:
     """Groups, gid, uid and umask; the bounding set is trimmed first and KEEPCAPS holds the
     permitted set over setuid so apply_capabilities can still set it."""
     capabilities.drop_bounding(cap_sets["bounding"])
@@ -168,16 +169,18 @@ def switch_user(user: dict, cap_sets: dict[str, set[int]]) -> None:
         sc.setgid(gid)
         sc.setuid(uid)
     except OSError as e:
-        raise RuntimeFailure(f"process.user uid={uid} gid={gid}: {e.strerror}") from None
+        raise field_error_at(where + "/user", f"uid={uid} gid={gid}: {e.strerror}") from None
     umask = user.get("umask")
     os.umask(0o022 if umask is None else umask)
 
 
-def apply_capabilities(cap_sets: dict[str, set[int]], no_new_privileges: bool) -> None:
+def apply_capabilities(
+    cap_sets: dict[str, set[int]], no_new_privileges: bool, where: str = PROCESS
+) -> None:
     try:
         capabilities.apply_sets(cap_sets)
     except OSError as e:
-        raise RuntimeFailure(f"process.capabilities: {e.strerror}") from None
+        raise field_error_at(where + "/capabilities", e.strerror or str(e)) from None
     sc.set_keepcaps(False)
     if no_new_privileges:
         sc.set_no_new_privs()
@@ -189,13 +192,3 @@ def restore_signal_defaults(*extra: int) -> None:
     end), plus any `extra` signal the caller had handlers for."""
     for sig in (_signal.SIGPIPE, _signal.SIGXFSZ, *extra):
         _signal.signal(sig, _signal.SIG_DFL)
-
-
-def load_seccomp(filt: seccomp.Filter, end: StageEnd) -> None:
-    """Install a filter `ociruntime.security.seccomp.build` made (in create or exec, before the
-    fork); with SCMP_ACT_NOTIFY rules, hand its notify fd over to the parent on `end`."""
-    try:
-        filt.load()
-    except OSError as e:
-        raise RuntimeFailure(f"linux.seccomp: loading the filter: {e.strerror}") from None
-    filt.hand_over(end)

@@ -44,7 +44,7 @@ from ociruntime.kernel.constants import (
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from ociruntime.stages.protocol import StageEnd
+    from collections.abc import Callable
 
 EPERM = 1
 EEXIST = 17
@@ -216,7 +216,7 @@ class Filter:
         """Install the filter in this process (OSError if the kernel refuses it)."""
         self._notify_fd = syscalls.seccomp_set_mode_filter(self.flags, self._fprog)
 
-    def hand_over(self, end: StageEnd) -> None:
+    def hand_over(self, report: Callable[[int], None]) -> None:
         """After `load`, with a listener: report the notify fd's number to the runtime's
         parent side, which copies the fd out of this process (pidfd_getfd) and sends it to
         the agent; then close this process's copy (protocol.StageEnd.report_seccomp_fd),
@@ -226,7 +226,7 @@ class Filter:
         if self._notify_fd < 0:
             raise RuntimeFailure(f"{_PTR}: the loaded filter has no notify fd")
         fd, self._notify_fd = self._notify_fd, -1
-        end.report_seccomp_fd(fd)
+        report(fd)
 
 
 def build(spec: dict) -> Filter:

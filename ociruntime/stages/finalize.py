@@ -66,6 +66,11 @@ class Finalize:
         #: the document and JSON pointer of the process object, for error messages
         self.document, self.process_at = document
 
+    @property
+    def place(self) -> str:
+        """The process object's place, for settings' messages: "config.json: /process"."""
+        return f"{self.document}: {self.process_at}"
+
 
 def finalize(proc: dict, end: StageEnd, how: Finalize) -> tuple[str, dict[str, str]]:
     """The process's settings up to, not including, execve: returns (executable, env)."""
@@ -73,7 +78,7 @@ def finalize(proc: dict, end: StageEnd, how: Finalize) -> tuple[str, dict[str, s
     if how.keyring is not None:
         settings.join_session_keyring(how.keyring, set_permissions=how.keyring_permissions)
     env = settings.env_dict(proc.get("env") or [])
-    executable = settings.find_executable(proc["args"][0], env)
+    executable = settings.find_executable(proc["args"][0], env, how.place)
     user = proc.get("user") or {}
     if how.console is not None:
         os.setsid()
@@ -91,9 +96,9 @@ def _apply_limits(proc: dict, how: Finalize) -> None:
         # The container's /proc, checked (no mount on a path we write is followed), never
         # a handle on the host's: a container process could take that from us via /proc.
         procfs.use_host()
-    settings.apply_rlimits(proc.get("rlimits") or [])
+    settings.apply_rlimits(proc.get("rlimits") or [], how.place)
     if "oomScoreAdj" in proc:
-        settings.set_oom_score_adj(proc["oomScoreAdj"])
+        settings.set_oom_score_adj(proc["oomScoreAdj"], how.place)
     if how.attrs is not None:  # personality, scheduler, I/O priority, LSM labels
         how.attrs.apply()
     if how.exec_procfs:
@@ -106,17 +111,29 @@ def _drop_privileges(
     """seccomp around the user switch, as the module docstring says."""
     no_new_privs = bool(proc.get("noNewPrivileges"))
     if how.seccomp is not None and not no_new_privs:
-        settings.load_seccomp(how.seccomp, end)  # needs CAP_SYS_ADMIN: before the switch
+        _load_seccomp(how.seccomp, end)  # needs CAP_SYS_ADMIN: before the switch
     cwd = proc.get("cwd") or "/"
     entered = _chdir(cwd, how, retry_later=True)
-    settings.switch_user(proc.get("user") or {}, cap_sets)
+    settings.switch_user(proc.get("user") or {}, cap_sets, how.place)
     if not entered:
         _chdir(cwd, how, retry_later=False)
-    settings.apply_capabilities(cap_sets, no_new_privs)
+    settings.apply_capabilities(cap_sets, no_new_privs, how.place)
     if not how.exec_procfs:
         procfs.close()  # the private procfs: nothing exec'd into the container may reach it
     if how.seccomp is not None and no_new_privs:
-        settings.load_seccomp(how.seccomp, end)  # as late as runc 1.1.5 (and its setns init)
+        _load_seccomp(how.seccomp, end)  # as late as runc 1.1.5 (and its setns init)
+
+
+def _load_seccomp(filt: Filter, end: StageEnd) -> None:
+    """Install the filter create or exec built before the fork; with SCMP_ACT_NOTIFY
+    rules, hand its notify fd over to the parent (which sends it to the agent)."""
+    try:
+        filt.load()
+    except OSError as e:
+        raise field_error(
+            pointer("linux", "seccomp"), f"loading the filter: {e.strerror}"
+        ) from None
+    filt.hand_over(end.report_seccomp_fd)
 
 
 def _chdir(cwd: str, how: Finalize, *, retry_later: bool) -> bool:
