@@ -456,6 +456,8 @@ def _dispatch(g: Parsed) -> int:
     if opts["systemd_cgroup"]:
         raise RuntimeFailure("--systemd-cgroup: the systemd cgroup driver is not supported yet")
     command, rest = g.args[0], g.args[1:]
+    if command in ("help", "h"):
+        return _help(rest[0] if rest else None)
     if command in NOT_YET:
         raise RuntimeFailure(f"{command}: not implemented yet")
     handler = COMMANDS.get(command)
@@ -469,16 +471,20 @@ def _dispatch(g: Parsed) -> int:
     return handler(opts, parsed)
 
 
-USAGE = f"""ociruntime {__version__}: an OCI runtime (spec {SPEC_VERSION}), runc-compatible
-
-usage: ociruntime [--root DIR] [--log FILE] [--log-format text|json] [--debug] COMMAND ...
-
-commands: create, start, run, exec, state, list, kill, delete, ps, pause, resume, update,
-          events, spec, features, validate
-"""
+def _specs(flags: tuple[Flag, ...]) -> list[tuple[tuple[str, ...], bool]]:
+    """What the help text needs of each flag (helptext imports nothing of cli.py's)."""
+    return [(f.names, f.takes_value) for f in flags]
 
 
 def _help(topic: str | None) -> int:
-    """The usage (a command's own help text is still to come)."""
-    sys.stdout.write(USAGE)
+    """The help text (ociruntime.helptext, imported only here: never on the hot path);
+    runc's exit 3 for a topic that is no command."""
+    if topic is not None and topic not in COMMANDS:
+        raise RuntimeFailure(f"No help topic for '{topic}'", exit_code=3)
+    from ociruntime import helptext
+
+    if topic is None:
+        sys.stdout.write(helptext.app_help(_specs(GLOBAL_FLAGS), DEFAULT_ROOT))
+    else:
+        sys.stdout.write(helptext.command_help(topic, _specs(COMMAND_FLAGS[topic])))
     return 0

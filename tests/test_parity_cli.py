@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from conftest import Runtime
 from test_bad_input import no_leftover_processes  # noqa: F401 - autouse: no process left
 
-from ociruntime.cli import COMMAND_FLAGS, parse_command, reorder_args
+from ociruntime.cli import COMMAND_FLAGS, COMMANDS, GLOBAL_FLAGS, main, parse_command, reorder_args
 from ociruntime.errors import RuntimeFailure
 
 RUNC = "/usr/sbin/runc"
@@ -146,3 +148,83 @@ def test_flags_after_the_id_against_runc(both):
         assert rt("kill", cid, "KILL", "x").returncode == 1
         assert last_error(rt) == '"kill" requires a maximum of 2 argument(s)'
         assert rt("kill", cid, "--", "KILL").returncode == 0
+
+
+# --- item 6: help ------------------------------------------------------------------------
+
+
+def sections(text: str) -> list[str]:
+    """The section headers of a urfave/cli help text (NAME:, USAGE:...), in order."""
+    return [line for line in text.splitlines() if re.fullmatch(r"[A-Z][A-Z ]*:", line)]
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_has_help(command, capsys):
+    """`CMD -h`, `CMD --help` and `help CMD`: the same text, exit 0, every flag of the
+    command listed with a description, runc's sections."""
+    texts = []
+    for argv in ([command, "-h"], [command, "--help"], ["help", command], ["h", command]):
+        assert main(argv) == 0, argv
+        texts.append(capsys.readouterr().out)
+    assert len(set(texts)) == 1
+    text = texts[0]
+    assert text.startswith(f"NAME:\n   ociruntime {command} - ")
+    assert sections(text)[:2] == ["NAME:", "USAGE:"]
+    for flag in COMMAND_FLAGS[command]:
+        long = next(n for n in flag.names if len(n) > 1)
+        line = next(x for x in text.splitlines() if x.startswith(f"   --{long}"))
+        assert len(line.split("  ", 2)) == 3 and line.split("  ")[-1].strip(), line
+    if COMMAND_FLAGS[command]:
+        assert "OPTIONS:" in sections(text)
+
+
+@pytest.mark.pure
+def test_top_level_help_has_runcs_layout(capsys):
+    """`--help`, `-h`, `help` and no command at all: NAME, USAGE, VERSION, COMMANDS,
+    GLOBAL OPTIONS (runc's order, compared with `runc --help` when runc is here); every
+    command and every global flag listed."""
+    texts = []
+    for argv in (["--help"], ["-h"], ["help"], []):
+        assert main(argv) == 0, argv
+        texts.append(capsys.readouterr().out)
+    assert len(set(texts)) == 1
+    text = texts[0]
+    want = ["NAME:", "USAGE:", "VERSION:", "COMMANDS:", "GLOBAL OPTIONS:"]
+    assert sections(text) == want
+    if os.path.exists(RUNC):
+        runc_text = subprocess.run([RUNC, "--help"], capture_output=True, text=True).stdout
+        assert sections(runc_text) == want
+    listed = text.split("COMMANDS:\n")[1].split("\n\n")[0]
+    assert {line.split()[0] for line in listed.splitlines()} == {*COMMANDS, "help,"}
+    options = text.split("GLOBAL OPTIONS:\n")[1]
+    for flag in GLOBAL_FLAGS:
+        assert f"   --{flag.names[0]}" in options, flag.names
+
+
+@pytest.mark.pure
+def test_help_for_no_such_command_exits_3(capsys):
+    """runc: `help nosuch` -> No help topic for 'nosuch', exit 3."""
+    assert main(["help", "nosuch"]) == 3
+    assert "No help topic for 'nosuch'" in capsys.readouterr().err
+
+
+@pytest.mark.pure
+def test_help_text_is_off_the_hot_path():
+    """The help module is imported only when help is asked (tests/test_hot_path.py also
+    lists it among the modules no hot-path command may import)."""
+    code = (
+        "import sys, ociruntime.cli as c; assert 'ociruntime.helptext' not in sys.modules;"
+        "c.main(['--help']); assert 'ociruntime.helptext' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_help_after_the_id_against_runc(both):
+    """`pause ID -h` prints pause's help under both (urfave/cli reorders -h too); exec's
+    and ps's -h after the id is the process's."""
+    for rt, cid in both:
+        out = rt("pause", cid, "-h")
+        assert out.returncode == 0 and out.stdout.startswith("NAME:\n"), out
+        assert rt.state(cid)["status"] == "running"  # -h did not pause it
+        assert rt("exec", cid, "echo", "-h").stdout == "-h\n"
