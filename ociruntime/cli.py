@@ -332,9 +332,14 @@ def _cmd_features(g: dict, p: Parsed) -> int:
 
 
 def _cmd_validate(g: dict, p: Parsed) -> int:
-    from ociruntime.container import bundle
+    """create's own checks (commands.create.preflight), so that `valid` means create would
+    accept the config; the id only names the default cgroup, which no config can spoil."""
+    from ociruntime.cgroups import cgroupfs
+    from ociruntime.commands.create import preflight
 
-    b = bundle.load(str(p.options["bundle"] or "."))
+    if p.args:
+        raise RuntimeFailure('"validate" requires exactly 0 argument(s)')
+    b, _, _ = preflight(str(p.options["bundle"] or "."), "validate", cgroupfs.hierarchies())
     sys.stdout.write(f"{b.path}/config.json: valid\n")
     return 0
 

@@ -228,3 +228,73 @@ def test_help_after_the_id_against_runc(both):
         assert out.returncode == 0 and out.stdout.startswith("NAME:\n"), out
         assert rt.state(cid)["status"] == "running"  # -h did not pause it
         assert rt("exec", cid, "echo", "-h").stdout == "-h\n"
+
+
+# --- item 10: validate runs create's checks ----------------------------------------------
+
+
+def _drop(*path: str):
+    def edit(cfg: dict) -> None:
+        for key in path[:-1]:
+            cfg = cfg[key]
+        del cfg[path[-1]]
+
+    return edit
+
+
+def _set(value: object, *path: str):
+    def edit(cfg: dict) -> None:
+        for key in path[:-1]:
+            cfg = cfg.setdefault(key, {})
+        cfg[path[-1]] = value
+
+    return edit
+
+
+def _no_mount_ns(cfg: dict) -> None:
+    cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "mount"]
+
+
+#: configs the schema accepts and create refuses before touching the kernel
+REFUSED_BY_CREATE = {
+    "args-missing": (_drop("process", "args"), "config.json: /process/args: missing"),
+    "args-empty": (_set([], "process", "args"), "config.json: /process/args: must not be empty"),
+    "process-missing": (_drop("process"), "config.json: /process: missing"),
+    "no-mount-namespace": (_no_mount_ns, "a mount namespace is required"),
+    "intel-rdt": (_set({"closID": "x"}, "linux", "intelRdt"), "Intel RDT is not supported"),
+    "systemd-cgroups-path": (_set("system.slice:a:b", "linux", "cgroupsPath"), "systemd"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_BY_CREATE))
+def test_validate_refuses_what_run_refuses(runtime, make_bundle, case):
+    """Before, validate said `valid` for each of these; now it fails as run does, with the
+    same one line (both run create's pre-kernel checks: commands.create.preflight)."""
+    edit, needle = REFUSED_BY_CREATE[case]
+    bundle = make_bundle(["true"])
+    edit(bundle.config)
+    bundle.write()
+    validate = runtime("validate", "--bundle", str(bundle.path))
+    assert validate.returncode == 1 and validate.stdout == "", validate
+    said = last_error(runtime)
+    assert needle in said, said
+    run = runtime("run", "--bundle", str(bundle.path), runtime.new_id())
+    assert run.returncode == 1, run
+    assert last_error(runtime) == said
+
+
+def test_missing_args_is_refused_by_runc_too(runc, make_bundle):
+    """runc words a missing process.args `args must not be empty`; ours says missing."""
+    bundle = make_bundle(["true"])
+    del bundle.config["process"]["args"]
+    bundle.write()
+    assert runc("run", "--bundle", str(bundle.path), runc.new_id()).returncode == 1
+    assert last_error(runc).endswith("args must not be empty")
+
+
+def test_validate_still_accepts_a_config_create_accepts(runtime, make_bundle):
+    bundle = make_bundle(["true"])
+    bundle.config["process"]["terminal"] = True  # create's console socket is the caller's
+    bundle.write()
+    out = runtime("validate", "--bundle", str(bundle.path))
+    assert (out.returncode, out.stdout) == (0, f"{bundle.path}/config.json: valid\n"), out
