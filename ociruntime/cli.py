@@ -100,6 +100,7 @@ COMMAND_FLAGS: dict[str, tuple[Flag, ...]] = {
         Flag(("cap", "c"), "cap", True, []),
         Flag(("no-new-privs",), "no_new_privs"),
         Flag(("preserve-fds",), "preserve_fds", True, "0"),
+        Flag(("cgroup",), "cgroup", True, []),
         Flag(("apparmor",), "apparmor", True),
         Flag(("process-label",), "process_label", True),
         Flag(("ignore-paused",), "ignore_paused"),
@@ -266,7 +267,8 @@ def _cmd_create(g: dict, p: Parsed) -> int:
 def _cmd_run(g: dict, p: Parsed) -> int:
     from ociruntime.commands.run import run
 
-    return run(_create_options(g, p, "run"), bool(p.options["detach"]))
+    o = p.options
+    return run(_create_options(g, p, "run"), bool(o["detach"]), bool(o["keep"]))
 
 
 def _cmd_start(g: dict, p: Parsed) -> int:

@@ -298,3 +298,129 @@ def test_validate_still_accepts_a_config_create_accepts(runtime, make_bundle):
     bundle.write()
     out = runtime("validate", "--bundle", str(bundle.path))
     assert (out.returncode, out.stdout) == (0, f"{bundle.path}/config.json: valid\n"), out
+
+
+# --- item 7: run --keep, exec --cgroup -----------------------------------------------------
+
+
+def cgroup_paths(rt: Runtime, cid: str) -> dict[str, str]:
+    """controller -> directory, from the state record (runc's state.json has the same
+    field)."""
+    with open(os.path.join(rt.root, cid, "state.json")) as f:
+        return json.load(f)["cgroup_paths"]
+
+
+def test_run_keep_keeps_the_stopped_container_until_delete(runtime, runc, make_bundle, tmp_path):
+    """runc: `run --keep` returns the process's status and leaves the container stopped,
+    state and cgroups kept (poststop hooks then run at `delete`); without --keep, `run`
+    deletes it. Before: ociruntime ignored --keep."""
+    bundle = make_bundle(["sh", "-c", "exit 3"])
+    for rt in (runtime, runc):
+        marker = tmp_path / f"poststop-{Path(rt.binary).name}"
+        bundle.config["hooks"] = {
+            "poststop": [{"path": "/bin/touch", "args": ["touch", str(marker)]}]
+        }
+        bundle.write()
+        cid = rt.new_id()
+        assert rt("run", "--keep", "--bundle", str(bundle.path), cid).returncode == 3
+        assert rt.state(cid)["status"] == "stopped"
+        dirs = set(cgroup_paths(rt, cid).values())
+        assert dirs and all(os.path.isdir(d) for d in dirs)
+        assert not marker.exists()
+        rt("delete", cid, check=True)
+        assert marker.exists() and not any(os.path.isdir(d) for d in dirs)
+        assert rt("state", cid).returncode == 1
+        other = rt.new_id()
+        assert rt("run", "--bundle", str(bundle.path), other).returncode == 3
+        assert rt("state", other).returncode == 1  # no --keep: deleted
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize(
+    ("args", "paths"),
+    [
+        (["sub"], {"": "sub"}),
+        (["pids:sub"], {"pids": "sub"}),
+        (["pids,memory:a/b"], {"pids": "a/b", "memory": "a/b"}),
+        ([":sub"], {"": "sub"}),
+        (["pids:sub", "pids:x"], {"pids": "x"}),  # runc 1.1.5: the last one
+        (["pids:"], {"pids": ""}),
+    ],
+)
+def test_exec_cgroup_argument(args, paths):
+    from ociruntime.commands.exec import sub_cgroup_paths
+
+    assert sub_cgroup_paths(args) == paths
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["a:b:c"], "invalid --cgroup argument: a:b:c"),
+        (["sub", "pids:sub"], "invalid --cgroup argument: sub (missing <controller>: prefix)"),
+    ],
+)
+def test_exec_cgroup_argument_refused_as_runc(args, message):
+    from ociruntime.commands.exec import sub_cgroup_paths
+
+    with pytest.raises(RuntimeFailure) as e:
+        sub_cgroup_paths(args)
+    assert str(e.value) == message
+
+
+@pytest.mark.pure
+def test_manager_sub_cgroup(tmp_path):
+    """Manager.sub: the directories exec joins instead of the container's."""
+    from ociruntime.cgroups.manager import Manager
+
+    pids, cpu = tmp_path / "pids" / "c", tmp_path / "cpu" / "c"
+    for d in (pids / "sub", cpu / "sub", pids / "sub" / "deeper"):
+        d.mkdir(parents=True)
+    m = Manager([str(pids), str(cpu)], [str(pids), str(cpu)], {"pids": str(pids), "cpu": str(cpu)})
+    assert m.sub({"pids": "sub"}).dirs == [str(pids / "sub"), str(cpu)]
+    assert m.sub({"pids": "/sub/deeper"}).dirs == [str(pids / "sub" / "deeper"), str(cpu)]
+    assert m.sub({"": "sub"}).dirs == [str(pids / "sub"), str(cpu / "sub")]
+    assert m.sub({"pids": ""}).dirs == m.dirs
+    assert m.sub({"pids": "sub"}).created == []  # exec never removes what it joins
+    for wanted, message in [
+        ({"bogus": "sub"}, "unknown controller bogus in SubCgroupPaths"),
+        ({"pids": "../.."}, "../.. is not a sub cgroup path"),
+        ({"pids": "../c2"}, "../c2 is not a sub cgroup path"),
+        ({"pids": "nosuch"}, f"sub-cgroup {pids}/nosuch: no such file or directory"),
+        ({"": "deeper"}, "no such file or directory"),  # not under cpu/c
+    ]:
+        with pytest.raises(RuntimeFailure, match=re.escape(message)):
+            m.sub(wanted)
+
+
+def test_exec_cgroup_against_runc(both):
+    """`exec --cgroup pids:sub` runs the process in the sub-cgroup of that controller only;
+    without a prefix, of every hierarchy; refusals exit 255 under both. The exec'd
+    process is the container's (ps, kill --all) and its sub-cgroups go with `delete`."""
+    for rt, cid in both:
+        paths = cgroup_paths(rt, cid)
+        for d in set(paths.values()):
+            os.mkdir(os.path.join(d, "sub"))
+            for name in ("cpuset.cpus", "cpuset.mems"):  # v1: empty in a new cpuset cgroup
+                if os.path.exists(os.path.join(d, name)):
+                    Path(d, "sub", name).write_text(Path(d, name).read_text())
+        out = rt("exec", "--cgroup", "pids:sub", cid, "cat", "/proc/self/cgroup")
+        assert out.returncode == 0, last_error(rt)
+        lines = dict(line.split(":", 2)[1:] for line in out.stdout.splitlines())
+        assert lines["pids"].endswith("/sub") and not lines["memory"].endswith("/sub"), lines
+        out = rt("exec", "--cgroup", "sub", cid, "cat", "/proc/self/cgroup")
+        assert out.returncode == 0, last_error(rt)
+        assert all(line.endswith("/sub") for line in out.stdout.splitlines()), out.stdout
+        for bad, said in [
+            ("bogus:sub", "unknown controller bogus"),
+            ("a:b:c", "invalid --cgroup argument: a:b:c"),
+            ("pids:../..", "../.. is not a sub cgroup path"),
+            ("pids:nosuch", "no such file or directory"),
+        ]:
+            assert rt("exec", "--cgroup", bad, cid, "true").returncode == 255, bad
+            assert said in last_error(rt), (bad, last_error(rt))
+        rt("exec", "-d", "--cgroup", "pids:sub", cid, "sleep", "1000", check=True)
+        assert rt("ps", cid).stdout.count("sleep 1000") == 2
+        rt("delete", "--force", cid, check=True)
+        assert not any(os.path.exists(d) for d in paths.values())
