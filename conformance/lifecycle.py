@@ -319,6 +319,27 @@ def delete_stopped(d: Driver) -> None:
     d.facts["cgroups left"] = left
 
 
+def _exits_3(config: dict) -> None:
+    config["process"]["args"] = ["sh", "-c", "exit 3"]
+
+
+@scenario("run-keep", "lifecycle", "run --keep keeps the stopped container and its cgroups")
+def run_keep(d: Driver) -> None:
+    """runc's CLI (runtime.md has no `run`): `run --keep` exits with the process's status
+    and leaves the container stopped, its cgroups in place, until `delete` removes both."""
+    d.make_bundle(_exits_3)
+    inv = d.call("run --keep", ["run", "--keep", "--bundle", str(d.bundle), d.cid],
+                 False, "stopped")  # fmt: skip
+    d.facts["run --keep exit code"] = inv.returncode
+    kept = bool(tagged_cgroups(d.cid))
+    if not kept:
+        d.problems.append("run --keep: the stopped container's cgroups are gone")
+    d.facts["cgroups kept"] = kept
+    d.op("delete (kept)", ["delete", d.cid], True, GONE)
+    if tagged_cgroups(d.cid):
+        d.problems.append("delete of a kept container left its cgroups")
+
+
 @scenario(
     "shared-cgroup-parent",
     "lifecycle",

@@ -2,7 +2,9 @@
 
 Parsed by hand rather than with argparse: engines pass Go-style flags (`-b x`, `--bundle=x`,
 `-bundle x`), and the parser must cost nothing on the hot path. As in runc, global flags
-come before the command and a command's flags before its arguments.
+come before the command; a command's own flags may also follow its arguments, as urfave/cli
+v1 reorders them (`reorder_args`), except for exec and ps, whose trailing arguments belong
+to the process.
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ COMMAND_FLAGS: dict[str, tuple[Flag, ...]] = {
         Flag(("cap", "c"), "cap", True, []),
         Flag(("no-new-privs",), "no_new_privs"),
         Flag(("preserve-fds",), "preserve_fds", True, "0"),
+        Flag(("cgroup",), "cgroup", True, []),
         Flag(("apparmor",), "apparmor", True),
         Flag(("process-label",), "process_label", True),
         Flag(("ignore-paused",), "ignore_paused"),
@@ -120,6 +123,47 @@ COMMAND_FLAGS: dict[str, tuple[Flag, ...]] = {
     ),
 }
 NOT_YET = ("checkpoint", "restore")
+#: Every command's -h/--help: urfave/cli appends it to each command's flags, so reordering
+#: moves it too (`runc pause ID -h` prints pause's help).
+HELP_FLAG = Flag(("help", "h"), "help")
+#: runc's commands with urfave/cli's SkipArgReorder: what follows the id is the process's
+#: (exec's command and its arguments, ps's ps(1) options), never runc's.
+NO_REORDER = frozenset({"exec", "ps"})
+
+
+def _is_flag(arg: str, by_name: dict[str, Flag]) -> bool:
+    """urfave/cli's argIsFlag: `-x`, `--x` or `--x=v` naming one of the command's flags
+    (`-` and `--` never are)."""
+    if arg in ("-", "--") or not arg.startswith("-"):
+        return False
+    name = arg[2:] if arg.startswith("--") else arg[1:]
+    return name.partition("=")[0] in by_name
+
+
+def reorder_args(argv: list[str], flags: tuple[Flag, ...]) -> list[str]:
+    """urfave/cli v1.22's reorderArgs, which runc 1.1.5 applies before Go's flag parser:
+    the command's known flags (each with the next argument when that is not a known flag,
+    bool or not) move in front of the other arguments; the first `--` that is not such a
+    value ends the reordering and goes in front of the arguments after the flags. Unknown
+    flags stay where they are (so they end up among the arguments). Its quirks are kept:
+    `kill ID --all KILL` takes KILL as --all's value, leaving KILL as the container id."""
+    by_name = {n: f for f in flags for n in f.names}
+    moved: list[str] = []
+    rest: list[str] = []
+    may_be_value = False
+    for i, arg in enumerate(argv):
+        if may_be_value and not _is_flag(arg, by_name):
+            may_be_value = False
+            moved.append(arg)
+        elif arg == "--":
+            rest = ["--", *rest, *argv[i + 1 :]]
+            break
+        elif _is_flag(arg, by_name):
+            moved.append(arg)
+            may_be_value = "=" not in arg
+        else:
+            rest.append(arg)
+    return moved + rest
 
 
 def parse_flags(argv: list[str], flags: tuple[Flag, ...], where: str) -> Parsed:
@@ -127,6 +171,7 @@ def parse_flags(argv: list[str], flags: tuple[Flag, ...], where: str) -> Parsed:
     non-flag argument or at `--`."""
     by_name = {n: f for f in flags for n in f.names}
     parsed = Parsed({f.dest: f.default for f in flags})
+    given: dict[str, set[str]] = {}  # dest -> the names it was given as
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -139,6 +184,7 @@ def parse_flags(argv: list[str], flags: tuple[Flag, ...], where: str) -> Parsed:
         flag = by_name.get(name)
         if flag is None:
             raise RuntimeFailure(f"{where}: flag provided but not defined: -{name}")
+        _one_form(flag, given.setdefault(flag.dest, set()), name)
         if flag.takes_value and not eq:
             i += 1
             if i >= len(argv):
@@ -153,11 +199,34 @@ def parse_flags(argv: list[str], flags: tuple[Flag, ...], where: str) -> Parsed:
     return parsed
 
 
-def _one_id(parsed: Parsed, command: str, extra_allowed: int = 0) -> str:
+def parse_command(command: str, argv: list[str]) -> Parsed:
+    """A command's flags and arguments as runc 1.1.5 reads them: its flags and -h/--help,
+    reordered first unless the command is exec or ps (urfave/cli's SkipArgReorder)."""
+    flags = (*COMMAND_FLAGS[command], HELP_FLAG)
+    if command not in NO_REORDER:
+        argv = reorder_args(argv, flags)
+    return parse_flags(argv, flags, command)
+
+
+def _one_form(flag: Flag, given: set[str], name: str) -> None:
+    """urfave/cli's normalizeFlags: `-f --force` is refused (the names in declaration
+    order, the later one first, as runc words it); the same form repeated is not."""
+    given.add(name)
+    if len(given) > 1:
+        first, second = (n for n in flag.names if n in given)
+        raise RuntimeFailure(f"Cannot use two forms of the same flag: {second} {first}")
+
+
+def _one_id(parsed: Parsed, command: str, most: int | None = 1) -> str:
+    """The container id, first of at least one and at most `most` arguments (None: no
+    limit), refused in runc's words (its checkArgs: exact, minimum, maximum)."""
     n = len(parsed.args)
-    if n < 1 or n > 1 + extra_allowed:
-        need = "exactly 1" if not extra_allowed else f"between 1 and {1 + extra_allowed}"
-        raise RuntimeFailure(f'"{command}" requires {need} argument(s)')
+    if most == 1 and n != 1:
+        raise RuntimeFailure(f'"{command}" requires exactly 1 argument(s)')
+    if n < 1:
+        raise RuntimeFailure(f'"{command}" requires a minimum of 1 argument(s)')
+    if most is not None and n > most:
+        raise RuntimeFailure(f'"{command}" requires a maximum of {most} argument(s)')
     return parsed.args[0]
 
 
@@ -198,7 +267,8 @@ def _cmd_create(g: dict, p: Parsed) -> int:
 def _cmd_run(g: dict, p: Parsed) -> int:
     from ociruntime.commands.run import run
 
-    return run(_create_options(g, p, "run"), bool(p.options["detach"]))
+    o = p.options
+    return run(_create_options(g, p, "run"), bool(o["detach"]), bool(o["keep"]))
 
 
 def _cmd_start(g: dict, p: Parsed) -> int:
@@ -229,7 +299,7 @@ def _cmd_list(g: dict, p: Parsed) -> int:
 def _cmd_kill(g: dict, p: Parsed) -> int:
     from ociruntime.commands.kill import kill
 
-    container_id = _one_id(p, "kill", extra_allowed=1)
+    container_id = _one_id(p, "kill", most=2)
     sig = p.args[1] if len(p.args) > 1 else "SIGTERM"
     kill(str(g["root"]), container_id, sig, bool(p.options["all"]))
     return 0
@@ -264,9 +334,14 @@ def _cmd_features(g: dict, p: Parsed) -> int:
 
 
 def _cmd_validate(g: dict, p: Parsed) -> int:
-    from ociruntime.container import bundle
+    """create's own checks (commands.create.preflight), so that `valid` means create would
+    accept the config; the id only names the default cgroup, which no config can spoil."""
+    from ociruntime.cgroups import cgroupfs
+    from ociruntime.commands.create import preflight
 
-    b = bundle.load(str(p.options["bundle"] or "."))
+    if p.args:
+        raise RuntimeFailure('"validate" requires exactly 0 argument(s)')
+    b, _, _ = preflight(str(p.options["bundle"] or "."), "validate", cgroupfs.hierarchies())
     sys.stdout.write(f"{b.path}/config.json: valid\n")
     return 0
 
@@ -274,16 +349,15 @@ def _cmd_validate(g: dict, p: Parsed) -> int:
 def _cmd_ps(g: dict, p: Parsed) -> int:
     from ociruntime.commands.ps import ps
 
-    container_id = _one_id(p, "ps", extra_allowed=64)
+    container_id = _one_id(p, "ps", most=None)
     sys.stdout.write(ps(str(g["root"]), container_id, str(p.options["format"]), p.args[1:]))
     return 0
 
 
 def _cmd_exec(g: dict, p: Parsed) -> int:
-    from ociruntime.commands.exec import EXIT_FAILED, ExecOptions, exec_command
+    from ociruntime.commands.exec import ExecOptions, exec_command
 
-    if not p.args:
-        raise RuntimeFailure('exec failed: "exec" requires a minimum of 1 argument', EXIT_FAILED)
+    _one_id(p, "exec", most=None)
     opts = ExecOptions(str(g["root"]), p.args[0], p.args[1:], p.options)
     return exec_command(opts)
 
@@ -336,14 +410,6 @@ COMMANDS: dict[str, Callable[[dict, Parsed], int]] = {
     "events": _cmd_events,
 }
 
-USAGE = f"""ociruntime {__version__}: an OCI runtime (spec {SPEC_VERSION}), runc-compatible
-
-usage: ociruntime [--root DIR] [--log FILE] [--log-format text|json] [--debug] COMMAND ...
-
-commands: create, start, run, exec, state, list, kill, delete, ps, pause, resume, update,
-          events, spec, features, validate
-"""
-
 
 def main(argv: list[str] | None = None) -> int:
     from ociruntime.log import LOG, configure
@@ -391,19 +457,41 @@ def _dispatch(g: Parsed) -> int:
         sys.stdout.write(f"ociruntime version {__version__}\nspec: {SPEC_VERSION}\n")
         return 0
     if opts["help"] or not g.args:
-        sys.stdout.write(USAGE)
-        return 0
+        return _help(None)
     if opts["log_format"] not in ("text", "json"):
         raise RuntimeFailure(f"invalid log-format: {opts['log_format']}")
     if opts["systemd_cgroup"]:
         raise RuntimeFailure("--systemd-cgroup: the systemd cgroup driver is not supported yet")
     command, rest = g.args[0], g.args[1:]
+    if command in ("help", "h"):
+        return _help(rest[0] if rest else None)
     if command in NOT_YET:
         raise RuntimeFailure(f"{command}: not implemented yet")
     handler = COMMANDS.get(command)
     if handler is None:
         raise RuntimeFailure(f"No help topic for '{command}'", exit_code=3)
-    parsed = parse_flags(rest, COMMAND_FLAGS[command], command)
+    parsed = parse_command(command, rest)
+    if parsed.options["help"]:
+        return _help(command)
     root = str(opts["root"])
     opts["root"] = os.path.abspath(root)
     return handler(opts, parsed)
+
+
+def _specs(flags: tuple[Flag, ...]) -> list[tuple[tuple[str, ...], bool]]:
+    """What the help text needs of each flag (helptext imports nothing of cli.py's)."""
+    return [(f.names, f.takes_value) for f in flags]
+
+
+def _help(topic: str | None) -> int:
+    """The help text (ociruntime.helptext, imported only here: never on the hot path);
+    runc's exit 3 for a topic that is no command."""
+    if topic is not None and topic not in COMMANDS:
+        raise RuntimeFailure(f"No help topic for '{topic}'", exit_code=3)
+    from ociruntime import helptext
+
+    if topic is None:
+        sys.stdout.write(helptext.app_help(_specs(GLOBAL_FLAGS), DEFAULT_ROOT))
+    else:
+        sys.stdout.write(helptext.command_help(topic, _specs(COMMAND_FLAGS[topic])))
+    return 0

@@ -34,7 +34,7 @@ OFF_PATH = frozenset({
     "ociruntime.process.netdevices", "ociruntime.commands.features", "ociruntime.commands.spec",
     "ociruntime.cgroups.stats", "ociruntime.launcher", "ociruntime.commands.exec",
     "ociruntime.commands.run", "ociruntime.commands.ps", "ociruntime.commands.events",
-    "ociruntime.commands.update",
+    "ociruntime.commands.update", "ociruntime.helptext",
 })  # fmt: skip
 #: The one-shot commands do not build a container: no ctypes or prctl (~2 ms), no
 #: config validation, no init or rootfs code.

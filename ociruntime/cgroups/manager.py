@@ -51,16 +51,50 @@ class Manager:
         """Move `pid` (0: the caller) into every directory of the container's cgroup."""
         cgroupfs.join(self.dirs, pid)
 
+    def sub(self, wanted: dict[str, str]) -> Manager:
+        """The container's cgroup with some directories replaced by existing sub-cgroups
+        of theirs, for `exec --cgroup` (runc 1.1's SubCgroupPaths) to join instead: {"":
+        path} the same path below every directory (cgroup v1's hierarchies, or v2's one);
+        {controller: path} below that controller's directory, the others unchanged. A
+        path leading outside its directory, an unknown controller or a missing directory
+        is refused in runc's words; nothing is made, and the result removes nothing."""
+        moved: dict[str, str] = {}  # container directory -> the sub-cgroup to join
+        if "" in wanted:  # runc: the unprefixed path wins, for every hierarchy
+            moved = {d: _below(d, wanted[""]) for d in self.dirs}
+        else:
+            for controller, path in wanted.items():
+                if controller not in self.paths:
+                    raise RuntimeFailure(f"unknown controller {controller} in SubCgroupPaths")
+                moved[self.paths[controller]] = _below(self.paths[controller], path)
+        for d in moved.values():
+            if not os.path.isdir(d):
+                raise RuntimeFailure(f"sub-cgroup {d}: no such file or directory (it must exist)")
+        paths = {c: moved.get(d, d) for c, d in self.paths.items()}
+        return Manager([moved.get(d, d) for d in self.dirs], [], paths)
+
     def pids(self, everywhere: bool = False) -> list[int]:
-        """The processes of the container's cgroup: from its first hierarchy (every process
-        joins that one first), or with `everywhere` from all of them (a create that died
-        may have left its init in some only)."""
+        """The processes of the container's cgroup and of the cgroups below it (runc's
+        GetAllPids: an `exec --cgroup` process is the container's too): from its first
+        hierarchy (every process joins that one first), or with `everywhere` from all of
+        them (a create that died may have left its init in some only)."""
         if everywhere:
-            return cgroupfs.all_procs(self.dirs)
-        return cgroupfs.procs(self.dirs)
+            return cgroupfs.all_procs(self.dirs + _below_all(self.dirs))
+        first = next((d for d in self.dirs if os.path.isdir(d)), None)
+        if first is None:
+            return []
+        below = _below_all([first])
+        return cgroupfs.all_procs([first, *below]) if below else cgroupfs.procs([first])
 
     def remove(self) -> None:
-        """Remove the directories we made (deepest first); the processes must be gone."""
+        """Remove the directories we made and the cgroups below the container's own
+        (made for `exec --cgroup`, or by the container: runc removes them too), deepest
+        first; the processes must be gone."""
+        own = [d for d in self.dirs if d in self.created]
+        for below in sorted(_below_all(own), key=len, reverse=True):
+            try:
+                cgroupfs.remove([below], attempts=10)
+            except RuntimeFailure:
+                pass  # in use: another container's, nested in ours (ours then stays too)
         cgroupfs.remove(self.created)
 
     # --- freezer ------------------------------------------------------------------------
@@ -149,3 +183,29 @@ class Manager:
         from ociruntime.cgroups import stats
 
         return stats.collect(self.layout)
+
+
+def _below(directory: str, path: str) -> str:
+    """`path` inside `directory` (a leading / is relative to it too, as Go's path.Join);
+    refused if it leads out (runc 1.1: '%s is not a sub cgroup path'; a whole-component
+    check, where runc's prefix check let a sibling with a common prefix through)."""
+    joined = os.path.normpath(directory + "/" + path)
+    if joined != directory and not joined.startswith(directory.rstrip("/") + "/"):
+        raise RuntimeFailure(f"{path} is not a sub cgroup path")
+    return joined
+
+
+def _below_all(dirs: list[str]) -> list[str]:
+    """Every cgroup directory below each of `dirs` (none for most containers: one
+    scandir each)."""
+    found: list[str] = []
+    stack = list(dirs)
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        children = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+        found += children
+        stack += children
+    return found

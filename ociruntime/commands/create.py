@@ -68,11 +68,8 @@ def rfc3339_now() -> str:
 def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     """Create the container; returns its locked state dir and state (for `run`)."""
     found = cgroupfs.start_warm_up()  # usually started already by the CLI
-    b = bundle.load(opts.bundle)
+    b, checked, cgroup_pairs = preflight(opts.bundle, opts.container_id, found, opts)
     cfg = b.config
-    checked = _check_config(cfg, opts)
-    linux = cfg.get("linux") or {}
-    cgroup_pairs = cgroupfs.placement(linux.get("cgroupsPath"), opts.container_id, found)
     sd = StateDir(opts.root, opts.container_id)
     sd.create()
     undo = _Rollback(sd)
@@ -93,6 +90,23 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
             checked.console.close()  # the init has its own copy
 
 
+def preflight(
+    bundle_dir: str,
+    container_id: str,
+    found: list[cgroupfs.Hierarchy],
+    opts: CreateOptions | None = None,
+) -> tuple[bundle.Bundle, _Checked, list[tuple[cgroupfs.Hierarchy, str]]]:
+    """Every check `create` makes before it touches the kernel (no state dir, cgroup or
+    process yet): the bundle and its config (schema, then the fields create refuses, the
+    features this host lacks), and where the cgroups would go. One function so that
+    `validate` runs exactly what create runs and cannot call valid what create refuses.
+    Without `opts` (validate) nothing of an invocation is checked (the console socket)."""
+    b = bundle.load(bundle_dir)
+    checked = _check_config(b.config, opts)
+    linux = b.config.get("linux") or {}
+    return b, checked, cgroupfs.placement(linux.get("cgroupsPath"), container_id, found)
+
+
 class _Checked:
     """What `create` checks and builds from the config before it makes anything (so a
     config's error leaves nothing behind), for the init's plan."""
@@ -106,12 +120,14 @@ class _Checked:
         self.console: terminal.InitConsole | None = None
 
 
-def _check_config(cfg: dict, opts: CreateOptions) -> _Checked:
+def _check_config(cfg: dict, opts: CreateOptions | None) -> _Checked:
     """Every check, and what is built from the config (seccomp filter, attributes), before
     the state dir exists: a config's error leaves nothing to roll back."""
-    if not cfg.get("process"):
-        raise field_error(pointer("process"), "required to create a container")
-    if not cfg["process"].get("args"):
+    if cfg.get("process") is None:
+        raise field_error(pointer("process"), "missing: required to create a container")
+    if cfg["process"].get("args") is None:
+        raise field_error(pointer("process", "args"), "missing: the command to run")
+    if not cfg["process"]["args"]:
         raise field_error(pointer("process", "args"), "must not be empty")
     if not str(cfg["process"].get("cwd", "/")).startswith("/"):
         raise field_error(pointer("process", "cwd"), "must be an absolute path")
@@ -208,10 +224,11 @@ def _require_host_console() -> None:
         raise field_error(pointer("process", "terminal"), reason) from None
 
 
-def _check_terminal(proc: dict, opts: CreateOptions) -> None:
-    """runc's rules: a detached terminal needs --console-socket, which is for nothing else."""
+def _check_terminal(proc: dict, opts: CreateOptions | None) -> None:
+    """runc's rules: a detached terminal needs --console-socket, which is for nothing else
+    (no `opts`, validate: only the config's own terminal fields)."""
     if proc.get("terminal"):
-        if opts.detach and not opts.console_socket:
+        if opts is not None and opts.detach and not opts.console_socket:
             raise RuntimeFailure(
                 "config.json: /process/terminal: cannot allocate tty if runc will detach "
                 "without setting console socket (--console-socket)"
@@ -219,11 +236,11 @@ def _check_terminal(proc: dict, opts: CreateOptions) -> None:
         from ociruntime.process import terminal
 
         terminal.check_config(proc)
-    if opts.console_socket and not (proc.get("terminal") and opts.detach):
+    if opts is not None and opts.console_socket and not (proc.get("terminal") and opts.detach):
         raise RuntimeFailure(
             "--console-socket: cannot use console socket if runc will not detach or allocate tty"
         )
-    if proc.get("terminal") and not opts.detach:  # after runc's checkTerminal, as runc
+    if proc.get("terminal") and opts is not None and not opts.detach:  # after checkTerminal
         _require_host_console()
 
 

@@ -48,6 +48,7 @@ class ExecOptions:
         self.apparmor: str | None = o.get("apparmor")  # type: ignore[assignment]
         self.process_label: str | None = o.get("process_label")  # type: ignore[assignment]
         self.ignore_paused = bool(o.get("ignore_paused"))
+        self.cgroup: list[str] = list(o.get("cgroup") or [])  # type: ignore[arg-type]
 
 
 def _fail(message: str) -> RuntimeFailure:
@@ -78,6 +79,9 @@ def _exec(opts: ExecOptions) -> int:
     container.unlock()
     status = container.check("exec --ignore-paused" if opts.ignore_paused else "exec")
     state = container.state
+    cgroups = container.cgroups
+    if opts.cgroup:  # join sub-cgroups of the container's instead
+        cgroups = cgroups.sub(sub_cgroup_paths(opts.cgroup))
     config = _load_json(os.path.join(state.bundle, "config.json"), "config.json")
     proc = _process_spec(opts, config)
     _check_terminal(opts, proc)
@@ -99,7 +103,7 @@ def _exec(opts: ExecOptions) -> int:
         document = (f"--process {opts.process_file}", "") if opts.process_file else (
             "config.json", "/process")  # fmt: skip
         plan = ExecPlan(
-            container=state, cgroups=container.cgroups, status=status, process=proc,
+            container=state, cgroups=cgroups, status=status, process=proc,
             process_document=document,
             ns_fds=ns_fds, console=console, preserve_fds=preserve_fds,
             seccomp=seccomp_filter, attrs=attrs,  # type: ignore[arg-type]
@@ -110,6 +114,28 @@ def _exec(opts: ExecOptions) -> int:
             os.close(fd)
         if console is not None:
             console.close()
+
+
+def sub_cgroup_paths(args: list[str]) -> dict[str, str]:
+    """--cgroup [<controller>[,<controller>...]:]<path>, repeatable, as runc 1.1.5's
+    getSubCgroupPaths reads it: controller -> path below the container's cgroup; "" (no
+    prefix, allowed alone only, or an empty one) for every hierarchy; a later path for a
+    controller replaces an earlier one."""
+    paths: dict[str, str] = {}
+    for arg in args:
+        parts = arg.split(":", 2)
+        if len(parts) > 2:
+            raise RuntimeFailure(f"invalid --cgroup argument: {arg}")
+        if len(parts) == 1:
+            if len(args) != 1:
+                raise RuntimeFailure(
+                    f"invalid --cgroup argument: {arg} (missing <controller>: prefix)"
+                )
+            paths[""] = arg
+            continue
+        for controller in parts[0].split(","):
+            paths[controller] = parts[1]
+    return paths
 
 
 def _check_terminal(opts: ExecOptions, proc: dict) -> None:

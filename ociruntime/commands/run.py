@@ -1,5 +1,7 @@
 """`run`: create + start, then (unless detached) wait for the process, forward signals to
-it, delete the container and return the process's exit code (128+N for signal N).
+it, delete the container (unless --keep: it then stays, stopped, with its state and
+cgroups, until `delete`, as with runc) and return the process's exit code (128+N for
+signal N).
 
 With `process.terminal` (and no -d), the container's terminal is attached to the caller's:
 `create` hands the init one end of a socketpair, the master arrives on the other, and the
@@ -19,7 +21,9 @@ from ociruntime.log import LOG
 from ociruntime.signals import FORWARDED_SIGNALS
 
 
-def run(opts: CreateOptions, detach: bool) -> int:
+def run(opts: CreateOptions, detach: bool, keep: bool = False) -> int:
+    """`keep`: never destroy the container, even when start fails (runc's shouldDestroy
+    is simply !keep): a detached one never is anyway."""
     opts.detach = detach
     if not detach:
         # With a user namespace the init is forked by an intermediate process: it must
@@ -45,7 +49,8 @@ def run(opts: CreateOptions, detach: bool) -> int:
         kill_and_wait(state)
         os.waitpid(state.pid, 0)
         LOG.drain_child()
-        destroy(sd, state)
+        if not keep:
+            destroy(sd, state)
         raise
     # The init has exec'd (or failed after start: startContainer hooks, execve): its
     # last records, up to EOF, into the log, as runc copies its init's log pipe.
@@ -61,12 +66,13 @@ def run(opts: CreateOptions, detach: bool) -> int:
     else:  # the kernel tells the container's foreground process of a new size itself
         _signal.signal(_signal.SIGWINCH, lambda _n, _frame: attached.resize())
         status = attached.run(pid)
-    try:
-        sd.lock()
-    except RuntimeFailure:
-        pass  # deleted meanwhile by someone else (and the id maybe reused: not ours)
-    else:
-        destroy(sd, state)
+    if not keep:
+        try:
+            sd.lock()
+        except RuntimeFailure:
+            pass  # deleted meanwhile by someone else (and the id maybe reused: not ours)
+        else:
+            destroy(sd, state)
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
