@@ -18,8 +18,12 @@ import errno
 import os
 import time
 
-from ociruntime.errors import RuntimeFailure
+from ociruntime.cgroups import freezer
+from ociruntime.errors import RuntimeFailure, field_error, pointer
 from ociruntime.fsutil import read_file
+
+#: runc 1.1.5's words (libcontainer's factory, Create), which engines and people grep for.
+FROZEN = "container's cgroup unexpectedly frozen"
 
 
 class Hierarchy:
@@ -252,6 +256,18 @@ def placement(
             raise RuntimeFailure(f"linux.cgroupsPath: {path!r} leaves the cgroup hierarchy")
         pairs.append((h, full))
     return pairs
+
+
+def check_existing(pairs: list[tuple[Hierarchy, str]]) -> None:
+    """Before anything is made, as runc's create looks at a cgroup that is already there:
+    one that is frozen would take the init and never let it run (create would wait for
+    it forever), so it is refused in runc's words, before the state dir exists. A cgroup
+    frozen by an ancestor only is not "frozen" (freezer.self_freezing), as for runc. For
+    a fresh cgroup this is one failed read."""
+    paths = paths_of(pairs)
+    if freezer.is_frozen(paths):
+        where = paths.get("freezer") or paths.get("")
+        raise field_error(pointer("linux", "cgroupsPath"), f"{FROZEN} ({where})")
 
 
 def missing(pairs: list[tuple[Hierarchy, str]]) -> list[str]:

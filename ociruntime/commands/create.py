@@ -73,6 +73,7 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     checked = _check_config(cfg, opts)
     linux = cfg.get("linux") or {}
     cgroup_pairs = cgroupfs.placement(linux.get("cgroupsPath"), opts.container_id, found)
+    cgroupfs.check_existing(cgroup_pairs)
     sd = StateDir(opts.root, opts.container_id)
     sd.create()
     undo = _Rollback(sd)

