@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -152,3 +153,50 @@ def test_frozen_cgroup_refused_as_runc(runtime, runc, make_bundle, cgroup, comma
     assert "config.json: /linux/cgroupsPath: container's cgroup unexpectedly frozen" in (
         ours.stderr
     )
+
+
+# --- item 18: a cgroup that already holds processes -------------------------------------------
+
+#: runc 1.1.5's two warnings (libcontainer's factory, Create), level "warning".
+NOT_EMPTY = [
+    "container's cgroup is not empty: 1 process(es) found",
+    "DEPRECATED: running container in a non-empty cgroup won't be supported in runc 1.2; "
+    "https://github.com/opencontainers/runc/issues/3132",
+]
+
+
+@pytest.fixture
+def busy(cgroup) -> Iterator[Callable[[], tuple[Cgroup, subprocess.Popen]]]:
+    """busy() -> a cgroup of the test's in every hierarchy, holding one sleep."""
+    sleepers: list[subprocess.Popen] = []
+
+    def make() -> tuple[Cgroup, subprocess.Popen]:
+        c = cgroup().make()
+        sleepers.append(subprocess.Popen(["sleep", "1000"]))
+        cgroupfs.join([d for _, d in c.pairs], sleepers[-1].pid)
+        return c, sleepers[-1]
+
+    try:
+        yield make
+    finally:
+        for p in sleepers:
+            p.kill()
+            p.wait()
+
+
+def test_cgroup_with_processes_warns_as_runc(runtime, runc, make_bundle, busy) -> None:
+    """runc 1.1.5: the two warnings in its log, exit 0, the container runs; delete
+    --force kills the container (its init: it has its own PID namespace) and not the
+    process that was there before. ociruntime refused the cgroup (runc 1.2's way)."""
+    for rt in (runc, runtime):
+        c, outsider = busy()
+        bundle = sleeper(make_bundle, c.path)
+        cid = rt.new_id()
+        r = rt("run", "-d", "--bundle", str(bundle.path), cid, timeout=SHORT)
+        assert r.returncode == 0, (rt.binary, r)
+        warnings = [(x["level"], x["msg"]) for x in log_records(rt) if x["level"] != "debug"]
+        assert warnings == [("warning", w) for w in NOT_EMPTY], rt.binary
+        assert rt.state(cid)["status"] == "running"
+        assert rt("delete", "--force", cid, timeout=SHORT).returncode == 0
+        assert outsider.poll() is None, f"{rt.binary}: delete killed a process not its own"
+        assert c.exists()

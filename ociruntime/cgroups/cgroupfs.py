@@ -258,16 +258,42 @@ def placement(
     return pairs
 
 
-def check_existing(pairs: list[tuple[Hierarchy, str]]) -> None:
-    """Before anything is made, as runc's create looks at a cgroup that is already there:
-    one that is frozen would take the init and never let it run (create would wait for
-    it forever), so it is refused in runc's words, before the state dir exists. A cgroup
-    frozen by an ancestor only is not "frozen" (freezer.self_freezing), as for runc. For
-    a fresh cgroup this is one failed read."""
+def check_existing(pairs: list[tuple[Hierarchy, str]]) -> int:
+    """Before anything is made, as runc 1.1.5's create looks at a cgroup that is already
+    there; returns how many processes it holds.
+
+    One that holds processes is used anyway, with runc 1.1.5's two warnings in its words
+    (counted where runc counts: the devices hierarchy, or v2, and every cgroup below);
+    runc 1.2 refuses it. `create` records it (`cgroup_shared`) so that `delete` kills
+    only the container's init, never the processes that were there before. One that is
+    frozen would take the init and never let it run (create would wait for it forever),
+    so it is refused in runc's words, before the state dir exists; a cgroup frozen by an
+    ancestor only is not "frozen" (freezer.self_freezing), as for runc. For a fresh
+    cgroup this is one failed stat and one failed read."""
     paths = paths_of(pairs)
+    counted = paths.get("devices") or paths.get("")
+    found = len(_all_pids(counted)) if counted and os.path.isdir(counted) else 0
+    if found:
+        from ociruntime.log import LOG
+
+        LOG.warning(f"container's cgroup is not empty: {found} process(es) found")
+        LOG.warning(
+            "DEPRECATED: running container in a non-empty cgroup won't be supported in "
+            "runc 1.2; https://github.com/opencontainers/runc/issues/3132"
+        )
     if freezer.is_frozen(paths):
         where = paths.get("freezer") or paths.get("")
         raise field_error(pointer("linux", "cgroupsPath"), f"{FROZEN} ({where})")
+    return found
+
+
+def _all_pids(directory: str) -> set[int]:
+    """Every pid in the cgroup and the cgroups below it (runc's GetAllPids)."""
+    pids: set[int] = set()
+    for dirpath, _dirs, _files in os.walk(directory):
+        text = read_file(dirpath, "cgroup.procs") or ""
+        pids.update(int(x) for x in text.split())
+    return pids
 
 
 def missing(pairs: list[tuple[Hierarchy, str]]) -> list[str]:
@@ -303,42 +329,10 @@ def create(pairs: list[tuple[Hierarchy, str]]) -> list[str]:
                 created.append(cur)
                 if not h.is_v2:
                     _inherit_cpuset(cur)
-            if d not in created and _populated(d, h.is_v2):
-                raise RuntimeFailure(
-                    f"config.json: /linux/cgroupsPath: cgroup {d} already holds processes "
-                    "that are not this container's"
-                )
     except OSError as e:
         remove(created)
         raise RuntimeFailure(f"creating cgroup {e.filename}: {e.strerror}") from None
-    except RuntimeFailure:
-        remove(created)
-        raise
     return created
-
-
-def _populated(directory: str, v2: bool) -> bool:
-    """Does an existing cgroup (or one below it) hold processes? The container's cgroup
-    is what `kill --all`, `delete --force`, pause and the resource limits act on, so it
-    must hold the container's processes only: a cgroupsPath of "/" (or "..", or the
-    runtime's own cgroup, or any busy one) would otherwise have delete SIGKILL the
-    host's processes (cgroup.kill takes a whole v2 subtree). runc 1.1.5 warns that this
-    "won't be supported in runc 1.2", which refuses it. Only read for a cgroup that was
-    already there: a fresh one costs nothing."""
-    if v2:
-        try:
-            with open(os.path.join(directory, "cgroup.events")) as f:
-                return "populated 1" in f.read()
-        except FileNotFoundError:
-            pass  # the root has no cgroup.events: its own cgroup.procs say it
-    for dirpath, _dirs, _files in os.walk(directory):
-        try:
-            with open(os.path.join(dirpath, "cgroup.procs")) as f:
-                if f.read().strip():
-                    return True
-        except OSError:
-            continue
-    return False
 
 
 def _inherit_cpuset(path: str) -> None:

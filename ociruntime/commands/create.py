@@ -73,12 +73,12 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     checked = _check_config(cfg, opts)
     linux = cfg.get("linux") or {}
     cgroup_pairs = cgroupfs.placement(linux.get("cgroupsPath"), opts.container_id, found)
-    cgroupfs.check_existing(cgroup_pairs)
+    shared = cgroupfs.check_existing(cgroup_pairs) > 0
     sd = StateDir(opts.root, opts.container_id)
     sd.create()
     undo = _Rollback(sd)
     try:
-        state = _first_record(sd, b, cgroup_pairs)
+        state = _first_record(sd, b, cgroup_pairs, shared)
         sd.unlock()  # taken again for each write: never held while we wait for the init
         if cfg["process"].get("terminal"):
             checked.console = _open_console(opts)
@@ -139,7 +139,10 @@ def _check_config(cfg: dict, opts: CreateOptions) -> _Checked:
 
 
 def _first_record(
-    sd: StateDir, b: bundle.Bundle, cgroup_pairs: list[tuple[cgroupfs.Hierarchy, str]]
+    sd: StateDir,
+    b: bundle.Bundle,
+    cgroup_pairs: list[tuple[cgroupfs.Hierarchy, str]],
+    shared: bool,
 ) -> ContainerState:
     """Written before any cgroup or process exists: the cgroups this create is about to
     make (every directory of the placement that does not exist yet: `delete` of a create
@@ -162,6 +165,7 @@ def _first_record(
         resources={k: v for k, v in resources.items() if k != "devices"},
         hooks={k: v for k, v in (cfg.get("hooks") or {}).items() if k in ("poststart", "poststop")},
         creator=[os.getpid(), own[0] if own else 0],
+        cgroup_shared=shared,
     )
     sd.save(state)
     return state
