@@ -200,3 +200,26 @@ def test_cgroup_with_processes_warns_as_runc(runtime, runc, make_bundle, busy) -
         assert rt("delete", "--force", cid, timeout=SHORT).returncode == 0
         assert outsider.poll() is None, f"{rt.binary}: delete killed a process not its own"
         assert c.exists()
+
+
+# --- item 19: runc's words in the errors engines match ---------------------------------------
+
+
+@pytest.mark.skipif(cgroupfs.host_mode(HIERARCHIES) == "v2", reason="unified is valid on v2")
+def test_unified_on_v1_in_runcs_words(runtime, runc, make_bundle) -> None:
+    """runc: `invalid configuration: cannot use unified on cgroup v1`, exit 1, nothing
+    left. ociruntime's error is in its shape (the pointer, the value) with runc's words
+    after it, so that a grep for them matches."""
+    bundle = make_bundle(["sleep", "1000"])
+    bundle.config["linux"]["resources"] = {"unified": {"pids.max": "10"}}
+    bundle.write()
+    words = "invalid configuration: cannot use unified on cgroup v1"
+    for rt in (runc, runtime):
+        cid = rt.new_id()
+        r = rt("run", "-d", "--bundle", str(bundle.path), cid, timeout=SHORT)
+        assert r.returncode == 1 and words in r.stderr, (rt.binary, r)
+        nothing_left(rt, cid)
+    r = runtime("run", "-d", "--bundle", str(bundle.path), runtime.new_id(), timeout=SHORT)
+    assert r.stderr.startswith(
+        f'config.json: /linux/resources/unified: {{"pids.max":"10"}}: {words}'
+    )
