@@ -223,3 +223,31 @@ def test_unified_on_v1_in_runcs_words(runtime, runc, make_bundle) -> None:
     assert r.stderr.startswith(
         f'config.json: /linux/resources/unified: {{"pids.max":"10"}}: {words}'
     )
+
+
+# --- item 16: v1 cpuset directories that exist with empty cpus/mems ---------------------------
+
+
+@pytest.mark.skipif(
+    not any("cpuset" in h.controllers for h in HIERARCHIES), reason="no cgroup v1 cpuset"
+)
+def test_empty_cpuset_parents_filled_as_runc(runtime, runc, make_bundle, cgroup) -> None:
+    """Intermediate directories of cgroupsPath that exist with empty cpuset.cpus/mems (as
+    mkdir makes them, without clone_children): runc copies the parent's values down the
+    whole path and the container runs. ociruntime filled only the directories it made,
+    and joining failed `No space left on device`."""
+    for rt in (runc, runtime):
+        parents = cgroup().make(fill_cpuset=False)
+        cpuset = parents.dir_of("cpuset")
+        assert Path(cpuset, "cpuset.cpus").read_text().strip() == ""  # the case
+        bundle = sleeper(make_bundle, parents.path + "/mid/leaf")
+        cid = rt.new_id()
+        r = rt("run", "-d", "--bundle", str(bundle.path), cid, timeout=SHORT)
+        assert r.returncode == 0, (rt.binary, r)
+        want = [
+            Path(os.path.dirname(cpuset), n).read_text() for n in ("cpuset.cpus", "cpuset.mems")
+        ]
+        for d in (cpuset, f"{cpuset}/mid", f"{cpuset}/mid/leaf"):
+            got = [Path(d, n).read_text() for n in ("cpuset.cpus", "cpuset.mems")]
+            assert got == want, (rt.binary, d)
+        assert rt("delete", "--force", cid, timeout=SHORT).returncode == 0

@@ -312,9 +312,11 @@ def missing(pairs: list[tuple[Hierarchy, str]]) -> list[str]:
 
 def create(pairs: list[tuple[Hierarchy, str]]) -> list[str]:
     """mkdir -p each dir; returns the directories created here (deepest last) so that a
-    rollback or delete removes exactly those. New v1 cpuset cgroups inherit cpus/mems from
-    their parent, or no task could join them (on v2 an empty cpuset.cpus already means the
-    parent's, and the root has no cpuset.cpus to copy)."""
+    rollback or delete removes exactly those. v1 cpuset cgroups with empty cpus/mems get
+    their parent's, down the whole path (runc's cpusetEnsureParent): no task can join one
+    that is empty, and a directory of the path that already existed may be (made by hand,
+    or by a tool that never set them; the kernel fails the join with ENOSPC). On v2 an
+    empty cpuset.cpus already means the parent's, and the root has none to copy."""
     created: list[str] = []
     try:
         for h, d in pairs:
@@ -324,10 +326,10 @@ def create(pairs: list[tuple[Hierarchy, str]]) -> list[str]:
                 cur = os.path.join(cur, part)
                 try:
                     os.mkdir(cur, 0o755)
+                    created.append(cur)
                 except FileExistsError:
-                    continue
-                created.append(cur)
-                if not h.is_v2:
+                    pass
+                if "cpuset" in h.controllers:
                     _inherit_cpuset(cur)
     except OSError as e:
         remove(created)
@@ -336,6 +338,8 @@ def create(pairs: list[tuple[Hierarchy, str]]) -> list[str]:
 
 
 def _inherit_cpuset(path: str) -> None:
+    """An empty cpuset.cpus or cpuset.mems of `path` gets its parent's (the parent's are
+    set already: the path is walked from the top)."""
     for name in ("cpuset.cpus", "cpuset.mems"):
         mine = os.path.join(path, name)
         if not os.path.exists(mine):
