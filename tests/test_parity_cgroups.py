@@ -251,3 +251,26 @@ def test_empty_cpuset_parents_filled_as_runc(runtime, runc, make_bundle, cgroup)
             got = [Path(d, n).read_text() for n in ("cpuset.cpus", "cpuset.mems")]
             assert got == want, (rt.binary, d)
         assert rt("delete", "--force", cid, timeout=SHORT).returncode == 0
+
+
+# --- item 3: events after delete, when the cgroup existed before create -----------------------
+
+
+def test_events_end_on_delete_of_precreated_cgroup(runtime, runc, make_bundle, cgroup) -> None:
+    """runc: `events` exits 0 soon after `delete --force` (it removes the cgroup, even one
+    it did not make, which ends its OOM watch). ociruntime keeps a cgroup it did not make
+    and its stream waited for that cgroup to go: forever."""
+    for rt in (runc, runtime):
+        c = cgroup().make()
+        bundle = sleeper(make_bundle, c.path)
+        cid = rt.new_id()
+        rt("run", "-d", "--bundle", str(bundle.path), cid, check=True, timeout=SHORT)
+        cmd = [rt.binary, "--root", rt.root, "events", "--interval", "1s", cid]
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as events:
+            try:
+                first = events.stdout.readline()  # type: ignore[union-attr]
+                assert json.loads(first)["type"] == "stats", (rt.binary, first)
+                assert rt("delete", "--force", cid, timeout=SHORT).returncode == 0
+                assert events.wait(timeout=10) == 0, rt.binary
+            finally:
+                events.kill()
