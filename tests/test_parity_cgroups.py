@@ -101,8 +101,9 @@ class Cgroup:
 
 
 @pytest.fixture
-def cgroup() -> Iterator[Callable[..., Cgroup]]:
-    """cgroup(path=None) -> a Cgroup of the test's (not yet made); removed afterwards."""
+def cgroup(runtime: Runtime, runc: Runtime) -> Iterator[Callable[..., Cgroup]]:
+    """cgroup(path=None) -> a Cgroup of the test's (not yet made); removed afterwards,
+    once both runtimes' containers are deleted (a failed test may leave some in it)."""
     made: list[Cgroup] = []
 
     def make(path: str | None = None) -> Cgroup:
@@ -112,6 +113,8 @@ def cgroup() -> Iterator[Callable[..., Cgroup]]:
     try:
         yield make
     finally:
+        runc.cleanup()
+        runtime.cleanup()
         for c in reversed(made):
             c.remove()
 
@@ -274,3 +277,166 @@ def test_events_end_on_delete_of_precreated_cgroup(runtime, runc, make_bundle, c
                 assert events.wait(timeout=10) == 0, rt.binary
             finally:
                 events.kill()
+
+
+# --- item 17: device rules ---------------------------------------------------------------------
+
+DEVICES_V1 = any("devices" in h.controllers for h in HIERARCHIES)
+needs_devices_v1 = pytest.mark.skipif(not DEVICES_V1, reason="no cgroup v1 devices controller")
+
+
+def with_devices(make_bundle, rules: list[dict], cgroups_path: str | None = None):
+    bundle = sleeper(make_bundle, cgroups_path)
+    bundle.config["linux"]["resources"] = {"devices": [{"allow": False, "access": "rwm"}, *rules]}
+    return bundle.write()
+
+
+def devices_list(rt: Runtime, cid: str, cgroups_path: str | None = None) -> list[str]:
+    """The container's devices.list (its cgroup: cgroupsPath, or the id's default)."""
+    c = cgroupfs.placement(cgroups_path, cid, HIERARCHIES)
+    with open(os.path.join(cgroupfs.paths_of(c)["devices"], "devices.list")) as f:
+        return f.read().splitlines()
+
+
+@needs_devices_v1
+@pytest.mark.parametrize(
+    ("given", "listed"),
+    [("rwa", "c 1:11 rw"), ("rrw", "c 1:11 rw"), ("wr", "c 1:11 rw"), ("mw", "c 1:11 wm"),
+     ("rwmrwm", "c 1:11 rwm")],
+)  # fmt: skip
+def test_device_access_read_as_runc(runtime, runc, make_bundle, given, listed) -> None:
+    """runc keeps the r, w, m of an access string (each once, other letters ignored) and
+    the container runs; ociruntime wrote "rwa" as given and the kernel refused it."""
+    bundle = with_devices(make_bundle, [{"allow": True, "type": "c", "major": 1, "minor": 11,
+                                         "access": given}])  # fmt: skip
+    seen = []
+    for rt in (runc, runtime):
+        cid = rt.new_id()
+        r = rt("run", "-d", "--bundle", str(bundle.path), cid, timeout=SHORT)
+        assert r.returncode == 0, (rt.binary, r)
+        seen.append([line for line in devices_list(rt, cid) if line.startswith("c 1:11 ")])
+        assert rt("delete", "--force", cid, timeout=SHORT).returncode == 0
+    assert seen == [[listed], [listed]]
+
+
+@needs_devices_v1
+@pytest.mark.parametrize(
+    ("rules", "words"),
+    [
+        ([{"allow": True, "type": "c", "major": 1, "minor": 11, "access": ""}],
+         "device access at 1 field cannot be empty"),
+        ([{"allow": True, "type": "c", "major": 1, "minor": 11, "access": "x"}],
+         "resulting devices cgroup doesn't precisely match target"),
+        ([{"allow": True, "type": "c", "major": 1, "minor": 11, "access": "a"}],
+         "resulting devices cgroup doesn't precisely match target"),
+        ([{"allow": True, "type": "c", "access": "rwm"},
+          {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "rw"}],
+         "cannot punch hole in existing wildcard rule"),
+    ],
+)  # fmt: skip
+def test_device_rules_refused_as_runc(runtime, runc, make_bundle, rules, words) -> None:
+    """What runc refuses (exit 1, nothing left), in its words; ociruntime refuses it
+    before anything is made, its pointer first. It had written "" as "rwm", and "x",
+    "a" and the hole-punching deny as given (the kernel refused or ignored them)."""
+    bundle = with_devices(make_bundle, rules)
+    for rt in (runc, runtime):
+        cid = rt.new_id()
+        r = rt("run", "-d", "--bundle", str(bundle.path), cid, timeout=SHORT)
+        assert r.returncode == 1 and words in r.stderr, (rt.binary, r)
+        nothing_left(rt, cid)
+    r = runtime("run", "-d", "--bundle", str(bundle.path), runtime.new_id(), timeout=SHORT)
+    assert r.stderr.startswith(f"config.json: /linux/resources/devices/{len(rules)}"), r
+
+
+class WriteWatch:
+    """inotify IN_MODIFY on files: counts the writes any process makes to them (cgroup
+    files included: every write(2) that succeeds notifies)."""
+
+    def __init__(self, paths: list[str]) -> None:
+        import ctypes
+
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self.libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        assert self.fd >= 0
+        for p in paths:
+            assert self.libc.inotify_add_watch(self.fd, p.encode(), 0x2) >= 0, p  # IN_MODIFY
+
+    def writes(self) -> int:
+        count = 0
+        while True:
+            try:
+                data = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return count
+            count += len(data) // 16  # struct inotify_event, no name for a watched file
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+@needs_devices_v1
+def test_devices_written_only_when_they_change(runtime, runc, make_bundle, cgroup) -> None:
+    """runc reads devices.list and writes only the transition to the rules: a second
+    container in a cgroup that already allows exactly its rules writes nothing there (so
+    the processes already in it never lose a device). ociruntime wrote "deny all", then
+    every rule again."""
+    rules = [{"allow": True, "type": "c", "major": 1, "minor": 11, "access": "rw"}]
+    for rt in (runc, runtime):
+        c = cgroup().make()
+        bundle = with_devices(make_bundle, rules, c.path)
+        first, second = rt.new_id(), rt.new_id()
+        rt("run", "-d", "--bundle", str(bundle.path), first, check=True, timeout=SHORT)
+        d = c.dir_of("devices")
+        before = devices_list(rt, first, c.path)
+        watch = WriteWatch([os.path.join(d, "devices.allow"), os.path.join(d, "devices.deny")])
+        try:
+            rt("run", "-d", "--bundle", str(bundle.path), second, check=True, timeout=SHORT)
+            assert watch.writes() == 0, f"{rt.binary} wrote device rules that did not change"
+        finally:
+            watch.close()
+        assert devices_list(rt, second, c.path) == before
+        for cid in (second, first):  # the second shares the cgroup: it spares the first
+            assert rt("delete", "--force", cid, timeout=SHORT).returncode == 0
+
+
+@needs_devices_v1
+def test_update_leaves_device_rules_as_runc(runtime, runc, make_bundle) -> None:
+    """runc 1.1.5's update skips the devices (SkipDevices): a rule another tool added
+    (a GPU plugin) stays, and nothing is written there. Both runtimes, the same."""
+    bundle = with_devices(make_bundle, [])
+    for rt in (runc, runtime):
+        cid = rt.new_id()
+        rt("run", "-d", "--bundle", str(bundle.path), cid, check=True, timeout=SHORT)
+        d = cgroupfs.paths_of(cgroupfs.placement(None, cid, HIERARCHIES))["devices"]
+        Path(d, "devices.allow").write_text("c 1:12 r")
+        before = devices_list(rt, cid)
+        watch = WriteWatch([os.path.join(d, "devices.allow"), os.path.join(d, "devices.deny")])
+        try:
+            rt("update", "--pids-limit", "100", cid, check=True, timeout=SHORT)
+            assert watch.writes() == 0, rt.binary
+        finally:
+            watch.close()
+        assert devices_list(rt, cid) == before and "c 1:12 r" in before
+        assert rt("delete", "--force", cid, timeout=SHORT).returncode == 0
+
+
+@pytest.mark.pure
+def test_device_transition_model() -> None:
+    """The model runc's writes come from (devicerules.py), without the kernel: a fresh
+    cgroup under an allow-all parent gets a reset and every rule; one already there gets
+    nothing; a changed one loses only what goes, before gaining what comes."""
+    from ociruntime.cgroups import devicerules
+
+    rules = cgroupfs.device_rules({"devices": [{"allow": False, "access": "rwm"}, {
+        "allow": True, "type": "c", "major": 1, "minor": 11, "access": "rwa"}]})  # fmt: skip
+    target = devicerules.Emulator()
+    for allow, rule in rules:
+        target.apply(allow, rule)
+    fresh = devicerules.Emulator.from_list("a *:* rwm\n").transition(target)
+    assert fresh[0] == (False, "a *:* rwm") and (True, "c 1:11 rw") in fresh
+    assert len(fresh) == 1 + len(target.rules)
+    listed = "\n".join(f"{k[0]} {k[1]}:{k[2]} {p}" for k, p in target.rules.items())
+    assert devicerules.Emulator.from_list(listed).transition(target) == []
+    changed = devicerules.Emulator.from_list(listed + "\nc 1:12 r\n").transition(target)
+    assert changed == [(False, "c 1:12 r")]
+    assert devicerules.access("rwa") == "rw" and devicerules.access("mwrr") == "rwm"

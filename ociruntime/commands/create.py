@@ -98,11 +98,12 @@ class _Checked:
     """What `create` checks and builds from the config before it makes anything (so a
     config's error leaves nothing behind), for the init's plan."""
 
-    __slots__ = ("namespaces", "seccomp", "attrs", "console")
+    __slots__ = ("namespaces", "seccomp", "attrs", "console", "devices")
 
     def __init__(self, namespaces: dict[str, str | None], seccomp: object | None,
-                 attrs: object | None) -> None:  # fmt: skip
+                 attrs: object | None, devices: list[tuple[bool, str]]) -> None:  # fmt: skip
         self.namespaces, self.seccomp, self.attrs = namespaces, seccomp, attrs
+        self.devices = devices  # the device rules (cgroupfs.device_rules), checked
         #: process.terminal: the console socket, connected once the state dir exists
         self.console: terminal.InitConsole | None = None
 
@@ -135,7 +136,8 @@ def _check_config(cfg: dict, opts: CreateOptions) -> _Checked:
         from ociruntime.process import netdevices
 
         netdevices.check(cfg["linux"]["netDevices"], ns)
-    return _Checked(ns, seccomp_filter, attrs)
+    devices = cgroupfs.device_rules((cfg.get("linux") or {}).get("resources") or {})
+    return _Checked(ns, seccomp_filter, attrs, devices)
 
 
 def _first_record(
@@ -289,7 +291,7 @@ def _create_in(
             raise
         cgroup_pairs, dirs = _rootless_cgroups([h for h, _ in cgroup_pairs]), []
     if dirs:
-        cgroupfs.apply_device_rules(cgroup_pairs, cgroupfs.device_rules(resources))
+        cgroupfs.apply_device_rules(cgroup_pairs, checked.devices)
     os.mkfifo(sd.fifo_path, 0o622)
     os.chmod(sd.fifo_path, 0o622)  # mkfifo obeys the umask; start may run as another user
     # Opened here, for the init to reopen through /proc/self/fd: in a user namespace it
