@@ -393,7 +393,8 @@ def test_unified_needs_a_v2_host(runtime, make_bundle):
             assert f.read().strip() == "199999488"  # page-aligned
     else:
         assert r.returncode == 1 and r.stderr.startswith(f"{RES}/unified: "), r
-        assert f"needs a cgroup v2 host (this one is {MODE}" in r.stderr
+        assert "invalid configuration: cannot use unified on cgroup v1" in r.stderr
+        assert f"a cgroup v2 host; this one is {MODE}" in r.stderr
 
 
 # --- events --stats: runc's shape ---------------------------------------------------------

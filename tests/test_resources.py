@@ -260,7 +260,10 @@ def test_unified_only_on_v2_hosts() -> None:
     writes, _ = plan({"unified": {"memory.high": "1G", "io.weight": "50"}}, where_v2, mode="v2")
     assert writes == [("", "memory.high", "1G"), ("", "io.weight", "50")]
     for mode, where in (("v1", where_v1), ("hybrid", where_hybrid)):
-        with pytest.raises(RuntimeFailure, match=f"/unified: .*needs a cgroup v2 host .*{mode}"):
+        with pytest.raises(
+            RuntimeFailure,
+            match=f"/unified: .*: invalid configuration: cannot use unified on cgroup v1 .*{mode}",
+        ):
             plan({"unified": {"memory.high": "1G"}}, where, mode=mode)
     with pytest.raises(RuntimeFailure, match="no slashes"):
         plan({"unified": {"../memory.high": "1G"}}, where_v2, mode="v2")

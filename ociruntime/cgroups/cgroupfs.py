@@ -18,8 +18,12 @@ import errno
 import os
 import time
 
-from ociruntime.errors import RuntimeFailure
+from ociruntime.cgroups import devicerules, freezer
+from ociruntime.errors import RuntimeFailure, field_error, pointer
 from ociruntime.fsutil import read_file
+
+#: runc 1.1.5's words (libcontainer's factory, Create), which engines and people grep for.
+FROZEN = "container's cgroup unexpectedly frozen"
 
 
 class Hierarchy:
@@ -254,6 +258,44 @@ def placement(
     return pairs
 
 
+def check_existing(pairs: list[tuple[Hierarchy, str]]) -> int:
+    """Before anything is made, as runc 1.1.5's create looks at a cgroup that is already
+    there; returns how many processes it holds.
+
+    One that holds processes is used anyway, with runc 1.1.5's two warnings in its words
+    (counted where runc counts: the devices hierarchy, or v2, and every cgroup below);
+    runc 1.2 refuses it. `create` records it (`cgroup_shared`) so that `delete` kills
+    only the container's init, never the processes that were there before. One that is
+    frozen would take the init and never let it run (create would wait for it forever),
+    so it is refused in runc's words, before the state dir exists; a cgroup frozen by an
+    ancestor only is not "frozen" (freezer.self_freezing), as for runc. For a fresh
+    cgroup this is one failed stat and one failed read."""
+    paths = paths_of(pairs)
+    counted = paths.get("devices") or paths.get("")
+    found = len(_all_pids(counted)) if counted and os.path.isdir(counted) else 0
+    if found:
+        from ociruntime.log import LOG
+
+        LOG.warning(f"container's cgroup is not empty: {found} process(es) found")
+        LOG.warning(
+            "DEPRECATED: running container in a non-empty cgroup won't be supported in "
+            "runc 1.2; https://github.com/opencontainers/runc/issues/3132"
+        )
+    if freezer.is_frozen(paths):
+        where = paths.get("freezer") or paths.get("")
+        raise field_error(pointer("linux", "cgroupsPath"), f"{FROZEN} ({where})")
+    return found
+
+
+def _all_pids(directory: str) -> set[int]:
+    """Every pid in the cgroup and the cgroups below it (runc's GetAllPids)."""
+    pids: set[int] = set()
+    for dirpath, _dirs, _files in os.walk(directory):
+        text = read_file(dirpath, "cgroup.procs") or ""
+        pids.update(int(x) for x in text.split())
+    return pids
+
+
 def missing(pairs: list[tuple[Hierarchy, str]]) -> list[str]:
     """The directories `create(pairs)` would make now (deepest last): what `create`
     records before making them, so that a create killed half-way leaves none behind."""
@@ -270,9 +312,11 @@ def missing(pairs: list[tuple[Hierarchy, str]]) -> list[str]:
 
 def create(pairs: list[tuple[Hierarchy, str]]) -> list[str]:
     """mkdir -p each dir; returns the directories created here (deepest last) so that a
-    rollback or delete removes exactly those. New v1 cpuset cgroups inherit cpus/mems from
-    their parent, or no task could join them (on v2 an empty cpuset.cpus already means the
-    parent's, and the root has no cpuset.cpus to copy)."""
+    rollback or delete removes exactly those. v1 cpuset cgroups with empty cpus/mems get
+    their parent's, down the whole path (runc's cpusetEnsureParent): no task can join one
+    that is empty, and a directory of the path that already existed may be (made by hand,
+    or by a tool that never set them; the kernel fails the join with ENOSPC). On v2 an
+    empty cpuset.cpus already means the parent's, and the root has none to copy."""
     created: list[str] = []
     try:
         for h, d in pairs:
@@ -282,50 +326,20 @@ def create(pairs: list[tuple[Hierarchy, str]]) -> list[str]:
                 cur = os.path.join(cur, part)
                 try:
                     os.mkdir(cur, 0o755)
+                    created.append(cur)
                 except FileExistsError:
-                    continue
-                created.append(cur)
-                if not h.is_v2:
+                    pass
+                if "cpuset" in h.controllers:
                     _inherit_cpuset(cur)
-            if d not in created and _populated(d, h.is_v2):
-                raise RuntimeFailure(
-                    f"config.json: /linux/cgroupsPath: cgroup {d} already holds processes "
-                    "that are not this container's"
-                )
     except OSError as e:
         remove(created)
         raise RuntimeFailure(f"creating cgroup {e.filename}: {e.strerror}") from None
-    except RuntimeFailure:
-        remove(created)
-        raise
     return created
 
 
-def _populated(directory: str, v2: bool) -> bool:
-    """Does an existing cgroup (or one below it) hold processes? The container's cgroup
-    is what `kill --all`, `delete --force`, pause and the resource limits act on, so it
-    must hold the container's processes only: a cgroupsPath of "/" (or "..", or the
-    runtime's own cgroup, or any busy one) would otherwise have delete SIGKILL the
-    host's processes (cgroup.kill takes a whole v2 subtree). runc 1.1.5 warns that this
-    "won't be supported in runc 1.2", which refuses it. Only read for a cgroup that was
-    already there: a fresh one costs nothing."""
-    if v2:
-        try:
-            with open(os.path.join(directory, "cgroup.events")) as f:
-                return "populated 1" in f.read()
-        except FileNotFoundError:
-            pass  # the root has no cgroup.events: its own cgroup.procs say it
-    for dirpath, _dirs, _files in os.walk(directory):
-        try:
-            with open(os.path.join(dirpath, "cgroup.procs")) as f:
-                if f.read().strip():
-                    return True
-        except OSError:
-            continue
-    return False
-
-
 def _inherit_cpuset(path: str) -> None:
+    """An empty cpuset.cpus or cpuset.mems of `path` gets its parent's (the parent's are
+    set already: the path is walked from the top)."""
     for name in ("cpuset.cpus", "cpuset.mems"):
         mine = os.path.join(path, name)
         if not os.path.exists(mine):
@@ -416,30 +430,80 @@ DEFAULT_ALLOWED_DEVICES = (
 def device_rules(resources: dict) -> list[tuple[bool, str]]:
     """(allow, "type major:minor access") in the order the kernel must see them: the
     config's `linux.resources.devices`, then runc's defaults, so later rules win as in
-    the spec. The devices `linux.devices` creates get no rule of their own: as with runc
-    1.1.5 (and config-linux.md's example, which pairs /dev/sda with a read-only rule),
-    the config's rules say what may be done with them. Then, unlike runc, the config's
-    deny rules that name one device type and major again: a config that denies writes to
-    /dev/null means it (runc's defaults would allow them back); its leading "deny all"
-    is not repeated, or the defaults would go."""
-    rules = []
-    for rule in resources.get("devices") or []:
-        kind = rule.get("type") or "a"
-        major, minor = rule.get("major", "*"), rule.get("minor", "*")
-        major = "*" if major in (None, -1) else major
-        minor = "*" if minor in (None, -1) else minor
-        rules.append(
-            (bool(rule.get("allow")), f"{kind} {major}:{minor} {rule.get('access') or 'rwm'}")
+    the spec. Read as runc reads them (devicerules.py): the access letters r, w, m (others
+    ignored); an empty access, an unknown type, a rule allowing a device no access and a
+    deny v1 cannot do are refused in runc's words after the field's pointer, here, before
+    anything is made. The devices `linux.devices` creates get no rule of their own: as
+    with runc 1.1.5 (and config-linux.md's example, which pairs /dev/sda with a read-only
+    rule), the config's rules say what may be done with them. Then, unlike runc, the
+    config's deny rules that name one device type and major again, less what an allowed
+    wildcard grants (v1 cannot take that away): a config that denies writes to /dev/null
+    means it (runc's defaults would allow them back); its leading "deny all" is not
+    repeated, or the defaults would go."""
+    config = [(bool(r.get("allow")), _device_rule(i, r)) for i, r in
+              enumerate(resources.get("devices") or [])]  # fmt: skip
+    target = devicerules.Emulator()
+    for i, (allow, rule) in enumerate(config):
+        try:
+            target.apply(allow, rule)
+        except devicerules.RuleError as e:
+            raise field_error(pointer("linux", "resources", "devices", i), f"{rule}: {e}") from None
+    rules = config + [(True, rule) for rule in DEFAULT_ALLOWED_DEVICES]
+    for rule in DEFAULT_ALLOWED_DEVICES:
+        target.apply(True, rule)
+    _refuse_blank(config, target, resources)
+    for allow, rule in config:
+        if allow or rule[0] == "a" or rule.split(" ")[1][0] == "*":
+            continue
+        again = target.spared(rule)
+        if again:
+            target.apply(False, again)
+            rules.append((False, again))
+    return rules
+
+
+def _device_rule(i: int, rule: dict) -> str:
+    """One config rule as v1 writes it, its access read as runc reads it."""
+    kind = rule.get("type") or "a"
+    if kind not in ("a", "b", "c"):
+        raise field_error(
+            pointer("linux", "resources", "devices", i, "type"),
+            f'invalid cgroup device type "{kind}"',
         )
-    explicit_denies = [r for r in rules if not r[0] and r[1][0] != "a" and r[1][2] != "*"]
-    rules += [(True, rule) for rule in DEFAULT_ALLOWED_DEVICES]
-    return rules + explicit_denies
+    if not rule.get("access"):
+        raise field_error(
+            pointer("linux", "resources", "devices", i, "access"),
+            f"device access at {i} field cannot be empty",
+        )
+    major, minor = rule.get("major", "*"), rule.get("minor", "*")
+    major = "*" if major in (None, -1) else major
+    minor = "*" if minor in (None, -1) else minor
+    return f"{kind} {major}:{minor} {devicerules.access(str(rule['access']))}"
+
+
+def _refuse_blank(config: list[tuple[bool, str]], target: devicerules.Emulator,
+                  resources: dict) -> None:  # fmt: skip
+    """An allowed device left with no access ("x", "a": no r, w or m) is what runc's
+    check after its writes refuses; refused here, naming the rule, before the writes."""
+    if target.default_allow:
+        return
+    blank = {key for key, perms in target.rules.items() if not perms}
+    for i, (_allow, rule) in enumerate(config):
+        if rule.endswith(" ") and devicerules.key_of(rule) in blank:
+            given = resources["devices"][i]["access"]
+            raise field_error(
+                pointer("linux", "resources", "devices", i, "access"),
+                f'"{given}" grants none of r, w, m: {devicerules.NOT_PRECISE}',
+            )
 
 
 def apply_device_rules(pairs: list[tuple[Hierarchy, str]], rules: list[tuple[bool, str]]) -> None:
-    """The v1 devices controller: deny everything, then replay the rules in order.
-    Without one (cgroup v2), an eBPF program built from the same rules is attached to
-    the v2 directory (devices_bpf.py)."""
+    """The v1 devices controller, as runc: read what the cgroup allows now (devices.list),
+    write only what takes it to the rules' result, read it back. A fresh cgroup (its
+    parent's list) gets a reset and every rule; one that existed before and already
+    allows the same gets nothing, so its processes never lose a device in between.
+    Without the controller (cgroup v2), an eBPF program built from the same rules is
+    attached to the v2 directory (devices_bpf.py)."""
     if not any("devices" in h.controllers for h, _ in pairs):
         v2 = [d for h, d in pairs if h.is_v2]
         if v2:
@@ -447,16 +511,37 @@ def apply_device_rules(pairs: list[tuple[Hierarchy, str]], rules: list[tuple[boo
 
             devices_bpf.apply(v2[0], rules)
         return
+    target = devicerules.Emulator()
+    for allow, rule in rules:
+        target.apply(allow, rule)  # device_rules has checked them: no RuleError
     for h, d in pairs:
-        if "devices" not in h.controllers:
-            continue
-        writes = [("devices.deny", "a")]
-        writes += [("devices.allow" if allow else "devices.deny", rule) for allow, rule in rules]
-        for name, value in writes:
+        if "devices" in h.controllers:
+            _sync_devices(d, target)
+
+
+def _sync_devices(d: str, target: devicerules.Emulator) -> None:
+    """Write the transition from devices.list to `target`; check the list then says it."""
+    try:
+        current = devicerules.Emulator.from_list(_read_devices_list(d))
+        for allow, rule in current.transition(target):
+            name = "devices.allow" if allow else "devices.deny"
             try:
                 with open(os.path.join(d, name), "w") as f:
-                    f.write(value)
+                    f.write(rule)
             except OSError as e:
                 raise RuntimeFailure(
-                    f"linux.resources.devices: {name} {value!r}: {e.strerror}"
+                    f"linux.resources.devices: {name} {rule!r}: {e.strerror}"
                 ) from None
+        why = devicerules.Emulator.from_list(_read_devices_list(d)).mismatch(target)
+    except devicerules.RuleError as e:  # a devices.list runc's model cannot read
+        raise RuntimeFailure(f"linux.resources.devices: {d}/devices.list: {e}") from None
+    if why is not None:
+        raise RuntimeFailure(f"linux.resources.devices: {why} ({d}/devices.list)")
+
+
+def _read_devices_list(d: str) -> str:
+    try:
+        with open(os.path.join(d, "devices.list")) as f:
+            return f.read()
+    except OSError as e:
+        raise RuntimeFailure(f"linux.resources.devices: {d}/devices.list: {e.strerror}") from None

@@ -19,6 +19,7 @@ import ctypes
 import os
 import struct
 
+from ociruntime.cgroups import devicerules
 from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import syscalls as sc
 
@@ -50,10 +51,13 @@ class Rule:
 
     @classmethod
     def parse(cls, allow: bool, text: str) -> Rule:
-        """From v1's form, "c 1:3 rwm" (or "a")."""
+        """From v1's form, "c 1:3 rwm" (or "a"; no access: all three). The access is read
+        as runc and v1 read it (devicerules.access): r, w, m, other letters ignored, so
+        "rwa" means "rw" here too and "c 1:3 x" grants or takes nothing."""
         kind, _, rest = text.partition(" ")
-        numbers, _, access = rest.partition(" ")
+        numbers, spaced, access = rest.partition(" ")
         major, _, minor = numbers.partition(":")
+        access = devicerules.access(access) if spaced else "rwm"
         kind = kind or "a"
         if kind == "a":  # every device, whatever numbers follow (as v1 reads it)
             major = minor = "*"
@@ -61,7 +65,7 @@ class Rule:
             allow, kind,
             None if major in ("", "*") else int(major),
             None if minor in ("", "*") else int(minor),
-            access or "rwm",
+            access,
         )  # fmt: skip
 
 

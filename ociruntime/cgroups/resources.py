@@ -460,14 +460,15 @@ def _rdma(p: _Plan, rdma: dict) -> None:
 
 def _unified(p: _Plan, unified: dict, mode: str) -> None:
     """Raw v2 files, written last (they override the translated values). Refused on v1
-    and on hybrid hosts, as runc refuses them ("cannot use unified on cgroup v1"): there
-    the controllers they name are not on the v2 hierarchy."""
+    and on hybrid hosts, where the controllers they name are not on the v2 hierarchy, in
+    runc's words (`invalid configuration: cannot use unified on cgroup v1`, which engines
+    match), then why."""
     if not unified:
         return
     if mode != "v2":
         raise error(
-            "unified", unified, f"needs a cgroup v2 host (this one is {mode}: its "
-            "controllers are on cgroup v1, so runc refuses it too)"
+            "unified", unified, "invalid configuration: cannot use unified on cgroup v1 "
+            f"(it needs a cgroup v2 host; this one is {mode}: its controllers are on v1)"
         )  # fmt: skip
     for key, value in unified.items():
         if "/" in key or key in (".", ".."):

@@ -70,11 +70,13 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     found = cgroupfs.start_warm_up()  # usually started already by the CLI
     b, checked, cgroup_pairs = preflight(opts.bundle, opts.container_id, found, opts)
     cfg = b.config
+    # an existing cgroup: frozen is refused, holding processes a warning (as runc 1.1.5)
+    shared = cgroupfs.check_existing(cgroup_pairs) > 0
     sd = StateDir(opts.root, opts.container_id)
     sd.create()
     undo = _Rollback(sd)
     try:
-        state = _first_record(sd, b, cgroup_pairs)
+        state = _first_record(sd, b, cgroup_pairs, shared)
         sd.unlock()  # taken again for each write: never held while we wait for the init
         if cfg["process"].get("terminal"):
             checked.console = _open_console(opts)
@@ -111,11 +113,12 @@ class _Checked:
     """What `create` checks and builds from the config before it makes anything (so a
     config's error leaves nothing behind), for the init's plan."""
 
-    __slots__ = ("namespaces", "seccomp", "attrs", "console")
+    __slots__ = ("namespaces", "seccomp", "attrs", "console", "devices")
 
     def __init__(self, namespaces: dict[str, str | None], seccomp: object | None,
-                 attrs: object | None) -> None:  # fmt: skip
+                 attrs: object | None, devices: list[tuple[bool, str]]) -> None:  # fmt: skip
         self.namespaces, self.seccomp, self.attrs = namespaces, seccomp, attrs
+        self.devices = devices  # the device rules (cgroupfs.device_rules), checked
         #: process.terminal: the console socket, connected once the state dir exists
         self.console: terminal.InitConsole | None = None
 
@@ -150,7 +153,8 @@ def _check_config(cfg: dict, opts: CreateOptions | None) -> _Checked:
         from ociruntime.process import netdevices
 
         netdevices.check(cfg["linux"]["netDevices"], ns)
-    return _Checked(ns, seccomp_filter, attrs)
+    devices = cgroupfs.device_rules((cfg.get("linux") or {}).get("resources") or {})
+    return _Checked(ns, seccomp_filter, attrs, devices)
 
 
 def _refuse_host_mount_namespace(linux: dict) -> None:
@@ -169,7 +173,10 @@ def _refuse_host_mount_namespace(linux: dict) -> None:
 
 
 def _first_record(
-    sd: StateDir, b: bundle.Bundle, cgroup_pairs: list[tuple[cgroupfs.Hierarchy, str]]
+    sd: StateDir,
+    b: bundle.Bundle,
+    cgroup_pairs: list[tuple[cgroupfs.Hierarchy, str]],
+    shared: bool,
 ) -> ContainerState:
     """Written before any cgroup or process exists: the cgroups this create is about to
     make (every directory of the placement that does not exist yet: `delete` of a create
@@ -192,6 +199,7 @@ def _first_record(
         resources={k: v for k, v in resources.items() if k != "devices"},
         hooks={k: v for k, v in (cfg.get("hooks") or {}).items() if k in ("poststart", "poststop")},
         creator=[os.getpid(), own[0] if own else 0],
+        cgroup_shared=shared,
     )
     sd.save(state)
     return state
@@ -332,7 +340,7 @@ def _create_in(
             raise
         cgroup_pairs, dirs = _rootless_cgroups([h for h, _ in cgroup_pairs]), []
     if dirs:
-        cgroupfs.apply_device_rules(cgroup_pairs, cgroupfs.device_rules(resources))
+        cgroupfs.apply_device_rules(cgroup_pairs, checked.devices)
     os.mkfifo(sd.fifo_path, 0o622)
     os.chmod(sd.fifo_path, 0o622)  # mkfifo obeys the umask; start may run as another user
     # Opened here, for the init to reopen through /proc/self/fd: in a user namespace it

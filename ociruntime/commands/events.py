@@ -5,7 +5,10 @@ One JSON object a line, as runc's Go encoder writes them: `{"type":"stats","id":
 time the OOM killer acts in the container's memory cgroup. The stream ends when the
 container's memory cgroup goes away (v1: the eventfd fires on removal, i.e. on
 `delete`) or holds no process any more (v2: cgroup.events says "populated 0"), as in
-runc.
+runc; and, whatever its cgroup does, once the container is deleted (its state dir is
+gone, or is another container's): a cgroup that existed before `create` stays after
+`delete` (runc removes it, which is what ends runc's stream), so watching it alone waited
+forever.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ from ociruntime.cgroups.cgroupfs import Layout
 from ociruntime.cgroups.manager import Manager
 from ociruntime.container.container import Container
 from ociruntime.errors import RuntimeFailure
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
           "h": 3600.0}  # fmt: skip
@@ -71,7 +78,7 @@ def events(root: str, container_id: str, interval_text: str, stats_only: bool) -
         return
     watch = OomWatch(cgroups.layout)
     try:
-        _stream(container_id, cgroups, watch, interval)
+        _stream(container_id, cgroups, watch, interval, _presence(container.dir.path))
     finally:
         watch.close()
 
@@ -84,15 +91,43 @@ def _emit(kind: str, container_id: str, data: dict | None = None) -> None:
     sys.stdout.flush()
 
 
-def _stream(container_id: str, cgroups: Manager, watch: OomWatch, interval: float) -> None:
+#: How often (ms) the stream looks whether the container was deleted meanwhile.
+_PRESENCE_MS = 200
+
+
+def _presence(state_dir: str) -> Callable[[], bool]:
+    """A check that the container `events` loaded is still there: its state dir, the same
+    one (a container created again under the id has another), not yet removed by
+    `delete`. One stat per call."""
+    loaded = os.stat(state_dir)
+
+    def still_there() -> bool:
+        try:
+            now = os.stat(state_dir)
+        except FileNotFoundError:
+            return False
+        return (now.st_ino, now.st_dev) == (loaded.st_ino, loaded.st_dev)
+
+    return still_there
+
+
+def _stream(
+    container_id: str,
+    cgroups: Manager,
+    watch: OomWatch,
+    interval: float,
+    still_there: Callable[[], bool],
+) -> None:
     """Poll the OOM watch between stats, so an OOM is reported when it happens rather
-    than at the next interval."""
+    than at the next interval; every _PRESENCE_MS, whether the container was deleted."""
     poller = select.poll()
     for fd, mask in watch.fds():
         poller.register(fd, mask)
     due = time.monotonic() + interval
     while True:
-        wait_ms = max(0, int((due - time.monotonic()) * 1000) + 1)
+        if not still_there():
+            return
+        wait_ms = max(0, min(_PRESENCE_MS, int((due - time.monotonic()) * 1000) + 1))
         for fd, _ in poller.poll(wait_ms):
             happened = watch.handle(fd)
             if happened == "oom":

@@ -262,7 +262,13 @@ def kill_and_wait(state: ContainerState, cgroups: Manager | None = None) -> None
 
 def _procs(state: ContainerState, cgroups: Manager) -> list[int]:
     """The container's processes; from all hierarchies for a create that died (its init
-    may have joined only some; reading one file otherwise keeps delete fast)."""
+    may have joined only some; reading one file otherwise keeps delete fast). None for a
+    cgroup that held other processes before the container (runc 1.1.5 lets it start
+    there): those are not the container's to kill, only its init is (its PID namespace's
+    processes die with it: runc too kills only the init of a container with a PID
+    namespace of its own; unlike runc, the processes of one without are spared too)."""
+    if state.cgroup_shared:
+        return []
     return cgroups.pids(everywhere=state.creator is not None)
 
 

@@ -60,7 +60,7 @@ class ContainerState:
     FIELDS = (
         "id", "pid", "start_time", "bundle", "rootfs", "created", "owner", "annotations",
         "cgroup_dirs", "cgroup_created", "hooks", "spec_version", "no_new_keyring",
-        "cgroup_paths", "resources", "creator",
+        "cgroup_paths", "resources", "creator", "cgroup_shared",
     )  # fmt: skip
 
     def __init__(
@@ -81,6 +81,8 @@ class ContainerState:
         cgroup_paths: dict[str, str] | None = None,  # controller -> dir ("" for v2), as runc
         resources: dict | None = None,  # linux.resources as `update` last left them
         creator: list[int] | None = None,  # [pid, start time] of `create` until it is done
+        cgroup_shared: bool = False,  # the cgroup held other processes at create (runc 1.1.5
+        # warns and goes on): delete then kills the container's init only
     ) -> None:
         self.id, self.pid, self.start_time = id, pid, start_time
         self.bundle, self.rootfs, self.created, self.owner = bundle, rootfs, created, owner
@@ -93,6 +95,7 @@ class ContainerState:
         self.cgroup_paths = cgroup_paths or {}
         self.resources = resources or {}
         self.creator = creator
+        self.cgroup_shared = cgroup_shared
 
     def cgroup_manager(self) -> Manager:
         """The manager of this container's cgroup (the record's lists are shared, not
