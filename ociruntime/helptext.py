@@ -95,86 +95,96 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                  "fields create refuses, the features this host lacks."),
 }  # fmt: skip
 
-_CONSOLE = ("path to an AF_UNIX socket which will receive a file descriptor referencing "
-            "the master end of the console's pseudoterminal")  # fmt: skip
-_PRESERVE = ("Pass N additional file descriptors to the container (stdio + $LISTEN_FDS + N "
-             "in total) (default: 0)")  # fmt: skip
-#: (command or "", the flag's first name) -> its description; "" for any command.
-FLAGS: dict[tuple[str, str], str] = {
-    ("", "bundle"): "path to the root of the bundle directory, defaults to the current "
-                    "directory",
-    ("spec", "bundle"): "path to the root of the bundle directory",
-    ("", "console-socket"): _CONSOLE,
-    ("", "pid-file"): "specify the file to write the process id to",
-    ("", "no-pivot"): "do not use pivot root to jail process inside rootfs.  This should be "
-                      "used whenever the rootfs is on top of a ramdisk",
-    ("", "no-new-keyring"): "do not create a new session keyring for the container.  This "
-                            "will cause the container to inherit the calling processes "
-                            "session key",
-    ("", "preserve-fds"): _PRESERVE,
-    ("", "detach"): "detach from the container's process",
-    ("", "no-subreaper"): "disable the use of the subreaper used to reap reparented processes",
-    ("", "keep"): "do not delete the container after it exits",
-    ("", "format"): 'select one of: table or json (default: "table")',
-    ("", "quiet"): "display only container IDs",
-    ("", "all"): "send the specified signal to all processes inside the container",
-    ("", "force"): "Forcibly deletes the container if it is still running (uses SIGKILL)",
-    ("spec", "rootless"): "generate a configuration for a rootless container",
-    ("", "process"): "path to the process.json",
-    ("", "tty"): "allocate a pseudo-TTY",
-    ("", "cwd"): "current working directory in the container",
-    ("", "env"): "set environment variables",
-    ("", "user"): "UID (format: <uid>[:<gid>])",
-    ("", "additional-gids"): "additional gids",
-    ("", "cap"): "add a capability to the bounding set for the process",
-    ("", "no-new-privs"): "set the no new privileges value for the process",
-    ("", "apparmor"): "set the apparmor profile for the process",
-    ("", "process-label"): "set the asm process label for the process commonly used with "
-                           "selinux",
-    ("", "cgroup"): "run the process in an (existing) sub-cgroup(s). Format is "
-                    "[<controller>:]<cgroup>.",
-    ("", "ignore-paused"): "allow exec in a paused container",
-    ("", "interval"): "set the stats collection interval (default: 5s)",
-    ("", "stats"): "display the container's stats then exit",
-    ("", "resources"): "path to the file containing the resources to update or '-' to read "
-                       "from the standard input",
-    ("", "cpu-share"): "CPU shares (relative weight vs. other containers)",
-    ("", "blkio-weight"): "Specifies per cgroup weight, range is from 10 to 1000 (default: 0)",
-    ("", "cpu-period"): "CPU CFS period to be used for hardcapping (in usecs). 0 to use "
-                        "system default",
-    ("", "cpu-quota"): "CPU CFS hardcap limit (in usecs). Allowed cpu time in a given period",
-    ("", "cpu-burst"): "CPU CFS hardcap burst limit (in usecs). Allowed accumulated cpu time "
-                       "additionally for burst a given period",
-    ("", "cpu-rt-period"): "CPU realtime period to be used for hardcapping (in usecs). 0 to "
-                           "use system default",
-    ("", "cpu-rt-runtime"): "CPU realtime hardcap limit (in usecs). Allowed cpu time in a "
-                            "given period",
-    ("", "cpuset-cpus"): "CPU(s) to use",
-    ("", "cpuset-mems"): "Memory node(s) to use",
-    ("", "kernel-memory"): "Kernel memory limit (in bytes) (ignored, as by runc)",
-    ("", "kernel-memory-tcp"): "Kernel memory limit for tcp buffer (in bytes) (ignored)",
-    ("", "memory"): "Memory limit (in bytes)",
-    ("", "cpu-idle"): "set cgroup SCHED_IDLE or not, 0: default behavior, 1: SCHED_IDLE",
-    ("", "memory-reservation"): "Memory reservation or soft_limit (in bytes)",
-    ("", "memory-swap"): "Total memory usage (memory + swap); set '-1' to enable unlimited "
-                         "swap",
-    ("", "pids-limit"): "Maximum number of pids allowed in the container (default: 0)",
-    ("", "l3-cache-schema"): "The string of Intel RDT/CAT L3 cache schema",
-    ("", "mem-bw-schema"): "The string of Intel RDT/MBA memory bandwidth schema",
-    ("", "help"): "show help",
-    # global options
-    ("", "root"): "root directory for storage of container state (this should be located "
-                  "in tmpfs) (default: {root})",
-    ("", "log"): "set the log file to write ociruntime logs to (default is '/dev/stderr')",
-    ("", "log-format"): "set the log format ('text' (default), or 'json') (default: \"text\")",
-    ("", "debug"): "enable debug logging",
-    ("", "systemd-cgroup"): "enable systemd cgroup support (not supported yet: refused)",
-    ("", "criu"): "path to the criu binary used for checkpoint and restore (not supported "
-                  "yet)",
-    ("", "rootless"): "ignore cgroup permission errors ('true', 'false', or 'auto') "
-                      "(default: \"auto\")",
-    ("", "version"): "print the version",
-}  # fmt: skip
+#: One line a flag (continued on indented lines): `[command] flag: description`, the
+#: command given where its flag reads differently from the same flag elsewhere.
+_FLAG_TEXT = """
+bundle: path to the root of the bundle directory, defaults to the current directory
+spec bundle: path to the root of the bundle directory
+console-socket: path to an AF_UNIX socket which will receive a file descriptor
+    referencing the master end of the console's pseudoterminal
+pid-file: specify the file to write the process id to
+no-pivot: do not use pivot root to jail process inside rootfs.  This should be used
+    whenever the rootfs is on top of a ramdisk
+no-new-keyring: do not create a new session keyring for the container.  This will cause
+    the container to inherit the calling processes session key
+preserve-fds: Pass N additional file descriptors to the container (stdio + $LISTEN_FDS +
+    N in total) (default: 0)
+detach: detach from the container's process
+no-subreaper: disable the use of the subreaper used to reap reparented processes
+keep: do not delete the container after it exits
+format: select one of: table or json (default: "table")
+quiet: display only container IDs
+all: send the specified signal to all processes inside the container
+force: Forcibly deletes the container if it is still running (uses SIGKILL)
+spec rootless: generate a configuration for a rootless container
+process: path to the process.json
+tty: allocate a pseudo-TTY
+cwd: current working directory in the container
+env: set environment variables
+user: UID (format: <uid>[:<gid>])
+additional-gids: additional gids
+cap: add a capability to the bounding set for the process
+no-new-privs: set the no new privileges value for the process
+apparmor: set the apparmor profile for the process
+process-label: set the asm process label for the process commonly used with selinux
+cgroup: run the process in an (existing) sub-cgroup(s). Format is
+    [<controller>:]<cgroup>.
+ignore-paused: allow exec in a paused container
+interval: set the stats collection interval (default: 5s)
+stats: display the container's stats then exit
+resources: path to the file containing the resources to update or '-' to read from the
+    standard input
+cpu-share: CPU shares (relative weight vs. other containers)
+blkio-weight: Specifies per cgroup weight, range is from 10 to 1000 (default: 0)
+cpu-period: CPU CFS period to be used for hardcapping (in usecs). 0 to use system
+    default
+cpu-quota: CPU CFS hardcap limit (in usecs). Allowed cpu time in a given period
+cpu-burst: CPU CFS hardcap burst limit (in usecs). Allowed accumulated cpu time
+    additionally for burst a given period
+cpu-rt-period: CPU realtime period to be used for hardcapping (in usecs). 0 to use
+    system default
+cpu-rt-runtime: CPU realtime hardcap limit (in usecs). Allowed cpu time in a given
+    period
+cpuset-cpus: CPU(s) to use
+cpuset-mems: Memory node(s) to use
+kernel-memory: Kernel memory limit (in bytes) (ignored, as by runc)
+kernel-memory-tcp: Kernel memory limit for tcp buffer (in bytes) (ignored)
+memory: Memory limit (in bytes)
+cpu-idle: set cgroup SCHED_IDLE or not, 0: default behavior, 1: SCHED_IDLE
+memory-reservation: Memory reservation or soft_limit (in bytes)
+memory-swap: Total memory usage (memory + swap); set '-1' to enable unlimited swap
+pids-limit: Maximum number of pids allowed in the container (default: 0)
+l3-cache-schema: The string of Intel RDT/CAT L3 cache schema
+mem-bw-schema: The string of Intel RDT/MBA memory bandwidth schema
+help: show help
+root: root directory for storage of container state (this should be located in tmpfs)
+    (default: {root})
+log: set the log file to write ociruntime logs to (default is '/dev/stderr')
+log-format: set the log format ('text' (default), or 'json') (default: "text")
+debug: enable debug logging
+systemd-cgroup: enable systemd cgroup support (not supported yet: refused)
+criu: path to the criu binary used for checkpoint and restore (not supported yet)
+rootless: ignore cgroup permission errors ('true', 'false', or 'auto') (default: "auto")
+version: print the version
+"""
+
+
+def _flag_table(text: str) -> dict[tuple[str, str], str]:
+    """(command or "", the flag's first name) -> its description; "" for any command."""
+    table: dict[tuple[str, str], str] = {}
+    key = ("", "")
+    for line in text.strip("\n").splitlines():
+        if line.startswith("    "):
+            table[key] += " " + line.strip()
+            continue
+        name, _, description = line.partition(": ")
+        command, _, flag = name.rpartition(" ")
+        key = (command, flag)
+        table[key] = description
+    return table
+
+
+FLAGS = _flag_table(_FLAG_TEXT)
 
 _NAME_TEXT = """ociruntime is a command line client for running applications packaged according
 to the Open Container Initiative (OCI) format and is a compliant implementation of the

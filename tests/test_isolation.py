@@ -14,6 +14,7 @@ import pytest
 from conftest import CGROUP_V2_ONLY
 
 from ociruntime.security.capabilities import CAP_NUMBERS
+from testkit.build import static_binary
 
 
 def run_in(runtime, bundle) -> str:
@@ -205,8 +206,7 @@ int main(void) {
 def test_chroot_escape_stays_in_container(runtime, make_bundle, tmp_path):
     source = tmp_path / "escape.c"
     source.write_text(CHROOT_ESCAPE)
-    binary = tmp_path / "escape"
-    subprocess.run(["gcc", "-static", "-O1", "-o", str(binary), str(source)], check=True)
+    binary = static_binary(source, tmp_path)
     bundle = make_bundle(["/escape"])
     shutil.copy(binary, bundle.rootfs / "escape")
     (bundle.rootfs / "CONTAINER_ROOT_MARKER").write_text("")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from testkit.build import static_binary
 from tests.conftest import OCIRUNTIME
 
 TIMEOUT = 30  #: seconds for any one runtime call: a hang fails the test
@@ -152,10 +153,7 @@ ENOSYS, EPERM = 38, 1
 
 @pytest.fixture(scope="session")
 def rawsyscall(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    binary = tmp_path_factory.mktemp("rawsyscall") / "rawsyscall"
-    subprocess.run(["gcc", "-static", "-O1", "-o", str(binary), str(RAWSYSCALL_SOURCE)],
-                   check=True, timeout=120)  # fmt: skip
-    return binary
+    return static_binary(RAWSYSCALL_SOURCE, tmp_path_factory.mktemp("rawsyscall"))
 
 
 def enosys_bundle(make_bundle, rawsyscall: Path, architectures: bool):

@@ -127,6 +127,19 @@ def log_records(runtime: Runtime) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def refused_by_both(runtime: Runtime, runc: Runtime, bundle, words: str) -> str:
+    """runc and ociruntime each refuse `run -d` of the bundle (exit 1, `words` in the
+    message, nothing left behind); our message."""
+    for rt in (runc, runtime):
+        cid = rt.new_id()
+        r = rt("run", "-d", "--bundle", str(bundle.path), cid, timeout=SHORT)
+        assert r.returncode == 1 and words in r.stderr, (rt.binary, r)
+        nothing_left(rt, cid)
+    return runtime(
+        "run", "-d", "--bundle", str(bundle.path), runtime.new_id(), timeout=SHORT
+    ).stderr
+
+
 def nothing_left(runtime: Runtime, cid: str) -> None:
     """No state dir and no process for `cid` (a refused create)."""
     assert not os.path.exists(os.path.join(runtime.root, cid)), "a state dir was left"
@@ -217,13 +230,7 @@ def test_unified_on_v1_in_runcs_words(runtime, runc, make_bundle) -> None:
     bundle.config["linux"]["resources"] = {"unified": {"pids.max": "10"}}
     bundle.write()
     words = "invalid configuration: cannot use unified on cgroup v1"
-    for rt in (runc, runtime):
-        cid = rt.new_id()
-        r = rt("run", "-d", "--bundle", str(bundle.path), cid, timeout=SHORT)
-        assert r.returncode == 1 and words in r.stderr, (rt.binary, r)
-        nothing_left(rt, cid)
-    r = runtime("run", "-d", "--bundle", str(bundle.path), runtime.new_id(), timeout=SHORT)
-    assert r.stderr.startswith(
+    assert refused_by_both(runtime, runc, bundle, words).startswith(
         f'config.json: /linux/resources/unified: {{"pids.max":"10"}}: {words}'
     )
 
@@ -339,13 +346,8 @@ def test_device_rules_refused_as_runc(runtime, runc, make_bundle, rules, words) 
     before anything is made, its pointer first. It had written "" as "rwm", and "x",
     "a" and the hole-punching deny as given (the kernel refused or ignored them)."""
     bundle = with_devices(make_bundle, rules)
-    for rt in (runc, runtime):
-        cid = rt.new_id()
-        r = rt("run", "-d", "--bundle", str(bundle.path), cid, timeout=SHORT)
-        assert r.returncode == 1 and words in r.stderr, (rt.binary, r)
-        nothing_left(rt, cid)
-    r = runtime("run", "-d", "--bundle", str(bundle.path), runtime.new_id(), timeout=SHORT)
-    assert r.stderr.startswith(f"config.json: /linux/resources/devices/{len(rules)}"), r
+    ours = refused_by_both(runtime, runc, bundle, words)
+    assert ours.startswith(f"config.json: /linux/resources/devices/{len(rules)}"), ours
 
 
 class WriteWatch:

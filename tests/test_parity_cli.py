@@ -260,7 +260,10 @@ REFUSED_BY_CREATE = {
     "args-missing": (_drop("process", "args"), "config.json: /process/args: missing"),
     "args-empty": (_set([], "process", "args"), "config.json: /process/args: must not be empty"),
     "process-missing": (_drop("process"), "config.json: /process: missing"),
-    "no-mount-namespace": (_no_mount_ns, "a mount namespace is required"),
+    "no-mount-namespace": (
+        _no_mount_ns,
+        "config.json: /linux/namespaces: unable to restrict sys entries",
+    ),
     "intel-rdt": (_set({"closID": "x"}, "linux", "intelRdt"), "Intel RDT is not supported"),
     "systemd-cgroups-path": (_set("system.slice:a:b", "linux", "cgroupsPath"), "systemd"),
 }

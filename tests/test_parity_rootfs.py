@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import Bundle
 
+from testkit.build import static_binary
+
 RUNC = "/usr/sbin/runc"
 
 pytestmark = pytest.mark.skipif(not os.path.exists(RUNC), reason="runc is not installed")
@@ -41,6 +43,14 @@ def run_ours(runtime, bundle: Bundle, *args: str, cwd: str = "/"):
 def both(runtime, bundle: Bundle, *args: str, cwd: str = "/") -> tuple:
     """(ours, runc's) results of the same bundle."""
     return run_ours(runtime, bundle, *args, cwd=cwd), run_runc(bundle, *args, cwd=cwd)
+
+
+def both_refuse(runtime, bundle: Bundle, words: str) -> str:
+    """Both runtimes fail the bundle (exit 1), runc in `words`; our one error line."""
+    ours, runc = both(runtime, bundle)
+    assert runc.returncode == 1 and words in runc.stderr, runc.stderr
+    assert ours.returncode == 1, ours
+    return ours.stderr.strip()
 
 
 def runc_message(stderr: str) -> str:
@@ -88,10 +98,7 @@ NESTEDPROC_SOURCE = Path(__file__).with_name("nestedproc.c")
 
 @pytest.fixture(scope="session")
 def nestedproc(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    binary = tmp_path_factory.mktemp("nestedproc") / "nestedproc"
-    subprocess.run(["gcc", "-static", "-O1", "-o", str(binary), str(NESTEDPROC_SOURCE)],
-                   check=True)  # fmt: skip
-    return binary
+    return static_binary(NESTEDPROC_SOURCE, tmp_path_factory.mktemp("nestedproc"))
 
 
 @pytest.mark.parametrize("flags", [("--no-pivot",), ()], ids=["no-pivot", "pivot"])
@@ -233,11 +240,8 @@ def test_a_hook_past_its_timeout_says_runcs_words(runtime, make_bundle):
     bundle.config["hooks"] = {"prestart": [{"path": "/bin/sleep", "args": ["sleep", "5"],
                                             "timeout": 1}]}  # fmt: skip
     bundle.write()
-    ours, runc = both(runtime, bundle)
     words = "error running hook #0: hook ran past specified timeout of 1.0s"
-    assert runc.returncode == 1 and words in runc.stderr, runc.stderr
-    assert ours.returncode == 1
-    assert ours.stderr.strip() == (
+    assert both_refuse(runtime, bundle, words) == (
         "config.json: /hooks/prestart/0: error running hook #0: /bin/sleep: "
         "hook ran past specified timeout of 1.0s"
     )
@@ -253,11 +257,8 @@ def test_an_unreachable_seccomp_agent_says_failed_to_connect(runtime, make_bundl
         "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_NOTIFY"}],
     }  # fmt: skip
     bundle.write()
-    ours, runc = both(runtime, bundle)
     words = "failed to connect with seccomp agent specified in the seccomp profile: "
-    assert runc.returncode == 1 and words in runc.stderr, runc.stderr
-    assert ours.returncode == 1
-    assert ours.stderr.strip() == (
+    assert both_refuse(runtime, bundle, words) == (
         f"config.json: /linux/seccomp/listenerPath: {words}connect {listener}: "
         "No such file or directory"
     )

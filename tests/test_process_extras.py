@@ -28,16 +28,15 @@ from test_bad_input import (  # noqa: F401 - the autouse fixture checks for left
 )
 from test_isolation import run_under_runc
 
+from testkit.build import static_binary
+
 PROCINFO_SOURCE = Path(__file__).with_name("procinfo.c")
 STAT_POLICY, STAT_NICE = 40, 18  # 0-based fields of /proc/<pid>/stat: policy, nice
 
 
 @pytest.fixture(scope="session")
 def procinfo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    binary = tmp_path_factory.mktemp("procinfo") / "procinfo"
-    subprocess.run(["gcc", "-static", "-O1", "-o", str(binary), str(PROCINFO_SOURCE)],
-                   check=True)  # fmt: skip
-    return binary
+    return static_binary(PROCINFO_SOURCE, tmp_path_factory.mktemp("procinfo"))
 
 
 @pytest.fixture

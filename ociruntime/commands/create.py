@@ -378,24 +378,17 @@ def _plan(
         **({"annotations": state.annotations} if state.annotations else {}),
     }
     return InitPlan(
-        config=cfg,
-        bundle=b.path,
-        rootfs=b.rootfs,
-        container_id=opts.container_id,
-        fifo_fd=fifo_fd,
-        namespaces=checked.namespaces,
-        cgroups=cgroup_pairs,
-        cgroup_dirs=state.cgroup_dirs,
-        limits=planned_limits,
-        no_pivot=opts.no_pivot,
-        no_new_keyring=opts.no_new_keyring,
+        # the bundle and the container
+        config=cfg, bundle=b.path, rootfs=b.rootfs, container_id=opts.container_id,
+        public_state=hook_state, fifo_fd=fifo_fd,
+        # what create checked or made before the fork
+        namespaces=checked.namespaces, cgroups=cgroup_pairs, cgroup_dirs=state.cgroup_dirs,
+        limits=planned_limits, console=checked.console, seccomp=checked.seccomp,
+        attrs=checked.attrs, idmapped=_idmapped_trees(cfg.get("mounts") or [], b.path),
+        # the command line's options
+        no_pivot=opts.no_pivot, no_new_keyring=opts.no_new_keyring,
         preserve_fds=opts.preserve_fds,
-        public_state=hook_state,
-        console=checked.console,
-        seccomp=checked.seccomp,  # type: ignore[arg-type]
-        idmapped=_idmapped_trees(cfg.get("mounts") or [], b.path),
-        attrs=checked.attrs,  # type: ignore[arg-type]
-    )
+    )  # type: ignore[arg-type]  # fmt: skip
 
 
 def _start_init(

@@ -174,14 +174,10 @@ def _process(plan: ExecPlan, end: StageEnd) -> None:
     """C, inside the container: the shared finalize step, then execve."""
     proc, container = plan.process, plan.container
     how = finalize.Finalize(
-        seccomp=plan.seccomp,
-        attrs=plan.attrs,
+        seccomp=plan.seccomp, attrs=plan.attrs, exec_procfs=True, console=plan.console,
         # the container's keyring, as runc (which exec only joins: it may not own it)
         keyring=None if container.no_new_keyring else f"_ses.{container.id}",
-        keyring_permissions=False,
-        exec_procfs=True,
-        console=plan.console,
-        document=plan.process_document,
-    )
+        keyring_permissions=False, document=plan.process_document,
+    )  # fmt: skip
     executable, env = finalize.finalize(proc, end, how)
     finalize.execute(executable, proc["args"], env, *FORWARDED_SIGNALS)

@@ -59,18 +59,13 @@ def _run(plan: InitPlan, end: StageEnd, joined_early: tuple[str, ...]) -> None:
     _creation_hooks(plan.config.get("hooks") or {}, state, end, plan.rootfs)
     _enter_rootfs(plan, propagation)
     start = _Start(plan.fifo_fd)
-    executable, env = finalize.finalize(
-        plan.process,
-        end,
-        finalize.Finalize(
-            seccomp=plan.seccomp,
-            attrs=plan.attrs,
-            keyring=None if plan.no_new_keyring else f"_ses.{plan.container_id}",
-            keyring_permissions=True,
-            exec_procfs=False,
-            before_seccomp=start.release_create,
-        ),
-    )
+    how = finalize.Finalize(
+        seccomp=plan.seccomp, attrs=plan.attrs, exec_procfs=False,
+        # the container's own session keyring, which its user may search
+        keyring=None if plan.no_new_keyring else f"_ses.{plan.container_id}",
+        keyring_permissions=True, before_seccomp=start.release_create,
+    )  # fmt: skip
+    executable, env = finalize.finalize(plan.process, end, how)
     if not end.send_ready():
         os._exit(1)  # create died: nobody will record us, nor start us
     end.close()
