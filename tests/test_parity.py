@@ -81,6 +81,19 @@ def test_cwd_entered_before_and_after_the_user_switch(runtime, make_bundle, cwd,
     assert (theirs.returncode, theirs.stdout) == (0, ours.stdout), theirs.stderr
 
 
+def test_missing_cwd_is_made_as_runc_makes_it(runtime, make_bundle):
+    """runc makes a process.cwd the rootfs lacks (mkdir -p, 0755) before the process
+    starts; it had failed `No such file or directory`."""
+    bundle = make_bundle(["sh", "-c", "pwd; stat -c %a ."])
+    bundle.config["process"]["cwd"] = "/no/such/dir"
+    bundle.write()
+    ours = under_ours(runtime, bundle)
+    assert (ours.returncode, ours.stdout) == (0, "/no/such/dir\n755\n"), ours.stderr
+    shutil.rmtree(bundle.rootfs / "no")
+    theirs = under_runc(bundle)
+    assert (theirs.returncode, theirs.stdout) == (0, ours.stdout), theirs.stderr
+
+
 def test_exec_cwd_only_root_can_enter(runtime, make_bundle):
     """exec's C shares the finalize step: `exec --user 1000 --cwd /root` works too."""
     bundle = cwd_bundle(make_bundle, "/root", 0o700)

@@ -484,6 +484,15 @@ class Mounter:
         if opts.flags & MS_RDONLY:
             self._remount(dest, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
+    def make_cwd(self, cwd: str) -> None:
+        """process.cwd made if the rootfs lacks it (0755, as root), as runc does after
+        the mounts: an image's working directory need not exist in its layers. What
+        cannot be made (a file in the way) is left to the chdir to report."""
+        try:
+            os.close(ensure_dir(self.root_fd, cwd))
+        except OSError:
+            pass
+
     def populate_dev(self, devices: list[dict]) -> None:
         """Default devices plus `linux.devices`, and the standard /dev symlinks; skipped
         for the defaults when /dev is a bind mount of something else (as runc)."""

@@ -110,6 +110,7 @@ def _build_rootfs(plan: InitPlan, end: StageEnd) -> str:
     mounter.label_with(linux.get("mountLabel") or "")
     mounter.mount_all(plan.config.get("mounts") or [])
     mounter.populate_dev(linux.get("devices") or [])
+    mounter.make_cwd(plan.process.get("cwd") or "/")
     mounter.close()
     joined.wait()
     if linux.get("netDevices"):
