@@ -280,6 +280,52 @@ DEVIATIONS: tuple[Deviation, ...] = (
         "runc follows the letter; ociruntime keeps the host's mount table untouched",
         failure=r"a mount namespace is required: without one the rootfs would be mounted",
     ),
+    # Differences found by issue #11's side-by-side checks that no corpus case exercises:
+    # documented here so that each has one place that says who is right (no pattern).
+    Deviation(
+        "D23",
+        "ociruntime",
+        "the working directory of a poststop hook run by `delete`: runc 1.1.5 leaves the "
+        "caller's, ociruntime uses the bundle (as for prestart, createRuntime and poststart, "
+        "where runc uses the bundle too)",
+        "config.md: hooks run in the runtime namespace; their working directory is not specified",
+        "both fine; ociruntime's does not depend on where `delete` was called from",
+    ),
+    Deviation(
+        "D24",
+        "runc",
+        "`delete` of a container created in a cgroup that already held other processes "
+        "(both warn `container's cgroup is not empty`): without its own PID namespace runc "
+        "1.1.5 kills every process of the cgroup, ociruntime only the container's",
+        "runtime.md: delete MUST delete the resources created during create (the other "
+        "processes were not)",
+        "ociruntime",
+    ),
+    Deviation(
+        "D25",
+        "neither",
+        "a failure after `run` started the container (a startContainer hook): runc 1.1.5 "
+        "prints it on stderr only, ociruntime also writes it to --log",
+        "silent: the spec defines no log",
+        "both fine",
+    ),
+    Deviation(
+        "D26",
+        "runc",
+        "linux.seccomp.flags SECCOMP_FILTER_FLAG_TSYNC: runc 1.1.5 drops it, ociruntime "
+        "passes it to seccomp(2)",
+        "config-linux.md: flags is the list of flags to use with seccomp(2)",
+        "ociruntime",
+    ),
+    Deviation(
+        "D27",
+        "neither",
+        "a command-line usage error: runc prints `Incorrect Usage.` and the command's help "
+        "on stdout besides the error; ociruntime prints the one error line (its words are "
+        "runc's, an unknown flag's prefixed with the command)",
+        "silent: the command line is runc's, not the spec's",
+        "both fine; scripts match the error line, which agrees",
+    ),
 )
 
 
