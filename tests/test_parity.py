@@ -383,3 +383,27 @@ def test_run_terminal_without_any_terminal_fails_at_once(runtime, make_bundle):
                        capture_output=True, timeout=TIMEOUT)  # fmt: skip
         shutil.rmtree(root, ignore_errors=True)
     assert theirs.returncode == 1 and words in theirs.stderr, theirs
+
+
+# --- item 1: a frozen exec holds no lock -------------------------------------------------
+
+
+def test_resume_and_state_proceed_while_an_exec_waits_in_a_paused_container(runtime, make_bundle):
+    """`exec --ignore-paused` into a paused container blocks (its process is frozen);
+    runc lets `state`, `resume` (and `kill`, `pause`) go on meanwhile. ociruntime had
+    held the container's lock across that wait: `resume` blocked in flock() forever."""
+    bundle = make_bundle(["sleep", "1000"])
+    cid = runtime.new_id()
+    runtime("run", "-d", "--bundle", str(bundle.path), cid, check=True, timeout=TIMEOUT)
+    runtime("pause", cid, check=True, timeout=TIMEOUT)
+    command = [OCIRUNTIME, "--root", runtime.root, "exec", "--ignore-paused", cid, "echo", "in"]
+    waiting = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        state = runtime("state", cid, timeout=TIMEOUT)
+        assert state.returncode == 0 and '"paused"' in state.stdout, state
+        assert runtime("resume", cid, timeout=TIMEOUT).returncode == 0
+        out, _ = waiting.communicate(timeout=TIMEOUT)
+        assert (waiting.returncode, out) == (0, "in\n")
+    finally:
+        waiting.kill()
+        waiting.wait()
