@@ -261,7 +261,7 @@ REFUSED_BY_CREATE = {
     "args-empty": (_set([], "process", "args"), "config.json: /process/args: must not be empty"),
     "process-missing": (_drop("process"), "config.json: /process: missing"),
     "no-mount-namespace": (_no_mount_ns, "a mount namespace is required"),
-    "intel-rdt": (_set({"closID": "x"}, "linux", "intelRdt"), "Intel RDT is not supported"),
+    "intel-rdt": (_set({"closID": "x"}, "linux", "intelRdt"), "Intel RDT is not enabled"),
     "systemd-cgroups-path": (_set("system.slice:a:b", "linux", "cgroupsPath"), "systemd"),
 }
 

@@ -182,6 +182,7 @@ def _process(plan: ExecPlan, end: StageEnd) -> None:
         exec_procfs=True,
         console=plan.console,
         document=plan.process_document,
+        mempolicy=plan.mempolicy,
     )
     executable, env = finalize.finalize(proc, end, how)
     finalize.execute(executable, proc["args"], env, *FORWARDED_SIGNALS)

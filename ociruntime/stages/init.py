@@ -69,6 +69,7 @@ def _run(plan: InitPlan, end: StageEnd, joined_early: tuple[str, ...]) -> None:
             keyring_permissions=True,
             exec_procfs=False,
             before_seccomp=start.release_create,
+            mempolicy=plan.mempolicy,
         ),
     )
     if not end.send_ready():
