@@ -143,6 +143,9 @@ class RecordingKernel:
     def ioprio_set(self, value) -> None:
         self._record("ioprio_set", value)
 
+    def set_mempolicy(self, mode, nodes) -> None:
+        self._record("set_mempolicy", mode, list(nodes))
+
     def bpf(self, cmd, attr) -> int:
         self._record("bpf", cmd, bytes(attr))
         return self._fd()

@@ -138,9 +138,20 @@ def test_importing_on_an_unknown_architecture_fails(monkeypatch: pytest.MonkeyPa
 
 _HEADERS = ("linux/mount.h", "linux/sched.h", "linux/prctl.h", "linux/openat2.h",
             "linux/keyctl.h", "linux/magic.h", "linux/fcntl.h", "linux/ioprio.h",
-            "linux/seccomp.h", "sys/mount.h")  # fmt: skip
+            "linux/seccomp.h", "linux/mempolicy.h", "sys/mount.h")  # fmt: skip
 #: Not in any uapi header: include/linux/key.h (the kernel's own) defines them.
 _NOT_IN_UAPI = {"KEY_USR_SEARCH", "KEY_OTH_SEARCH"}
+#: Newer than the headers of an older distribution: Linux 6.9 added it after
+#: MPOL_PREFERRED_MANY (checked as the enum's next value when the header lacks it).
+_NEWER_THAN_HEADERS = {"MPOL_WEIGHTED_INTERLEAVE": ("MPOL_PREFERRED_MANY", 1)}
+
+
+def _enum_values(text: str, first: str) -> dict[str, int]:
+    """The members of the C enum that starts with `first`, counted from 0 (mempolicy.h's
+    modes have no explicit values)."""
+    body = text[text.index(first) :].split("}", 1)[0]
+    names = [re.sub(r"/\*.*?\*/", "", part).strip() for part in body.split(",")]
+    return {name: index for index, name in enumerate(n for n in names if n)}
 
 
 def _header_constants() -> dict[str, int]:
@@ -157,6 +168,9 @@ def _header_constants() -> dict[str, int]:
                 if m:
                     texts.setdefault(m[1], m[2])
     values: dict[str, int] = {}
+    mempolicy = INCLUDE / "linux/mempolicy.h"
+    if mempolicy.exists():
+        values.update(_enum_values(mempolicy.read_text(), "MPOL_DEFAULT"))
     for name, text in texts.items():
         expr = re.sub(r"\b(0x[0-9a-fA-F]+|\d+)[UL]+\b", r"\1", text)  # 1UL << 3
         expr = re.sub(r"\b0([0-7]+)\b", r"0o\1", expr)
@@ -172,6 +186,8 @@ def test_every_flag_value_matches_the_kernel_headers() -> None:
         pytest.skip("kernel headers not installed (linux-libc-dev)")
     kernel = _header_constants()
     ours = {n: v for n, v in vars(constants).items() if n.isupper()}
+    for name, (before, step) in _NEWER_THAN_HEADERS.items():
+        kernel.setdefault(name, kernel[before] + step)
     missing = sorted(set(ours) - set(kernel) - _NOT_IN_UAPI)
     assert not missing, f"not found in {_HEADERS}: {missing}"
     wrong = {n: (v, kernel[n]) for n, v in ours.items() if n in kernel and kernel[n] != v}

@@ -264,7 +264,7 @@ REFUSED_BY_CREATE = {
         _no_mount_ns,
         "config.json: /linux/namespaces: unable to restrict sys entries",
     ),
-    "intel-rdt": (_set({"closID": "x"}, "linux", "intelRdt"), "Intel RDT is not supported"),
+    "intel-rdt": (_set({"closID": "x"}, "linux", "intelRdt"), "Intel RDT is not enabled"),
     "systemd-cgroups-path": (_set("system.slice:a:b", "linux", "cgroupsPath"), "systemd"),
 }
 

@@ -70,12 +70,12 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     found = cgroupfs.start_warm_up()  # usually started already by the CLI
     b, checked, cgroup_pairs = preflight(opts.bundle, opts.container_id, found, opts)
     cfg = b.config
-    # an existing cgroup: frozen is refused, holding processes a warning (as runc 1.1.5)
-    shared = cgroupfs.check_existing(cgroup_pairs) > 0
-    sd = StateDir(opts.root, opts.container_id)
+    sd = StateDir(opts.root, opts.container_id)  # an invalid or taken id: refused first
     sd.create()
     undo = _Rollback(sd)
     try:
+        # an existing cgroup: frozen is refused, holding processes a warning (runc 1.1.5)
+        shared = cgroupfs.check_existing(cgroup_pairs) > 0
         state = _first_record(sd, b, cgroup_pairs, shared)
         sd.unlock()  # taken again for each write: never held while we wait for the init
         if cfg["process"].get("terminal"):
@@ -113,12 +113,14 @@ class _Checked:
     """What `create` checks and builds from the config before it makes anything (so a
     config's error leaves nothing behind), for the init's plan."""
 
-    __slots__ = ("namespaces", "seccomp", "attrs", "console", "devices")
+    __slots__ = ("namespaces", "seccomp", "attrs", "console", "devices", "mempolicy")
 
     def __init__(self, namespaces: dict[str, str | None], seccomp: object | None,
                  attrs: object | None, devices: list[tuple[bool, str]]) -> None:  # fmt: skip
         self.namespaces, self.seccomp, self.attrs = namespaces, seccomp, attrs
         self.devices = devices  # the device rules (cgroupfs.device_rules), checked
+        #: linux.memoryPolicy, checked (process.mempolicy.MemoryPolicy), or None
+        self.mempolicy: object | None = None
         #: process.terminal: the console socket, connected once the state dir exists
         self.console: terminal.InitConsole | None = None
 
@@ -154,7 +156,20 @@ def _check_config(cfg: dict, opts: CreateOptions | None) -> _Checked:
 
         netdevices.check(cfg["linux"]["netDevices"], ns)
     devices = cgroupfs.device_rules((cfg.get("linux") or {}).get("resources") or {})
-    return _Checked(ns, seccomp_filter, attrs, devices)
+    checked = _Checked(ns, seccomp_filter, attrs, devices)
+    checked.mempolicy = memory_policy(cfg.get("linux") or {})
+    return checked
+
+
+def memory_policy(linux: dict) -> object | None:
+    """linux.memoryPolicy, checked against the host's NUMA nodes before anything is made
+    (process.mempolicy, imported only for a config that sets one); exec plans it too."""
+    if linux.get("memoryPolicy") is None:
+        return None
+    from ociruntime.process import mempolicy
+
+    where = "config.json: /linux/memoryPolicy"
+    return mempolicy.plan(linux["memoryPolicy"], where, mempolicy.online_nodes())
 
 
 def _refuse_host_mount_namespace(linux: dict) -> None:
@@ -262,18 +277,33 @@ def _open_console(opts: CreateOptions) -> terminal.InitConsole:
     return console
 
 
-#: Settings that protect the host: running without them would be silently less safe than
-#: asked, so until they are implemented a config that uses them is refused.
-_UNIMPLEMENTED_SECURITY = {
-    "/linux/intelRdt": "Intel RDT is not supported yet",
-}
+#: linux.intelRdt fields runc 1.1.5 checks against the host, in its words (pointer, what
+#: must be enabled). The rest (closID, schemata, enableMonitoring) runc 1.2 and later
+#: refuse without resctrl as a whole.
+_RDT_FEATURES = (
+    ("l3CacheSchema", "intelRdt.l3CacheSchema is specified in config, but Intel RDT/CAT"),
+    ("memBwSchema", "intelRdt.memBwSchema is specified in config, but Intel RDT/MBA"),
+)
 
 
 def _refuse_unimplemented(cfg: dict) -> None:
-    linux = cfg.get("linux") or {}
-    for where, reason in _UNIMPLEMENTED_SECURITY.items():
-        if linux.get(where.rsplit("/", 1)[1]):
-            raise field_error(where, reason)
+    """linux.intelRdt is refused, naming the field: without resctrl (no /sys/fs/resctrl:
+    the kernel or CPU lacks RDT) in runc's words; with it, because ociruntime does not
+    make resctrl groups yet (untested without such a host), rather than run the container
+    silently outside the cache/bandwidth class it asked for."""
+    rdt = (cfg.get("linux") or {}).get("intelRdt")
+    if not rdt:
+        return  # absent, or an empty object: nothing is asked
+    if not isinstance(rdt, dict):
+        raise field_error(pointer("linux", "intelRdt"), "must be an object")
+    if os.path.isdir("/sys/fs/resctrl/info"):  # mounted resctrl
+        reason = "Intel RDT (resctrl groups) is not supported yet by ociruntime"
+        raise field_error(pointer("linux", "intelRdt"), reason)
+    for key, words in _RDT_FEATURES:
+        if rdt.get(key):
+            raise field_error(pointer("linux", "intelRdt", key), f"{words} is not enabled")
+    reason = "intelRdt is specified in config, but Intel RDT is not enabled"
+    raise field_error(pointer("linux", "intelRdt"), reason)
 
 
 def _prepare_limits(resources: dict, layout: cgroupfs.Layout) -> limits.Limits | None:
@@ -385,6 +415,7 @@ def _plan(
         namespaces=checked.namespaces, cgroups=cgroup_pairs, cgroup_dirs=state.cgroup_dirs,
         limits=planned_limits, console=checked.console, seccomp=checked.seccomp,
         attrs=checked.attrs, idmapped=_idmapped_trees(cfg.get("mounts") or [], b.path),
+        mempolicy=checked.mempolicy,
         # the command line's options
         no_pivot=opts.no_pivot, no_new_keyring=opts.no_new_keyring,
         preserve_fds=opts.preserve_fds,

@@ -89,6 +89,7 @@ def _exec(opts: ExecOptions) -> int:
     # built here, while the host's site-packages are reachable.
     seccomp_filter = _container_seccomp(config)
     attrs = _process_attrs(opts, proc, config)
+    mempolicy = _container_mempolicy(config)
     ns_fds = exec_stages.open_namespaces(state.pid)
     console = None
     peer = None
@@ -106,7 +107,7 @@ def _exec(opts: ExecOptions) -> int:
             container=state, cgroups=cgroups, status=status, process=proc,
             process_document=document,
             ns_fds=ns_fds, console=console, preserve_fds=preserve_fds,
-            seccomp=seccomp_filter, attrs=attrs,  # type: ignore[arg-type]
+            seccomp=seccomp_filter, attrs=attrs, mempolicy=mempolicy,  # type: ignore[arg-type]
         )  # fmt: skip
         return _run(opts, plan, peer)
     finally:
@@ -338,6 +339,19 @@ def _process_attrs(opts: ExecOptions, proc: dict, config: dict) -> object | None
         lsm.check_selinux_label(opts.process_label, "--process-label")
     proc_at = f"--process {opts.process_file}: " if opts.process_file else "config.json: /process"
     return procattrs.plan(proc, linux, proc_at, "config.json: /linux")
+
+
+def _container_mempolicy(config: dict) -> object | None:
+    """The container's linux.memoryPolicy, for the exec'd process too: the policy is the
+    container's, and an exec'd process descends from us, not from the init, so it would
+    otherwise run under ours (checked again: the host's nodes may have changed)."""
+    linux = (config.get("linux") or {}) if isinstance(config, dict) else {}
+    if linux.get("memoryPolicy") is None:
+        return None
+    from ociruntime.process import mempolicy
+
+    where = "config.json: /linux/memoryPolicy"
+    return mempolicy.plan(linux["memoryPolicy"], where, mempolicy.online_nodes())
 
 
 def _container_seccomp(config: dict) -> object | None:

@@ -97,6 +97,19 @@ KEY_OTH_SEARCH = 0x00000008
 IOPRIO_WHO_PROCESS = 1
 IOPRIO_CLASS_SHIFT = 13
 
+# set_mempolicy(2) modes and mode flags, include/uapi/linux/mempolicy.h (an enum: the
+# modes count up from 0; MPOL_WEIGHTED_INTERLEAVE is Linux 6.9's, after PREFERRED_MANY).
+MPOL_DEFAULT = 0
+MPOL_PREFERRED = 1
+MPOL_BIND = 2
+MPOL_INTERLEAVE = 3
+MPOL_LOCAL = 4
+MPOL_PREFERRED_MANY = 5
+MPOL_WEIGHTED_INTERLEAVE = 6
+MPOL_F_STATIC_NODES = 1 << 15
+MPOL_F_RELATIVE_NODES = 1 << 14
+MPOL_F_NUMA_BALANCING = 1 << 13
+
 # statfs f_type of a procfs, include/uapi/linux/magic.h.
 PROC_SUPER_MAGIC = 0x9FA0
 

@@ -35,6 +35,7 @@ TABLES = {
         "keyctl": 250,
         "ioprio_set": 251,
         "sched_setattr": 314,
+        "set_mempolicy": 238,
         "seccomp": 317,
         "bpf": 321,
         **_SAME_EVERYWHERE,
@@ -44,6 +45,7 @@ TABLES = {
         "keyctl": 219,
         "ioprio_set": 30,
         "sched_setattr": 274,
+        "set_mempolicy": 237,
         "seccomp": 277,
         "bpf": 280,
         **_SAME_EVERYWHERE,
@@ -68,7 +70,7 @@ _table = table_for(MACHINE)
 SYS_PIVOT_ROOT, SYS_KEYCTL = _table["pivot_root"], _table["keyctl"]
 SYS_IOPRIO_SET = _table["ioprio_set"]
 SYS_SCHED_SETATTR, SYS_BPF = _table["sched_setattr"], _table["bpf"]
-SYS_SECCOMP = _table["seccomp"]
+SYS_SECCOMP, SYS_SET_MEMPOLICY = _table["seccomp"], _table["set_mempolicy"]
 SYS_OPEN_TREE, SYS_MOVE_MOUNT = _table["open_tree"], _table["move_mount"]
 SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = _table["fsopen"], _table["fsconfig"], _table["fsmount"]
 SYS_OPENAT2, SYS_PIDFD_GETFD = _table["openat2"], _table["pidfd_getfd"]

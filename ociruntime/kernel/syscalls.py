@@ -58,6 +58,7 @@ from ociruntime.kernel.numbers import (
     SYS_PIVOT_ROOT,
     SYS_SCHED_SETATTR,
     SYS_SECCOMP,
+    SYS_SET_MEMPOLICY,
 )
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -72,7 +73,7 @@ WRAPPERS = (
     "openat2", "mount_setattr", "open_tree", "move_mount", "fsmount_new", "fstatfs_type",
     "set_parent_death_signal", "set_child_subreaper", "pidfd_getfd",
     "keyctl_join_session_keyring", "keyctl_describe", "keyctl_setperm",
-    "personality", "sched_setattr", "ioprio_set", "bpf", "seccomp_set_mode_filter",
+    "personality", "sched_setattr", "ioprio_set", "set_mempolicy", "bpf", "seccomp_set_mode_filter",
     "capbset_read", "capbset_drop", "set_keepcaps", "set_no_new_privs",
     "set_capabilities", "ambient_clear_all", "ambient_raise",
     "setgroups", "setgid", "setuid",
@@ -260,6 +261,20 @@ def sched_setattr(attr: ctypes.Structure) -> None:
 def ioprio_set(value: int) -> None:
     """ioprio_set(2) of the calling process."""
     _check(_libc.syscall(SYS_IOPRIO_SET, IOPRIO_WHO_PROCESS, 0, value), "ioprio_set")
+
+
+def set_mempolicy(mode: int, nodes: list[int]) -> None:
+    """set_mempolicy(2) of the calling thread: `mode` with its MPOL_F_* flags, `nodes` the
+    node numbers of the mask. The kernel reads maxnode - 1 bits (get_nodes decrements it
+    first), so maxnode is one more than the highest bit the mask holds."""
+    bits = ctypes.sizeof(ctypes.c_ulong) * 8
+    words = (max(nodes, default=0) // bits) + 1
+    mask = (ctypes.c_ulong * words)()
+    for node in nodes:
+        mask[node // bits] |= 1 << (node % bits)
+    maxnode = ctypes.c_ulong(words * bits + 1 if nodes else 0)
+    result = _libc.syscall(SYS_SET_MEMPOLICY, mode, mask if nodes else None, maxnode)
+    _check(result, "set_mempolicy")
 
 
 def bpf(cmd: int, attr: ctypes.Array) -> int:

@@ -177,7 +177,7 @@ def _process(plan: ExecPlan, end: StageEnd) -> None:
         seccomp=plan.seccomp, attrs=plan.attrs, exec_procfs=True, console=plan.console,
         # the container's keyring, as runc (which exec only joins: it may not own it)
         keyring=None if container.no_new_keyring else f"_ses.{container.id}",
-        keyring_permissions=False, document=plan.process_document,
+        keyring_permissions=False, document=plan.process_document, mempolicy=plan.mempolicy,
     )  # fmt: skip
     executable, env = finalize.finalize(proc, end, how)
     finalize.execute(executable, proc["args"], env, *FORWARDED_SIGNALS)

@@ -28,6 +28,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ociruntime.process.mempolicy import MemoryPolicy
     from ociruntime.process.procattrs import ProcessAttrs
     from ociruntime.process.terminal import InitConsole
     from ociruntime.security.seccomp import Filter
@@ -38,7 +39,7 @@ class Finalize:
     """How a caller finalizes: the differences between the init and exec's C."""
 
     __slots__ = ("seccomp", "attrs", "keyring", "keyring_permissions", "exec_procfs",
-                 "console", "before_seccomp", "document", "process_at")  # fmt: skip
+                 "console", "before_seccomp", "document", "process_at", "mempolicy")  # fmt: skip
 
     def __init__(
         self,
@@ -51,8 +52,12 @@ class Finalize:
         console: InitConsole | None = None,
         before_seccomp: Callable[[], None] | None = None,
         document: tuple[str, str] = ("config.json", "/process"),
+        mempolicy: MemoryPolicy | None = None,
     ) -> None:
         self.seccomp, self.attrs = seccomp, attrs
+        #: linux.memoryPolicy: set before the user switch and any filter, inherited by
+        #: the process across execve
+        self.mempolicy = mempolicy
         #: the session keyring to join (None: --no-new-keyring), and whether to let the
         #: container's user search it (the init's; exec may not own it)
         self.keyring, self.keyring_permissions = keyring, keyring_permissions
@@ -101,6 +106,8 @@ def _apply_limits(proc: dict, how: Finalize) -> None:
         settings.set_oom_score_adj(proc["oomScoreAdj"], how.place)
     if how.attrs is not None:  # personality, scheduler, I/O priority, LSM labels
         how.attrs.apply()
+    if how.mempolicy is not None:  # linux.memoryPolicy: set_mempolicy(2)
+        how.mempolicy.apply()
     if how.exec_procfs:
         procfs.close()  # done with /proc: nothing else happens here that needs it
 

@@ -64,6 +64,7 @@ def _run(plan: InitPlan, end: StageEnd, joined_early: tuple[str, ...]) -> None:
         # the container's own session keyring, which its user may search
         keyring=None if plan.no_new_keyring else f"_ses.{plan.container_id}",
         keyring_permissions=True, before_seccomp=start.release_create,
+        mempolicy=plan.mempolicy,
     )  # fmt: skip
     executable, env = finalize.finalize(plan.process, end, how)
     if not end.send_ready():

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ociruntime.cgroups import cgroupfs, limits
     from ociruntime.cgroups.manager import Manager
     from ociruntime.container.state import ContainerState
+    from ociruntime.process.mempolicy import MemoryPolicy
     from ociruntime.process.procattrs import ProcessAttrs
     from ociruntime.process.terminal import InitConsole
     from ociruntime.security.seccomp import Filter
@@ -26,7 +27,7 @@ class InitPlan:
     __slots__ = (
         "config", "bundle", "rootfs", "container_id", "fifo_fd", "namespaces", "cgroups",
         "cgroup_dirs", "limits", "no_pivot", "no_new_keyring", "preserve_fds",
-        "public_state", "console", "seccomp", "idmapped", "attrs",
+        "public_state", "console", "seccomp", "idmapped", "attrs", "mempolicy",
     )  # fmt: skip
 
     def __init__(
@@ -49,6 +50,7 @@ class InitPlan:
         seccomp: Filter | None,
         idmapped: dict[int, int] | None,
         attrs: ProcessAttrs | None,
+        mempolicy: MemoryPolicy | None = None,
     ) -> None:
         self.config = config
         self.bundle, self.rootfs, self.container_id = bundle, rootfs, container_id
@@ -70,6 +72,7 @@ class InitPlan:
         self.seccomp = seccomp  # linux.seccomp: the filter, built (not loaded)
         self.idmapped = idmapped  # mounts index -> id-mapped tree fd
         self.attrs = attrs  # personality, scheduler, I/O priority, LSM labels
+        self.mempolicy = mempolicy  # linux.memoryPolicy, checked; set by the init
 
     @property
     def linux(self) -> dict:
@@ -85,7 +88,7 @@ class ExecPlan:
 
     __slots__ = (
         "container", "cgroups", "status", "process", "process_document", "ns_fds",
-        "console", "preserve_fds", "seccomp", "attrs",
+        "console", "preserve_fds", "seccomp", "attrs", "mempolicy",
     )  # fmt: skip
 
     def __init__(
@@ -101,6 +104,7 @@ class ExecPlan:
         preserve_fds: int,
         seccomp: Filter | None,
         attrs: ProcessAttrs | None,
+        mempolicy: MemoryPolicy | None = None,
     ) -> None:
         self.container, self.status = container, status  # status: for a seccomp agent
         self.cgroups = cgroups  # the container's cgroup, which I joins
@@ -112,3 +116,4 @@ class ExecPlan:
         self.preserve_fds = preserve_fds
         self.seccomp = seccomp  # the container's linux.seccomp, built
         self.attrs = attrs
+        self.mempolicy = mempolicy  # the container's linux.memoryPolicy, as the init's
