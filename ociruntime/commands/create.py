@@ -26,7 +26,7 @@ import time
 from ociruntime import SPEC_VERSION
 from ociruntime.cgroups import cgroupfs
 from ociruntime.container import bundle
-from ociruntime.container.state import ContainerState, StateDir, process_start_time
+from ociruntime.container.state import ContainerState, StateDir, process_start_time, validate_id
 from ociruntime.errors import RuntimeFailure, field_error, pointer
 from ociruntime.process import namespaces
 from ociruntime.stages.parent import InitProcess, relock
@@ -68,6 +68,7 @@ def rfc3339_now() -> str:
 def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     """Create the container; returns its locked state dir and state (for `run`)."""
     found = cgroupfs.start_warm_up()  # usually started already by the CLI
+    validate_id(opts.container_id)  # first, as runc: the id names everything made below
     b, checked, cgroup_pairs = preflight(opts.bundle, opts.container_id, found, opts)
     cfg = b.config
     sd = StateDir(opts.root, opts.container_id)  # an invalid or taken id: refused first
