@@ -254,6 +254,7 @@ def _create_options(g: dict, p: Parsed, command: str):
         no_new_keyring=bool(o["no_new_keyring"]),
         preserve_fds=preserve,
         console_socket=o["console_socket"],  # type: ignore[arg-type]
+        log_until_exec=command == "run",
     )
 
 

@@ -61,6 +61,14 @@ class Logger:
         os.close(read_end)
         self._pipe = None
 
+    def close_pipe(self) -> None:
+        """In a stage whose parent stopped reading (`create` exits once the init is ready,
+        where runc's init closes its log pipe too): close our end; from then on an error
+        goes to stderr only, as runc's."""
+        if self._to_pipe and self._fd is not None:
+            os.close(self._fd)
+        self._fd, self._to_pipe, self.path = None, False, None
+
     def pipe_fds(self) -> tuple[int, ...]:
         """The fds a stage must keep open for `use_pipe`."""
         return () if self._pipe is None else (self._pipe[1],)

@@ -290,7 +290,7 @@ def test_failed_create_moves_it_back(runtime, make_bundle, veth, hook):
     bundle = netdev_bundle(make_bundle, {end: {"name": "ctr0"}})
     bundle.config["hooks"] = {hook: [{"path": "/bin/false"}]}
     expect_error(runtime, ["create", "--bundle", str(bundle.write().path), runtime.new_id()],
-                 f"config.json: /hooks/{hook}/0: /bin/false")  # fmt: skip
+                 f"config.json: /hooks/{hook}/0: error running hook #0: /bin/false")  # fmt: skip
     assert_nothing_left(runtime, bundle)
     assert on_host(end) and not on_host("ctr0")
     assert mac_of(end) == mac

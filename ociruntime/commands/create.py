@@ -50,6 +50,7 @@ class CreateOptions:
         preserve_fds: int = 0,
         console_socket: str | None = None,
         detach: bool = True,
+        log_until_exec: bool = False,
     ) -> None:
         self.root, self.container_id, self.bundle = root, container_id, bundle
         self.pid_file, self.no_pivot, self.no_new_keyring = pid_file, no_pivot, no_new_keyring
@@ -58,6 +59,8 @@ class CreateOptions:
         #: `console_peer` is set to the socket on which the pty master arrives.
         self.detach = detach
         self.console_peer: object | None = None
+        #: `run`: it copies the init's log pipe into --log until the init exec'd
+        self.log_until_exec = log_until_exec
 
 
 def rfc3339_now() -> str:
@@ -419,7 +422,7 @@ def _plan(
         mempolicy=checked.mempolicy,
         # the command line's options
         no_pivot=opts.no_pivot, no_new_keyring=opts.no_new_keyring,
-        preserve_fds=opts.preserve_fds,
+        preserve_fds=opts.preserve_fds, log_until_exec=opts.log_until_exec,
     )  # type: ignore[arg-type]  # fmt: skip
 
 

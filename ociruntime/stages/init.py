@@ -70,6 +70,8 @@ def _run(plan: InitPlan, end: StageEnd, joined_early: tuple[str, ...]) -> None:
     if not end.send_ready():
         os._exit(1)  # create died: nobody will record us, nor start us
     end.close()
+    if not plan.log_until_exec:
+        LOG.close_pipe()  # nobody reads it any more: hold nothing but the fifo
     start.wait()
     start_hooks = (plan.config.get("hooks") or {}).get("startContainer") or []
     if start_hooks:

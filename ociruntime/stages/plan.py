@@ -28,6 +28,7 @@ class InitPlan:
         "config", "bundle", "rootfs", "container_id", "fifo_fd", "namespaces", "cgroups",
         "cgroup_dirs", "limits", "no_pivot", "no_new_keyring", "preserve_fds",
         "public_state", "console", "seccomp", "idmapped", "attrs", "mempolicy",
+        "log_until_exec",
     )  # fmt: skip
 
     def __init__(
@@ -51,6 +52,7 @@ class InitPlan:
         idmapped: dict[int, int] | None,
         attrs: ProcessAttrs | None,
         mempolicy: MemoryPolicy | None = None,
+        log_until_exec: bool = False,
     ) -> None:
         self.config = config
         self.bundle, self.rootfs, self.container_id = bundle, rootfs, container_id
@@ -73,6 +75,9 @@ class InitPlan:
         self.idmapped = idmapped  # mounts index -> id-mapped tree fd
         self.attrs = attrs  # personality, scheduler, I/O priority, LSM labels
         self.mempolicy = mempolicy  # linux.memoryPolicy, checked; set by the init
+        #: `run`: the parent copies our log pipe until we exec; `create` exits at ready,
+        #: so the init closes it then (as runc's): a created init holds only the fifo
+        self.log_until_exec = log_until_exec
 
     @property
     def linux(self) -> dict:
