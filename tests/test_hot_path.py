@@ -45,11 +45,14 @@ NOT_ONE_SHOT = frozenset({
     "ociruntime.stages.init", "ociruntime.rootfs.mounts", "ociruntime.commands.create",
     "ociruntime.security.containersafe", "ociruntime.security._anonexe",
 })  # fmt: skip
+#: What only making or removing a cgroup needs: the one-shot commands that leave the
+#: cgroup alone read its state through the freezer alone.
+CGROUP_WORK = frozenset({"ociruntime.cgroups.cgroupfs", "ociruntime.cgroups.devicerules"})
 DENIED = {
     "create": HEAVY | OFF_PATH,
-    "start": HEAVY | OFF_PATH | NOT_ONE_SHOT,
-    "state": HEAVY | OFF_PATH | NOT_ONE_SHOT,
-    "kill": HEAVY | OFF_PATH | NOT_ONE_SHOT,
+    "start": HEAVY | OFF_PATH | NOT_ONE_SHOT | CGROUP_WORK,
+    "state": HEAVY | OFF_PATH | NOT_ONE_SHOT | CGROUP_WORK | {"select"},
+    "kill": HEAVY | OFF_PATH | NOT_ONE_SHOT | CGROUP_WORK | {"select"},
     "delete": HEAVY | OFF_PATH | NOT_ONE_SHOT,
 }
 

@@ -18,9 +18,13 @@ import errno
 import os
 import time
 
-from ociruntime.cgroups import devicerules, freezer
+from ociruntime.cgroups import freezer
 from ociruntime.errors import RuntimeFailure, field_error, pointer
 from ociruntime.fsutil import read_file
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from ociruntime.cgroups import devicerules
 
 #: runc 1.1.5's words (libcontainer's factory, Create), which engines and people grep for.
 FROZEN = "container's cgroup unexpectedly frozen"
@@ -440,6 +444,8 @@ def device_rules(resources: dict) -> list[tuple[bool, str]]:
     wildcard grants (v1 cannot take that away): a config that denies writes to /dev/null
     means it (runc's defaults would allow them back); its leading "deny all" is not
     repeated, or the defaults would go."""
+    from ociruntime.cgroups import devicerules  # only with device rules
+
     config = [(bool(r.get("allow")), _device_rule(i, r)) for i, r in
               enumerate(resources.get("devices") or [])]  # fmt: skip
     target = devicerules.Emulator()
@@ -464,6 +470,8 @@ def device_rules(resources: dict) -> list[tuple[bool, str]]:
 
 def _device_rule(i: int, rule: dict) -> str:
     """One config rule as v1 writes it, its access read as runc reads it."""
+    from ociruntime.cgroups import devicerules  # only with device rules
+
     kind = rule.get("type") or "a"
     if kind not in ("a", "b", "c"):
         raise field_error(
@@ -485,6 +493,8 @@ def _refuse_blank(config: list[tuple[bool, str]], target: devicerules.Emulator,
                   resources: dict) -> None:  # fmt: skip
     """An allowed device left with no access ("x", "a": no r, w or m) is what runc's
     check after its writes refuses; refused here, naming the rule, before the writes."""
+    from ociruntime.cgroups import devicerules  # only with device rules
+
     if target.default_allow:
         return
     blank = {key for key, perms in target.rules.items() if not perms}
@@ -504,6 +514,8 @@ def apply_device_rules(pairs: list[tuple[Hierarchy, str]], rules: list[tuple[boo
     allows the same gets nothing, so its processes never lose a device in between.
     Without the controller (cgroup v2), an eBPF program built from the same rules is
     attached to the v2 directory (devices_bpf.py)."""
+    from ociruntime.cgroups import devicerules  # only with device rules
+
     if not any("devices" in h.controllers for h, _ in pairs):
         v2 = [d for h, d in pairs if h.is_v2]
         if v2:
@@ -521,6 +533,8 @@ def apply_device_rules(pairs: list[tuple[Hierarchy, str]], rules: list[tuple[boo
 
 def _sync_devices(d: str, target: devicerules.Emulator) -> None:
     """Write the transition from devices.list to `target`; check the list then says it."""
+    from ociruntime.cgroups import devicerules  # only with device rules
+
     try:
         current = devicerules.Emulator.from_list(_read_devices_list(d))
         for allow, rule in current.transition(target):

@@ -19,8 +19,21 @@ from __future__ import annotations
 import _signal
 import os
 
-from ociruntime.cgroups import cgroupfs, freezer
+from ociruntime.cgroups import freezer
 from ociruntime.errors import RuntimeFailure
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from ociruntime.cgroups import cgroupfs
+
+
+def _cgroupfs():  # noqa: ANN202 - the module
+    """cgroupfs, loaded on first use: `state`, `kill`, `start` and `pause` need only the
+    freezer (they run on every container start: see ARCHITECTURE.md's hot path). exec
+    loads it before its fork (stages/exec_stages.py)."""
+    from ociruntime.cgroups import cgroupfs
+
+    return cgroupfs
 
 
 class Manager:
@@ -38,7 +51,7 @@ class Manager:
     def layout(self) -> cgroupfs.Layout:
         """Which directory and cgroup version serve each controller (built once)."""
         if self._layout is None:
-            self._layout = cgroupfs.Layout(self.paths)
+            self._layout = _cgroupfs().Layout(self.paths)
         return self._layout
 
     # --- membership ---------------------------------------------------------------------
@@ -49,7 +62,7 @@ class Manager:
 
     def join(self, pid: int) -> None:
         """Move `pid` (0: the caller) into every directory of the container's cgroup."""
-        cgroupfs.join(self.dirs, pid)
+        _cgroupfs().join(self.dirs, pid)
 
     def sub(self, wanted: dict[str, str]) -> Manager:
         """The container's cgroup with some directories replaced by existing sub-cgroups
@@ -78,12 +91,13 @@ class Manager:
         hierarchy (every process joins that one first), or with `everywhere` from all of
         them (a create that died may have left its init in some only)."""
         if everywhere:
-            return cgroupfs.all_procs(self.dirs + _below_all(self.dirs))
+            return _cgroupfs().all_procs(self.dirs + _below_all(self.dirs))
         first = next((d for d in self.dirs if os.path.isdir(d)), None)
         if first is None:
             return []
         below = _below_all([first])
-        return cgroupfs.all_procs([first, *below]) if below else cgroupfs.procs([first])
+        fs = _cgroupfs()
+        return fs.all_procs([first, *below]) if below else fs.procs([first])
 
     def remove(self) -> None:
         """Remove the directories we made and the cgroups below the container's own
@@ -92,10 +106,10 @@ class Manager:
         own = [d for d in self.dirs if d in self.created]
         for below in sorted(_below_all(own), key=len, reverse=True):
             try:
-                cgroupfs.remove([below], attempts=10)
+                _cgroupfs().remove([below], attempts=10)
             except RuntimeFailure:
                 pass  # in use: another container's, nested in ours (ours then stays too)
-        cgroupfs.remove(self.created)
+        _cgroupfs().remove(self.created)
 
     # --- freezer ------------------------------------------------------------------------
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import _signal
 import errno
 import os
-import select
 
 from ociruntime.cgroups.manager import Manager
 from ociruntime.container.state import (
@@ -298,6 +297,8 @@ def _kill_round(cgroups: Manager, pids: set[int]) -> None:
 def _wait_for_exec(fifo: int, pidfd: int) -> None:
     """Read the init's "0" from the exec fifo, then wait for EOF (it has exec'd, or died
     trying); fail if the init exits before it wrote."""
+    import select  # start only: not loaded by state, kill or delete
+
     poller = select.poll()
     poller.register(fifo, select.POLLIN)
     poller.register(pidfd, select.POLLIN)
@@ -318,6 +319,8 @@ def _wait_for_exec(fifo: int, pidfd: int) -> None:
 def _wait_gone(pidfds: dict[int, int]) -> None:
     """Until every pidfd is readable (exited) or its process is exiting; looked at again
     every 50 ms while none says so."""
+    import select  # only when something must die: not loaded by state or kill
+
     poller = select.poll()
     for fd in pidfds:
         poller.register(fd, select.POLLIN)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import _signal
 import os
 
+from ociruntime.cgroups import cgroupfs  # noqa: F401 - I joins through the Manager, which uses it
 from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import syscalls as sc
 from ociruntime.log import LOG
