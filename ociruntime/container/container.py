@@ -20,7 +20,6 @@ import _signal
 import errno
 import os
 
-from ociruntime.cgroups.manager import Manager
 from ociruntime.container.state import (
     ContainerState,
     StateDir,
@@ -31,6 +30,10 @@ from ociruntime.container.state import (
     status_of,
 )
 from ociruntime.errors import RuntimeFailure
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from ociruntime.cgroups.manager import Manager
 
 #: operation -> (statuses it is allowed in, refusal for a given status, refusal otherwise).
 #: The words are runc's (or, where runc has none, ours as they were).

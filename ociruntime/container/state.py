@@ -28,9 +28,13 @@ import fcntl
 import os
 
 from ociruntime import SPEC_VERSION, jsonlite
-from ociruntime.cgroups.manager import Manager
+from ociruntime.cgroups import freezer
 from ociruntime.errors import RuntimeFailure
 from ociruntime.fsutil import write_atomic
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from ociruntime.cgroups.manager import Manager
 
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
@@ -100,6 +104,8 @@ class ContainerState:
     def cgroup_manager(self) -> Manager:
         """The manager of this container's cgroup (the record's lists are shared, not
         copied: a change made through the record is seen there)."""
+        from ociruntime.cgroups.manager import Manager  # by the commands that act on it
+
         return Manager(self.cgroup_dirs, self.cgroup_created, self.cgroup_paths)
 
     def to_dict(self) -> dict:
@@ -259,7 +265,7 @@ def status_of(sd: StateDir, state: ContainerState) -> str:
         return "creating" if creator_alive(state) else "stopped"
     if not init_alive(state):
         return "stopped"
-    if state.cgroup_manager().frozen():
+    if state.cgroup_paths and freezer.is_frozen(state.cgroup_paths):  # Manager.frozen()
         return "paused"
     if os.path.exists(sd.fifo_path):
         return "created"
