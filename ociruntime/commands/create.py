@@ -151,6 +151,7 @@ def _check_config(cfg: dict, opts: CreateOptions | None) -> _Checked:
     ns = namespaces.configured(cfg.get("linux") or {})
     if "user" in ns:
         from ociruntime.process import userns
+        from ociruntime.stages import userns_stage  # noqa: F401 - the init runs it, after its fork
 
         userns.check(cfg.get("linux") or {}, ns["user"])
     if "mount" not in ns:

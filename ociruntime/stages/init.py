@@ -27,7 +27,7 @@ from ociruntime.log import LOG
 from ociruntime.process import hooks, namespaces, settings
 from ociruntime.rootfs import mounts
 from ociruntime.security import containersafe, procfs
-from ociruntime.stages import finalize, userns_stage
+from ociruntime.stages import finalize
 from ociruntime.stages.protocol import run_stage
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -45,7 +45,9 @@ def run(plan: InitPlan, end: StageEnd) -> None:  # never returns
 
             importguard.install("container init")
         joined_early: tuple[str, ...] = ()
-        if "user" in plan.namespaces:
+        if "user" in plan.namespaces:  # loaded by create, before the fork, for such a config
+            from ociruntime.stages import userns_stage
+
             joined_early = userns_stage.run(plan, end)
         _run(plan, end, joined_early)
 

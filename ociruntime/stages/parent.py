@@ -16,7 +16,6 @@ from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import syscalls as sc
 from ociruntime.log import LOG
 from ociruntime.process import hooks, namespaces
-from ociruntime.signals import kill_and_reap
 from ociruntime.stages.channel import channel_pair
 from ociruntime.stages.protocol import ParentEnd, StageEnd
 
@@ -141,6 +140,8 @@ class InitProcess:
         if self.netdevices is not None:
             self.netdevices.restore()
         if self.pid is not None:
+            from ociruntime.signals import kill_and_reap  # a rollback only
+
             kill_and_reap(self.pid)
 
 
