@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import uuid
 
 import pytest
 from conftest import CGROUP_V2_ONLY
 
 from ociruntime.security.capabilities import CAP_NUMBERS
 from testkit.build import static_binary
+from testkit.runc import run_bundle
 
 
 def run_in(runtime, bundle) -> str:
@@ -66,16 +65,7 @@ def status_caps(text: str) -> dict[str, int]:
 
 def run_under_runc(bundle) -> str:
     """The reference: the same bundle under runc."""
-    if not shutil.which("runc"):
-        pytest.skip("runc (the reference runtime) is not installed")
-    root = f"/run/ociruntime-test-runc-{uuid.uuid4().hex[:8]}"
-    try:
-        p = subprocess.run(
-            ["runc", "--root", root, "run", "--bundle", str(bundle.path), "ref-" + root[-8:]],
-            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    p = run_bundle(str(bundle.path))
     assert p.returncode == 0, p.stderr
     return p.stdout
 

@@ -17,9 +17,6 @@ which 1.1.5 ignores).
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import uuid
 
 import pytest
 from test_bad_input import (  # noqa: F401 - the autouse fixture checks for leftover processes
@@ -31,6 +28,7 @@ from test_isolation import run_under_runc
 from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import constants as k
 from ociruntime.process import mempolicy
+from testkit.runc import run_bundle
 
 NUMA_MAPS = ["head", "-n", "1", "/proc/self/numa_maps"]
 WHERE = "config.json: /linux/memoryPolicy"
@@ -239,16 +237,7 @@ def test_runc_1_1_5_ignores_the_field(make_bundle):
 
 def _runc_error(bundle) -> str:
     """runc's refusal of the bundle: the message of its one error record."""
-    if not shutil.which("runc"):
-        pytest.skip("runc (the reference runtime) is not installed")
-    root = f"/run/ociruntime-test-runc-{uuid.uuid4().hex[:8]}"
-    try:
-        p = subprocess.run(
-            ["runc", "--root", root, "run", "--bundle", str(bundle.path), "rdt-" + root[-8:]],
-            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    p = run_bundle(str(bundle.path))
     assert p.returncode != 0, p
     return p.stderr.strip().split("runc run failed: ", 1)[1].rstrip('"')
 

@@ -26,7 +26,6 @@ FLAGS = {
     "cgroup": k.CLONE_NEWCGROUP,
     "time": k.CLONE_NEWTIME,
 }
-_PROC_NAMES = {"pid": "pid", "time": "time"}
 #: Namespaces a process enters only for its children (setns and unshare of these apply
 #: to the children it forks next): `create` around the init's fork, the user-namespace
 #: stage before forking the init, exec's intermediate before forking the process.
