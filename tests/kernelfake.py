@@ -119,6 +119,9 @@ class RecordingKernel:
     def set_child_subreaper(self) -> None:
         self._record("set_child_subreaper")
 
+    def set_dumpable(self, dumpable) -> None:
+        self._record("set_dumpable", dumpable)
+
     def pidfd_getfd(self, pidfd, target_fd) -> int:
         self._record("pidfd_getfd", pidfd, target_fd)
         return self._fd()
@@ -150,8 +153,8 @@ class RecordingKernel:
         self._record("bpf", cmd, bytes(attr))
         return self._fd()
 
-    def seccomp_set_mode_filter(self, flags, fprog) -> int:
-        self._record("seccomp_set_mode_filter", flags, fprog.len)
+    def seccomp_set_mode_filter(self, flags, program) -> int:
+        self._record("seccomp_set_mode_filter", flags, len(program) // 8)
         return self._fd() if flags & SECCOMP_FILTER_FLAG_NEW_LISTENER else -1
 
     # capabilities and the user switch

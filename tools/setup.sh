@@ -3,7 +3,7 @@
 # Idempotent: re-running only installs what is missing.
 set -eu
 cd "$(dirname "$0")/.."
-debs="python3 python3-venv python3-dev gcc libcap-dev libseccomp-dev busybox-static runc iproute2 procps"
+debs="python3 python3-venv python3-dev gcc libseccomp-dev busybox-static runc iproute2 procps"
 debs="$debs ${OCIRUNTIME_EXTRA_DEBS:-}"
 . tools/debs.sh
 # shellcheck disable=SC2086 # one word a package
@@ -12,7 +12,7 @@ if [ ! -x .venv/bin/python ]; then
     /usr/bin/python3 -m venv .venv
 fi
 # compat mode: a plain .pth entry, no import-hook finder on the hot path.
-stamp=.venv/.installed-$(cat setup.cfg pyproject.toml setup.py ociruntime/security/_anonexe.c | sha256sum | cut -c1-16)
+stamp=.venv/.installed-$(cat setup.cfg pyproject.toml setup.py ociruntime/security/_anonexe.c ociruntime/kernel/_syscall.c | sha256sum | cut -c1-16)
 if [ ! -e "$stamp" ]; then
     .venv/bin/pip install -q --disable-pip-version-check -e ".[test]" \
         --config-settings editable_mode=compat

@@ -77,6 +77,7 @@ CLONE_NEWNET = 0x40000000
 
 # prctl(2) options, include/uapi/linux/prctl.h.
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
 PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24

@@ -1,5 +1,5 @@
-"""System call numbers for the calls glibc 2.36 has no wrapper for (or that we make
-through syscall(2) anyway), per architecture.
+"""System call numbers for the calls the kernel layer makes through syscall(2) (every call
+Python's os module lacks: kernel/_syscall.c makes them), per architecture.
 
 x86_64: arch/x86/entry/syscalls/syscall_64.tbl. aarch64 has no table of its own: it uses
 the generic one, include/uapi/asm-generic/unistd.h (so do riscv64 and loongarch64, not
@@ -31,6 +31,16 @@ _SAME_EVERYWHERE = {
 
 TABLES = {
     "x86_64": {
+        "mount": 165,
+        "umount2": 166,
+        "unshare": 272,
+        "setns": 308,
+        "sethostname": 170,
+        "setdomainname": 171,
+        "fstatfs": 138,
+        "prctl": 157,
+        "personality": 135,
+        "capset": 126,
         "pivot_root": 155,
         "keyctl": 250,
         "ioprio_set": 251,
@@ -41,6 +51,16 @@ TABLES = {
         **_SAME_EVERYWHERE,
     },
     "aarch64": {
+        "mount": 40,
+        "umount2": 39,
+        "unshare": 97,
+        "setns": 268,
+        "sethostname": 161,
+        "setdomainname": 162,
+        "fstatfs": 44,
+        "prctl": 167,
+        "personality": 92,
+        "capset": 91,
         "pivot_root": 41,
         "keyctl": 219,
         "ioprio_set": 30,
@@ -67,6 +87,11 @@ def table_for(machine: str) -> dict[str, int]:
 
 MACHINE = os.uname().machine
 _table = table_for(MACHINE)
+SYS_MOUNT, SYS_UMOUNT2 = _table["mount"], _table["umount2"]
+SYS_UNSHARE, SYS_SETNS = _table["unshare"], _table["setns"]
+SYS_SETHOSTNAME, SYS_SETDOMAINNAME = _table["sethostname"], _table["setdomainname"]
+SYS_FSTATFS, SYS_PRCTL = _table["fstatfs"], _table["prctl"]
+SYS_PERSONALITY, SYS_CAPSET = _table["personality"], _table["capset"]
 SYS_PIVOT_ROOT, SYS_KEYCTL = _table["pivot_root"], _table["keyctl"]
 SYS_IOPRIO_SET = _table["ioprio_set"]
 SYS_SCHED_SETATTR, SYS_BPF = _table["sched_setattr"], _table["bpf"]

@@ -1,5 +1,7 @@
 """The syscall layer: thin wrappers over the Linux system calls the runtime makes that
 Python's `os` module lacks (3.11), or whose order matters enough to be checked in tests.
+They are made through `_syscall.syscall` (kernel/_syscall.c: syscall(2) with int, str and
+buffer arguments), not ctypes, whose import alone cost ~1.3 ms on every create and exec.
 
 Every wrapper raises `OSError` with errno and the path/operation it failed on, so callers
 can turn kernel refusals into one clear line. Nothing here decides policy. Numbers come
@@ -14,9 +16,10 @@ which flags, without root.
 
 from __future__ import annotations
 
-import ctypes
 import os
+import sys
 
+from ociruntime.kernel import _syscall
 from ociruntime.kernel.constants import (
     AT_EMPTY_PATH,
     AT_FDCWD,
@@ -37,6 +40,7 @@ from ociruntime.kernel.constants import (
     PR_CAPBSET_DROP,
     PR_CAPBSET_READ,
     PR_SET_CHILD_SUBREAPER,
+    PR_SET_DUMPABLE,
     PR_SET_KEEPCAPS,
     PR_SET_NO_NEW_PRIVS,
     PR_SET_PDEATHSIG,
@@ -45,33 +49,38 @@ from ociruntime.kernel.constants import (
 )
 from ociruntime.kernel.numbers import (
     SYS_BPF,
+    SYS_CAPSET,
     SYS_FSCONFIG,
     SYS_FSMOUNT,
     SYS_FSOPEN,
+    SYS_FSTATFS,
     SYS_IOPRIO_SET,
     SYS_KEYCTL,
+    SYS_MOUNT,
     SYS_MOUNT_SETATTR,
     SYS_MOVE_MOUNT,
     SYS_OPEN_TREE,
     SYS_OPENAT2,
+    SYS_PERSONALITY,
     SYS_PIDFD_GETFD,
     SYS_PIVOT_ROOT,
+    SYS_PRCTL,
     SYS_SCHED_SETATTR,
     SYS_SECCOMP,
     SYS_SET_MEMPOLICY,
+    SYS_SETDOMAINNAME,
+    SYS_SETHOSTNAME,
+    SYS_SETNS,
+    SYS_UMOUNT2,
+    SYS_UNSHARE,
 )
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-_libc.personality.restype = ctypes.c_int
-_libc.personality.argtypes = (ctypes.c_ulong,)
 
 #: The layer's contract: every system call the runtime makes through it. A fake must
 #: provide each (tests/test_kernel_layer.py checks both lists agree).
 WRAPPERS = (
     "mount", "umount2", "pivot_root", "unshare", "setns", "sethostname", "setdomainname",
     "openat2", "mount_setattr", "open_tree", "move_mount", "fsmount_new", "fstatfs_type",
-    "set_parent_death_signal", "set_child_subreaper", "pidfd_getfd",
+    "set_parent_death_signal", "set_child_subreaper", "set_dumpable", "pidfd_getfd",
     "keyctl_join_session_keyring", "keyctl_describe", "keyctl_setperm",
     "personality", "sched_setattr", "ioprio_set", "set_mempolicy", "bpf", "seccomp_set_mode_filter",
     "capbset_read", "capbset_drop", "set_keepcaps", "set_no_new_privs",
@@ -79,76 +88,59 @@ WRAPPERS = (
     "setgroups", "setgid", "setuid",
 )  # fmt: skip
 
-
-def _check(result: int, what: str, path: str | None = None) -> int:
-    if result < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}", path)
-    return result
+_ORDER = sys.byteorder
 
 
-def _b(value: str | bytes | None) -> bytes | None:
-    if value is None or isinstance(value, bytes):
-        return value
-    return os.fsencode(value)
+def _call(what: str, nr: int, *args: object, path: str | None = None) -> int:
+    """syscall(2); a failure raises OSError naming `what` (and `path`)."""
+    try:
+        return _syscall.syscall(nr, *args)
+    except OSError as e:
+        raise OSError(e.errno, f"{what}: {os.strerror(e.errno)}", path) from None
 
 
 def mount(
     source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None
 ) -> None:
     """mount(2); `target` may be a /proc/self/fd/N path of an fd resolved safely."""
-    _check(
-        _libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
-        "mount",
-        target,
-    )
+    _call("mount", SYS_MOUNT, source, target, fstype, flags, data, path=target)
 
 
 def umount2(target: str, flags: int = 0) -> None:
-    _check(_libc.umount2(_b(target), flags), "umount2", target)
+    _call("umount2", SYS_UMOUNT2, target, flags, path=target)
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
-    _check(_libc.syscall(SYS_PIVOT_ROOT, _b(new_root), _b(put_old)), "pivot_root", new_root)
+    _call("pivot_root", SYS_PIVOT_ROOT, new_root, put_old, path=new_root)
 
 
 def unshare(flags: int) -> None:
-    _check(_libc.unshare(flags), "unshare")
+    _call("unshare", SYS_UNSHARE, flags)
 
 
 def setns(fd: int, nstype: int = 0) -> None:
-    _check(_libc.setns(fd, nstype), "setns")
+    _call("setns", SYS_SETNS, fd, nstype)
 
 
 def sethostname(name: str) -> None:
     raw = name.encode()
-    _check(_libc.sethostname(raw, len(raw)), "sethostname")
+    _call("sethostname", SYS_SETHOSTNAME, raw, len(raw))
 
 
 def setdomainname(name: str) -> None:
     raw = name.encode()
-    _check(_libc.setdomainname(raw, len(raw)), "setdomainname")
+    _call("setdomainname", SYS_SETDOMAINNAME, raw, len(raw))
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+def _u64s(*values: int) -> bytes:
+    """A struct of __u64 fields (struct open_how, struct mount_attr)."""
+    return b"".join(v.to_bytes(8, _ORDER) for v in values)
 
 
 def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
     """openat2(2): the kernel resolves `path` with `resolve` rules (e.g. RESOLVE_IN_ROOT)."""
-    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
-    fd = _libc.syscall(
-        SYS_OPENAT2, dirfd, _b(path), ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how))
-    )
-    return _check(fd, "openat2", path)
-
-
-class _MountAttr(ctypes.Structure):
-    """struct mount_attr: four __u64."""
-
-    _fields_ = [
-        (name, ctypes.c_uint64) for name in ("attr_set", "attr_clr", "propagation", "userns_fd")
-    ]
+    how = _u64s(flags | os.O_CLOEXEC, mode, resolve)  # struct open_how
+    return _call("openat2", SYS_OPENAT2, dirfd, path, how, len(how), path=path)
 
 
 def mount_setattr(
@@ -156,19 +148,9 @@ def mount_setattr(
 ) -> None:
     """mount_setattr(2) on the mount `fd` refers to: the only way to make bind mounts
     recursively read-only (rro) and the like, or id-mapped (MOUNT_ATTR_IDMAP + userns_fd)."""
-    attr = _MountAttr(attr_set, attr_clr, 0, userns_fd)
+    attr = _u64s(attr_set, attr_clr, 0, userns_fd)  # struct mount_attr
     flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
-    _check(
-        _libc.syscall(
-            SYS_MOUNT_SETATTR,
-            fd,
-            b"",
-            flags,
-            ctypes.byref(attr),
-            ctypes.c_size_t(ctypes.sizeof(attr)),
-        ),
-        "mount_setattr",
-    )
+    _call("mount_setattr", SYS_MOUNT_SETATTR, fd, b"\0", flags, attr, len(attr))
 
 
 def open_tree(path: str, recursive: bool, dirfd: int = AT_FDCWD) -> int:
@@ -176,53 +158,58 @@ def open_tree(path: str, recursive: bool, dirfd: int = AT_FDCWD) -> int:
     `path` "" it is the file `dirfd` refers to (AT_EMPTY_PATH): a bind by fd alone."""
     flags = OPEN_TREE_CLONE | os.O_CLOEXEC | (AT_RECURSIVE if recursive else 0)
     flags |= AT_EMPTY_PATH if not path else 0
-    return _check(_libc.syscall(SYS_OPEN_TREE, dirfd, _b(path), flags), "open_tree", path)
+    return _call("open_tree", SYS_OPEN_TREE, dirfd, path, flags, path=path)
 
 
 def move_mount(tree_fd: int, target_fd: int) -> None:
     """Attach the detached tree `tree_fd` on what `target_fd` (an O_PATH fd) refers to."""
     flags = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH
-    _check(_libc.syscall(SYS_MOVE_MOUNT, tree_fd, b"", target_fd, b"", flags), "move_mount")
+    _call("move_mount", SYS_MOVE_MOUNT, tree_fd, b"\0", target_fd, b"\0", flags)
 
 
 def fsmount_new(fstype: str, attrs: int) -> int:
     """A new, detached instance of `fstype` (fsopen + fsconfig(CREATE) + fsmount): an fd
     of its root that no other process can reach or mount over. Close-on-exec."""
-    fs_fd = _check(_libc.syscall(SYS_FSOPEN, _b(fstype), FSOPEN_CLOEXEC), "fsopen", fstype)
+    fs_fd = _call("fsopen", SYS_FSOPEN, fstype, FSOPEN_CLOEXEC, path=fstype)
     try:
-        _check(_libc.syscall(SYS_FSCONFIG, fs_fd, FSCONFIG_CMD_CREATE, None, None, 0),
-               "fsconfig", fstype)  # fmt: skip
-        return _check(_libc.syscall(SYS_FSMOUNT, fs_fd, FSMOUNT_CLOEXEC, attrs), "fsmount", fstype)
+        _call("fsconfig", SYS_FSCONFIG, fs_fd, FSCONFIG_CMD_CREATE, None, None, 0, path=fstype)
+        return _call("fsmount", SYS_FSMOUNT, fs_fd, FSMOUNT_CLOEXEC, attrs, path=fstype)
     finally:
         os.close(fs_fd)
 
 
-class _StatFs(ctypes.Structure):
-    _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_long * 15)]
-
-
 def fstatfs_type(fd: int) -> int:
     """The filesystem magic (statfs f_type) of what `fd` refers to; os.fstatvfs lacks it."""
-    buf = _StatFs()
-    _check(_libc.fstatfs(fd, ctypes.byref(buf)), "fstatfs")
-    return buf.f_type
+    buf = bytearray(120)  # struct statfs: f_type is its first field, a long
+    _call("fstatfs", SYS_FSTATFS, fd, buf)
+    return int.from_bytes(buf[:8], _ORDER, signed=True)
+
+
+def _prctl(what: str, option: int, arg2: int = 0, arg3: int = 0) -> int:
+    return _call(what, SYS_PRCTL, option, arg2, arg3, 0, 0)
 
 
 def set_parent_death_signal(signum: int) -> None:
     """prctl(PR_SET_PDEATHSIG): `signum` when the thread that forked us exits (0: none)."""
-    _check(_libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+    _prctl("prctl(PR_SET_PDEATHSIG)", PR_SET_PDEATHSIG, signum)
 
 
 def set_child_subreaper() -> None:
     """Orphaned descendants become our children (so `run` can wait for a container init
     that was forked by an intermediate process, as with user namespaces)."""
-    _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+    _prctl("prctl(PR_SET_CHILD_SUBREAPER)", PR_SET_CHILD_SUBREAPER, 1)
+
+
+def set_dumpable(dumpable: bool) -> None:
+    """prctl(PR_SET_DUMPABLE): who may open /proc/<pid>/* of this process (see
+    security/containersafe.py)."""
+    _prctl("prctl(PR_SET_DUMPABLE)", PR_SET_DUMPABLE, 1 if dumpable else 0)
 
 
 def pidfd_getfd(pidfd: int, target_fd: int) -> int:
     """pidfd_getfd(2): a close-on-exec copy of another process's fd `target_fd` (needs
     ptrace access to it: the runtime is root over its containers)."""
-    return _check(_libc.syscall(SYS_PIDFD_GETFD, pidfd, target_fd, 0), "pidfd_getfd")
+    return _call("pidfd_getfd", SYS_PIDFD_GETFD, pidfd, target_fd, 0)
 
 
 def fd_path(fd: int) -> str:
@@ -232,124 +219,126 @@ def fd_path(fd: int) -> str:
 
 def keyctl_join_session_keyring(name: str) -> int:
     """keyctl(KEYCTL_JOIN_SESSION_KEYRING): join (or create) the keyring `name`."""
-    return _check(_libc.syscall(SYS_KEYCTL, KEYCTL_JOIN_SESSION_KEYRING, name.encode()),
-                  "keyctl(KEYCTL_JOIN_SESSION_KEYRING)")  # fmt: skip
+    return _call("keyctl(KEYCTL_JOIN_SESSION_KEYRING)", SYS_KEYCTL,
+                 KEYCTL_JOIN_SESSION_KEYRING, name.encode())  # fmt: skip
 
 
 def keyctl_describe(serial: int) -> bytes:
     """keyctl(KEYCTL_DESCRIBE): b"type;uid;gid;perm;description"."""
-    buf = ctypes.create_string_buffer(512)
-    _check(_libc.syscall(SYS_KEYCTL, KEYCTL_DESCRIBE, serial, buf, len(buf)),
-           "keyctl(KEYCTL_DESCRIBE)")  # fmt: skip
-    return buf.value
+    buf = bytearray(512)
+    _call("keyctl(KEYCTL_DESCRIBE)", SYS_KEYCTL, KEYCTL_DESCRIBE, serial, buf, len(buf))
+    return bytes(buf.split(b"\0", 1)[0])
 
 
 def keyctl_setperm(serial: int, perm: int) -> None:
-    _check(_libc.syscall(SYS_KEYCTL, KEYCTL_SETPERM, serial, perm), "keyctl(KEYCTL_SETPERM)")
+    _call("keyctl(KEYCTL_SETPERM)", SYS_KEYCTL, KEYCTL_SETPERM, serial, perm)
 
 
 def personality(persona: int) -> None:
-    if _libc.personality(persona) == -1:
-        _check(-1, "personality")
+    _call("personality", SYS_PERSONALITY, persona)
 
 
-def sched_setattr(attr: ctypes.Structure) -> None:
-    """sched_setattr(2) of the calling thread (`attr`: a struct sched_attr)."""
-    _check(_libc.syscall(SYS_SCHED_SETATTR, 0, ctypes.byref(attr), 0), "sched_setattr")
+def sched_setattr(attr: object) -> None:
+    """sched_setattr(2) of the calling thread (`attr`: a struct sched_attr, as a buffer)."""
+    _call("sched_setattr", SYS_SCHED_SETATTR, 0, attr, 0)
 
 
 def ioprio_set(value: int) -> None:
     """ioprio_set(2) of the calling process."""
-    _check(_libc.syscall(SYS_IOPRIO_SET, IOPRIO_WHO_PROCESS, 0, value), "ioprio_set")
+    _call("ioprio_set", SYS_IOPRIO_SET, IOPRIO_WHO_PROCESS, 0, value)
 
 
 def set_mempolicy(mode: int, nodes: list[int]) -> None:
     """set_mempolicy(2) of the calling thread: `mode` with its MPOL_F_* flags, `nodes` the
-    node numbers of the mask. The kernel reads maxnode - 1 bits (get_nodes decrements it
-    first), so maxnode is one more than the highest bit the mask holds."""
-    bits = ctypes.sizeof(ctypes.c_ulong) * 8
+    node numbers of the mask (unsigned longs). The kernel reads maxnode - 1 bits
+    (get_nodes decrements it first), so maxnode is one more than the highest bit the
+    mask holds."""
+    bits = 64
     words = (max(nodes, default=0) // bits) + 1
-    mask = (ctypes.c_ulong * words)()
+    mask = 0
     for node in nodes:
-        mask[node // bits] |= 1 << (node % bits)
-    maxnode = ctypes.c_ulong(words * bits + 1 if nodes else 0)
-    result = _libc.syscall(SYS_SET_MEMPOLICY, mode, mask if nodes else None, maxnode)
-    _check(result, "set_mempolicy")
+        mask |= 1 << node
+    raw = mask.to_bytes(words * 8, "little")  # word i holds nodes 64i..64i+63
+    if _ORDER == "big":
+        raw = b"".join(raw[i : i + 8][::-1] for i in range(0, len(raw), 8))
+    maxnode = words * bits + 1 if nodes else 0
+    _call("set_mempolicy", SYS_SET_MEMPOLICY, mode, raw if nodes else None, maxnode)
 
 
-def bpf(cmd: int, attr: ctypes.Array) -> int:
-    """bpf(2) with the union bpf_attr in `attr` (a ctypes buffer)."""
-    result = _libc.syscall(
-        ctypes.c_long(SYS_BPF), ctypes.c_int(cmd), attr, ctypes.c_uint(len(attr))
-    )
-    if result < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return int(result)
+def bpf(cmd: int, attr: object) -> int:
+    """bpf(2) with the union bpf_attr in `attr` (a buffer)."""
+    try:
+        return _syscall.syscall(SYS_BPF, cmd, attr, len(attr))  # type: ignore[arg-type]
+    except OSError as e:
+        raise OSError(e.errno, os.strerror(e.errno)) from None
 
 
-def seccomp_set_mode_filter(flags: int, fprog: ctypes.Structure) -> int:
-    """seccomp(2) SECCOMP_SET_MODE_FILTER of `fprog` (a struct sock_fprog) with `flags`:
-    the notify fd with SECCOMP_FILTER_FLAG_NEW_LISTENER, else -1."""
-    result = _check(
-        _libc.syscall(
-            ctypes.c_long(SYS_SECCOMP), ctypes.c_uint(SECCOMP_SET_MODE_FILTER),
-            ctypes.c_uint(flags), ctypes.byref(fprog),
-        ),
-        "seccomp",
-    )  # fmt: skip
+def seccomp_set_mode_filter(flags: int, program: bytes) -> int:
+    """seccomp(2) SECCOMP_SET_MODE_FILTER of `program` (struct sock_filter instructions,
+    8 bytes each) with `flags`: the notify fd with SECCOMP_FILTER_FLAG_NEW_LISTENER,
+    else -1."""
+    try:
+        result = _syscall.syscall_fprog(SYS_SECCOMP, SECCOMP_SET_MODE_FILTER, flags, program)
+    except OSError as e:
+        raise OSError(e.errno, f"seccomp: {os.strerror(e.errno)}") from None
     return int(result) if flags & SECCOMP_FILTER_FLAG_NEW_LISTENER else -1
-
-
-def _prctl(option: int, arg2: int, what: str) -> int:
-    return _check(_libc.prctl(option, arg2, 0, 0, 0), what)
 
 
 def capbset_read(cap: int) -> bool:
     """Whether `cap` is in the bounding set."""
-    return _prctl(PR_CAPBSET_READ, cap, "prctl(PR_CAPBSET_READ)") == 1
+    return _prctl("prctl(PR_CAPBSET_READ)", PR_CAPBSET_READ, cap) == 1
 
 
 def capbset_drop(cap: int) -> None:
-    _prctl(PR_CAPBSET_DROP, cap, "prctl(PR_CAPBSET_DROP)")
+    _prctl("prctl(PR_CAPBSET_DROP)", PR_CAPBSET_DROP, cap)
 
 
 def set_keepcaps(keep: bool) -> None:
     """prctl(PR_SET_KEEPCAPS): keep the permitted set over a setuid away from root."""
-    _prctl(PR_SET_KEEPCAPS, 1 if keep else 0, "prctl(PR_SET_KEEPCAPS)")
+    _prctl("prctl(PR_SET_KEEPCAPS)", PR_SET_KEEPCAPS, 1 if keep else 0)
 
 
 def set_no_new_privs() -> None:
-    _prctl(PR_SET_NO_NEW_PRIVS, 1, "prctl(PR_SET_NO_NEW_PRIVS)")
+    _prctl("prctl(PR_SET_NO_NEW_PRIVS)", PR_SET_NO_NEW_PRIVS, 1)
+
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
 def set_capabilities(effective: set[int], permitted: set[int], inheritable: set[int],
                      last_cap: int) -> None:  # fmt: skip
-    """capset(2): exactly these effective, permitted and inheritable sets (python-prctl,
-    which ociruntime.process.settings imports before any fork: nothing is imported here)."""
-    import prctl
-
-    everything = set(range(last_cap + 1))
-    prctl.set_caps(
-        (list(effective), prctl.CAP_EFFECTIVE, True),
-        (list(everything - effective), prctl.CAP_EFFECTIVE, False),
-        (list(permitted), prctl.CAP_PERMITTED, True),
-        (list(everything - permitted), prctl.CAP_PERMITTED, False),
-        (list(inheritable), prctl.CAP_INHERITABLE, True),
-        (list(everything - inheritable), prctl.CAP_INHERITABLE, False),
+    """capset(2): exactly these effective, permitted and inheritable sets (version 3:
+    two 32-bit words per set). `last_cap` bounds the sets (capabilities above it do not
+    exist on this kernel)."""
+    header = _LINUX_CAPABILITY_VERSION_3.to_bytes(4, _ORDER) + (0).to_bytes(4, _ORDER)
+    masks = []
+    for caps in (effective, permitted, inheritable):
+        mask = 0
+        for cap in caps:
+            if cap <= last_cap:
+                mask |= 1 << cap
+        masks.append(mask)
+    data = b"".join(  # struct __user_cap_data_struct[2]: low words, then high words
+        b"".join((m >> shift & 0xFFFFFFFF).to_bytes(4, _ORDER) for m in masks) for shift in (0, 32)
     )
+    _call("capset", SYS_CAPSET, header, data)
 
 
 def ambient_clear_all() -> None:
-    """prctl(PR_CAP_AMBIENT_CLEAR_ALL); its result is not checked (as before: a kernel
-    without ambient capabilities has none to clear)."""
-    _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    """prctl(PR_CAP_AMBIENT_CLEAR_ALL); its result is not checked (a kernel without
+    ambient capabilities has none to clear)."""
+    try:
+        _syscall.syscall(SYS_PRCTL, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    except OSError:
+        pass
 
 
 def ambient_raise(cap: int) -> None:
-    if _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"raising ambient capability {cap}: {os.strerror(err)}")
+    try:
+        _syscall.syscall(SYS_PRCTL, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0)
+    except OSError as e:
+        reason = os.strerror(e.errno)
+        raise OSError(e.errno, f"raising ambient capability {cap}: {reason}") from None
 
 
 # The user switch: os's own calls, here so that their order is seen by a fake.

@@ -13,10 +13,6 @@ import os
 import resource
 import stat
 
-# Imported here, not lazily: the init uses it (kernel.syscalls.set_capabilities) after
-# pivot_root, when the host's site-packages are no longer reachable.
-import prctl  # noqa: F401
-
 from ociruntime.errors import RuntimeFailure, field_error, field_error_at, pointer
 from ociruntime.kernel import syscalls as sc
 from ociruntime.kernel.constants import KEY_OTH_SEARCH, KEY_USR_SEARCH

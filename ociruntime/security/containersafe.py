@@ -29,9 +29,8 @@ from __future__ import annotations
 
 import os
 
-import prctl
-
 from ociruntime.errors import RuntimeFailure
+from ociruntime.kernel import syscalls as sc
 
 # Here, not in detach_from_host_files: the init and an exec's intermediate call that after
 # their fork, and nothing may be imported after a fork (see ociruntime/importguard.py).
@@ -44,7 +43,7 @@ IMPORT_GUARD_ENV = "OCIRUNTIME_IMPORT_GUARD"
 
 def hide() -> None:
     """Not dumpable: /proc/<pid>/* is closed to the container's (unprivileged) processes."""
-    prctl.set_dumpable(False)
+    sc.set_dumpable(False)
 
 
 def detach_from_host_files() -> int:

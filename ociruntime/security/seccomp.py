@@ -29,8 +29,8 @@ a listenerPath without any NOTIFY rule is ignored.
 
 from __future__ import annotations
 
-import ctypes
 import os
+import sys
 
 from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import syscalls
@@ -147,7 +147,6 @@ def _import_pyseccomp():  # noqa: ANN202 - the module
     stable, so during the import a stand-in ctypes.util tries them first and falls back
     to the real find_library only if they do not load."""
     import ctypes
-    import sys
 
     known = {"c": "libc.so.6", "seccomp": "libseccomp.so.2"}
 
@@ -181,40 +180,36 @@ def _import_pyseccomp():  # noqa: ANN202 - the module
     return pyseccomp
 
 
-class _SockFilter(ctypes.Structure):
-    """struct sock_filter: one classic BPF instruction."""
-
-    _fields_ = (("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
-                ("k", ctypes.c_uint32))  # fmt: skip
-
-
-class _SockFprog(ctypes.Structure):
-    """struct sock_fprog: the program seccomp(2) loads."""
-
-    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter)))
+def sock_filters(program: list[tuple[int, int, int, int]]) -> bytes:
+    """(code, jt, jf, k) instructions as the kernel reads them: struct sock_filter
+    {u16 code; u8 jt; u8 jf; u32 k} in the machine's byte order."""
+    order = sys.byteorder
+    return b"".join(
+        code.to_bytes(2, order) + bytes((jt, jf)) + k.to_bytes(4, order)
+        for code, jt, jf, k in program
+    )
 
 
 class Filter:
     """A built filter, not loaded yet: libseccomp's program with the -ENOSYS stub in front
     (see seccomp_stub.py), the seccomp(2) flags the config asks for, and, when it has
     SCMP_ACT_NOTIFY rules, the agent its notify fd goes to: `listener` (listenerPath)
-    and `metadata` (listenerMetadata). Loading needs nothing imported: the program is a
-    ctypes array made in create (or exec) before the fork."""
+    and `metadata` (listenerMetadata). Loading needs nothing imported: the program is
+    the bytes of its instructions, made in create (or exec) before the fork."""
 
     def __init__(self, program: list[tuple[int, int, int, int]], flags: int,
                  listener: str | None, metadata: str) -> None:  # fmt: skip
-        self._program = (_SockFilter * len(program))(*program)
-        self._fprog = _SockFprog(len(program), self._program)
+        self._program = sock_filters(program)
         self.flags = flags
         self.listener, self.metadata = listener, metadata
         self._notify_fd = -1
 
     def __len__(self) -> int:
-        return len(self._program)
+        return len(self._program) // 8
 
     def load(self) -> None:
         """Install the filter in this process (OSError if the kernel refuses it)."""
-        self._notify_fd = syscalls.seccomp_set_mode_filter(self.flags, self._fprog)
+        self._notify_fd = syscalls.seccomp_set_mode_filter(self.flags, self._program)
 
     def hand_over(self, report: Callable[[int], None]) -> None:
         """After `load`, with a listener: report the notify fd's number to the runtime's
@@ -263,6 +258,8 @@ def build(spec: dict) -> Filter:
 def _export(sc, filt) -> list[tuple[int, int, int, int]]:  # noqa: ANN001 - pyseccomp's
     """libseccomp's BPF program for the filter (seccomp_export_bpf, through a memfd), as
     (code, jt, jf, k) instructions in the host's byte order."""
+    import ctypes  # loaded by pyseccomp already
+
     lib = sc._libseccomp
     lib.seccomp_export_bpf.argtypes = (ctypes.c_void_p, ctypes.c_int)
     lib.seccomp_export_bpf.restype = ctypes.c_int
@@ -274,8 +271,12 @@ def _export(sc, filt) -> list[tuple[int, int, int, int]]:  # noqa: ANN001 - pyse
         data = os.pread(fd, os.fstat(fd).st_size, 0)
     finally:
         os.close(fd)
-    insns = (_SockFilter * (len(data) // ctypes.sizeof(_SockFilter))).from_buffer_copy(data)
-    return [(i.code, i.jt, i.jf, i.k) for i in insns]
+    order = sys.byteorder
+    return [
+        (int.from_bytes(data[i : i + 2], order), data[i + 2], data[i + 3],
+         int.from_bytes(data[i + 4 : i + 8], order))
+        for i in range(0, len(data) - len(data) % 8, 8)
+    ]  # fmt: skip
 
 
 def _load_flags(spec: dict, listens: bool) -> int:

@@ -1,0 +1,151 @@
+/* syscall(2) for the kernel layer (syscalls.py), without ctypes.
+ *
+ * Python 3.11's os module lacks mount, pivot_root, setns, capset, seccomp and the other
+ * calls a runtime makes. ctypes can make them, but importing it (with libffi, struct and
+ * types) costs ~1.3 ms on every create, run and exec, and python-prctl another ~0.7 ms
+ * for two calls. This module is the whole of what they were used for: one generic
+ * `syscall(nr, *args)` whose arguments are integers, None (0), str (passed as a
+ * NUL-terminated file-system-encoded path) or any object with the buffer protocol
+ * (bytes, bytearray, a ctypes structure: passed as a pointer to its bytes, writable when
+ * the object is). Every decision stays in Python; this file only passes arguments.
+ *
+ * The GIL is released for the call (a write to cgroup.procs may wait for an RCU grace
+ * period), with every buffer held until it returns. A -1 result raises OSError(errno).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+#define MAX_ARGS 6
+
+struct arguments {
+    long value[MAX_ARGS];
+    Py_buffer view[MAX_ARGS];
+    int held[MAX_ARGS];      /* view[i] must be released */
+    PyObject *encoded[MAX_ARGS];  /* str arguments, encoded */
+};
+
+static void release(struct arguments *a)
+{
+    for (int i = 0; i < MAX_ARGS; i++) {
+        if (a->held[i])
+            PyBuffer_Release(&a->view[i]);
+        Py_XDECREF(a->encoded[i]);
+    }
+}
+
+/* One argument as the kernel takes it: an integer (negative ones such as AT_FDCWD as
+ * they are, others up to the full unsigned long) or a pointer to bytes. */
+static int convert(PyObject *obj, struct arguments *a, int i)
+{
+    if (obj == Py_None) {
+        a->value[i] = 0;
+        return 0;
+    }
+    if (PyLong_Check(obj)) {
+        if (_PyLong_Sign(obj) < 0)
+            a->value[i] = PyLong_AsLong(obj);
+        else
+            a->value[i] = (long)PyLong_AsUnsignedLong(obj);
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    if (PyUnicode_Check(obj)) {
+        a->encoded[i] = PyUnicode_EncodeFSDefault(obj);
+        if (a->encoded[i] == NULL)
+            return -1;
+        a->value[i] = (long)PyBytes_AS_STRING(a->encoded[i]);
+        return 0;
+    }
+    if (PyObject_GetBuffer(obj, &a->view[i], PyBUF_WRITABLE) < 0) {
+        PyErr_Clear();  /* read-only (bytes): the kernel only reads it */
+        if (PyObject_GetBuffer(obj, &a->view[i], PyBUF_SIMPLE) < 0)
+            return -1;
+    }
+    a->held[i] = 1;
+    a->value[i] = (long)a->view[i].buf;
+    return 0;
+}
+
+static PyObject *do_syscall(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > MAX_ARGS + 1) {
+        PyErr_SetString(PyExc_TypeError, "syscall(nr, *args): 1 to 6 arguments after nr");
+        return NULL;
+    }
+    long nr = PyLong_AsLong(args[0]);
+    if (nr == -1 && PyErr_Occurred())
+        return NULL;
+    struct arguments a;
+    memset(&a, 0, sizeof(a));
+    for (Py_ssize_t i = 1; i < nargs; i++) {
+        if (convert(args[i], &a, (int)i - 1) < 0) {
+            release(&a);
+            return NULL;
+        }
+    }
+    long result;
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    result = syscall(nr, a.value[0], a.value[1], a.value[2], a.value[3], a.value[4],
+                     a.value[5]);
+    err = errno;
+    Py_END_ALLOW_THREADS
+    release(&a);
+    if (result == -1) {
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromLong(result);
+}
+
+/* seccomp(2)'s SECCOMP_SET_MODE_FILTER takes a struct sock_fprog, which holds a pointer
+ * to the program: syscall_fprog(nr, a, b, program) is syscall(nr, a, b, &fprog) with
+ * fprog = {len(program) / 8 instructions, program's bytes}. */
+static PyObject *syscall_fprog(PyObject *self, PyObject *args)
+{
+    long nr, a, b;
+    Py_buffer program;
+    if (!PyArg_ParseTuple(args, "lkky*", &nr, &a, &b, &program))
+        return NULL;
+    if (program.len % 8 != 0 || program.len / 8 > 0xffff) {
+        PyBuffer_Release(&program);
+        PyErr_SetString(PyExc_ValueError, "a BPF program is 1 to 65535 8-byte instructions");
+        return NULL;
+    }
+    struct { unsigned short len; void *filter; } fprog = {
+        (unsigned short)(program.len / 8), program.buf,
+    };
+    long result;
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    result = syscall(nr, a, b, &fprog);
+    err = errno;
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&program);
+    if (result == -1) {
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromLong(result);
+}
+
+static PyMethodDef methods[] = {
+    {"syscall_fprog", syscall_fprog, METH_VARARGS,
+     "syscall_fprog(nr, a, b, program) -> int: syscall(nr, a, b, &sock_fprog of program)."},
+    {"syscall", (PyCFunction)(void (*)(void))do_syscall, METH_FASTCALL,
+     "syscall(nr, *args) -> int: args are int, None, str (a path) or a buffer (its "
+     "address); raises OSError on -1."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_syscall", "syscall(2) for ociruntime.kernel.syscalls.", -1,
+    methods,
+};
+
+PyMODINIT_FUNC PyInit__syscall(void)
+{
+    return PyModule_Create(&module);
+}
