@@ -149,15 +149,18 @@ class StateDir:
             fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise RuntimeFailure("container does not exist") from None
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        held = os.fstat(fd)
         try:
-            now = os.stat(self.path)
-        except FileNotFoundError:
-            now = None
-        if now is None or (now.st_ino, now.st_dev) != (held.st_ino, held.st_dev):
-            os.close(fd)
-            raise RuntimeFailure("container does not exist")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held = os.fstat(fd)
+            try:
+                now = os.stat(self.path)
+            except FileNotFoundError:
+                now = None
+            if now is None or (now.st_ino, now.st_dev) != (held.st_ino, held.st_dev):
+                raise RuntimeFailure("container does not exist")
+        except BaseException:
+            os.close(fd)  # never a lock held by an fd we forgot (a later lock() would wait on it)
+            raise
         self._lock_fd = fd
 
     def unlock(self) -> None:

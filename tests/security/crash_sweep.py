@@ -87,8 +87,11 @@ def make_bundle(dest: Path, rootfs_template: Path | None) -> Path:
 
 
 class Sweep:
-    def __init__(self, runtime: str, binary: str, work: Path, bundle: Path) -> None:
+    def __init__(
+        self, runtime: str, binary: str, work: Path, bundle: Path, signum: int = signal.SIGKILL
+    ) -> None:
         self.runtime, self.binary, self.bundle = runtime, binary, str(bundle)
+        self.signum = signum  # what "kill" sends (SIGINT: ^C, which must leave no more)
         self.root = f"/run/crash-{runtime}-{uuid.uuid4().hex[:8]}"
         self.work = work
 
@@ -141,15 +144,23 @@ class Sweep:
             reap_children()
         return statistics.median(times)
 
-    def kill_at(self, op: str, cid: str, delay: float) -> None:
+    def kill_at(self, op: str, cid: str, delay: float) -> bool:
+        """Spawn `op`, send our signal `delay` s later; False if it did not end within
+        30 s after the signal (a command that survives ^C and hangs: then SIGKILLed)."""
         t0 = time.perf_counter()  # as in duration(): from before the spawn
         p = subprocess.Popen(self.argv(op, cid), stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         remaining = delay - (time.perf_counter() - t0)
         if remaining > 0:
             time.sleep(remaining)
-        p.send_signal(signal.SIGKILL)
-        p.wait()
+        p.send_signal(self.signum)
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            return False
+        return True
 
     def unfinished_create_left_a_process(self, cid: str) -> bool:
         """Did a create killed before it finished leave a container process that does
@@ -267,7 +278,9 @@ def sweep_op(sw: Sweep, op: str, count: int, log=None) -> dict:  # noqa: ANN001
             sw.call("delete", cid)
             reap_children()
             continue
-        sw.kill_at(op, cid, delay)
+        if not sw.kill_at(op, cid, delay):
+            result["leaks"] += 1
+            _example(result, f"t={delay * 1000:.1f}ms: still running 30 s after the signal")
         result["kills"] += 1
         if op == "create" and sw.unfinished_create_left_a_process(cid):
             result["alive_after_kill"] += 1
@@ -336,11 +349,12 @@ def run_sweep(
     count: int,
     work: Path,
     rootfs_template: Path | None = None,
-    log=None,
-) -> list[dict]:  # noqa: ANN001
+    log=None,  # noqa: ANN001
+    signum: int = signal.SIGKILL,
+) -> list[dict]:
     binary = OCIRUNTIME if runtime == "ociruntime" else RUNC
     bundle = make_bundle(work / f"bundle-{runtime}", rootfs_template)
-    sw = Sweep(runtime, binary, work, bundle)
+    sw = Sweep(runtime, binary, work, bundle, signum)
     try:
         return [dict(sweep_op(sw, op, count, log), runtime=runtime) for op in ops]
     finally:
@@ -387,6 +401,8 @@ def main() -> int:
     ap.add_argument("--from-json", help="print the markdown table of an earlier --json run")
     ap.add_argument("--log", help="a line per kill")
     ap.add_argument("--rootfs-template", help="a busybox rootfs to copy (default: build one)")
+    ap.add_argument("--signal", choices=("KILL", "INT", "TERM"), default="KILL",
+                    help="the signal each kill sends (default KILL)")  # fmt: skip
     a = ap.parse_args()
     if a.from_json:
         with open(a.from_json) as f:
@@ -399,7 +415,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="crash-sweep-") as work:
         for rt in runtimes:
             template = Path(a.rootfs_template) if a.rootfs_template else None
-            for r in run_sweep(rt, a.ops.split(","), a.count, Path(work), template, log):
+            signum = getattr(signal, "SIG" + a.signal)
+            for r in run_sweep(rt, a.ops.split(","), a.count, Path(work), template, log, signum):
                 results.append(r)
                 if not a.json:
                     print(summary(r), flush=True)
