@@ -9,6 +9,7 @@ to the process.
 
 from __future__ import annotations
 
+import _signal
 import os
 import sys
 
@@ -356,6 +357,11 @@ def _cmd_ps(g: dict, p: Parsed) -> int:
 
 
 def _cmd_exec(g: dict, p: Parsed) -> int:
+    from ociruntime.cgroups import cgroupfs
+
+    # The process joins the container's cgroups: the kernel's slow first migration (an
+    # RCU grace period, ~10-16 ms on cgroup v1) overlaps exec's imports and set-up.
+    cgroupfs.start_warm_up()
     from ociruntime.commands.exec import ExecOptions, exec_command
 
     _one_id(p, "exec", most=None)
@@ -419,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         g = parse_flags(argv, GLOBAL_FLAGS, "ociruntime")
         configure(g.options["log"], str(g.options["log_format"]), bool(g.options["debug"]))  # type: ignore[arg-type]
+        LOG.stage("cli: imported, flags parsed")
         return _dispatch(g)
     except RuntimeFailure as e:
         LOG.error(str(e))
@@ -445,7 +452,18 @@ def _internal_error(e: Exception) -> int:
 
 def run_and_exit() -> None:
     """Console-script entry point: main(), then exit without the interpreter's teardown
-    (module and GC finalisation cost ~5 ms per command and nothing here needs it)."""
+    (module and GC finalisation cost ~5 ms per command and nothing here needs it).
+
+    SIGINT kills, as it kills runc, instead of raising KeyboardInterrupt wherever the
+    command happens to be: an exception there would run a rollback from an arbitrary
+    point, and a second ^C would cut that rollback short (a create interrupted while
+    making its cgroups left them behind, and one interrupted while taking its lock
+    waited for itself). Killed, a command leaves what SIGKILL leaves, which `list`
+    shows and `delete --force` removes (see commands/create.py). `run` and `exec`
+    forward it to the container once the process runs. Left ignored if it was ignored
+    (a background job of a script)."""
+    if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+        _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -119,6 +119,14 @@ class Logger:
     def debug(self, msg: str) -> None:
         self.log("debug", msg)
 
+    def stage(self, name: str) -> None:
+        """--debug: where an operation is, as CLOCK_MONOTONIC in ms (the clock of Python's
+        perf_counter), so that `bench/bench.py --profile` lays out a command's time
+        against its own start; from a forked stage too (through the log pipe). Free
+        without --debug: one comparison."""
+        if self.threshold <= 10:
+            self.log("debug", f"stage {name} at {time.monotonic_ns() / 1e6:.3f} ms")
+
     def warning(self, msg: str) -> None:
         """To the --log file when there is one, else to stderr only when that is a
         terminal (a person). Engines hand the runtime the container's own stdio (podman's

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 import time
 
 from ociruntime.cgroups import freezer
@@ -25,6 +26,8 @@ from ociruntime.fsutil import read_file
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from ociruntime.cgroups import devicerules
+
+_SWITCH_INTERVAL = 0.005  # Python's default (sys.setswitchinterval)
 
 #: runc 1.1.5's words (libcontainer's factory, Create), which engines and people grep for.
 FROZEN = "container's cgroup unexpectedly frozen"
@@ -217,6 +220,7 @@ def warm_up_in_background(found: list[Hierarchy]) -> None:
     running.acquire()
 
     def move_self() -> None:
+        sys.setswitchinterval(_SWITCH_INTERVAL)  # we have the GIL: back to the default
         try:
             fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
             try:
@@ -229,6 +233,9 @@ def warm_up_in_background(found: list[Hierarchy]) -> None:
             running.release()
 
     _warm_up_running.append(running)
+    # The new thread needs the GIL for its few lines, and the main thread (importing)
+    # would hold it for the default switch interval (5 ms): a twentieth of that.
+    sys.setswitchinterval(_SWITCH_INTERVAL / 20)
     _thread.start_new_thread(move_self, ())
 
 

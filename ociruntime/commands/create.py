@@ -28,6 +28,7 @@ from ociruntime.cgroups import cgroupfs
 from ociruntime.container import bundle
 from ociruntime.container.state import ContainerState, StateDir, process_start_time, validate_id
 from ociruntime.errors import RuntimeFailure, field_error, pointer
+from ociruntime.log import LOG
 from ociruntime.process import namespaces
 from ociruntime.stages.parent import InitProcess, relock
 from ociruntime.stages.plan import InitPlan
@@ -70,10 +71,12 @@ def rfc3339_now() -> str:
 
 def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     """Create the container; returns its locked state dir and state (for `run`)."""
+    LOG.stage("create: imported")
     found = cgroupfs.start_warm_up()  # usually started already by the CLI
     validate_id(opts.container_id)  # first, as runc: the id names everything made below
     b, checked, cgroup_pairs = preflight(opts.bundle, opts.container_id, found, opts)
     cfg = b.config
+    LOG.stage("create: bundle checked")
     sd = StateDir(opts.root, opts.container_id)  # an invalid or taken id: refused first
     sd.create()
     undo = _Rollback(sd)
@@ -82,6 +85,7 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
         shared = cgroupfs.check_existing(cgroup_pairs) > 0
         state = _first_record(sd, b, cgroup_pairs, shared)
         sd.unlock()  # taken again for each write: never held while we wait for the init
+        LOG.stage("create: first record")
         if cfg["process"].get("terminal"):
             checked.console = _open_console(opts)
         return sd, _create_in(sd, b, opts, undo, state, checked, cgroup_pairs)
@@ -314,10 +318,7 @@ def _refuse_unimplemented(cfg: dict) -> None:
 def _prepare_limits(resources: dict, layout: cgroupfs.Layout) -> limits.Limits | None:
     """linux.resources besides devices, planned (and so validated) now and written once
     the init is in its cgroup, as runc does: the kernel then checks a memory limit
-    against real usage. A v2 host gets every controller enabled for the container, as
-    with runc; a hybrid one only the v2 controllers the limits need."""
-    if layout.mode == "v2":
-        cgroupfs.enable_v2_controllers(layout)
+    against real usage."""
     if not any(v not in (None, {}, []) for k, v in resources.items() if k != "devices"):
         return None
     if not layout.paths:  # rootless, and not allowed to create a cgroup (as runc refuses)
@@ -327,10 +328,64 @@ def _prepare_limits(resources: dict, layout: cgroupfs.Layout) -> limits.Limits |
         )
     from ociruntime.cgroups import limits  # only then: configs without limits never load it
 
-    planned = limits.prepare(resources, layout)
-    if layout.mode == "hybrid" and planned.v2_controllers():
-        cgroupfs.enable_v2_controllers(layout, planned.v2_controllers())
-    return planned
+    return limits.prepare(resources, layout)
+
+
+class _CgroupSetup:
+    """The container's cgroups: made, given their device rules, limits planned (which
+    validates them) and v2 controllers enabled; `InitProcess.serve` then joins the init
+    and writes the limits.
+
+    As root this runs after the init's fork (`make`, called by serve). Making a cgroup
+    waits for the kernel's cgroup lock, which the warm-up
+    (cgroupfs.warm_up_in_background) holds through an RCU grace period (~10-16 ms on
+    cgroup v1): done before the fork, that wait delayed everything; done here, the init
+    enters its namespaces and builds its rootfs meanwhile. The first record already lists
+    the directories about to be made, so a create killed at any point leaves nothing that
+    `delete` does not remove. Unprivileged, the directories are made before the fork
+    (`make_or_stay_in_ours`): without a cgroup of its own the container stays in ours,
+    and the init's plan must say so."""
+
+    def __init__(
+        self, pairs: list[tuple[cgroupfs.Hierarchy, str]], devices: list, resources: dict,
+        undo: _Rollback, planned: list[str],
+    ) -> None:  # fmt: skip
+        self.pairs, self.devices, self.resources, self.undo = pairs, devices, resources, undo
+        self.planned = planned  # what the first record says create is about to make
+        self.own = True  # False: unprivileged, in our cgroups (nothing made, joined, limited)
+        self.made = False
+
+    def make_or_stay_in_ours(self) -> list[tuple[cgroupfs.Hierarchy, str]]:
+        try:
+            self._make_dirs()
+        except RuntimeFailure:
+            self.own = False
+            return _rootless_cgroups([h for h, _ in self.pairs])
+        return self.pairs
+
+    def _make_dirs(self) -> None:
+        # Whatever interrupts the mkdirs, the rollback removes what they may have made
+        # (those never made are skipped), then exactly what they made.
+        self.undo.cgroups_created = self.planned
+        self.undo.cgroups_created = cgroupfs.create(self.pairs)
+        self.made = True
+        cgroupfs.apply_device_rules(self.pairs, self.devices)
+
+    def make(self) -> limits.Limits | None:
+        """Made and ready for the init to join; returns its planned limits. A v2 host
+        gets every controller enabled for the container, as with runc; a hybrid one
+        only the v2 controllers the limits need."""
+        if not self.own:
+            return _prepare_limits(self.resources, cgroupfs.Layout({}))  # refuses any
+        if not self.made:
+            self._make_dirs()
+        layout = cgroupfs.Layout(cgroupfs.paths_of(self.pairs))
+        if layout.mode == "v2":
+            cgroupfs.enable_v2_controllers(layout)
+        planned = _prepare_limits(self.resources, layout)
+        if layout.mode == "hybrid" and planned is not None and planned.v2_controllers():
+            cgroupfs.enable_v2_controllers(layout, planned.v2_controllers())
+        return planned
 
 
 class _Rollback:
@@ -367,27 +422,21 @@ def _create_in(
     cgroup_pairs: list[tuple[cgroupfs.Hierarchy, str]],
 ) -> ContainerState:
     resources = (b.config.get("linux") or {}).get("resources") or {}
-    try:
-        undo.cgroups_created = cgroupfs.create(cgroup_pairs)
-        dirs = [d for _, d in cgroup_pairs]
-    except RuntimeFailure:
-        if os.geteuid() == 0:
-            raise
-        cgroup_pairs, dirs = _rootless_cgroups([h for h, _ in cgroup_pairs]), []
-    if dirs:
-        cgroupfs.apply_device_rules(cgroup_pairs, checked.devices)
+    cgroups = _CgroupSetup(cgroup_pairs, checked.devices, resources, undo, state.cgroup_created)
+    if os.geteuid() != 0:  # before the fork: the init's plan names the cgroups it gets
+        cgroup_pairs = cgroups.make_or_stay_in_ours()
     os.mkfifo(sd.fifo_path, 0o622)
     os.chmod(sd.fifo_path, 0o622)  # mkfifo obeys the umask; start may run as another user
     # Opened here, for the init to reopen through /proc/self/fd: in a user namespace it
     # may not be able to walk the state dir's path.
     fifo_fd = os.open(sd.fifo_path, os.O_PATH | os.O_CLOEXEC)
     try:
-        layout = cgroupfs.Layout(cgroupfs.paths_of(cgroup_pairs) if dirs else {})
-        planned_limits = _prepare_limits(resources, layout)
-        state.cgroup_dirs, state.cgroup_created = dirs, undo.cgroups_created
-        state.cgroup_paths, state.no_new_keyring = layout.paths, opts.no_new_keyring
-        plan = _plan(b, opts, state, checked, cgroup_pairs, planned_limits, fifo_fd)
-        return _start_init(sd, state, undo, plan, opts.pid_file)
+        state.cgroup_dirs = [d for _, d in cgroup_pairs] if cgroups.own else []
+        state.cgroup_paths = cgroupfs.paths_of(cgroup_pairs) if cgroups.own else {}
+        state.no_new_keyring = opts.no_new_keyring
+        plan = _plan(b, opts, state, checked, cgroup_pairs, fifo_fd)
+        LOG.stage("create: planned")
+        return _start_init(sd, state, undo, plan, opts.pid_file, cgroups)
     finally:
         os.close(fifo_fd)
 
@@ -398,7 +447,6 @@ def _plan(
     state: ContainerState,
     checked: _Checked,
     cgroup_pairs: list[tuple[cgroupfs.Hierarchy, str]],
-    planned_limits: limits.Limits | None,
     fifo_fd: int,
 ) -> InitPlan:
     """The init's plan, the last thing before the fork."""
@@ -418,7 +466,7 @@ def _plan(
         public_state=hook_state, fifo_fd=fifo_fd,
         # what create checked or made before the fork
         namespaces=checked.namespaces, cgroups=cgroup_pairs, cgroup_dirs=state.cgroup_dirs,
-        limits=planned_limits, console=checked.console, seccomp=checked.seccomp,
+        console=checked.console, seccomp=checked.seccomp,
         attrs=checked.attrs, idmapped=_idmapped_trees(cfg.get("mounts") or [], b.path),
         mempolicy=checked.mempolicy,
         # the command line's options
@@ -428,16 +476,24 @@ def _plan(
 
 
 def _start_init(
-    sd: StateDir, state: ContainerState, undo: _Rollback, plan: InitPlan, pid_file: str | None
+    sd: StateDir,
+    state: ContainerState,
+    undo: _Rollback,
+    plan: InitPlan,
+    pid_file: str | None,
+    cgroups: _CgroupSetup,
 ) -> ContainerState:
     """Fork the init and serve it until it is ready; then the last record."""
     init = undo.init = InitProcess(plan, sd, state)
     init.start()
-    pid = init.serve()
+    LOG.stage("create: init forked, pid recorded")
+    pid = init.serve(cgroups.make)
+    LOG.stage("create: init ready")
     info = process_start_time(pid)
     if info is None or info[0] != state.start_time:
         raise RuntimeFailure("container init exited during create")
     relock(sd)  # and keep it: `run` goes on to start the container
+    state.cgroup_created = undo.cgroups_created  # made, of those the first record named
     state.creator = None  # created: from now on the status is the init's
     sd.save(state)
     if pid_file:
@@ -445,6 +501,7 @@ def _start_init(
 
         pidfile.write(pid_file, pid)
     init.settle()  # the network devices belong to the container's namespace from now on
+    LOG.stage("create: recorded")
     return state
 
 

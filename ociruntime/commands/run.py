@@ -41,6 +41,7 @@ def run(opts: CreateOptions, detach: bool, keep: bool = False) -> int:
                 opts.console_peer.close()  # type: ignore[attr-defined]
             attached.prepare()
         release(sd, state)
+        LOG.stage("run: started")
     except BaseException:
         from ociruntime.commands.delete import kill_and_wait
 
@@ -63,6 +64,7 @@ def run(opts: CreateOptions, detach: bool, keep: bool = False) -> int:
     sd.unlock()  # let `state`/`kill` from other processes in while we wait
     if attached is None:
         _, status = os.waitpid(pid, 0)
+        LOG.stage("run: exited")
     else:  # the kernel tells the container's foreground process of a new size itself
         _signal.signal(_signal.SIGWINCH, lambda _n, _frame: attached.resize())
         status = attached.run(pid)
@@ -73,6 +75,7 @@ def run(opts: CreateOptions, detach: bool, keep: bool = False) -> int:
             pass  # deleted meanwhile by someone else (and the id maybe reused: not ours)
         else:
             destroy(sd, state)
+            LOG.stage("run: deleted")
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 

@@ -72,7 +72,7 @@ def _setns(kind: str, path: str, in_parent: bool = False) -> None:
     fd = _open_ns(kind, path)
     try:
         if in_parent:
-            _setns_when_single_threaded(fd, FLAGS[kind])
+            _setns_in_parent(fd, FLAGS[kind])
         else:
             sc.setns(fd, FLAGS[kind])
     except OSError as e:
@@ -105,7 +105,7 @@ class for_children:  # noqa: N801 - used as a `with` statement, like a function
 
     def __exit__(self, *exc: object) -> None:
         for fd, flag in reversed(self.saved):
-            _setns_when_single_threaded(fd, flag)
+            _setns_in_parent(fd, flag)
             os.close(fd)
         self.saved = []
 
@@ -161,10 +161,16 @@ def join(namespaces: dict[str, str | None], kinds: tuple[str, ...]) -> None:
             _setns(kind, path)
 
 
-def _setns_when_single_threaded(fd: int, flag: int) -> None:
-    """The kernel lets only a single-threaded process enter a time namespace (EUSERS
-    otherwise), and create's cgroup warm-up thread lives for a few milliseconds: wait
-    for its work, then for the thread itself to be gone (microseconds) rather than fail."""
+def _setns_in_parent(fd: int, flag: int) -> None:
+    """setns in a process that may have create's cgroup warm-up thread. The kernel lets
+    only a single-threaded process enter a time namespace (EUSERS otherwise), and that
+    thread lives through an RCU grace period (~10-16 ms): for a time namespace, wait for
+    its work, then for the thread itself to be gone (microseconds) rather than fail.
+    Any other namespace is entered at once: waiting there would hold the fork's parent
+    back for the whole grace period."""
+    if flag != FLAGS["time"]:
+        sc.setns(fd, flag)
+        return
     # Only a process that imported cgroupfs can have started the thread; exec's stages
     # never do, and may import nothing after their fork (importguard).
     cgroupfs = sys.modules.get("ociruntime.cgroups.cgroupfs")

@@ -79,8 +79,10 @@ def start(plan: ExecPlan) -> int:
     """P: fork I, which forks C inside the container. Returns C's pid once C has exec'd;
     raises its error (or I's) otherwise, with C reaped."""
     parent, child = channel_pair()
+    LOG.stage("exec: planned")
     containersafe.detach_from_host_files()  # C inherits our memory as it is now
     containersafe.hide()
+    LOG.stage("exec: detached from host files")
     sc.set_child_subreaper()  # C is I's child: it comes back to us when I exits
     LOG.child_pipe()
     intermediate = os.fork()
@@ -92,11 +94,13 @@ def start(plan: ExecPlan) -> int:
     try:
         try:
             pid = end.wait_for_pid()
+            LOG.stage("exec: the process forked in the container")
         finally:
             os.waitpid(intermediate, 0)  # so that C is already ours to wait for
         if plan.console is not None:
             plan.console.close()
         _serve_process(plan, end, pid)
+        LOG.stage("exec: the process exec'd")
     finally:
         end.close()
         LOG.drain_child()  # I's and C's records: all there once C exec'd (or failed)
@@ -160,6 +164,7 @@ def _join_container(
     if attrs is not None:  # process.execCPUAffinity: initial before the cgroups
         attrs.set_initial_affinity()
     plan.cgroups.join(0)  # 0: this process (host paths: before setns(mnt))
+    LOG.stage("exec: joined the cgroups")
     if attrs is not None:  # ... final (or the container's default) after
         attrs.set_final_affinity(container.cgroup_dirs)
     shares_mount = "mount" not in ns_fds

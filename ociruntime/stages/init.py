@@ -5,7 +5,8 @@ It runs entirely between fork and exec, so it must never return into the caller'
 
   [user namespace stage (userns_stage.py): unshare the user namespace, have `create` map
   it, become its root, create the PID/time namespaces and fork the real init into them] ->
-  join cgroups -> enter namespaces -> hostname -> build rootfs -> (createRuntime hooks in
+  enter namespaces -> hostname -> detach from the host's files -> build rootfs (joined
+  to its cgroups by `create` meanwhile) -> (createRuntime hooks in
   the parent, createContainer hooks here) -> pivot_root -> the terminal (process.terminal:
   pty, /dev/console, master sent, stdio) -> readonly/masked paths -> sysctl -> the shared
   finalize step (finalize.py: rlimits, oom score, attributes, keyring, seccomp, user,
@@ -57,9 +58,17 @@ def run(plan: InitPlan, end: StageEnd) -> None:  # never returns
 def _run(plan: InitPlan, end: StageEnd, joined_early: tuple[str, ...]) -> None:
     """The init's steps in the spec's order (the module docstring); never returns."""
     state = _enter_namespaces(plan, end, joined_early)
+    LOG.stage("init: in its namespaces")
+    # Every file this process will ever map is mapped since the fork (nothing can be
+    # imported after it), and the host's paths are here for the overlays until
+    # pivot_root. Done now, it overlaps the parent's wait for the kernel's cgroup lock.
+    containersafe.detach_from_host_files()
+    LOG.stage("init: detached from host files")
     propagation = _build_rootfs(plan, end)
+    LOG.stage("init: rootfs built")
     _creation_hooks(plan.config.get("hooks") or {}, state, end, plan.rootfs)
     _enter_rootfs(plan, propagation)
+    LOG.stage("init: in the rootfs")
     start = _Start(plan.fifo_fd)
     how = finalize.Finalize(
         seccomp=plan.seccomp, attrs=plan.attrs, exec_procfs=False,
@@ -69,6 +78,7 @@ def _run(plan: InitPlan, end: StageEnd, joined_early: tuple[str, ...]) -> None:
         mempolicy=plan.mempolicy,
     )  # fmt: skip
     executable, env = finalize.finalize(plan.process, end, how)
+    LOG.stage("init: finalized, ready")
     if not end.send_ready():
         os._exit(1)  # create died: nobody will record us, nor start us
     end.close()
@@ -85,6 +95,7 @@ def _enter_namespaces(plan: InitPlan, end: StageEnd, joined_early: tuple[str, ..
     """Hidden, with only our fds, in a new session and our namespaces; returns the
     state hooks receive (with our pid, as the host sees it)."""
     containersafe.hide()  # first: a joined PID namespace may show us to others already
+    LOG.stage("init: hidden")
     _close_fds(plan, end)
     state = dict(plan.public_state, pid=int(os.readlink("/proc/self")))
     os.setsid()
@@ -117,6 +128,7 @@ def _build_rootfs(plan: InitPlan, end: StageEnd) -> str:
     mounter.populate_dev(linux.get("devices") or [])
     mounter.make_cwd(plan.process.get("cwd") or "/")
     mounter.close()
+    LOG.stage("init: mounts done")
     joined.wait()
     if linux.get("netDevices"):
         end.wait_for_netdevices_moved()
@@ -124,12 +136,9 @@ def _build_rootfs(plan: InitPlan, end: StageEnd) -> str:
 
 
 def _enter_rootfs(plan: InitPlan, propagation: str) -> None:
-    """Detached from the host's files, into the rootfs; the console, sysctls, read-only
+    """Into the rootfs; the console, sysctls, read-only
     and masked paths before the root itself turns read-only."""
     linux, proc = plan.linux, plan.process
-    # Every file this process will ever map is mapped by now (nothing can be imported
-    # once the host's paths are gone), and those paths are still here for the overlays.
-    containersafe.detach_from_host_files()
     mounts.enter_rootfs(plan.rootfs, plan.no_pivot)
     if plan.console is not None:  # before anything turns read-only, as runc
         plan.console.setup(proc.get("consoleSize"), (proc.get("user") or {}).get("uid", 0))

@@ -21,6 +21,9 @@ from ociruntime.stages.protocol import ParentEnd, StageEnd
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ociruntime.cgroups import limits
     from ociruntime.container.state import ContainerState, StateDir
     from ociruntime.process import netdevices
     from ociruntime.stages.plan import InitPlan
@@ -51,8 +54,10 @@ class InitProcess:
         try:
             # With a user namespace the stage makes the PID/time namespaces itself.
             with namespaces.for_children({} if "user" in ns else ns, plan.linux.get("timeOffsets")):
+                LOG.stage("create: forking")
                 pid = os.fork()
                 if pid == 0:
+                    LOG.stage("init: forked")
                     # Killed with us until it is ready (init.py clears this before it
                     # drops privileges). Should we have died before this line, our end
                     # is closed and the init's first wait for us sees EOF and exits.
@@ -68,19 +73,24 @@ class InitProcess:
         record_pid(self.sd, self.state, pid)  # before anything that can block
         child.close()
 
-    def serve(self) -> int:
-        """Join the init to its cgroups (concurrently with its namespace and mount work),
-        map its user namespace, write the limits, then answer it until it is ready.
-        Returns the init's pid."""
+    def serve(self, make_cgroups: Callable[[], limits.Limits | None]) -> int:
+        """Make the cgroups (`make_cgroups`, which returns their planned limits) and
+        join the init to them, concurrently with its namespace and mount work; map its
+        user namespace, write the limits, then answer it until it is ready. Returns the
+        init's pid."""
         plan, end = self.plan, self._end
         assert end is not None and self.pid is not None
+        planned = None
         try:
+            planned = make_cgroups()
+            LOG.stage("create: cgroups made")
             cgroupfs.join(plan.cgroup_dirs, self.pid)
+            LOG.stage("create: init joined to its cgroups")
             if "user" in plan.namespaces:
                 self._map_user_namespace(end)
                 record_pid(self.sd, self.state, self.pid)
-            if plan.limits is not None:
-                plan.limits.apply()
+            if planned is not None:
+                planned.apply()
             end.cgroups_joined()
             if plan.linux.get("netDevices"):  # found on the host while the init unshares
                 from ociruntime.process import netdevices
@@ -88,8 +98,8 @@ class InitProcess:
                 self.netdevices = netdevices.Mover(plan.linux["netDevices"])
             self._serve_until_ready(end)
         except RuntimeFailure:
-            if plan.limits is not None:
-                plan.limits.check_oom()  # an init the OOM killer took: say which limit
+            if planned is not None:
+                planned.check_oom()  # an init the OOM killer took: say which limit
             raise
         finally:
             end.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from ociruntime.cgroups import cgroupfs, limits
+    from ociruntime.cgroups import cgroupfs
     from ociruntime.cgroups.manager import Manager
     from ociruntime.container.state import ContainerState
     from ociruntime.process.mempolicy import MemoryPolicy
@@ -26,7 +26,7 @@ class InitPlan:
 
     __slots__ = (
         "config", "bundle", "rootfs", "container_id", "fifo_fd", "namespaces", "cgroups",
-        "cgroup_dirs", "limits", "no_pivot", "no_new_keyring", "preserve_fds",
+        "cgroup_dirs", "no_pivot", "no_new_keyring", "preserve_fds",
         "public_state", "console", "seccomp", "idmapped", "attrs", "mempolicy",
         "log_until_exec",
     )  # fmt: skip
@@ -42,7 +42,6 @@ class InitPlan:
         namespaces: dict[str, str | None],
         cgroups: list[tuple[cgroupfs.Hierarchy, str]],
         cgroup_dirs: list[str],
-        limits: limits.Limits | None,
         no_pivot: bool,
         no_new_keyring: bool,
         preserve_fds: int,
@@ -64,8 +63,6 @@ class InitPlan:
         self.cgroups = cgroups
         #: the directories the parent moves the init into (none when rootless)
         self.cgroup_dirs = cgroup_dirs
-        #: linux.resources, planned; the parent writes them once the init is in its cgroups
-        self.limits = limits
         self.no_pivot, self.no_new_keyring = no_pivot, no_new_keyring
         self.preserve_fds = preserve_fds
         #: the state JSON hooks receive (pid and status filled in as they become known)
