@@ -4,6 +4,8 @@
 and the binding is imported while the host's site-packages are reachable); the init only
 loads it, as late as runc 1.1.5 does it (see init.py). This module imports nothing
 heavy itself: `pyseccomp` is imported by `build`, i.e. only for configs with linux.seccomp.
+create and exec reach `build` through seccomp_cache.filter_for, which builds a profile
+once and loads its program from the state root after that (no pyseccomp then).
 
 The translation follows runc's libcontainer/seccomp/seccomp_linux.go: SCMP_ACT_KILL is
 kill-thread; ERRNO and TRACE return errnoRet (defaultErrnoRet for the default action) or
