@@ -35,6 +35,9 @@ _encode = _json.make_encoder(
 _encode_compact = _json.make_encoder(
     None, None, _json.encode_basestring_ascii, None, ":", ",", False, False, False
 )
+_encode_canonical = _json.make_encoder(
+    None, None, _json.encode_basestring_ascii, None, ":", ",", True, False, False
+)
 
 
 def loads(text: str | bytes) -> object:
@@ -102,6 +105,12 @@ def _slow_loads(text: str) -> object:
 def dumps(value: object, compact: bool = False) -> str:
     """Like json.dumps(value) (or with separators=(",", ":") when compact)."""
     return "".join((_encode_compact if compact else _encode)(value, 0))
+
+
+def dumps_canonical(value: object) -> str:
+    """One spelling per value (keys sorted, compact, ASCII; true and 1, 1 and 1.0 told
+    apart): what a hash of a parsed document is taken over (the seccomp filter cache)."""
+    return "".join(_encode_canonical(value, 0))
 
 
 def dumps_indent(value: object, indent: int = 2, level: int = 0) -> str:

@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from testkit.processes import Result, cgroup_procs, command_lines
+from testkit.processes import Result, cgroup_procs, command_lines, state_dirs
 
 #: What a private containerd needs on $PATH (the shim is found by containerd there).
 TOOLS = ("containerd", "ctr", "containerd-shim-runc-v2", "unshare")
@@ -362,8 +362,7 @@ class Containerd:
         found = []
         for root in self.runtime_roots:
             state = root / self.namespace
-            if state.is_dir():
-                found += sorted(state.iterdir())
+            found += [state / name for name in state_dirs(state)]
         return found
 
     def check_clean(self, ids: Iterable[str]) -> list[str]:

@@ -1,5 +1,5 @@
 """Running commands whose children may outlive them, and finding what they leave: the
-processes in cgroups, the cgroups and mounts."""
+processes in cgroups, the cgroups, mounts and state dirs."""
 
 from __future__ import annotations
 
@@ -92,6 +92,22 @@ def cgroup_dirs_named(ids: set[str]) -> list[str]:
     for dirpath, dirnames, _ in os.walk("/sys/fs/cgroup"):
         found += [os.path.join(dirpath, d) for d in dirnames if d in ids]
     return found
+
+
+#: ociruntime's compiled seccomp filters, in its state root beside the containers
+#: (ociruntime/security/seccomp_cache.py DIR_NAME; tests/test_seccomp_cache.py checks
+#: the two agree). Not a container's: it outlives them by design.
+SECCOMP_CACHE_DIR = ".seccomp@cache"
+
+
+def state_dirs(root: str | os.PathLike) -> list[str]:
+    """The containers' state dirs left in a runtime's root (sorted names; none when the
+    root does not exist): every entry but ociruntime's seccomp filter cache."""
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    return sorted(name for name in names if name != SECCOMP_CACHE_DIR)
 
 
 def mount_lines() -> set[str]:

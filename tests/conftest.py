@@ -21,7 +21,13 @@ if str(REPO) not in sys.path:
 
 from testkit import bundles  # noqa: E402
 from testkit.bundles import base_config  # noqa: E402
-from testkit.processes import Result, cgroup_dirs_named, mount_lines, run_to_files  # noqa: E402
+from testkit.processes import (  # noqa: E402
+    Result,
+    cgroup_dirs_named,
+    mount_lines,
+    run_to_files,
+    state_dirs,
+)
 
 OCIRUNTIME = str(bundles.OCIRUNTIME)
 BUILD_ROOTFS = str(bundles.BUILD_ROOTFS)
@@ -133,7 +139,7 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
         yield rt
     finally:
         rt.cleanup()
-        leftovers = os.listdir(root) if os.path.isdir(root) else []
+        leftovers = state_dirs(root)
         shutil.rmtree(root, ignore_errors=True)
         assert leftovers == [], f"state dirs left behind: {leftovers}"
         assert cgroup_dirs_named(rt.ids) == [], "cgroups left behind"

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from testkit.processes import state_dirs
+
 SLEEP = ["sleep", "1000"]
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -116,7 +118,7 @@ def processes_of(bundles: list[Path]) -> list[int]:
 
 def assert_nothing_left(runtime, bundle, keep: tuple[str, ...] = ()) -> None:
     """No state dir but those in keep, and no process of the bundle."""
-    left = sorted(os.listdir(runtime.root)) if os.path.isdir(runtime.root) else []
+    left = state_dirs(runtime.root)
     assert left == sorted(keep), f"state dirs left behind: {left}"
     assert processes_of([bundle.path]) == [], "processes left behind"
 

@@ -35,7 +35,7 @@ import pytest
 from conftest import CGROUP_V2_ONLY
 
 from testkit import oci_image
-from testkit.processes import Result, run_to_files
+from testkit.processes import Result, run_to_files, state_dirs
 
 REPO = Path(__file__).resolve().parent.parent
 OCIRUNTIME = REPO / ".venv" / "bin" / "ociruntime"
@@ -260,9 +260,9 @@ def teardown(pm: Podman) -> list[str]:
         for mountpoint in reversed(mounts_under(pm.base)):
             subprocess.run(["umount", "-l", mountpoint], check=False)
     for runtime in RUNTIMES:
-        state = pm.state_root(runtime)
-        if state.is_dir() and os.listdir(state):
-            problems.append(f"{runtime} state dirs left: {os.listdir(state)}")
+        left = state_dirs(pm.state_root(runtime))
+        if left:
+            problems.append(f"{runtime} state dirs left: {left}")
         ids = {argv[-1] for argv in pm.calls(runtime) if subcommand(argv) == "create"}
         for parent in cgroup_dirs(CGROUP_PARENT):
             stale = [d.name for d in parent.iterdir() if d.is_dir() and d.name[7:] in ids]
@@ -389,7 +389,7 @@ def test_nonexistent_command_error_reaches_user(podman: Podman) -> None:
         assert "OCI runtime attempted to invoke a command that was not found" in r.stderr
         assert r.stderr.startswith("Error: ") and len(r.stderr.splitlines()) == 1, r.stderr
         podman.check("rm", f"missing-{runtime}", runtime=runtime)
-    assert os.listdir(podman.state_root("ociruntime")) == []
+    assert state_dirs(podman.state_root("ociruntime")) == []
 
 
 @pytest.mark.parametrize(

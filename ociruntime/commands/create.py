@@ -148,9 +148,10 @@ def _check_config(cfg: dict, opts: CreateOptions | None) -> _Checked:
     _refuse_unimplemented(cfg)
     seccomp_filter = None
     if (cfg.get("linux") or {}).get("seccomp"):
-        from ociruntime.security import seccomp  # only then: it loads libseccomp
+        from ociruntime.security import seccomp_cache  # only then: cached, or libseccomp
 
-        seccomp_filter = seccomp.build(cfg["linux"]["seccomp"])
+        root = opts.root if opts is not None else None  # validate: no cache
+        seccomp_filter = seccomp_cache.filter_for(cfg["linux"]["seccomp"], root)
     attrs = _process_attrs(cfg)
     ns = namespaces.configured(cfg.get("linux") or {})
     if "user" in ns:

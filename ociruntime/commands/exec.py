@@ -87,7 +87,7 @@ def _exec(opts: ExecOptions) -> int:
     _check_terminal(opts, proc)
     # The container's linux.seccomp applies to exec'd processes too (runc's setns init);
     # built here, while the host's site-packages are reachable.
-    seccomp_filter = _container_seccomp(config)
+    seccomp_filter = _container_seccomp(config, opts.root)
     attrs = _process_attrs(opts, proc, config)
     mempolicy = _container_mempolicy(config)
     ns_fds = exec_stages.open_namespaces(state.pid)
@@ -354,10 +354,10 @@ def _container_mempolicy(config: dict) -> object | None:
     return mempolicy.plan(linux["memoryPolicy"], where, mempolicy.online_nodes())
 
 
-def _container_seccomp(config: dict) -> object | None:
+def _container_seccomp(config: dict, root: str) -> object | None:
     spec = (config.get("linux") or {}).get("seccomp") if isinstance(config, dict) else None
     if not spec:
         return None
-    from ociruntime.security import seccomp
+    from ociruntime.security import seccomp_cache
 
-    return seccomp.build(spec)
+    return seccomp_cache.filter_for(spec, root)

@@ -4,6 +4,8 @@
 and the binding is imported while the host's site-packages are reachable); the init only
 loads it, as late as runc 1.1.5 does it (see init.py). This module imports nothing
 heavy itself: `pyseccomp` is imported by `build`, i.e. only for configs with linux.seccomp.
+create and exec reach `build` through seccomp_cache.filter_for, which builds a profile
+once and loads its program from the state root after that (no pyseccomp then).
 
 The translation follows runc's libcontainer/seccomp/seccomp_linux.go: SCMP_ACT_KILL is
 kill-thread; ERRNO and TRACE return errnoRet (defaultErrnoRet for the default action) or
@@ -106,6 +108,8 @@ FLAG_BITS = {
     "SECCOMP_FILTER_FLAG_SPEC_ALLOW": SECCOMP_FILTER_FLAG_SPEC_ALLOW,
 }
 _ATTR_CTL_NNP = 3
+#: The libseccomp pyseccomp loads (_import_pyseccomp; seccomp_cache.py keys on its file)
+LIBSECCOMP_SONAME = "libseccomp.so.2"
 _PTR = "config.json: /linux/seccomp"
 
 
@@ -148,7 +152,7 @@ def _import_pyseccomp():  # noqa: ANN202 - the module
     to the real find_library only if they do not load."""
     import ctypes
 
-    known = {"c": "libc.so.6", "seccomp": "libseccomp.so.2"}
+    known = {"c": "libc.so.6", "seccomp": LIBSECCOMP_SONAME}
 
     def find_library(name: str) -> str | None:
         soname = known.get(name)
@@ -204,6 +208,19 @@ class Filter:
         self.listener, self.metadata = listener, metadata
         self._notify_fd = -1
 
+    @classmethod
+    def from_bytes(cls, program: bytes, flags: int, listener: str | None,
+                   metadata: str) -> Filter:  # fmt: skip
+        """A filter whose program is `program_bytes()` of another (seccomp_cache.py)."""
+        filt = cls([], flags, listener, metadata)
+        filt._program = bytes(program)
+        return filt
+
+    def program_bytes(self) -> bytes:
+        """The program as seccomp(2) reads it: struct sock_filter after struct sock_filter,
+        in the host's byte order (what seccomp_cache.py stores)."""
+        return self._program
+
     def __len__(self) -> int:
         return len(self._program) // 8
 
@@ -224,10 +241,12 @@ class Filter:
         report(fd)
 
 
-def build(spec: dict) -> Filter:
-    """The libseccomp filter for `linux.seccomp` (not loaded yet)."""
+def build(spec: dict, log=None) -> Filter:  # noqa: ANN001 - the log: LOG or a recorder
+    """The libseccomp filter for `linux.seccomp` (not loaded yet). Its debug and warning
+    lines go to `log` (default the runtime's LOG; seccomp_cache.py records them)."""
     sc = _import_pyseccomp()
-    from ociruntime.log import LOG
+    if log is None:
+        from ociruntime.log import LOG as log
 
     listener = _notify_listener(sc, spec)
     default = _action(
@@ -242,15 +261,15 @@ def build(spec: dict) -> Filter:
     _set_flags(filt, spec.get("flags") or [])
     notifies = False  # a NOTIFY rule is in the filter: libseccomp then makes a listener
     for i, rule in enumerate(spec.get("syscalls") or []):
-        notifies = _add_rule(sc, filt, default, rule, f"syscalls/{i}", LOG) or notifies
+        notifies = _add_rule(sc, filt, default, rule, f"syscalls/{i}", log) or notifies
     if listener is not None and not notifies:
         # Every NOTIFY rule named only syscalls unknown here: no listener fd to send.
         # (runc 1.1.5 asks the kernel for one anyway and sends an fd that never fires.)
-        LOG.debug("no SCMP_ACT_NOTIFY rule names a known syscall: listenerPath not used")
+        log.debug("no SCMP_ACT_NOTIFY rule names a known syscall: listenerPath not used")
         listener = None
     from ociruntime.security import seccomp_stub
 
-    program = seccomp_stub.enosys_stub(sc, spec, LOG) + _export(sc, filt)
+    program = seccomp_stub.enosys_stub(sc, spec, log) + _export(sc, filt)
     return Filter(program, _load_flags(spec, listener is not None), listener,
                   spec.get("listenerMetadata") or "")  # fmt: skip
 

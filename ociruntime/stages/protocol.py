@@ -142,10 +142,11 @@ class ParentEnd:
     """The runtime's side: `create` for the init, exec's P for I and C. `eof` is the
     failure an unexpected EOF is, `failed` the one for an error message without text."""
 
-    __slots__ = ("chan", "eof", "failed")
+    __slots__ = ("chan", "eof", "failed", "_early")
 
     def __init__(self, chan: Channel, eof: str, failed: str) -> None:
         self.chan, self.eof, self.failed = chan, eof, failed
+        self._early: dict | None = None  # exec: C's SECCOMP, come before I's PID
 
     def close(self) -> None:
         self.chan.close()
@@ -203,13 +204,20 @@ class ParentEnd:
                 raise _unexpected(msg, READY)
 
     def wait_for_pid(self) -> int:
-        """exec's C, as I reports it."""
-        return int(self._expect(PID)["pid"])
+        """exec's C, as I reports it. C runs on as soon as I forks it and shares the
+        channel: its SECCOMP may come first (it then waits for the answer), and is kept
+        for serve_until_exec, which needs the pid to take the fd."""
+        msg = self._next()
+        if msg.get("type") == SECCOMP:
+            self._early, msg = msg, self._next()
+        if msg.get("type") != PID:
+            raise _unexpected(msg, PID)
+        return int(msg["pid"])
 
     def serve_until_exec(self, on_seccomp: Callable[[int], None]) -> None:
         """C's notify fds (if any) until EOF: its execve closed the channel."""
         while True:
-            msg = self.chan.receive()
+            msg, self._early = self._early or self.chan.receive(), None
             if msg is None:
                 return
             if msg.get("type") == ERROR:

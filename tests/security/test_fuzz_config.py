@@ -48,6 +48,7 @@ from test_bad_input import processes_of
 from ociruntime.kernel import constants as k
 from ociruntime.kernel import syscalls as sc
 from ociruntime.kernel.constants import MS_BIND, MS_PRIVATE, MS_REC
+from testkit.processes import state_dirs
 
 MARK = "fzmark"
 MAX_LINE = 1024
@@ -575,7 +576,7 @@ def run_example(env: Env, case: dict) -> None:
         write_config(bundle, case, env)
         result = invoke(env, bundle, cid)
         check_outcome(env, case, result)
-        state = os.listdir(env.root) if os.path.isdir(env.root) else []
+        state = state_dirs(env.root)
         if state:
             env.figures["leaks"] += 1
             raise AssertionError(f"state dirs left behind: {state}: {case['mutations']}")
