@@ -134,15 +134,19 @@ def cgroup_hierarchies() -> list[Path]:
     return [p for p in CGROUP_MOUNT.iterdir() if p.is_dir() and not p.is_symlink()]
 
 
-def remove_cgroup_subtrees(names: Iterable[str]) -> list[str]:
+def remove_cgroup_subtrees(names: Iterable[str], expected: Iterable[str] = ()) -> list[str]:
     """Remove the cgroup /NAME of each of `names` in every hierarchy, with what is below
     it: an engine's cgroup parent (containerd's namespace, dockerd's or podman's
     --cgroup-parent), which a runtime never removes itself. A container cgroup still in
     it is a leftover: what runs there (an init whose shim was killed before its `delete`)
-    is killed, and the dirs removed deepest first. Returns the leftovers found."""
+    is killed, and the dirs removed deepest first. Returns the leftovers found; a child
+    named in `expected` is not one (podman's `conmon`)."""
     parents = [h / name.strip("/") for h in cgroup_hierarchies() for name in names]
     parents = [p for p in parents if p.is_dir()]
-    leftovers = [f"cgroup {c}" for p in parents for c in p.iterdir() if c.is_dir()]
+    expected = set(expected)
+    leftovers = [
+        f"cgroup {c}" for p in parents for c in p.iterdir() if c.is_dir() and c.name not in expected
+    ]
     pids = cgroup_procs(parents)
     leftovers += [f"process {pid} in a container cgroup" for pid in sorted(pids)]
     for pid in pids:
