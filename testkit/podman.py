@@ -3,7 +3,8 @@ for the podman scenario of bench/bench.py (tests/test_podman.py has its own, log
 wrapper).
 
 - Everything podman keeps lives under a directory of the caller's: storage (--root,
-  overlay by default), --runroot, --tmpdir (conmon's exit files, the events log, file
+  overlay by default), --runroot (BASE/run: podman wants it at most 50 characters long),
+  --tmpdir (conmon's exit files, the events log, file
   locks instead of /dev/shm/libpod_lock), the network config dir, the containers.conf,
   storage.conf and registries.conf it reads (environment), conmon's TMPDIR, and one state
   root per runtime. The only exception is c/image's blob-info cache, which root's podman
@@ -71,6 +72,8 @@ OUTSIDE = (
     "/run/netns",
 )
 BLOB_CACHE = Path("/var/lib/containers")
+#: podman refuses a longer --runroot ("the specified runroot is longer than 50 characters").
+RUNROOT_MAX = 50
 #: podman's cgroupfs manager puts conmon in PARENT/conmon and leaves it there.
 CONMON_CGROUP = "conmon"
 
@@ -149,10 +152,17 @@ class Podman:
     def state_root(self, runtime: str) -> Path:
         return self.base / f"state-{runtime}"
 
+    @property
+    def runroot(self) -> Path:
+        return self.base / "run"
+
     def start(self) -> None:
         """Write the configuration and build the launchers (podman has no daemon)."""
         b = self.base
-        for d in ("root", "runroot", "tmpdir", "tmp", "net"):
+        if len(str(self.runroot)) > RUNROOT_MAX:
+            raise PodmanError(f"podman wants a runroot of at most {RUNROOT_MAX} characters: "
+                              f"{self.runroot}")  # fmt: skip
+        for d in ("root", "run", "tmpdir", "tmp", "net"):
             (b / d).mkdir()
         (b / "containers.conf").write_text(
             "[engine]\n"
@@ -166,7 +176,7 @@ class Podman:
             f'network_config_dir = "{b / "net"}"\n'
         )
         (b / "storage.conf").write_text(
-            f'[storage]\ndriver = "{self.storage_driver}"\nrunroot = "{b / "runroot"}"\n'
+            f'[storage]\ndriver = "{self.storage_driver}"\nrunroot = "{self.runroot}"\n'
             f'graphroot = "{b / "root"}"\n'
         )
         (b / "registries.conf").write_text("")  # no registry, no short-name alias
@@ -190,7 +200,7 @@ class Podman:
         argv = [
             "podman",
             "--root", str(b / "root"),
-            "--runroot", str(b / "runroot"),
+            "--runroot", str(self.runroot),
             "--tmpdir", str(b / "tmpdir"),
             "--storage-driver", self.storage_driver,
             "--cgroup-manager", "cgroupfs",
@@ -294,7 +304,7 @@ class Podman:
             subprocess.run(["umount", "-l", point], stdin=subprocess.DEVNULL, check=False)
         leftovers += [f"runtime state {d}" for d in self.runtime_state()]
         leftovers += remove_cgroup_subtrees([self.cgroup_parent], expected=[CONMON_CGROUP])
-        for d in ("root", "runroot", "tmpdir", "tmp", "net", "runtimes"):
+        for d in ("root", "run", "tmpdir", "tmp", "net", "runtimes"):
             shutil.rmtree(self.base / d, ignore_errors=True)
         for name in self.runtimes:
             shutil.rmtree(self.state_root(name), ignore_errors=True)
