@@ -123,9 +123,9 @@ testkit/podman.py: own roots, sockets and configs under a temp dir, no bridge ne
 removed afterwards) with a runtime that is a wrapper script named `runc`: it copies the
 config.json of each bundle it is given to `create`, then execs the real runc (podman
 runs it through testkit/podman.py's launcher, `$TMP/pod/runtimes/capture/runc`, which
-adds a private `--root`). So the
-engine's defaults are exactly those it uses with runc: its own seccomp profile, default
-capabilities, an image with no user or seccomp settings of its own.
+adds a private `--root`). So the engine's defaults are exactly those it uses with runc:
+its own seccomp profile, default capabilities, an image with no user or seccomp
+settings of its own.
 
 | File | Engine | Captured | Host | sha256 |
 |---|---|---|---|---|
