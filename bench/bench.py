@@ -22,6 +22,9 @@ ociruntime, runc, ...):
   memory          peak RSS of create, start, state, kill, delete and exec
   scale           `create`, `state` and `list` with 0, 100 and 500 other containers
   ctr             `ctr run --rm` through a private containerd (testkit/containerd.py)
+  podman          `podman run --rm` through a private podman (testkit/podman.py)
+  docker          `docker run --rm` through a private dockerd (testkit/docker.py)
+  docker-exec     `docker exec` into a `docker run -d` container running `sleep`
 
 An engine scenario is skipped, and says so, where the engine is not installed.
 
@@ -80,7 +83,7 @@ from scenarios import (  # noqa: E402
     sleepers,
 )
 
-from testkit import bundles, containerd  # noqa: E402
+from testkit import bundles, containerd, docker, podman  # noqa: E402
 from testkit.processes import (  # noqa: E402
     cgroup_procs,
     command_lines,
@@ -120,6 +123,9 @@ SCENARIOS = [
     Scenario("memory", "memory", scenario_memory, sleepers(None)),
     Scenario("scale", "scale", scenario_scale, crowd),
     Scenario("ctr", "containerd", engines.scenario_containerd, engines.containerd_env),
+    Scenario("podman", "podman", engines.scenario_podman, engines.podman_env),
+    Scenario("docker", "docker", engines.scenario_docker, engines.dockerd_env),
+    Scenario("docker-exec", "docker exec", engines.scenario_docker_exec, engines.docker_sleepers),
 ]
 
 
@@ -376,6 +382,10 @@ def engine_versions(results: report.Results) -> dict[str, str]:
     versions = {}
     if "ctr" in ran:
         versions["containerd"] = containerd.version()
+    if "podman" in ran:
+        versions["podman"] = podman.version()
+    if ran & {"docker", "docker-exec"}:
+        versions["docker"] = docker.version()
     return versions
 
 
