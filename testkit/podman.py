@@ -50,6 +50,7 @@ from testkit.processes import (
     kill_pid,
     remove_cgroup_subtrees,
     run_to_files,
+    umount_lazy,
 )
 
 TOOLS = ("podman", "conmon", "gcc")
@@ -72,6 +73,8 @@ OUTSIDE = (
     "/run/netns",
 )
 BLOB_CACHE = Path("/var/lib/containers")
+#: In `base` while the blob cache is ours to remove (remove_stale: after a SIGKILL).
+BLOB_CACHE_MARKER = "blob-cache-is-ours"
 #: podman refuses a longer --runroot ("the specified runroot is longer than 50 characters").
 RUNROOT_MAX = 50
 #: podman's cgroupfs manager puts conmon in PARENT/conmon and leaves it there.
@@ -180,6 +183,8 @@ class Podman:
             f'graphroot = "{b / "root"}"\n'
         )
         (b / "registries.conf").write_text("")  # no registry, no short-name alias
+        if not self._blob_cache_existed:
+            (b / BLOB_CACHE_MARKER).touch()
         for name, binary in self.runtimes.items():
             self.state_root(name).mkdir()
             self.launcher(name).parent.mkdir(parents=True)
@@ -301,7 +306,7 @@ class Podman:
         mounts = self.mounts_under_base()
         leftovers += [f"mount {m}" for m in mounts]
         for point in reversed(mounts):
-            subprocess.run(["umount", "-l", point], stdin=subprocess.DEVNULL, check=False)
+            umount_lazy(point)
         leftovers += [f"runtime state {d}" for d in self.runtime_state()]
         leftovers += remove_cgroup_subtrees([self.cgroup_parent], expected=[CONMON_CGROUP])
         for d in ("root", "run", "tmpdir", "tmp", "net", "runtimes"):
@@ -310,8 +315,16 @@ class Podman:
             shutil.rmtree(self.state_root(name), ignore_errors=True)
         if not self._blob_cache_existed:
             shutil.rmtree(BLOB_CACHE, ignore_errors=True)
+            (self.base / BLOB_CACHE_MARKER).unlink(missing_ok=True)
         leftovers += [f"{p} created" for p in sorted(outside_state() - self._outside_before)]
         return leftovers
+
+
+def remove_stale(base: Path) -> None:
+    """What a podman under `base` left outside it when its owner was killed before
+    `stop()` (the blob-info cache it created). The caller has killed its processes."""
+    if (Path(base) / BLOB_CACHE_MARKER).exists():
+        shutil.rmtree(BLOB_CACHE, ignore_errors=True)
 
 
 def outside_state() -> set[str]:

@@ -103,6 +103,18 @@ def cgroup_dirs_named(ids: set[str]) -> list[str]:
     return found
 
 
+MNT_DETACH = 2
+
+
+def umount_lazy(path: str) -> str:
+    """umount2(path, MNT_DETACH) ("" or the error): the syscall itself, not umount(8),
+    which would create /run/mount (utab) on the host."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.umount2(os.fsencode(path), MNT_DETACH) != 0:
+        return os.strerror(ctypes.get_errno())
+    return ""
+
+
 def mount_lines() -> set[str]:
     """This mount namespace's mounts as "root mount-point" lines of mountinfo."""
     with open("/proc/self/mountinfo") as f:
