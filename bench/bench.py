@@ -89,6 +89,7 @@ from testkit.processes import (  # noqa: E402
     command_lines,
     mount_lines,
     reap_children,
+    umount_lazy,
     wait_pids_gone,
 )
 
@@ -224,13 +225,15 @@ def make_bundle(parent: str) -> str:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether pid runs; a zombie does not (a killed bench whose parent died too waits,
+    a zombie, for a PID 1 that may reap nothing)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    except PermissionError:
+    except (OSError, IndexError):
         return True
-    return True
 
 
 def clean_root(rt: Runtime) -> list[str]:
@@ -290,7 +293,8 @@ def clean_stale_roots(runc: str) -> None:
 
 def clean_stale_engines() -> None:
     """The engines' processes of an earlier run that was SIGKILLed (their command line
-    names its temp dir), what podman left mounted there, then that temp dir."""
+    names its temp dir), what podman left mounted there or created outside it (its
+    blob-info cache), then that temp dir."""
     procs = []
     for pid, raw in command_lines():
         argv = b"\0".join(raw).decode(errors="replace").split("\0")
@@ -315,7 +319,9 @@ def clean_stale_engines() -> None:
         print(f"bench: removing stale {stale}", file=sys.stderr)
         points = [ln.split()[1] for ln in mount_lines() if ln.split()[1].startswith(stale + "/")]
         for point in sorted(points, key=len, reverse=True):
-            subprocess.call(["umount", "-l", point], stdin=DEVNULL, stderr=DEVNULL)
+            umount_lazy(point)
+        for base in Path(stale).glob("podman*"):
+            podman.remove_stale(base)
         shutil.rmtree(stale, ignore_errors=True)
 
 
@@ -440,4 +446,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # cleaned up already (main's finally)
+        print("bench: interrupted", file=sys.stderr)
+        sys.exit(130)

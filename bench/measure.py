@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 DEVNULL = subprocess.DEVNULL
 #: Runs per runtime and scenario before the measured ones (not counted).
@@ -46,6 +46,44 @@ class Runtime:
 
 # ---------------------------------------------------------------------------------------
 # Running and timing commands
+#
+# Every command runs in a process group of its own (as under an engine's shim, which runs
+# in a session of its own): a Ctrl-C in the terminal reaches the bench only, never a
+# runtime halfway through its work (which then would leave the state cleanup has to
+# deal with). The bench then lets the commands in flight finish (finish()) before it
+# cleans up.
+
+#: How long an interrupted bench waits for a command in flight before killing it.
+FINISH_TIMEOUT_S = 30.0
+
+
+def spawn(argv: list[str], stdout: Any = DEVNULL, stderr: Any = DEVNULL,
+          env: dict | None = None) -> subprocess.Popen:  # fmt: skip
+    """Start argv, stdin on /dev/null, in a process group of its own."""
+    return subprocess.Popen(argv, stdin=DEVNULL, stdout=stdout, stderr=stderr, env=env,
+                            process_group=0)  # fmt: skip
+
+
+def finish(procs: list[subprocess.Popen]) -> None:
+    """After an interruption (Ctrl-C, SIGTERM): wait for these commands to exit, killing
+    those that still run after FINISH_TIMEOUT_S; another signal meanwhile is deferred."""
+    with signals_deferred():
+        deadline = time.monotonic() + FINISH_TIMEOUT_S
+        for p in procs:
+            try:
+                p.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def wait_all(procs: list[subprocess.Popen]) -> list[int]:
+    """Their exit statuses; if interrupted, finish() them first."""
+    try:
+        return [p.wait() for p in procs]
+    except BaseException:
+        finish(procs)
+        raise
 
 
 def timed(argv: list[str], stderr: BinaryIO | None = None, env: dict | None = None) -> float:
@@ -64,8 +102,12 @@ def timed_cpu(
     """timed(), and the CPU time (user + system, ms) of argv's process and of the
     descendants it waited for (wait4's rusage)."""
     t0 = time.perf_counter_ns()
-    p = subprocess.Popen(argv, stdin=DEVNULL, stdout=DEVNULL, stderr=stderr or DEVNULL, env=env)
-    _, wstatus, usage = os.wait4(p.pid, 0)
+    p = spawn(argv, stderr=stderr or DEVNULL, env=env)
+    try:
+        _, wstatus, usage = os.wait4(p.pid, 0)
+    except BaseException:
+        finish([p])
+        raise
     elapsed = time.perf_counter_ns() - t0
     p.returncode = rc = os.waitstatus_to_exitcode(wstatus)
     if rc != 0:
@@ -79,16 +121,21 @@ def timed_cpu(
 
 def quiet(argv: list[str]) -> int:
     """Run argv untimed, all stdio on /dev/null; its exit status."""
-    return subprocess.call(argv, stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL)
+    return wait_all([spawn(argv)])[0]
 
 
 def state_json(rt: Runtime, cid: str) -> dict:
     # `state` starts no process, so capturing its stdout with a pipe is safe.
     argv = rt.argv("state", cid)
-    p = subprocess.run(argv, stdin=DEVNULL, stdout=subprocess.PIPE, stderr=DEVNULL)
+    p = spawn(argv, stdout=subprocess.PIPE)
+    try:
+        out = p.communicate()[0]
+    except BaseException:
+        finish([p])
+        raise
     if p.returncode != 0:
         raise BenchError(f"`{shlex.join(argv)}` exited with {p.returncode}")
-    return json.loads(p.stdout)
+    return json.loads(out)
 
 
 def state_pid(rt: Runtime, cid: str) -> int:
@@ -144,8 +191,8 @@ def signals_deferred() -> Iterator[None]:
     try:
         yield
     finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
+        for s, handler in old.items():  # None: not set from Python (restore the default)
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
     if got:
         signal.raise_signal(got[0])
 
@@ -197,7 +244,7 @@ def peak_rss_mib(argv: list[str]) -> float:
     if larger (wait4's ru_maxrss). A process that outlives it (a created init) is not
     counted."""
     with tempfile.TemporaryFile() as out:
-        rc = subprocess.call([maxrss_tool(), *argv], stdin=DEVNULL, stdout=out, stderr=DEVNULL)
+        rc = wait_all([spawn([maxrss_tool(), *argv], stdout=out)])[0]
         out.seek(0)
         kib = out.read().split()
     if rc != 0 or not kib:

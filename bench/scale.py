@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from measure import DEVNULL, BenchError, Runtime, quiet, signals_deferred, timed_cpu
+from measure import BenchError, Runtime, finish, quiet, signals_deferred, spawn, timed_cpu
 from scenarios import Context, create_cpu, with_cpu
 
 from testkit.processes import reap_children
@@ -24,14 +24,18 @@ def run_bounded(argvs: list[list[str]], parallel: int = POPULATE_PARALLEL) -> li
     failed: list[list[str]] = []
     running: list[tuple[list[str], subprocess.Popen]] = []
     pending = list(reversed(argvs))
-    while pending or running:
-        while pending and len(running) < parallel:
-            argv = pending.pop()
-            running.append((argv, subprocess.Popen(argv, stdin=DEVNULL, stdout=DEVNULL,
-                                                   stderr=DEVNULL)))  # fmt: skip
-        argv, p = running.pop(0)
-        if p.wait() != 0:
-            failed.append(argv)
+    try:
+        while pending or running:
+            while pending and len(running) < parallel:
+                argv = pending.pop()
+                running.append((argv, spawn(argv)))
+            argv, p = running[0]
+            if p.wait() != 0:
+                failed.append(argv)
+            running.pop(0)
+    except BaseException:
+        finish([p for _, p in running])
+        raise
     return failed
 
 
@@ -66,9 +70,9 @@ class Crowd:
             run_bounded([rt.argv("delete", "--force", cid) for cid in self.ids(rt, 0, self.level)])
         reap_children()
         for rt in self.runtimes:
-            p = subprocess.run(rt.argv("list", "-q"), stdin=DEVNULL, stdout=subprocess.PIPE,
-                               stderr=DEVNULL, text=True)  # fmt: skip
-            left = [cid for cid in p.stdout.split() if "-other-" in cid]
+            p = spawn(rt.argv("list", "-q"), stdout=subprocess.PIPE)
+            out = p.communicate()[0].decode()
+            left = [cid for cid in out.split() if "-other-" in cid]
             if left:
                 raise BenchError(
                     f"{rt.name}: {len(left)} containers left after delete, e.g. {left[0]}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -19,16 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from measure import (
-    DEVNULL,
     BenchError,
     Runtime,
     peak_rss_mib,
     quiet,
     signals_deferred,
+    spawn,
     state_pid,
     thread_cpu_ms,
     timed,
     timed_cpu,
+    wait_all,
     wait_stopped,
 )
 
@@ -162,7 +162,7 @@ def sleepers(profile: str | None) -> Setup:
     def setup(ctx: Context, runtimes: list[Runtime]) -> Iterator[Sleepers]:
         bundle = profile_bundle(ctx, profile)
         sleeper = os.path.join(ctx.tmp, f"sleeper-{profile or 'bare'}")
-        os.mkdir(sleeper)
+        os.makedirs(sleeper, exist_ok=True)  # exec and memory share it
         with open(os.path.join(bundle, "config.json")) as f:
             config = json.load(f)
         config["process"]["args"] = ["sleep", "1000000"]
@@ -197,12 +197,8 @@ def scenario_parallel(rt: Runtime, bundle: str, cid: str) -> dict[str, float]:
     way): wall time until the last one returned. Deletion is not timed."""
     ids = [f"{cid}-{k}" for k in range(PARALLEL)]
     t0 = time.perf_counter_ns()
-    procs = [
-        subprocess.Popen(rt.argv("create", "--bundle", bundle, i), stdin=DEVNULL,
-                         stdout=DEVNULL, stderr=DEVNULL)
-        for i in ids
-    ]  # fmt: skip
-    failed = [i for i, p in zip(ids, procs, strict=True) if p.wait() != 0]
+    procs = [spawn(rt.argv("create", "--bundle", bundle, i)) for i in ids]
+    failed = [i for i, rc in zip(ids, wait_all(procs), strict=True) if rc != 0]
     elapsed = (time.perf_counter_ns() - t0) / 1e6
     for i in ids:
         quiet(rt.argv("delete", "--force", i))
