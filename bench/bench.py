@@ -153,9 +153,10 @@ def benchmark(
                         env.at(level)
                     rounds(ctx, sc, rts, env, tag, runs, results)
         except Skip as e:
-            skipped.append(str(e))
             progress("")
-            print(f"bench: {e}", file=sys.stderr)
+            if str(e) not in skipped:  # docker and docker-exec: said once
+                skipped.append(str(e))
+                print(f"bench: {e}", file=sys.stderr)
     progress("")
     return results
 

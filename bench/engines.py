@@ -72,7 +72,7 @@ def containerd_env(ctx: Context, runtimes: list[Runtime]) -> Iterator[CtrEnv]:
     missing = containerd.missing_tools()
     if missing:
         raise Skip(
-            f"ctr scenario skipped: {', '.join(missing)} not installed "
+            f"ctr scenario skipped: {', '.join(missing)} not on $PATH "
             "(`tools/install-clients.sh containerd` installs it)"
         )
     base = engine_dir(ctx, "containerd")
@@ -111,7 +111,7 @@ def podman_env(ctx: Context, runtimes: list[Runtime]) -> Iterator[podman.Podman]
     missing = podman.missing_tools()
     if missing:
         raise Skip(
-            f"podman scenario skipped: {', '.join(missing)} not installed "
+            f"podman scenario skipped: {', '.join(missing)} not on $PATH "
             "(`tools/install-clients.sh podman` installs it)"
         )
     base = engine_dir(ctx, "podman")
@@ -155,7 +155,7 @@ def dockerd_env(ctx: Context, runtimes: list[Runtime]) -> Iterator[docker.Docker
     missing = docker.missing_tools()
     if missing:
         raise Skip(
-            f"docker scenarios skipped: {', '.join(missing)} not installed "
+            f"docker scenarios skipped: {', '.join(missing)} not on $PATH "
             "(`apt-get install docker.io` installs it)"
         )
     base = engine_dir(ctx, "docker")
