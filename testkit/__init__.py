@@ -2,9 +2,11 @@
 
 - bundles: where the runtime and the busybox bundle are, the example bundle's config;
 - processes: running a command with its output on files (Result), waiting a process
-  out, reaping, what runs in cgroups and under which command line, mounts;
-- containerd, oci_image: a private containerd and the OCI image archive it imports
-  (tests/test_containerd.py, tests/test_podman.py, bench/bench.py);
+  out, reaping, what runs in cgroups and under which command line, mounts, an engine's
+  cgroup parent removed;
+- containerd, docker, podman, oci_image: a private containerd, dockerd or podman and the
+  image archive they load (tests/test_containerd.py, tests/test_podman.py,
+  bench/bench.py, bench/profiles/capture.py);
 - recvtty, seccomp_agent (on sockets.Listener): the other ends of `--console-socket` and
   of `linux.seccomp.listenerPath`.
 

@@ -33,24 +33,27 @@ Usage:
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import json
 import os
-import select
 import shutil
-import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
-from testkit.processes import Result, cgroup_procs, command_lines, state_dirs
+from testkit.processes import (
+    Result,
+    cgroup_hierarchies,
+    command_lines,
+    die_with_parent,
+    kill_pid,
+    remove_cgroup_subtrees,
+    state_dirs,
+    wait_pids_gone,
+)
 
 #: What a private containerd needs on $PATH (the shim is found by containerd there).
 TOOLS = ("containerd", "ctr", "containerd-shim-runc-v2", "unshare")
-CGROUP_MOUNT = Path("/sys/fs/cgroup")
-PR_SET_PDEATHSIG = 1
 
 #: Only what `ctr images import` and `ctr run` need; the rest would slow startup, reach for
 #: the network (cri) or write outside the base directory (opt: /opt/containerd).
@@ -115,38 +118,6 @@ def version() -> str:
     return words[2] if p.returncode == 0 and len(words) > 2 else ""
 
 
-def wait_pids_gone(pids: Iterable[int], timeout: float) -> list[int]:
-    """Wait (pidfd, no polling) for these processes to exit; returns those still alive."""
-    deadline = time.monotonic() + timeout
-    alive = []
-    for pid in pids:
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue
-        try:
-            left = max(0.0, deadline - time.monotonic())
-            if not select.select([fd], [], [], left)[0]:
-                alive.append(pid)
-        finally:
-            os.close(fd)
-    return alive
-
-
-def cgroup_hierarchies() -> list[Path]:
-    """Each v1 hierarchy's mountpoint, or on a pure v2 host the unified one itself."""
-    if (CGROUP_MOUNT / "cgroup.controllers").exists():
-        return [CGROUP_MOUNT]
-    return [p for p in CGROUP_MOUNT.iterdir() if p.is_dir() and not p.is_symlink()]
-
-
-def _die_with_parent() -> Callable[[], None]:
-    """For the child, before exec: SIGTERM when its parent dies, so a killed test run or
-    bench does not leave containerd running (this survives exec; nothing setuid is run)."""
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
-    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
 class Containerd:
     """A private containerd under `base` (which must exist; it is kept, what containerd
     put in it is removed by `stop`). `runtime_roots` are the `--runc-root`s the caller
@@ -182,16 +153,17 @@ class Containerd:
         try:
             with open(self.log_path, "w") as log:  # containerd keeps its own descriptor
                 # A private mount namespace with its own /run: the shims put their sockets
-                # in /run/containerd/s whatever the config says. `unshare` and `sh` exec:
-                # the pid is containerd's. Its own session: a Ctrl-C meant for the caller
-                # does not reach it (the caller stops it, in order).
+                # in /run/containerd/s whatever the config says. `mount -n`: util-linux
+                # would otherwise create /run/mount (utab) in the host's /run first.
+                # `unshare` and `sh` exec: the pid is containerd's. Its own session: a
+                # Ctrl-C meant for the caller does not reach it (the caller stops it).
                 self.proc = subprocess.Popen(
                     ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
-                     "mount -t tmpfs -o mode=0755,size=16m private-run /run"
+                     "mount -n -t tmpfs -o mode=0755,size=16m private-run /run"
                      ' && exec "$0" --config "$1"',
                      shutil.which("containerd") or "containerd", str(self.config)],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True, preexec_fn=_die_with_parent(),
+                    start_new_session=True, preexec_fn=die_with_parent(),
                 )  # fmt: skip
             self._wait_until_serving(timeout)
         except BaseException:
@@ -242,7 +214,7 @@ class Containerd:
             alive = wait_pids_gone(shims, timeout=5)
             leftovers += [f"shim pid {p}" for p in alive]
             for pid in alive:  # ours: their command line names our socket
-                _kill(pid)
+                kill_pid(pid)
             leftovers += [f"mount {m}" for m in self.mounts_under_base()]
             self.proc.terminate()
             try:
@@ -273,21 +245,7 @@ class Containerd:
         /<ns>/<id>); a runtime removes only the container's own dir, as runc does. A
         container dir still there is a leftover: what runs in it (an init whose shim was
         killed before its `delete`) is killed, and the dir removed."""
-        parents = [h / self.namespace for h in cgroup_hierarchies()]
-        parents = [p for p in parents if p.is_dir()]
-        leftovers = [f"cgroup {c}" for p in parents for c in p.iterdir() if c.is_dir()]
-        pids = cgroup_procs(parents)
-        leftovers += [f"process {pid} in a container cgroup" for pid in sorted(pids)]
-        for pid in pids:
-            _kill(pid)
-        wait_pids_gone(pids, timeout=5)
-        for parent in parents:
-            dirs = sorted((d for d, _, _ in os.walk(parent)), key=len, reverse=True)
-            for d in dirs:  # deepest first, the parent last
-                error = _rmdir_cgroup(d)
-                if error:
-                    leftovers.append(f"cgroup {d}: {error}")
-        return leftovers
+        return remove_cgroup_subtrees([self.namespace])
 
     # --- ctr ------------------------------------------------------------------------------
 
@@ -378,25 +336,3 @@ class Containerd:
                       for c in ids if (h / self.namespace / c).exists()]  # fmt: skip
         leftovers += [f"mount {m}" for m in self.mounts_under_base()]
         return leftovers
-
-
-def _rmdir_cgroup(path: str, attempts: int = 50) -> str:
-    """rmdir, retrying while the kernel drains exited tasks (EBUSY); "" or the error."""
-    for attempt in range(attempts):
-        try:
-            os.rmdir(path)
-            return ""
-        except FileNotFoundError:
-            return ""
-        except OSError as e:
-            if e.errno != errno.EBUSY or attempt == attempts - 1:
-                return e.strerror or str(e)
-            time.sleep(0.02)
-    return "busy"
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

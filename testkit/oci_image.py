@@ -12,6 +12,11 @@ entries, fixed mtimes, owners 0:0) and is accepted by
 
 Both annotations therefore carry the full reference (e.g. `localhost/ocitest/busybox:latest`).
 
+With `docker_manifest=True` the archive also holds a `manifest.json` (Config, RepoTags,
+Layers: paths of the same blobs), the `docker save` format that `docker load` before 25.0
+(Debian 12's docker.io 20.10) reads; it ignores the rest. Docker 25+ writes both too, and
+containerd and podman go on reading the OCI layout (index.json) of such an archive.
+
 Usage: python testkit/oci_image.py ROOTFS_DIR OUT.tar [--name REF] [--cmd ARG ...]
 """
 
@@ -133,10 +138,12 @@ def build_oci_archive(
     env: list[str] | None = None,
     working_dir: str = "/",
     user: str = "",
+    docker_manifest: bool = False,
 ) -> OCIImage:
     """Write an OCI image layout tarball of `rootfs` to `out`; returns what was written.
     `user` ("uid:gid" or a name) becomes the image config's User, which engines apply to
-    the container's process (ctr 1.6 has no --user flag: this is how a test sets one)."""
+    the container's process (ctr 1.6 has no --user flag: this is how a test sets one).
+    `docker_manifest`: add docker-archive's manifest.json, for `docker load`."""
     arch = goarch()
     layer = Blob(MT_LAYER, layer_tar(rootfs))
     config = Blob(
@@ -179,18 +186,32 @@ def build_oci_archive(
         ],
     }
     out = Path(out)
-    _write_layout(out, index, (layer, config, manifest))
+    extra = (("manifest.json", _docker_manifest(name, config, layer)),) if docker_manifest else ()
+    _write_layout(out, index, (layer, config, manifest), extra)
     return OCIImage(out, name, manifest.digest, config.digest, layer.digest)
 
 
-def _write_layout(out: Path, index: dict, blobs: tuple[Blob, ...]) -> None:
-    """The image layout tarball (oci-layout, index.json, the blobs), written in place of
-    `out` at once."""
+def _blob_path(blob: Blob) -> str:
+    return f"blobs/sha256/{blob.digest.split(':', 1)[1]}"
+
+
+def _docker_manifest(name: str, config: Blob, layer: Blob) -> bytes:
+    """docker-archive's manifest.json: one image, its config and layer by path in the tar."""
+    entry = {"Config": _blob_path(config), "RepoTags": [name], "Layers": [_blob_path(layer)]}
+    return json.dumps([entry], separators=(",", ":"), sort_keys=True).encode()
+
+
+def _write_layout(
+    out: Path, index: dict, blobs: tuple[Blob, ...], extra: tuple[tuple[str, bytes], ...] = ()
+) -> None:
+    """The image layout tarball (oci-layout, index.json, the blobs, then `extra` files),
+    written in place of `out` at once."""
     files: list[tuple[str, bytes]] = [
         ("oci-layout", _json({"imageLayoutVersion": "1.0.0"})),
         ("index.json", _json(index)),
     ]
-    files += [(f"blobs/sha256/{b.digest.split(':', 1)[1]}", b.data) for b in blobs]
+    files += [(_blob_path(b), b.data) for b in blobs]
+    files += extra
     tmp = out.with_name(f".{out.name}.tmp")
     with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for dirname in ("blobs", "blobs/sha256"):
@@ -217,8 +238,10 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--name", default=DEFAULT_NAME, help=f"image reference ({DEFAULT_NAME})")
     ap.add_argument("--cmd", nargs="+", default=["sh"], help="the image's default command")
     ap.add_argument("--user", default="", help="the image's User, e.g. 1000:1000")
+    ap.add_argument("--docker", action="store_true", help="add manifest.json for `docker load`")
     args = ap.parse_args(argv)
-    image = build_oci_archive(args.rootfs, args.out, args.name, args.cmd, user=args.user)
+    image = build_oci_archive(args.rootfs, args.out, args.name, args.cmd, user=args.user,
+                              docker_manifest=args.docker)  # fmt: skip
     print(f"{image.path}: {image.name} manifest {image.manifest_digest}")
     return 0
 
