@@ -51,6 +51,7 @@ from testkit.processes import (
     kill_pid,
     remove_cgroup_subtrees,
     run_to_files,
+    state_dirs,
     wait_pids_gone,
 )
 
@@ -300,7 +301,7 @@ class Dockerd:
         """Container state dirs in the runtimes' root (the shim's Root, /moby added)."""
         found = []
         for root in self.exec_root.glob(f"runtime-*/{NAMESPACE}"):
-            found += sorted(p for p in root.iterdir() if p.is_dir())
+            found += [root / name for name in state_dirs(root) if (root / name).is_dir()]
         return found
 
     def container_cgroups(self) -> list[Path]:

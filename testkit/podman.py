@@ -50,6 +50,7 @@ from testkit.processes import (
     kill_pid,
     remove_cgroup_subtrees,
     run_to_files,
+    state_dirs,
     umount_lazy,
 )
 
@@ -266,7 +267,8 @@ class Podman:
         return [m for m in points if m.startswith(str(self.base) + "/")]
 
     def runtime_state(self) -> list[Path]:
-        return [d for name in self.runtimes for d in sorted(self.state_root(name).glob("*"))]
+        return [self.state_root(name) / d for name in self.runtimes
+                for d in state_dirs(self.state_root(name))]  # fmt: skip
 
     def container_cgroups(self) -> list[Path]:
         parents = [h / self.cgroup_parent for h in cgroup_hierarchies()]
