@@ -1,7 +1,9 @@
-"""Where the milliseconds of one `create`, `run` or `exec` go: its stages on one clock.
+"""Where the milliseconds of one `create`, `run` or `exec` go: its stages on one clock;
+and what the one-shot commands cost above the interpreter's own start.
 
-    .venv/bin/python bench/stages.py                # create, run and exec, 20 times each
+    .venv/bin/python bench/stages.py                # create, run, exec and oneshot, 20 runs
     .venv/bin/python bench/stages.py --runs 50 create
+    .venv/bin/python bench/stages.py oneshot        # state, kill, start, delete vs the floor
 
 With `--debug` ociruntime logs a line `stage NAME at T ms` at each step of an operation
 (`LOG.stage`: the runtime process, the container init and exec's stages alike, the forked
@@ -10,6 +12,10 @@ ones through the log pipe), T on CLOCK_MONOTONIC, the clock of this script's
 milliseconds since the command was started: interpreter start-up and imports included.
 It prints the median over the runs of each stage and of the command's return. Stages
 that overlap (the parent and the init work at the same time) show as interleaved lines.
+
+`oneshot` times `state`, `kill` (signal 0), `start` and `delete` of created containers
+(interleaved with runc's and with the floor, `python -I -S -c pass` of the venv's
+interpreter; medians of wall and CPU time) and prints each one's excess over the floor.
 
 Needs root. It builds a temporary bundle (bundles/busybox's config running `true`, a
 fresh rootfs), uses its own `--root` under /run, and deletes every container it made.
@@ -100,6 +106,68 @@ def measure(command: str, root: str, tmp: str, runs: int) -> tuple[dict, list[fl
     return stages, returns
 
 
+def wall_cpu(argv: list[str]) -> tuple[float, float]:
+    """One run of `argv`: wall and CPU (user + system) ms, from fork to reaped."""
+    start = time_ms()
+    pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=[
+        (os.POSIX_SPAWN_OPEN, fd, "/dev/null", os.O_RDWR, 0) for fd in (0, 1, 2)])  # fmt: skip
+    _, _, usage = os.wait4(pid, 0)
+    return time_ms() - start, (usage.ru_utime + usage.ru_stime) * 1000
+
+
+def oneshot(root: str, tmp: str, runs: int) -> str:
+    """state, kill, start and delete of ours and runc's, and the interpreter's floor."""
+    bundle = make_bundle(tmp, ["true"], "b-oneshot")
+    floor = [str(bundles.REPO / ".venv" / "bin" / "python"), "-I", "-S", "-c", "pass"]
+    runc = shutil.which("runc") or "/usr/sbin/runc"
+    samples: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    for i in range(runs + 2):
+        for name, base in (
+            ("ociruntime", runtime(root)),
+            ("runc", [runc, "--root", root + "-runc"]),
+        ):
+            cid = f"os-{i}"
+            subprocess.run([*base, "create", "--bundle", bundle, cid], stdin=DEVNULL,
+                           stdout=DEVNULL, stderr=DEVNULL, check=True)  # fmt: skip
+            got = [("state", wall_cpu([*base, "state", cid])),
+                   ("kill", wall_cpu([*base, "kill", cid, "0"])),
+                   ("start", wall_cpu([*base, "start", cid]))]  # fmt: skip
+            subprocess.run([*base, "state", cid], stdout=DEVNULL, check=True)  # settles
+            _wait_stopped(base, cid)
+            got.append(("delete", wall_cpu([*base, "delete", cid])))
+            if i >= 2:
+                for op, value in got:
+                    samples[(name, op)].append(value)
+        if i >= 2:
+            samples[("floor", "")].append(wall_cpu(floor))
+    return _oneshot_table(samples)
+
+
+def _wait_stopped(base: list[str], cid: str) -> None:
+    for _ in range(1000):
+        out = subprocess.run([*base, "state", cid], capture_output=True, text=True).stdout
+        if '"stopped"' in out:
+            return
+    raise SystemExit(f"{cid} did not stop")
+
+
+def _oneshot_table(samples: dict) -> str:
+    def med(key: tuple[str, str], i: int) -> float:
+        return statistics.median(v[i] for v in samples[key])
+
+    floor_w, floor_c = med(("floor", ""), 0), med(("floor", ""), 1)
+    lines = [
+        f"one-shot commands (median ms; floor = python -I -S -c pass: "
+        f"{floor_w:.2f} wall, {floor_c:.2f} CPU)",
+        "  command  runc wall  ours wall  ratio   ours-floor wall  ours-floor CPU",
+    ]
+    for op in ("state", "kill", "start", "delete"):
+        rw, ow, oc = med(("runc", op), 0), med(("ociruntime", op), 0), med(("ociruntime", op), 1)
+        lines.append(f"  {op:7}  {rw:9.2f}  {ow:9.2f}  {ow / rw:5.2f}x  {ow - floor_w:15.2f}"
+                     f"  {oc - floor_c:14.2f}")  # fmt: skip
+    return "\n".join(lines)
+
+
 def report(command: str, stages: dict, returns: list[float]) -> str:
     lines = [f"`{command}` ({len(returns)} runs, median ms since the command started):"]
     rows = sorted(stages.items(), key=lambda kv: statistics.median(kv[1]))
@@ -112,7 +180,7 @@ def report(command: str, stages: dict, returns: list[float]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=20)
-    ap.add_argument("commands", nargs="*", default=["create", "run", "exec"])
+    ap.add_argument("commands", nargs="*", default=["create", "run", "exec", "oneshot"])
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("stages.py: needs root (it creates containers)")
@@ -122,10 +190,22 @@ def main() -> int:
         subprocess.run([str(bundles.BUILD_ROOTFS), os.path.join(tmp, "rootfs")],
                        stdin=DEVNULL, stdout=DEVNULL, check=True)  # fmt: skip
         for command in args.commands:
-            print(report(command, *measure(command, root, tmp, args.runs)))
+            if command == "oneshot":
+                print(oneshot(root, tmp, args.runs))
+            else:
+                print(report(command, *measure(command, root, tmp, args.runs)))
     finally:
         _clean(root, tmp)
+        _clean_runc(root + "-runc")
     return 0
+
+
+def _clean_runc(root: str) -> None:
+    if os.path.isdir(root):
+        runc = shutil.which("runc") or "/usr/sbin/runc"
+        for cid in os.listdir(root):
+            subprocess.run([runc, "--root", root, "delete", "-f", cid], stderr=DEVNULL)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _clean(root: str, tmp: str) -> None:
