@@ -13,7 +13,6 @@ import _signal
 import os
 import sys
 
-from ociruntime import SPEC_VERSION, __version__
 from ociruntime.errors import RuntimeFailure
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms)
@@ -473,7 +472,9 @@ def run_and_exit() -> None:
 def _dispatch(g: Parsed) -> int:
     opts = g.options
     if opts["version"]:
-        sys.stdout.write(f"ociruntime version {__version__}\nspec: {SPEC_VERSION}\n")
+        from ociruntime.commands.version import version_text
+
+        sys.stdout.write(version_text())
         return 0
     if opts["help"] or not g.args:
         return _help(None)

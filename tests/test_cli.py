@@ -4,6 +4,9 @@ validate, and the log formats containerd and podman read."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +14,8 @@ from ociruntime.cli import COMMAND_FLAGS, GLOBAL_FLAGS, parse_flags
 from ociruntime.container.validation import check_features, check_state
 from ociruntime.errors import RuntimeFailure
 from ociruntime.signals import parse_signal
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.pure
@@ -55,9 +60,22 @@ def test_bad_signals(text):
         parse_signal(text)
 
 
-def test_version_names_the_spec(runtime):
+def test_version_says_what_runcs_says(runtime):
+    """runc's lines (version, commit, spec, its language, libseccomp): the same library's
+    version as runc reports, this checkout's commit."""
     out = runtime("--version", check=True).stdout
-    assert "ociruntime version" in out and "spec: 1.3.0" in out
+    lines = out.splitlines()
+    assert lines[0].startswith("ociruntime version ")
+    assert [ln.split(":")[0] for ln in lines[1:]] == ["commit", "spec", "python", "libseccomp"]
+    assert "spec: 1.3.0" in lines
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+                          text=True)  # fmt: skip
+    if head.returncode == 0:
+        assert f"commit: {head.stdout.strip()[:12]}" in lines
+    if os.path.exists("/usr/sbin/runc"):
+        runc = subprocess.run(["/usr/sbin/runc", "--version"], capture_output=True, text=True)
+        theirs = [ln for ln in runc.stdout.splitlines() if ln.startswith("libseccomp:")]
+        assert theirs and theirs[0] in lines
 
 
 def test_features_is_valid_and_truthful(runtime):
