@@ -28,6 +28,13 @@ def git(*args: str) -> str:
                           text=True).stdout.strip()
 
 
+def expected_commit() -> str:
+    commit = git("rev-parse", "--short=12", "HEAD")
+    dirty = subprocess.run(["git", "-C", str(REPO), "diff", "--quiet", "HEAD", "--", "ociruntime",
+                            "setup.py", "setup.cfg", "pyproject.toml"]).returncode
+    return commit + ("-dirty" if dirty else "")
+
+
 def install(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     p = subprocess.run([str(INSTALL), *args], capture_output=True, text=True, cwd="/",
                        env={**os.environ, **(env or {})})
@@ -70,6 +77,7 @@ def test_install_run_uninstall(tmp_path: Path, rootfs_template: Path) -> None:
                              check=True, cwd="/").stdout
     assert version.splitlines()[0].startswith("ociruntime version ")
     assert "spec: 1.3.0" in version.splitlines()
+    assert f"commit: {expected_commit()}" in version.splitlines(), version
 
     config = base_config([])
     assert run_container(ociruntime, rootfs_template, tmp_path) == (
