@@ -47,21 +47,33 @@ REPO = Path(__file__).resolve().parent.parent
 SCHEMAS = REPO / "schemas"
 
 
+SPEC_CANDIDATES = [
+    os.environ.get("OCI_RUNTIME_SPEC_DIR", ""),
+    str(REPO.parent / "shared" / "oci-runtime-spec" / "v1.3.0"),
+    "/work/shared/oci-runtime-spec/v1.3.0",
+]
+#: Said when the official schemas are missing: where they were looked for and how to get them.
+SPEC_MISSING = (
+    "official runtime-spec v1.3.0 schemas not found (no config-schema.json in "
+    + ", ".join(dict.fromkeys(c for c in SPEC_CANDIDATES if c))
+    + "): they are the schema/ directory of https://github.com/opencontainers/runtime-spec"
+    " at tag v1.3.0 (schemas and test/ fixtures), e.g. `git clone --depth 1 -b v1.3.0"
+    " https://github.com/opencontainers/runtime-spec /tmp/runtime-spec` and then"
+    " OCI_RUNTIME_SPEC_DIR=/tmp/runtime-spec/schema"
+)
+
+
 def _find_spec_dir() -> Path | None:
-    """shared/ sits beside the checkout (CI) or at /work/shared (developer machines)."""
-    candidates = [
-        os.environ.get("OCI_RUNTIME_SPEC_DIR", ""),
-        str(REPO.parent / "shared" / "oci-runtime-spec" / "v1.3.0"),
-        "/work/shared/oci-runtime-spec/v1.3.0",
-    ]
+    """$OCI_RUNTIME_SPEC_DIR, else shared/ beside the checkout (CI) or at /work/shared
+    (developer machines)."""
     return next(
-        (Path(c) for c in candidates if c and Path(c, "config-schema.json").is_file()), None
+        (Path(c) for c in SPEC_CANDIDATES if c and Path(c, "config-schema.json").is_file()), None
     )
 
 
 SPEC = _find_spec_dir()
 if SPEC is None:  # the reference data ships with every workplace; say so if it is missing
-    pytest.skip("official runtime-spec v1.3.0 schemas not found", allow_module_level=True)
+    pytest.skip(SPEC_MISSING, allow_module_level=True)
 
 KINDS = ("config", "state", "features")
 OFFICIAL_ROOT = {k: f"{k}-schema.json" for k in KINDS}
