@@ -65,10 +65,16 @@ fi
 . "$src/tools/debs.sh"
 install_missing_debs install.sh "" python3 python3-venv python3-dev gcc libseccomp-dev
 
+# The commit, -dirty if the package's sources differ from it (safe.directory: root
+# installing a checkout another user owns); without git, read from .git as --version does.
 commit=""
-if command -v git >/dev/null && git -C "$src" rev-parse --git-dir >/dev/null 2>&1; then
-    commit=$(git -C "$src" rev-parse --short=12 HEAD)
-    git -C "$src" diff --quiet HEAD -- ociruntime setup.py setup.cfg pyproject.toml || commit="$commit-dirty"
+if command -v git >/dev/null && git -c safe.directory="$src" -C "$src" rev-parse --git-dir >/dev/null 2>&1; then
+    commit=$(git -c safe.directory="$src" -C "$src" rev-parse --short=12 HEAD)
+    git -c safe.directory="$src" -C "$src" diff --quiet HEAD -- ociruntime setup.py setup.cfg pyproject.toml ||
+        commit="$commit-dirty"
+else
+    commit=$(/usr/bin/python3 -I -S -c 'import sys; sys.path.insert(0, sys.argv[1])
+from ociruntime.commands.version import commit; print(commit() or "")' "$src" 2>/dev/null || true)
 fi
 
 build=$(mktemp -d)
