@@ -43,12 +43,13 @@ class Dockerd(docker.Dockerd):
     """The module's dockerd: ociruntime added by daemon.json's `runtimes`, as README's
     recipe says (not `--add-runtime`); runc is dockerd's built-in runtime."""
 
-    def __init__(self, base: Path) -> None:
-        super().__init__(base, {}, cgroup_parent=f"ocitest-dkr-{os.getpid()}")
+    def __init__(self, base: Path, name: str = "dkr", **config: str) -> None:
+        super().__init__(base, {}, cgroup_parent=f"ocitest-{name}-{os.getpid()}")
         self.daemon_json = self.base / "etc-docker" / "daemon.json"
         self.daemon_json.parent.mkdir()
         self.daemon_json.write_text(json.dumps({
             "runtimes": {"ociruntime": {"path": OCIRUNTIME}},
+            **config,
             "deprecated-key-path": str(self.base / "key.json"),  # testkit/docker.py's
         }, indent=2))  # fmt: skip
 
@@ -85,8 +86,8 @@ def install_docker() -> None:
     r = subprocess.run([str(INSTALL_CLIENTS), "docker"], capture_output=True, text=True)
     missing = docker.missing_tools()
     if r.returncode != 0 or missing:
-        reason = r.stderr.strip().splitlines()[-1:] or [f"{', '.join(missing)} missing"]
-        pytest.skip(f"docker.io not installable (tools/install-clients.sh docker): {reason[0]}")
+        reason = r.stderr.strip().splitlines()[-1:] or [f"{', '.join(missing)} not on $PATH"]
+        pytest.skip(f"no docker.io here (tools/install-clients.sh docker): {reason[0]}")
 
 
 @pytest.fixture(scope="module")
@@ -229,11 +230,16 @@ def test_run_like_runc(dkr: Dockerd, name: str) -> None:
 
 
 def test_runtime_is_ours(dkr: Dockerd) -> None:
-    """dockerd knows the runtime by our path, and a container run with it is ours: while it
-    runs, `ociruntime state` finds it in the shim's state root (runc's cannot read ours)."""
+    """dockerd knows the runtime by our path, and a container run with it is ours."""
     runtimes = json.loads(dkr.check("info", "--format", "{{json .Runtimes}}"))
-    assert runtimes["ociruntime"]["path"] == OCIRUNTIME, runtimes
+    assert runtimes["ociruntime"] == {"path": OCIRUNTIME}, runtimes
     cid = dkr.check(*dkr.run_args("ociruntime", "-d", IMAGE, "sleep", "1000")).strip()
+    assert_ours(dkr, cid)
+
+
+def assert_ours(dkr: Dockerd, cid: str) -> None:
+    """While the container runs, `ociruntime state` finds it in the shim's state root with
+    the pid docker shows (runc cannot read our state); then `docker rm -f` removes it."""
     try:
         pid = int(dkr.check("inspect", "--format", "{{.State.Pid}}", cid))
         root = str(dkr.runtime_root())
@@ -241,16 +247,37 @@ def test_runtime_is_ours(dkr: Dockerd) -> None:
             [OCIRUNTIME, "--root", root, "state", cid], capture_output=True, text=True
         )
         assert state.returncode == 0, state
-        assert (json.loads(state.stdout)["status"], json.loads(state.stdout)["pid"]) == (
-            "running",
-            pid,
-        )
+        status = json.loads(state.stdout)
+        assert (status["status"], status["pid"]) == ("running", pid), status
         runc = subprocess.run([RUNC, "--root", root, "state", cid], capture_output=True, text=True)
         assert runc.returncode != 0, runc
         assert json.loads(dkr.check("inspect", cid))[0]["HostConfig"]["Runtime"] == "ociruntime"
     finally:
         dkr.check("rm", "--force", cid)
     assert not (dkr.runtime_root() / cid).exists()
+
+
+def test_default_runtime(dockerd: Dockerd, rootfs_template: Path, tmp_path: Path) -> None:
+    """README's `"default-runtime": "ociruntime"`: a dockerd of its own (the module's one
+    proved docker can run here) runs a container given no --runtime with ociruntime;
+    `--runtime runc` still picks runc."""
+    d = Dockerd(tmp_path, "dkr-default", **{"default-runtime": "ociruntime"})
+    try:
+        d.start()
+        image = oci_image.build_oci_archive(
+            rootfs_template, tmp_path / "image.tar", IMAGE, docker_manifest=True
+        )
+        d.load_image(image.path, IMAGE)
+        assert d.check("info", "--format", "{{.DefaultRuntime}}").strip() == "ociruntime"
+        cid = d.check("run", "-d", "--network", "none", IMAGE, "sleep", "1000").strip()
+        assert_ours(d, cid)
+        cid = d.check(*d.run_args("runc", "-d", IMAGE, "sleep", "1000")).strip()
+        assert d.check("inspect", "--format", "{{.HostConfig.Runtime}}", cid) == "runc\n"
+        d.check("rm", "--force", cid)
+        assert d.check_clean() == []
+    finally:
+        leftovers = d.stop()
+    assert leftovers == [], f"left behind: {leftovers}"
 
 
 # --- detached containers: stop, rm, exec, pause ---------------------------------------------
