@@ -6,7 +6,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 OCIRUNTIME_EXTRA_DEBS="gcc libc6-dev uidmap" tools/setup.sh
-tools/install-clients.sh  # the engines the client tests drive (containerd, podman)
+tools/install-clients.sh  # the engines the client tests drive (containerd, podman, docker)
 .venv/bin/ruff check ociruntime tests bench schemas conformance testkit
 .venv/bin/python schemas/generate.py --check
 
