@@ -7,11 +7,14 @@ runtimes' state roots all live in one temporary directory. The image is a busybo
 archive built here (`testkit/oci_image.py`) and `podman load`ed: no registry, and every
 run has `--pull never --network none`.
 
-The runtime podman is given is a wrapper script that logs its argv (one line per call,
-exactly as podman and conmon passed it) and execs ociruntime with a private `--root`, or
-runc the same way, so each scenario is checked for what the user sees and compared with
-runc. Teardown removes every container, waits for conmon and podman's cleanup processes,
-and fails if a mount, process, state dir or container cgroup is left.
+The runtimes are configured as the README's "Use it with podman" recipe says: the private
+containers.conf (CONTAINERS_CONF) has an `[engine.runtimes]` entry per runtime and
+`runtime_supports_json` naming ociruntime, and every command picks one by name
+(`podman --runtime ociruntime`). Each entry's path is a wrapper script that logs its argv
+(one line per call, exactly as podman and conmon passed it) and execs ociruntime with a
+private `--root`, or runc the same way, so each scenario is checked for what the user sees
+and compared with runc. Teardown removes every container, waits for conmon and podman's
+cleanup processes, and fails if a mount, process, state dir or container cgroup is left.
 
 Every run keeps podman's default seccomp profile (linux.seccomp, issue #4) and passes
 explicit `--ulimit`s (podman's default nofile/nproc exceed the hard limits here, and root
@@ -50,6 +53,8 @@ RUN_FLAGS = [
     "--ulimit", "nproc=4096:4096",
 ]  # fmt: skip
 RUNTIMES = {"ociruntime": OCIRUNTIME, "runc": RUNC}
+#: podman 4.3's default runtime_supports_json, and ours (the README's containers.conf).
+SUPPORTS_JSON = ["crun", "runc", "kata", "runsc", "krun", "ociruntime"]
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 #: podman's cgroup parent with --cgroup-manager cgroupfs (conmon goes in .../conmon).
 CGROUP_PARENT = "libpod_parent"
@@ -101,7 +106,7 @@ class Podman:
             "--storage-driver", "vfs",
             "--cgroup-manager", "cgroupfs",
             "--events-backend", "file",
-            "--runtime", str(self.wrapper(runtime)),
+            "--runtime", runtime,  # a name from containers.conf's [engine.runtimes]
             *args,
         ]  # fmt: skip
         return run_to_files(cmd, stdin=stdin, env=self.env, timeout=timeout)
@@ -155,7 +160,12 @@ def write_private_config(base: Path) -> dict[str, str]:
         f'image_copy_tmp_dir = "{base / "tmp"}"\n'
         # conmon gets only these variables; TMPDIR: where it makes its console sockets.
         f'conmon_env_vars = ["PATH={SYSTEM_PATH}", "TMPDIR={base / "tmp"}"]\n'
-        "[network]\n"
+        # The README's recipe: podman passes --log-format=json (and --log FILE) to the
+        # runtimes named here and shows the message of their JSON error line.
+        f"runtime_supports_json = {json.dumps(SUPPORTS_JSON)}\n"
+        "[engine.runtimes]\n"
+        + "".join(f'{name} = ["{base / f"wrapper-{name}.sh"}"]\n' for name in RUNTIMES)
+        + "[network]\n"
         'network_backend = "cni"\n'
         f'network_config_dir = "{base / "net"}"\n'
     )
@@ -549,4 +559,39 @@ def test_argv_log_shows_our_runtime(podman: Podman) -> None:
     assert {"create", "start", "delete"} <= used, used
     flags = {arg.split("=")[0] for argv in podman.calls() for arg in argv if arg.startswith("-")}
     assert flags <= {"--bundle", "--pid-file", "--console-socket", "--force", "--process",
-                     "--detach", "--tty", "--version"}, flags  # fmt: skip
+                     "--detach", "--tty", "--version", "--log", "--log-format"}, flags  # fmt: skip
+
+
+#: name: (podman run options, ociruntime's message): failures of the runtime (podman checks
+#: neither), each with podman's exit code 126 ("OCI runtime error").
+RUNTIME_ERRORS = {
+    "mount-in-proc": (
+        ["-v", "/etc/hostname:/proc/x"],
+        "config.json: /mounts/3/destination: /proc/x: mounting over /proc is not allowed",
+    ),
+    "bad-sysctl-value": (
+        ["--sysctl", "kernel.msgmax=-5"],
+        "config.json: /linux/sysctl/kernel.msgmax: -5: Invalid argument",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(RUNTIME_ERRORS))
+def test_runtime_error_reaches_user_clean(podman: Podman, name: str) -> None:
+    """With `runtime_supports_json` naming the runtime (the README's containers.conf),
+    podman passes `--log-format=json --log FILE` and shows the message of the runtime's
+    JSON error line: one line, `Error: OCI runtime error: ociruntime: MESSAGE`, no raw
+    `time=... level=error msg=...` log line; runc's error comes out the same way."""
+    opts, message = RUNTIME_ERRORS[name]
+    seen = {}
+    for runtime in RUNTIMES:
+        calls_before = len(podman.calls(runtime))
+        r = podman.run("--rm", *opts, IMAGE, "true", runtime=runtime)
+        prefix = f"Error: OCI runtime error: {runtime}: "
+        assert r.returncode == 126 and r.stderr.startswith(prefix), (runtime, r)
+        assert len(r.stderr.splitlines()) == 1 and "level=" not in r.stderr, (runtime, r)
+        create = next(a for a in podman.calls(runtime)[calls_before:] if "create" in a)
+        assert create[:2] == ["--log-format=json", "--log"], create
+        seen[runtime] = r.stderr.removeprefix(prefix).rstrip("\n")
+    assert seen["ociruntime"] == message, seen
+    assert seen["runc"].startswith("runc create failed: "), seen
