@@ -475,7 +475,7 @@ def test_podman_info_reports_our_runtime(podman: Podman) -> None:
     # `info` asks dpkg which package owns each binary: a second here, over a minute in
     # the emulated VM of tools/vm-lane.sh (dpkg reads thousands of files over 9p).
     info = json.loads(podman.check("info", "--format", "{{json .Host.OCIRuntime}}", timeout=300))
-    assert info["path"] == str(podman.wrapper("ociruntime"))
+    assert info["name"] == "ociruntime" and info["path"] == str(podman.wrapper("ociruntime"))
     assert info["version"].startswith("ociruntime version ")
 
 
