@@ -3,7 +3,8 @@ user would: for tests/test_containerd.py and the `containerd` scenario of bench/
 
 - containerd is Debian's (tools/install-clients.sh containerd), started with its own root,
   state, socket and config under a directory of the caller's, and only the plugins
-  `ctr images import` and `ctr run` need.
+  `ctr images import` and `ctr run` need; the cri plugin too if the caller gives its
+  config (`cri_config`: its runtimes entries, its CNI dirs).
 - The runc v2 shim (containerd-shim-runc-v2) hardcodes its socket directory
   (/run/containerd/s), so containerd runs in a private mount namespace with a tmpfs on
   /run: the system's /run/containerd is never touched. ctr runs in the host namespace
@@ -57,8 +58,9 @@ TOOLS = ("containerd", "ctr", "containerd-shim-runc-v2", "unshare")
 
 #: Only what `ctr images import` and `ctr run` need; the rest would slow startup, reach for
 #: the network (cri) or write outside the base directory (opt: /opt/containerd).
+CRI_PLUGIN = "io.containerd.grpc.v1.cri"
 DISABLED_PLUGINS = [
-    "io.containerd.grpc.v1.cri",
+    CRI_PLUGIN,  # unless a cri_config is given
     "io.containerd.internal.v1.opt",
     "io.containerd.internal.v1.restart",
     "io.containerd.internal.v1.tracing",
@@ -91,8 +93,9 @@ required_plugins = {required}
   level = "info"
 
 # The runtime binary is chosen per container by `ctr run --runc-binary` (the shim's runc
-# options); a CRI client would set the same option here, but cri is disabled:
-# [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+# options); a CRI client takes the same option from a runtimes entry of the cri plugin
+# (disabled here unless the caller gives its config, which then follows):
+# [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.NAME.options]
 #   BinaryName = "/path/to/runtime"
 """
 
@@ -125,8 +128,11 @@ class Containerd:
     `stop`. They must be under `base` or elsewhere outside /run (the shim and the runtime
     see containerd's private /run)."""
 
-    def __init__(self, base: Path, namespace: str, runtime_roots: Iterable[Path] = ()) -> None:
+    def __init__(self, base: Path, namespace: str, runtime_roots: Iterable[Path] = (),
+                 cri_config: str = "") -> None:  # fmt: skip
         self.base = Path(base)
+        #: With it, the cri plugin is on and this TOML follows the config (its sections).
+        self.cri_config = cri_config
         self.namespace = namespace
         self.address = str(self.base / "containerd.sock")
         self.config = self.base / "config.toml"
@@ -144,11 +150,12 @@ class Containerd:
         nothing is left running: ContainerdError, with the end of containerd's log."""
         for d in (self.base / "tmp", self.fifo_dir, *self.runtime_roots):
             d.mkdir(parents=True, exist_ok=True)
+        disabled = [p for p in DISABLED_PLUGINS if not self.cri_config or p != CRI_PLUGIN]
         self.config.write_text(
             CONFIG_TEMPLATE.format(
                 base=self.base, address=self.address,
-                disabled=json.dumps(DISABLED_PLUGINS), required=json.dumps(REQUIRED_PLUGINS),
-            )
+                disabled=json.dumps(disabled), required=json.dumps(REQUIRED_PLUGINS),
+            ) + self.cri_config
         )  # fmt: skip
         try:
             with open(self.log_path, "w") as log:  # containerd keeps its own descriptor

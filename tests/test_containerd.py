@@ -9,6 +9,8 @@ with its own /run, and only the plugins `ctr run` needs. Here, in addition:
 - Two images are built locally (testkit/oci_image.py) and `ctr images import`ed.
 - After every test: no container, task, shim, ociruntime state, cgroup or mount of it is
   left; after the module: containerd stopped, its namespace cgroups removed, no state.
+- The README's CRI recipe (Kubernetes' path): a second containerd, with the cri plugin
+  and the `ociruntime` runtimes entry, loads it (no CRI client calls it yet).
 
 OCITEST_CONTAINERD_RUNTIME=/usr/sbin/runc runs the same tests with runc in the shim (the
 reference behaviour). OCITEST_CONTAINERD_ARGV_OUT=FILE writes the normalized runtime
@@ -477,3 +479,70 @@ def test_clients_md_lists_every_call(ctd: Containerd) -> None:
     listed = documented_calls()
     missing = [c for c in seen if c not in listed]
     assert missing == [], f"calls not listed in {CLIENTS_MD}: {missing}"
+
+
+# --- the CRI runtimes entry (Kubernetes' path) -----------------------------------------------
+
+#: The README's containerd CRI recipe (BinaryName formatted in). The runc entry is that of
+#: `containerd config default`: a config with runtimes but not the default one
+#: (default_runtime_name, "runc") makes the cri plugin fail to load.
+CRI_RUNTIME_ENTRY = """\
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.ociruntime]
+  runtime_type = "io.containerd.runc.v2"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.ociruntime.options]
+  BinaryName = "{binary}"
+"""
+#: Kept private: no CNI plugins or network config of the host's (none is installed here).
+CRI_PRIVATE_CNI = """\
+[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = "{base}/cni/bin"
+  conf_dir = "{base}/cni/net.d"
+"""
+
+CRI = ["io.containerd.grpc.v1", "cri"]
+
+
+def cri_start(base: Path, runtimes: str) -> tuple[str, list[str]]:
+    """Start a private containerd with the cri plugin and the `runtimes` entries, stop it;
+    the cri plugin's status in `ctr plugins ls` and containerd's log lines."""
+    config = CRI_PRIVATE_CNI.format(base=base) + runtimes
+    ctd = containerd.Containerd(base, f"ocitest-{uuid.uuid4().hex[:8]}", cri_config=config)
+    try:
+        ctd.start()
+        plugins = [line.split() for line in ctd.ctr("plugins", "ls").stdout.splitlines()]
+        status = next((p[-1] for p in plugins if p[:2] == CRI), "absent")
+        log = ctd.log_path.read_text().splitlines()
+    finally:
+        leftovers = ctd.stop()
+    assert leftovers == [], leftovers
+    return status, log
+
+
+def test_cri_runtime_entry_loads(containerd_installed: None, tmp_path_factory) -> None:
+    """A containerd whose cri plugin has the README's `ociruntime` runtimes entry starts
+    it: `ctr plugins ls` says the cri plugin is ok, the config it logs at start has the
+    entry with our BinaryName, and the log has no error but CNI's (no network config
+    here). No CRI client drives it yet (issue #13 item 5)."""
+    base = tmp_path_factory.mktemp("containerd-cri")
+    status, log = cri_start(base, CRI_RUNTIME_ENTRY.format(binary=RUNTIME))
+    assert status == "ok", "\n".join(log)
+    config = next(line for line in log if "Start cri plugin with config" in line)
+    entry = "ociruntime:{Type:io.containerd.runc.v2 Path: Engine: PodAnnotations:[] "
+    entry += f"ContainerAnnotations:[] Root: Options:map[BinaryName:{RUNTIME}]"
+    assert entry in config, config
+    errors = [line for line in log if "level=error" in line or "level=warn" in line]
+    assert [e for e in errors if "failed to load cni during init" not in e] == [], errors
+
+
+def test_cri_needs_the_default_runtime_entry(containerd_installed: None, tmp_path_factory):
+    """Why the recipe keeps the runc entry: a config with runtimes but not the default one
+    makes the cri plugin fail to load (containerd itself still starts)."""
+    base = tmp_path_factory.mktemp("containerd-cri")
+    only_ours = CRI_RUNTIME_ENTRY.format(binary=RUNTIME).split("\n", 2)[2]
+    assert only_ours.startswith('[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.ociru')
+    status, log = cri_start(base, only_ours)
+    assert status == "error", "\n".join(log)
+    why = "no corresponding runtime configured in `containerd.runtimes` for `containerd` "
+    assert any(why in line for line in log), "\n".join(log)
