@@ -9,7 +9,7 @@ The map_files attack only *opens* host files for writing and writes nothing, so 
 control leaves them as they were.
 
 The same attacks against runc 1.1.5 (a private copy of the binary) are in
-`test_runc_1_1_5_for_comparison`; the README's Security section shows both.
+`test_runc_1_1_5_for_comparison`; STATUS.md's Security section shows both.
 """
 
 from __future__ import annotations
@@ -351,7 +351,7 @@ def _wait_for_new_member(procs_file: Path, known: set[str]) -> list[int]:
     raise AssertionError("the exec never joined the container's cgroup")
 
 
-# -- runc 1.1.5, the same attacks, for the README's table ------------------------------
+# -- runc 1.1.5, the same attacks, for STATUS.md's table ------------------------------
 
 
 def runc_version() -> str:
@@ -363,7 +363,7 @@ def runc_version() -> str:
 @pytest.mark.skipif("1.1.5" not in runc_version(), reason="runc 1.1.5 is the reference")
 def test_runc_1_1_5_for_comparison(make_bundle, tmp_path) -> None:
     """What the same attacks find in runc 1.1.5 (a private copy of its binary). These
-    are the README's figures: runc protects its exe (a sealed memfd copy of itself) but
+    are STATUS.md's figures: runc protects its exe (a sealed memfd copy of itself) but
     its init still maps the host's libc and libseccomp, which a container holding every
     capability can open for writing."""
     runc = tmp_path / "runc"
