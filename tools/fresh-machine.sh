@@ -39,6 +39,14 @@ unshare --mount --propagation private \
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 chmod 755 "$root/usr/sbin/policy-rc.d"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+echo 'Acquire::Retries "5";' >"$root/etc/apt/apt.conf.d/80retries"  # a flaky mirror
+# The host's network goes along: its CA bundle (a TLS-intercepting egress proxy's CA, if
+# any) for pip, which fetches the venv's packages from PyPI.
+cert_env=
+if [ -r /etc/ssl/certs/ca-certificates.crt ]; then
+    cp /etc/ssl/certs/ca-certificates.crt "$root/etc/host-ca-certificates.crt"
+    cert_env="PIP_CERT=/etc/host-ca-certificates.crt"
+fi
 git clone -q "$repo" "$root/root/ociruntime"
 git -C "$root/root/ociruntime" checkout -q "$(git rev-parse HEAD)"
 chmod 700 "$root/root"
@@ -47,8 +55,8 @@ steps="cd /root/ociruntime && tools/run-example.sh"
 [ "$example_only" = yes ] || steps="$steps && tools/test.sh \"\$@\""
 cat >"$work/enter.sh" <<EOF
 set -eu
-cd "$root"
-mount --bind . .
+mount --bind "$root" "$root"
+cd "$root"  # into the bind mount: pivot_root wants the new root a mount point
 mount -t proc proc proc
 mount --rbind /sys sys
 mount --rbind /dev dev
@@ -61,7 +69,7 @@ umount -l /.oldroot
 rmdir /.oldroot
 echo "fresh-machine: in the fresh Debian 12 (pivot_root, /tmp a tmpfs, the clone in /root)" >&2
 exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \\
-    LANG=C.UTF-8 sh -c '$steps' fresh-machine "\$@"
+    LANG=C.UTF-8 $cert_env sh -c '$steps' fresh-machine "\$@"
 EOF
 rc=0
 unshare --mount --pid --fork --kill-child --propagation private \
