@@ -29,8 +29,9 @@ mirror=${FRESH_MIRROR:-http://deb.debian.org/debian}
 
 echo "fresh-machine: debootstrap --variant=minbase bookworm into $root" >&2
 # In a mount namespace of its own: the /proc and /sys it mounts in the target go with it.
+# git along: whoever cloned the checkout has it (and the tests read the clone's history).
 unshare --mount --propagation private \
-    debootstrap --variant=minbase bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || {
+    debootstrap --variant=minbase --include=git bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || {
     tail -n 20 "$work/debootstrap.log" >&2
     echo "fresh-machine: debootstrap failed" >&2
     exit 1
