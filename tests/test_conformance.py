@@ -198,3 +198,55 @@ def _running(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except FileNotFoundError:
         return False
+
+
+#: A host whose /tmp is a tmpfs (Debian 13, Fedora, Arch), with /srv/data bind-mounted
+#: at /data and a second tmpfs mounted over /tmp/over (the later line is on top).
+TMPFS_TMP_MOUNTINFO = """\
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+60 27 0:40 / /tmp rw,nosuid,nodev shared:5 - tmpfs tmpfs rw,size=4096k
+61 27 254:0 /srv/data /data rw,relatime - ext4 /dev/vda rw
+62 60 0:41 / /tmp/over rw - tmpfs tmpfs rw
+63 60 0:42 /a\\040b /tmp/over rw - tmpfs tmpfs rw
+"""
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize(
+    ("path", "root"),
+    [
+        ("/tmp/ws/bundles/x/shared", "/ws/bundles/x/shared"),  # the tmpfs's own path
+        ("/tmp", "/"),
+        ("/tmpx/y", "/tmpx/y"),  # not under /tmp: on the root filesystem
+        ("/work/bundle/shared", "/work/bundle/shared"),
+        ("/data/v/w", "/srv/data/v/w"),  # a host mount that is itself a bind
+        ("/tmp/over/z", "/a b/z"),  # the last mount at a point is on top; \040 is a space
+    ],
+)
+def test_bind_source_root_is_relative_to_its_host_mount(path, root):
+    """proc(5): mountinfo's root field is a path inside the filesystem, not a host path."""
+    from conformance import hostmounts
+
+    assert hostmounts.root_in_filesystem(path, TMPFS_TMP_MOUNTINFO) == root
+
+
+@pytest.mark.pure
+def test_bind_source_check_passes_with_tmp_on_tmpfs(tmp_path, monkeypatch):
+    """With /tmp a tmpfs a bind of /tmp/ws/shared shows root /ws/shared (runc's and
+    ours alike): the check wants that, not the host path; a wrong root still fails."""
+    from conformance import checks, hostmounts
+    from conformance.report import parse
+
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(TMPFS_TMP_MOUNTINFO)
+    monkeypatch.setattr(hostmounts, "MOUNTINFO", str(mountinfo))
+    config = {"mounts": [{"destination": "/shared", "type": "bind",
+                          "source": "/tmp/ws/shared", "options": ["rbind"]}]}  # fmt: skip
+
+    def failed(root: str) -> list[str]:
+        line = f"mount /shared ext4 rw,relatime private tmpfs rw {root}\nend\n"
+        facts = checks.Facts(config, parse(line), "/nonexistent", "/tmp/ws", {})
+        return [c.name for c in checks.check_mounts(facts) if c.failed]
+
+    assert failed("/ws/shared") == []
+    assert failed("/tmp/ws/shared") == ["/shared shows the bind source"]

@@ -12,12 +12,14 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import sysconfig
 import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
-from conftest import OCIRUNTIME
+from conftest import OCIRUNTIME, REPO
 from test_bad_input import (  # noqa: F401 - the autouse fixture checks for leftover processes
     assert_nothing_left,
     expect_error,
@@ -274,8 +276,38 @@ def as_user(uid: int, *argv: str, cwd: Path | None = None) -> subprocess.Complet
                                            err.read().decode())  # fmt: skip
 
 
+@pytest.fixture(scope="session")
+def rootless_ociruntime(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The runtime as ROOTLESS_UID can start it: the checkout's launcher when that user
+    can read it, else (a checkout under a 0700 directory such as /root) a copy of what
+    the launcher reads (the package, schemas/, the venv's site-packages) in a temp dir
+    everyone can read, with a launcher for the system interpreter the venv points at."""
+    if as_user(ROOTLESS_UID, OCIRUNTIME, "--version").returncode == 0:
+        return OCIRUNTIME
+    from ociruntime import launcher
+
+    top = tmp_path_factory.mktemp("rootless-runtime")
+    shutil.copytree(REPO / "ociruntime", top / "ociruntime", symlinks=True)
+    shutil.copytree(REPO / "schemas", top / "schemas", symlinks=True)
+    paths = [str(top)]
+    libs = dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib"))
+    for i, lib in enumerate(libs):
+        shutil.copytree(lib, top / f"lib{i}", symlinks=True)
+        paths.append(str(top / f"lib{i}"))
+    python = os.path.realpath(sys.executable)
+    script = top / "ociruntime-launcher"
+    script.write_text(launcher.TEMPLATE.format(python=python, paths=paths))
+    script.chmod(0o755)
+    reachable(top)
+    done = as_user(ROOTLESS_UID, str(script), "--version")
+    if done.returncode != 0:
+        pytest.fail(f"uid {ROOTLESS_UID} cannot start the runtime, not even a copy in {top} "
+                    f"with {python}: {done.stderr.strip().splitlines()[-1:]}")  # fmt: skip
+    return str(script)
+
+
 @pytest.fixture
-def rootless_bundle(rootfs_template, tmp_path):
+def rootless_bundle(rootfs_template, tmp_path, rootless_ociruntime):
     """A bundle owned by ROOTLESS_UID with the config `ociruntime spec --rootless` wrote
     as that user; yields (bundle dir, state root); deletes what is left afterwards."""
     bundle = tmp_path / "rootless"
@@ -285,16 +317,17 @@ def rootless_bundle(rootfs_template, tmp_path):
     state_root.mkdir()
     chown_tree(tmp_path, ROOTLESS_UID, ROOTLESS_UID)
     reachable(tmp_path)
-    spec = as_user(ROOTLESS_UID, OCIRUNTIME, "spec", "--rootless", cwd=bundle)
+    spec = as_user(ROOTLESS_UID, rootless_ociruntime, "spec", "--rootless", cwd=bundle)
     assert spec.returncode == 0, spec.stderr
-    yield bundle, state_root
+    yield bundle, state_root, rootless_ociruntime
+    rt = [rootless_ociruntime, "--root", str(state_root)]
     for cid in os.listdir(state_root):
-        as_user(ROOTLESS_UID, OCIRUNTIME, "--root", str(state_root), "delete", "--force", cid)
+        as_user(ROOTLESS_UID, *rt, "delete", "--force", cid)
     assert os.listdir(state_root) == []
 
 
 def test_rootless_spec_runs_as_unprivileged_user(rootless_bundle):
-    bundle, state_root = rootless_bundle
+    bundle, state_root, ociruntime = rootless_bundle
     config = json.loads((bundle / "config.json").read_text())
     assert {"type": "user"} in config["linux"]["namespaces"]
     assert config["linux"]["uidMappings"] == [
@@ -302,7 +335,7 @@ def test_rootless_spec_runs_as_unprivileged_user(rootless_bundle):
     config["process"]["terminal"] = False
     config["process"]["args"] = ["sh", "-c", "id -u; cat /proc/self/uid_map; hostname"]
     (bundle / "config.json").write_text(json.dumps(config))
-    rt = [OCIRUNTIME, "--root", str(state_root)]
+    rt = [ociruntime, "--root", str(state_root)]
     done = as_user(ROOTLESS_UID, *rt, "run", "rl-" + uuid.uuid4().hex[:8], cwd=bundle)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["0", "0", str(ROOTLESS_UID), "1", "runc"]
@@ -352,24 +385,24 @@ def subordinate_ids():
         subprocess.run(["groupdel", SUBID_USER], check=False)  # userdel may have removed it
 
 
-def _rootless_run(bundle: Path, state_root: Path, uid_maps: list[dict], gid_maps: list[dict],
+def _rootless_run(rootless_bundle: tuple, uid_maps: list[dict], gid_maps: list[dict],
                   args: list[str], user: dict | None = None):  # fmt: skip
+    bundle, state_root, ociruntime = rootless_bundle
     config = json.loads((bundle / "config.json").read_text())
     config["linux"]["uidMappings"], config["linux"]["gidMappings"] = uid_maps, gid_maps
     config["process"].update(terminal=False, args=args, user=user or {"uid": 0, "gid": 0})
     (bundle / "config.json").write_text(json.dumps(config))
     cid = "rl-" + uuid.uuid4().hex[:8]
-    return as_user(ROOTLESS_UID, OCIRUNTIME, "--root", str(state_root), "run", cid, cwd=bundle)
+    return as_user(ROOTLESS_UID, ociruntime, "--root", str(state_root), "run", cid, cwd=bundle)
 
 
 def test_rootless_maps_subordinate_ids_with_newuidmap(rootless_bundle, subordinate_ids):
     """More than the caller's own id goes through newuidmap/newgidmap, which allow the
     ranges /etc/subuid and /etc/subgid grant: uid 1000 inside is SUBID_BASE + 999."""
-    bundle, state_root = rootless_bundle
     maps = [{"containerID": 0, "hostID": ROOTLESS_UID, "size": 1},
             {"containerID": 1, "hostID": SUBID_BASE, "size": 65536}]  # fmt: skip
     script = "id -u; cat /proc/self/uid_map; grep ^Uid /proc/self/status"
-    done = _rootless_run(bundle, state_root, maps, maps, ["sh", "-c", script],
+    done = _rootless_run(rootless_bundle, maps, maps, ["sh", "-c", script],
                          {"uid": 1000, "gid": 1000})  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[:7] == ["1000", "0", str(ROOTLESS_UID), "1",
@@ -379,9 +412,9 @@ def test_rootless_maps_subordinate_ids_with_newuidmap(rootless_bundle, subordina
 def test_rootless_cannot_map_ids_it_was_not_granted(rootless_bundle, subordinate_ids):
     """Beyond the caller's own id and its subordinate range: newuidmap refuses, and the
     error names the field and says why; nothing is left."""
-    bundle, state_root = rootless_bundle
+    state_root = rootless_bundle[1]
     own = [{"containerID": 0, "hostID": ROOTLESS_UID, "size": 1}]
-    done = _rootless_run(bundle, state_root, MAPPING, own, ["true"])  # HOST_BASE: not granted
+    done = _rootless_run(rootless_bundle, MAPPING, own, ["true"])  # HOST_BASE: not granted
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1, done.stderr
     assert "/linux/uidMappings" in done.stderr and "newuidmap" in done.stderr
