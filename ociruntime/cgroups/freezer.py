@@ -61,24 +61,32 @@ def thaw(paths: dict[str, str]) -> None:
 
 
 def _freeze_v1(d: str) -> None:
-    """v1 may stay FREEZING while tasks keep forking; as runc, ask again, thawing now and
-    then so that the forks settle, and give up (thawed) after a while. There is no event
-    to wait for on v1: the state file is all there is."""
+    """v1 may stay FREEZING while tasks keep forking, or for long on a loaded machine: as
+    runc, ask again, thawing now and then so that the forks settle, and give up (thawed)
+    after a while. There is no event to wait for on v1: the state file is all there is,
+    so the wait is bounded by time (5 s), not by a count of tries a busy machine can burn
+    through in a few milliseconds."""
     import time
 
     state_file = os.path.join(d, "freezer.state")
+    deadline = time.monotonic() + 5.0
     try:
-        for attempt in range(1000):
+        attempt = 0
+        while True:
             if attempt % 50 == 49:
                 _write(state_file, "THAWED")
                 time.sleep(0.01)
             _write(state_file, "FROZEN")
+            if attempt >= 25:
+                time.sleep(0.001)  # a slow freeze: let the kernel get on with it
             state = (read_file(d, "freezer.state") or "").strip()
             if state == "FROZEN":
                 return
             if state != "FREEZING":
                 raise RuntimeFailure(f"pause: unexpected freezer state {state!r}")
-        raise RuntimeFailure("pause: the container's processes could not be frozen")
+            if time.monotonic() > deadline:
+                raise RuntimeFailure("pause: the container's processes could not be frozen")
+            attempt += 1
     except BaseException:
         _write(state_file, "THAWED")  # never leave it half frozen
         raise
