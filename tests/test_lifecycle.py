@@ -284,3 +284,61 @@ def test_delete_kills_leftovers_of_a_shared_pid_namespace(runtime, make_bundle):
     os.kill(child, 0)  # still alive after its parent, the init, exited
     runtime("delete", cid, check=True)
     assert process_gone(child)
+
+
+def test_start_waiting_on_a_stopped_init_blocks_no_other_command(runtime, make_bundle, tmp_path):
+    """`start` waits for the init to exec; the lock does not wait with it. With the
+    created init stopped (SIGSTOP: it cannot exec), `state` answers, `delete --force`
+    removes the container, and the waiting `start` then fails."""
+    import subprocess
+
+    bundle = make_bundle(["sleep", "1000"])
+    cid = runtime.new_id()
+    runtime("create", "--bundle", str(bundle.path), cid, check=True)
+    pid = runtime.state(cid)["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    with open(tmp_path / "start.out", "w") as out:
+        starter = subprocess.Popen(
+            [runtime.binary, "--root", runtime.root, "start", cid],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        # Until start has taken the fifo the container is "created"; after, "running".
+        assert runtime("state", cid, timeout=10).returncode == 0
+        runtime("delete", "--force", cid, check=True, timeout=20)
+        assert starter.wait(timeout=20) != 0
+    finally:
+        starter.kill()
+        starter.wait()
+    assert process_gone(pid)
+    assert runtime("state", cid).returncode == 1
+    assert "exited before it could start" in (tmp_path / "start.out").read_text()
+
+
+def test_two_forced_deletes_at_once_both_succeed(runtime, make_bundle, tmp_path):
+    """Engines retry `delete --force`; two at once on a running container both exit 0
+    (the second finds it gone, as runc's does) and nothing is left."""
+    import subprocess
+
+    cid = runtime.new_id()
+    runtime(
+        "run", "--detach", "--bundle", str(make_bundle(["sleep", "1000"]).path), cid, check=True
+    )
+    pid = runtime.state(cid)["pid"]
+    argv = [runtime.binary, "--root", runtime.root, "delete", "--force", cid]
+    deletes = [
+        subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp_path / f"delete{n}.err", "w"),
+        )
+        for n in range(2)
+    ]
+    assert [d.wait(timeout=30) for d in deletes] == [0, 0], [
+        (tmp_path / f"delete{n}.err").read_text() for n in range(2)
+    ]
+    assert process_gone(pid)
+    assert runtime("state", cid).returncode == 1

@@ -54,6 +54,8 @@ chmod 700 "$root/root"
 
 steps="cd /root/ociruntime && tools/run-example.sh"
 [ "$example_only" = yes ] || steps="$steps && tools/test.sh \"\$@\""
+# Nothing the two commands did may show in the checkout (.venv is ignored).
+steps="$steps && { test -z \"\$(git status --porcelain)\" || { git status --short; echo fresh-machine: the checkout is not clean; exit 1; } >&2; }"
 cat >"$work/enter.sh" <<EOF
 set -eu
 mount --bind "$root" "$root"

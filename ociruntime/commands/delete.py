@@ -15,12 +15,11 @@ from ociruntime.errors import RuntimeFailure
 
 def delete(root: str, container_id: str, force: bool) -> None:
     try:
-        container = Container.load(root, container_id)
+        Container.load(root, container_id).delete(force)
     except RuntimeFailure as e:
         if force and str(e) == "container does not exist":
-            return  # runc: `delete --force` of an unknown container succeeds silently
+            return  # runc: `delete --force` of an unknown (or just deleted) one succeeds
         raise
-    container.delete(force)
 
 
 def kill_and_wait(state: ContainerState) -> None:

@@ -7,7 +7,7 @@ from ociruntime.container.state import ContainerState, StateDir
 
 
 def start(root: str, container_id: str) -> None:
-    Container.load(root, container_id).start()
+    Container.load(root, container_id).start(unlock_while_waiting=True)
 
 
 def release(sd: StateDir, state: ContainerState) -> None:

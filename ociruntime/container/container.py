@@ -136,10 +136,16 @@ class Container:
 
     # --- start ----------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, unlock_while_waiting: bool = False) -> None:
         """Release a created container's init: open the exec fifo's read side (unblocking
-        it), read its byte, remove the fifo, then run poststart hooks. A pidfd tells us if
-        the init died instead of writing."""
+        it) and remove the fifo's name, read the init's byte, then run poststart hooks. A
+        pidfd tells us if the init died instead of writing.
+
+        Once the fifo's name is gone no other `start` can release the init (the status
+        is "running" from then on: the init holds the fifo by fd, not by name), so with
+        `unlock_while_waiting` the lock goes before the wait: an init that is slow to
+        exec (stopped, starved) never keeps `state`, `kill` or `delete --force` waiting.
+        `run` keeps its lock: it cleans up under it should the start fail."""
         self.check("start")
         # The pidfd first: once the fifo is open the process may exec, exit and be reaped
         # at once (conmon, a subreaper, reaps immediately), and its pid would be gone.
@@ -153,11 +159,13 @@ class Container:
             os.close(pidfd)
             raise
         try:
+            os.unlink(self.dir.fifo_path)
+            if unlock_while_waiting:
+                self.unlock()
             _wait_for_exec(fifo, pidfd)
         finally:
             os.close(fifo)
             os.close(pidfd)
-        os.unlink(self.dir.fifo_path)
         self._run_hooks("poststart", "running")
 
     def _run_hooks(self, name: str, status: str) -> None:
@@ -215,7 +223,12 @@ class Container:
         if not force:
             self.check("delete")
         elif self.status() != "stopped":
+            # The wait is on processes, not on the record: let `state` and `kill` in
+            # meanwhile, then take the lock again ("does not exist" if another delete
+            # finished first).
+            self.unlock()
             self.kill_and_wait()
+            self.dir.lock()
         self.destroy()
 
     def destroy(self) -> None:
