@@ -76,8 +76,16 @@ def field_message(where: str, reason: str, document: str = "config.json") -> str
     """The one shape of a message about a document's field: `config.json: /linux/sysctl:
     reason`. `where` is a JSON pointer (see pointer()); `document` is the file the user
     wrote (config.json, or exec's --process file). For warnings; failures use
-    field_error."""
+    field_error. `exec ID ARGS...` has no document the user wrote (its process is
+    config.json's with the command line's arguments): its failures read as runc's,
+    COMMAND_LINE_PROCESS then the reason."""
+    if document == COMMAND_LINE_PROCESS:
+        return f"{document}: {reason}"
     return f"{document}: {where}: {reason}"
+
+
+#: The "document" of `exec ID ARGS...`'s process: runc's words for a failure to start it.
+COMMAND_LINE_PROCESS = "unable to start container process"
 
 
 def field_error(

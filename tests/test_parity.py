@@ -407,3 +407,39 @@ def test_resume_and_state_proceed_while_an_exec_waits_in_a_paused_container(runt
     finally:
         waiting.kill()
         waiting.wait()
+
+
+# --- exec's command-line process: a failure to start it, in runc's words ----------------
+
+
+def _exec_message(argv: list[str]) -> str:
+    """The `msg` of the one error record `exec` logs (text format; stderr)."""
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=TIMEOUT)  # fmt: skip
+    assert p.returncode == 255, p
+    return p.stderr.split('msg="', 1)[1].rsplit('"', 1)[0]
+
+
+@pytest.mark.parametrize("program", ["/nonexistent", "/etc", "nonexistent"])
+def test_exec_of_a_missing_program_fails_in_runcs_words(runtime, make_bundle, program):
+    """`exec ID ARGS...` has no config.json field to blame (the arguments are the
+    command line's): the message is runc's, word for word."""
+    if not shutil.which("runc"):
+        pytest.skip("runc (the reference runtime) is not installed")
+    bundle = make_bundle(["sleep", "60"])
+    cid = runtime.new_id()
+    runtime("run", "-d", "--bundle", str(bundle.path), cid, check=True, timeout=TIMEOUT)
+    ours = _exec_message([OCIRUNTIME, "--root", runtime.root, "exec", cid, program])
+    root = f"/run/ociruntime-test-runc-{uuid.uuid4().hex[:8]}"
+    ref = "ref-" + root[-8:]
+    try:
+        subprocess.run(["runc", "--root", root, "run", "-d", "--bundle", str(bundle.path), ref],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=True, timeout=TIMEOUT)  # fmt: skip
+        theirs = _exec_message(["runc", "--root", root, "exec", ref, program])
+    finally:
+        subprocess.run(["runc", "--root", root, "delete", "--force", ref],
+                       capture_output=True, timeout=TIMEOUT)  # fmt: skip
+        shutil.rmtree(root, ignore_errors=True)
+    assert ours == theirs
+    assert ours.startswith("exec failed: unable to start container process: exec: ")

@@ -20,7 +20,7 @@ import _signal
 import os
 
 from ociruntime.container.container import Container
-from ociruntime.errors import RuntimeFailure
+from ociruntime.errors import COMMAND_LINE_PROCESS, RuntimeFailure
 from ociruntime.signals import FORWARDED_SIGNALS
 from ociruntime.stages import exec_stages
 from ociruntime.stages.exec_stages import EXIT_FAILED
@@ -102,7 +102,7 @@ def _exec(opts: ExecOptions) -> int:
             else:
                 console, peer = terminal.pair()
         document = (f"--process {opts.process_file}", "") if opts.process_file else (
-            "config.json", "/process")  # fmt: skip
+            COMMAND_LINE_PROCESS, "/process")  # fmt: skip
         plan = ExecPlan(
             container=state, cgroups=cgroups, status=status, process=proc,
             process_document=document,
