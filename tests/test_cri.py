@@ -41,6 +41,8 @@ POD_NAMESPACES = {"network": "NODE", "pid": "POD", "ipc": "POD"}
 MiB = 1024 * 1024
 #: Runtime options whose value is a path (left out of Node.calls).
 PATH_OPTIONS = ("--bundle", "--pid-file", "--process", "--console-socket")
+#: The heading of CLIENTS.md's section that lists the calls.
+CLIENTS_MD_SECTION = "\n## containerd's cri plugin (Kubernetes)\n"
 
 WRAPPER_TEMPLATE = """\
 #!/bin/sh
@@ -317,3 +319,28 @@ def test_readme_recipe_is_the_tested_one() -> None:
     handler = re.search(r"^handler: *(\S+)", runtime_class, re.M)
     assert handler is not None and handler[1] == cri.HANDLER
     assert cri.HANDLER in documented["containerd"]["runtimes"]
+
+
+def normalize(line: str, node: Node) -> str:
+    """One runtime command line with ids and paths replaced by CLIENTS.md's placeholders."""
+    line = line.replace(f"{node.ctd.runtime_root}/{cri.CRI_NAMESPACE}", "<root>")
+    task_dir = f"{node.ctd.base}/state/io.containerd.runtime.v2.task/{cri.CRI_NAMESPACE}/"
+    line = re.sub(re.escape(task_dir) + r"[0-9a-f]{64}", "<bundle>", line)
+    line = re.sub(r"<bundle>/(?!init\.pid|log\.json)[^ /]+\.pid", "<bundle>/<exec-id>.pid", line)
+    line = re.sub(r"/\S*/runc-process\d+", "<process.json>", line)
+    return re.sub(r"\b[0-9a-f]{64}\b", "<id>", line)
+
+
+def test_clients_md_lists_every_call(node: Node) -> None:
+    """Every command line the shim ran for the module's pods is listed in CLIENTS.md's
+    section on the cri plugin (run last; OCITEST_CRI_ARGV_OUT=FILE writes them)."""
+    lines = node.calls_log.read_text().splitlines() if node.calls_log.exists() else []
+    seen = sorted({normalize(line, node) for line in lines})
+    out = os.environ.get("OCITEST_CRI_ARGV_OUT")
+    if out:
+        Path(out).write_text("".join(f"{c}\n" for c in seen))
+    assert seen, "the shim never called the runtime"
+    section = (REPO / "conformance" / "CLIENTS.md").read_text().split(CLIENTS_MD_SECTION, 1)
+    assert len(section) == 2, f"no {CLIENTS_MD_SECTION!r} in CLIENTS.md"
+    listed = set(re.findall(r"^\| `(--root <root> [^`]*)`", section[1].split("\n## ")[0], re.M))
+    assert [c for c in seen if c not in listed] == []
