@@ -26,7 +26,7 @@ from types import ModuleType
 from typing import Any
 
 from testkit.containerd import Containerd
-from testkit.processes import cgroup_hierarchies, remove_cgroup_subtrees
+from testkit.processes import remove_cgroup_subtrees
 
 PROTO = Path(__file__).resolve().parent / "cri_runtime_v1.proto"
 #: containerd's cri plugin keeps everything in this containerd namespace (fixed in 1.6).
@@ -101,18 +101,14 @@ class CRIContainerd(Containerd):
         super().__init__(base, CRI_NAMESPACE, [self.runtime_root], cri_config=config)
 
     def _remove_namespace_cgroups(self) -> list[str]:
+        """The cgroup parent with what is below it: a container cgroup is a leftover."""
         return remove_cgroup_subtrees([self.cgroup_parent])
 
-    def pod_cgroups(self) -> list[Path]:
-        """The cgroups left under the cgroup parent, in every hierarchy."""
-        parents = [h / self.cgroup_parent.strip("/") for h in cgroup_hierarchies()]
-        return [c for p in parents if p.is_dir() for c in p.iterdir() if c.is_dir()]
-
     def check_clean(self, ids: Iterable[str] = ()) -> list[str]:
-        """What is left of the pods (containers, shims, runtime state, mounts, cgroups);
-        removes it all."""
-        leftovers = [f"cgroup {c}" for c in self.pod_cgroups()]
-        return super().check_clean(ids) + leftovers
+        """What is left of the pods (containers, shims, runtime state, mounts, cgroups
+        under the cgroup parent); removes it all (the parent too: a runtime creates it
+        again for the next pod, as runc does)."""
+        return super().check_clean(ids) + self._remove_namespace_cgroups()
 
 
 def load_api(out_dir: Path) -> ModuleType:
