@@ -154,5 +154,15 @@ class CRIClient:
         )
         return rpc(request_type(**fields), timeout=deadline or self.timeout)
 
+    def ready(self) -> bool:
+        """Whether the cri plugin answers: it refuses every call ("server is not
+        initialized yet") for a while after containerd itself answers."""
+        import grpc
+
+        try:
+            return bool(self("Version", version="v1", deadline=10).runtime_api_version)
+        except grpc.RpcError:
+            return False
+
     def close(self) -> None:
         self.channel.close()

@@ -120,6 +120,7 @@ def node(containerd_installed: None, images: list[Path], tmp_path_factory) -> It
     node = Node(base, cri.load_api(tmp_path_factory.mktemp("cri-api")))
     try:
         node.ctd.start(timeout=60)
+        until("the cri plugin answers", node.call.ready)
         for archive, name in zip(images, (PAUSE_IMAGE, IMAGE), strict=True):
             node.ctd.import_image(archive, name)
             # The cri plugin learns of an image from containerd's events: wait for it.
