@@ -7,6 +7,8 @@
 - containerd, docker, podman, oci_image: a private containerd, dockerd or podman and the
   image archive they load (tests/test_containerd.py, tests/test_podman.py,
   bench/bench.py, bench/profiles/capture.py);
+- cri: containerd's cri plugin with README's `ociruntime` runtime handler and a CRI
+  (gRPC) client of it, as a kubelet drives it (tests/test_cri.py);
 - recvtty, seccomp_agent (on sockets.Listener): the other ends of `--console-socket` and
   of `linux.seccomp.listenerPath`.
 

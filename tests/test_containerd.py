@@ -10,7 +10,7 @@ with its own /run, and only the plugins `ctr run` needs. Here, in addition:
 - After every test: no container, task, shim, ociruntime state, cgroup or mount of it is
   left; after the module: containerd stopped, its namespace cgroups removed, no state.
 - The README's CRI recipe (Kubernetes' path): a second containerd, with the cri plugin
-  and the `ociruntime` runtimes entry, loads it (no CRI client calls it yet).
+  and the `ociruntime` runtimes entry, loads it (tests/test_cri.py runs pods through it).
 
 OCITEST_CONTAINERD_RUNTIME=/usr/sbin/runc runs the same tests with runc in the shim (the
 reference behaviour). OCITEST_CONTAINERD_ARGV_OUT=FILE writes the normalized runtime
@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 from conftest import CGROUP_V2_ONLY, OCIRUNTIME, REPO
 
-from testkit import containerd, oci_image
+from testkit import containerd, cri, oci_image
 from testkit.processes import Result
 
 RUNTIME = os.environ.get("OCITEST_CONTAINERD_RUNTIME", OCIRUNTIME)
@@ -483,23 +483,10 @@ def test_clients_md_lists_every_call(ctd: Containerd) -> None:
 
 # --- the CRI runtimes entry (Kubernetes' path) -----------------------------------------------
 
-#: The README's containerd CRI recipe (BinaryName formatted in). The runc entry is that of
-#: `containerd config default`: a config with runtimes but not the default one
-#: (default_runtime_name, "runc") makes the cri plugin fail to load.
-CRI_RUNTIME_ENTRY = """\
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-  runtime_type = "io.containerd.runc.v2"
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.ociruntime]
-  runtime_type = "io.containerd.runc.v2"
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.ociruntime.options]
-  BinaryName = "{binary}"
-"""
-#: Kept private: no CNI plugins or network config of the host's (none is installed here).
-CRI_PRIVATE_CNI = """\
-[plugins."io.containerd.grpc.v1.cri".cni]
-  bin_dir = "{base}/cni/bin"
-  conf_dir = "{base}/cni/net.d"
-"""
+#: The README's containerd CRI recipe and the private CNI dirs are testkit/cri.py's
+#: (tests/test_cri.py runs pods through the same entry).
+CRI_RUNTIME_ENTRY = cri.CRI_RUNTIME_ENTRY
+CRI_PRIVATE_CNI = cri.CRI_PRIVATE_CNI
 
 CRI = ["io.containerd.grpc.v1", "cri"]
 
@@ -524,7 +511,7 @@ def test_cri_runtime_entry_loads(containerd_installed: None, tmp_path_factory) -
     """A containerd whose cri plugin has the README's `ociruntime` runtimes entry starts
     it: `ctr plugins ls` says the cri plugin is ok, the config it logs at start has the
     entry with our BinaryName, and the log has no error but CNI's (no network config
-    here). No CRI client drives it yet (issue #13 item 5)."""
+    here). tests/test_cri.py then runs pods through it with a CRI client."""
     base = tmp_path_factory.mktemp("containerd-cri")
     status, log = cri_start(base, CRI_RUNTIME_ENTRY.format(binary=RUNTIME))
     assert status == "ok", "\n".join(log)
