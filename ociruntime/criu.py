@@ -1,27 +1,26 @@
-"""Driving CRIU for `checkpoint` and `restore`: its command line, its log, its reason.
+"""Driving CRIU for `checkpoint` and `restore`: its RPC, its log, its reason.
 
-runc speaks CRIU's RPC (`criu swrk` over a socketpair, protobuf messages); we run the
-`criu` executable with options instead. Why:
+As runc does: `criu swrk FD` started with one end of a SOCK_SEQPACKET socketpair, a
+`criu_req` (protobuf) sent, `criu_resp`es read until the final one. Why the RPC and not
+criu's command line (which our first version drove, and which covers every option):
 
-- Debian 12's criu 3.17 ships the executable and its CLI options are the RPC's fields one
-  for one (`--ext-mount-map`, `--external`, `--inherit-fd`, `--manage-cgroups`,
-  `--cgroup-root`, `--freeze-cgroup`, `--prev-images-dir`, ...), so nothing of runc's
-  description of a container is lost;
-- the RPC needs protobuf (a generated `rpc_pb2` and the protobuf runtime) in our venv, or
-  a hand-written encoder: a second copy of CRIU's message schema to keep in step;
-- the two RPC notifications runc relies on have CLI equivalents: `setup-namespaces` (where
-  runc runs the prestart/createRuntime hooks) reaches an `--action-script`
-  (ociruntime.criu_action), and "the restored tree is the runtime's child" is
-  `--restore-sibling` (criu forks the tree as its own sibling, i.e. as our child).
+- CRIU talks back during a restore and we must answer: `setup-namespaces` is where runc
+  runs the prestart/createRuntime hooks (the tree's namespaces exist, nothing runs yet),
+  and `orphan-pts-master` hands over, with SCM_RIGHTS, the master of the pty CRIU made
+  for a container with a terminal, which goes to --console-socket. The command line has
+  action scripts for the first and nothing at all for the second (`--orphan-pts-master`
+  exists only in the RPC: without it a terminal's pty cannot even be dumped);
+- `rst_sibling` (swrk only) makes the restored init our child, as runc's is.
 
-What the CLI cannot do is hand back the master of an orphaned pty (the RPC's
-`orphan-pts-master` notification carries the fd), so a container whose process has a
-terminal is refused by `checkpoint` up front rather than dumped into an image that
-`restore` could not reattach (see README).
+The protobuf is proto2 with a handful of scalar, string and nested fields: encoded and
+decoded here (about sixty lines, field numbers from criu's rpc.proto, which Debian's
+criu installs as /usr/include/criu/rpc.proto) rather than through the protobuf package
+and a generated rpc_pb2, which the venv would otherwise need for this alone.
 
-Everything CRIU says goes to its log (`-o`, in the work directory, `-v4`); when it fails
-we quote its first `Error (...)` line: the one line the user sees is CRIU's own reason.
-Nothing here is imported by create/start/state: only `checkpoint` and `restore` load it.
+Everything CRIU says goes to its log (`log_file`, in the work directory, level 4); when
+it fails we quote its first `Error (...)` line: the one line the user sees is CRIU's own
+reason. Nothing here is imported by create/start/state: only `checkpoint` and `restore`
+load it.
 """
 
 from __future__ import annotations
@@ -35,11 +34,88 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
 #: CRIU's keys for a namespace the container joined by path (runc's and crun's names):
-#: dumped as `--external net[INODE]:extRootNetNS`, restored with `--inherit-fd fd[N]:KEY`.
+#: dumped as external `net[INODE]:extRootNetNS`, restored with inherit_fd of that key.
 EXTERNAL_NAMESPACES = {"network": ("net", "extRootNetNS"), "pid": ("pid", "extRootPidNS")}
-#: runc's --manage-cgroups-mode values (criu's own words for them).
-CGROUP_MODES = ("soft", "full", "strict", "ignore")
+#: runc's --manage-cgroups-mode values -> rpc.proto's criu_cg_mode.
+CGROUP_MODES = {"soft": 3, "full": 4, "strict": 5, "ignore": 0}
 DESCRIPTORS = "descriptors.json"
+CLONE_NEWNET = 0x40000000
+
+# rpc.proto: criu_req_type
+DUMP, RESTORE, PRE_DUMP, NOTIFY = 1, 2, 4, 6
+# rpc.proto: criu_opts field numbers
+(IMAGES_DIR_FD, PID, LEAVE_RUNNING, EXT_UNIX_SK, TCP_ESTABLISHED, SHELL_JOB, FILE_LOCKS,
+ LOG_LEVEL, LOG_FILE, PS, NOTIFY_SCRIPTS, ROOT, PARENT_IMG, TRACK_MEM, AUTO_DEDUP,
+ WORK_DIR_FD, EXT_MNT, MANAGE_CGROUPS, CG_ROOT, RST_SIBLING, INHERIT_FD,
+ MANAGE_CGROUPS_MODE, EXTERNAL, EMPTY_NS, FREEZE_CGROUP, LAZY_PAGES, ORPHAN_PTS_MASTER,
+ LSM_PROFILE) = (1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 23, 24, 25, 26,
+                 27, 34, 37, 38, 44, 48, 50, 53)  # fmt: skip
+
+
+# --- proto2, the little of it rpc.proto uses ------------------------------------------------
+
+
+def _varint(n: int) -> bytes:
+    n &= (1 << 64) - 1  # a negative int32 is ten bytes of two's complement
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+class Message:
+    """A proto2 message being built: fields appended in any order, repeated ones again."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def int(self, field: int, value: int) -> Message:  # int32, uint32, bool, enum
+        self.data += _varint(field << 3) + _varint(int(value))
+        return self
+
+    def bytes(self, field: int, value: bytes | str | Message) -> Message:
+        raw = value.data if isinstance(value, Message) else value
+        raw = raw.encode() if isinstance(raw, str) else bytes(raw)
+        self.data += _varint(field << 3 | 2) + _varint(len(raw)) + raw
+        return self
+
+
+def decode(buf: bytes) -> dict[int, list]:
+    """field number -> its values (ints for varints, bytes for length-delimited)."""
+    fields: dict[int, list] = {}
+    i = 0
+    while i < len(buf):
+        key, i = _read_varint(buf, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _read_varint(buf, i)
+        elif wire == 2:
+            size, i = _read_varint(buf, i)
+            value, i = buf[i : i + size], i + size
+        elif wire in (1, 5):  # fixed64/fixed32: none in rpc.proto, skipped
+            size = 8 if wire == 1 else 4
+            value, i = buf[i : i + size], i + size
+        else:
+            raise RuntimeFailure(f"criu: unreadable reply (wire type {wire})")
+        fields.setdefault(field, []).append(value)
+    return fields
+
+
+def _read_varint(buf: bytes, i: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        if i >= len(buf):
+            raise RuntimeFailure("criu: truncated reply")
+        byte = buf[i]
+        n |= (byte & 0x7F) << shift
+        i, shift = i + 1, shift + 7
+        if not byte & 0x80:
+            return n, i
+
+
+# --- a swrk session --------------------------------------------------------------------------
 
 
 class Criu:
@@ -48,44 +124,114 @@ class Criu:
     def __init__(self, binary: str, images: str, work: str) -> None:
         self.binary, self.images, self.work = binary, images, work
 
-    def command(self, action: str, log_name: str, options: Sequence[str]) -> list[str]:
-        return [self.binary, action, "-D", self.images, "-W", self.work, "-o", log_name,
-                "-v4", *options]  # fmt: skip
-
     def run(
         self,
-        action: str,
+        request_type: int,
         log_name: str,
-        options: Sequence[str],
+        opts: Message,
+        on_notify: Callable[[str, int, list[int]], None] | None = None,
         pass_fds: Sequence[int] = (),
         preexec: Callable[[], None] | None = None,
         keep_log: bool = True,
-    ) -> None:
-        """Run criu to completion; a failure is a RuntimeFailure quoting its reason (and
-        criu's log removed unless `keep_log`: the user named no work directory to keep
-        it in, and a failure must leave nothing behind)."""
+    ) -> dict[int, list]:
+        """Send one request (the images and work directories and the log added to
+        `opts`), answer CRIU's notifications with `on_notify`, return its final reply.
+        A failure is a RuntimeFailure quoting CRIU's reason (its log then removed
+        unless `keep_log`: the user named no work directory to keep it in, and a failed
+        command must leave nothing behind). The first exception `on_notify` raised wins
+        over CRIU's account of it."""
+        import socket
         import subprocess
 
-        argv = self.command(action, log_name, options)
+        images = os.open(self.images, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        work = os.open(self.work, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        proc = None
         try:
-            done = subprocess.run(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, pass_fds=tuple(pass_fds), preexec_fn=preexec,
-                check=False,
-            )  # fmt: skip
-        except FileNotFoundError:
-            raise RuntimeFailure(f"criu: {self.binary}: executable not found") from None
-        except subprocess.SubprocessError as e:  # the preexec step failed in the child
-            raise RuntimeFailure(f"criu {action}: preparing criu's process failed: {e}") from None
-        if done.returncode != 0:
+            # criu reads the directories through /proc/<our pid>/fd/N (its peer's)
+            opts.int(IMAGES_DIR_FD, images).int(WORK_DIR_FD, work)
+            opts.int(LOG_LEVEL, 4).bytes(LOG_FILE, log_name).int(NOTIFY_SCRIPTS, 1)
+            try:
+                proc = subprocess.Popen(
+                    [self.binary, "swrk", str(theirs.fileno())],
+                    pass_fds=(theirs.fileno(), *pass_fds), preexec_fn=preexec,
+                )  # fmt: skip
+            except FileNotFoundError:
+                raise RuntimeFailure(f"criu: {self.binary}: executable not found") from None
+            except subprocess.SubprocessError as e:  # preexec failed in the child
+                raise RuntimeFailure(f"criu: preparing criu's process failed: {e}") from None
+            theirs.close()
+            ours.send(bytes(Message().int(1, request_type).bytes(2, opts).data))
+            failure, reply = self._converse(ours, request_type, on_notify)
+        finally:
+            ours.close()
+            theirs.close()
+            if proc is not None:
+                proc.wait()
+            os.close(images)
+            os.close(work)
+        if failure is not None:
+            self._forget_log(log_name, keep_log)
+            raise failure
+        if reply is None or not (reply.get(2) or [0])[0]:
             log = os.path.join(self.work, log_name)
-            reason = reason_from(log, done.stdout.decode(errors="replace"))
-            if not keep_log:
+            said = (reply or {}).get(9) or [b""]
+            reason = reason_from(log, said[0].decode(errors="replace"))
+            self._forget_log(log_name, keep_log)
+            raise RuntimeFailure(f"criu {_NAMES.get(request_type, '')} failed: {reason}")
+        return reply
+
+    def _converse(
+        self, sock, request_type: int, on_notify: Callable[[str, int, list[int]], None] | None
+    ) -> tuple[BaseException | None, dict[int, list] | None]:
+        """Read replies until the final one; each notification answered (a refusal
+        when on_notify raised, which CRIU turns into a failed operation)."""
+        import socket
+
+        failure: BaseException | None = None
+        while True:
+            try:
+                data, ancillary, _, _ = sock.recvmsg(
+                    1 << 20, socket.CMSG_SPACE(16), socket.MSG_CMSG_CLOEXEC
+                )
+            except OSError as e:
+                return failure or RuntimeFailure(f"criu: reading its reply: {e.strerror}"), None
+            fds = [
+                int.from_bytes(raw[i : i + 4], "little", signed=True)
+                for level, kind, raw in ancillary
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+                for i in range(0, len(raw) - 3, 4)
+            ]
+            if not data:
+                return failure, None  # criu went away
+            reply = decode(data)
+            if (reply.get(1) or [0])[0] != NOTIFY:
+                return failure, reply
+            note = decode((reply.get(5) or [b""])[0])
+            script = (note.get(1) or [b""])[0].decode(errors="replace")
+            pid = (note.get(2) or [0])[0]
+            ok = failure is None
+            if ok and on_notify is not None:
                 try:
-                    os.unlink(log)
-                except FileNotFoundError:
+                    on_notify(script, pid, fds)
+                except BaseException as e:  # noqa: BLE001 - handed back to the caller
+                    failure, ok = e, False
+            for fd in fds:
+                try:
+                    os.close(fd)
+                except OSError:
                     pass
-            raise RuntimeFailure(f"criu {action} failed: {reason}")
+            sock.send(bytes(Message().int(1, NOTIFY).int(3, ok).data))
+
+    def _forget_log(self, log_name: str, keep_log: bool) -> None:
+        if not keep_log:
+            try:
+                os.unlink(os.path.join(self.work, log_name))
+            except FileNotFoundError:
+                pass
+
+
+_NAMES = {DUMP: "dump", RESTORE: "restore", PRE_DUMP: "pre-dump"}
 
 
 def reason_from(log_path: str, output: str) -> str:

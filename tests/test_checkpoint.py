@@ -117,6 +117,8 @@ class Driver:
 
     def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
         done = self(*args, **kw)
+        if done.returncode != 0 and self.log and os.path.exists(self.log):
+            done.stderr += Path(self.log).read_text()[-2000:]  # stderr may be the container's
         assert done.returncode == 0, f"{' '.join(args)}: exit {done.returncode}: {done.stderr}"
         return done
 
@@ -264,6 +266,49 @@ def test_pre_dump_then_dump(runtime, drv, make_bundle, tmp_path):
         assert new.numbers(until=last[-1] + 2)[0] == last[-1] + 1
     finally:
         new.close()
+        drv("delete", "--force", cid)
+
+
+@needs_criu
+def test_terminal_survives_checkpoint_and_restore(runtime, drv, make_bundle, tmp_path):
+    """A shell on a terminal (--console-socket): checkpointed, restored with a new
+    console socket, it answers on the new pty master with the state it had (runc's
+    orphan-pts-master, sent to the socket as at create)."""
+    from testkit.recvtty import ConsoleSocket
+
+    b = make_bundle(["sh"])
+    b.config["process"]["terminal"] = True
+    b.write()
+    cid = runtime.new_id()
+    images = str(tmp_path / "img")
+    with ConsoleSocket(str(tmp_path / "c1.sock")) as first:
+        cmd = drv.cmd("run", "-d", "--console-socket", first.path, "--bundle", str(b.path), cid)
+        with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL) as p:
+            term = first.accept(timeout=60)
+            assert p.wait(timeout=60) == 0
+    try:
+        term.write("x=41\n")
+        term.write('echo "@@ $x @@"\n')
+        assert term.expect(r"@@ (\d+) @@", timeout=30).group(1) == "41"
+        drv.ok("checkpoint", "--image-path", images, cid)
+        term.read_to_end(timeout=30)
+    finally:
+        term.close()
+    assert drv.state(cid) is None
+    with ConsoleSocket(str(tmp_path / "c2.sock")) as second:
+        cmd = drv.cmd("restore", "-d", "--console-socket", second.path, "--bundle",
+                      str(b.path), "--image-path", images, cid)  # fmt: skip
+        with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE) as p:  # fmt: skip
+            term = second.accept(timeout=60)
+            assert p.wait(timeout=60) == 0, p.stderr.read()
+    try:
+        assert drv.state(cid)["status"] == "running"
+        term.write('echo "@@ $((x+1)) $(tty) @@"\n')
+        answer = term.expect(r"@@ (\d+) (\S+) @@", timeout=30)
+        assert answer.group(1) == "42" and answer.group(2).startswith("/dev/pts/"), answer
+    finally:
+        term.close()
         drv("delete", "--force", cid)
 
 

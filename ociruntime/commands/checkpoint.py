@@ -77,11 +77,6 @@ def checkpoint(root: str, container_id: str, opts: CheckpointOptions) -> None:
         raise RuntimeFailure(f"Container cannot be checkpointed in {status} state")
     state = container.state
     b = bundle.load(state.bundle)
-    if (b.config.get("process") or {}).get("terminal"):
-        raise RuntimeFailure(
-            "checkpoint: a container with a terminal cannot be checkpointed by ociruntime yet "
-            "(criu's command line cannot hand back the pty master)"
-        )
     made = _make_dirs(opts)
     try:
         _dump(container, b.config, opts)
@@ -131,48 +126,71 @@ def _remove_tree(d: str) -> None:
 
 
 def _dump(container: Container, config: dict, opts: CheckpointOptions) -> None:
+    """runc's dump request: the init's tree, the rootfs as CRIU's root, external
+    mounts and namespaces, the cgroup to freeze and record, the command's flags."""
     state = container.state
     pid = state.pid
     driver = criu.Criu(opts.criu_binary, opts.images, opts.work or opts.images)
-    options = ["-t", str(pid), "--root", state.rootfs]
+    req = criu.Message().int(criu.PID, pid).bytes(criu.ROOT, state.rootfs)
+    req.int(criu.ORPHAN_PTS_MASTER, 1)  # a terminal's master is outside the tree (runc)
     if opts.parent is not None:
         if not os.path.isdir(os.path.join(opts.images, opts.parent)):
             where = f"--parent-path: {opts.parent}"
             raise RuntimeFailure(f"{where}: no such directory under the image path")
-        options += ["--prev-images-dir", opts.parent, "--track-mem"]
+        req.bytes(criu.PARENT_IMG, opts.parent).int(criu.TRACK_MEM, 1)
+    for flag, field in _BOOLEAN_FIELDS:
+        if flag in opts.flags:
+            req.int(field, 1)
     if opts.pre_dump:
-        driver.run("pre-dump", "pre-dump.log", [*options, "--track-mem"])
+        driver.run(
+            criu.PRE_DUMP, "pre-dump.log", req.int(criu.TRACK_MEM, 1), keep_log=bool(opts.work)
+        )
         return
     _write_descriptors(opts.images, pid)
-    options += ["--manage-cgroups=" + opts.cgroup_mode]
+    req.int(criu.MANAGE_CGROUPS, 1).int(
+        criu.MANAGE_CGROUPS_MODE, criu.CGROUP_MODES[opts.cgroup_mode]
+    )
     freezer = _freezer_dir(container)
     if freezer:
-        options += ["--freeze-cgroup", freezer]
+        req.bytes(criu.FREEZE_CGROUP, freezer)
     for dest, _source in criu.bind_mounts(config, state.rootfs):
-        options += ["--ext-mount-map", f"{dest}:{dest}"]
+        req.bytes(criu.EXT_MNT, criu.Message().bytes(1, dest).bytes(2, dest))
     for path in criu.masked_files(config, pid):
-        options += ["--ext-mount-map", f"{path}:/dev/null"]
+        req.bytes(criu.EXT_MNT, criu.Message().bytes(1, path).bytes(2, "/dev/null"))
     for ns_type, path in criu.joined_namespaces(config).items():
         kind, key = criu.EXTERNAL_NAMESPACES[ns_type]
         try:
             inode = os.stat(path).st_ino
         except OSError as e:
             raise RuntimeFailure(f"config.json: /linux/namespaces: {path}: {e.strerror}") from None
-        options += ["--external", f"{kind}[{inode}]:{key}"]
+        req.bytes(criu.EXTERNAL, f"{kind}[{inode}]:{key}")
     if opts.empty_ns:
-        options += ["--empty-ns", opts.empty_ns]
+        req.int(criu.EMPTY_NS, criu.CLONE_NEWNET)
     if opts.leave_running:
-        options.append("--leave-running")
+        req.int(criu.LEAVE_RUNNING, 1)
     if opts.lazy_pages:
-        options.append("--lazy-pages")
+        req.int(criu.LAZY_PAGES, 1)
     if opts.page_server:
         address, _, port = opts.page_server.rpartition(":")
         if not address or not port.isdigit():
             raise RuntimeFailure(f"--page-server: {opts.page_server}: expected ADDRESS:PORT")
-        options += ["--page-server", "--address", address, "--port", port]
-    options += opts.flags
-    LOG.debug(f"checkpoint: criu dump {' '.join(options)}")
-    driver.run("dump", "dump.log", options)
+        req.bytes(criu.PS, criu.Message().bytes(1, address).int(2, int(port)))
+    try:
+        driver.run(criu.DUMP, "dump.log", req, keep_log=bool(opts.work))
+    except RuntimeFailure:
+        try:
+            os.unlink(os.path.join(opts.images, criu.DESCRIPTORS))
+        except FileNotFoundError:
+            pass
+        raise
+
+
+#: the boolean flags both commands share -> their criu_opts fields
+_BOOLEAN_FIELDS = (
+    ("--tcp-established", criu.TCP_ESTABLISHED), ("--ext-unix-sk", criu.EXT_UNIX_SK),
+    ("--shell-job", criu.SHELL_JOB), ("--file-locks", criu.FILE_LOCKS),
+    ("--auto-dedup", criu.AUTO_DEDUP), ("--lazy-pages", criu.LAZY_PAGES),
+)  # fmt: skip
 
 
 def _freezer_dir(container: Container) -> str | None:

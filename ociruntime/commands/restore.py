@@ -7,20 +7,23 @@ our init: the bundle is checked as create checks it, the id reserved and recorde
 the cgroups made from config.json with their device rules and limits. Then criu runs:
 
 - in the container's cgroups (it joins them before exec, as runc moves criu there), with
-  `--cgroup-root` naming them and `--manage-cgroups` (runc's default mode soft), so the
-  restored tree lands in them;
-- in a private mount namespace of its own where the rootfs is bound on itself (CRIU wants
-  its `--root` to be a mount point; runc binds it to a criu-root directory on the host and
-  unmounts it after; ours vanishes with criu's namespace, even if we are killed);
+  `cg_root` naming them and `manage_cgroups` (runc's default mode soft), so the restored
+  tree lands in them;
+- in a private mount namespace (ours, entered for this) where the rootfs is bound on
+  itself (CRIU wants its root to be a mount point; runc binds it to a criu-root
+  directory on the host and unmounts it after; ours vanishes with the namespace, even if
+  we are killed);
 - with every bind mount mapped to its source and masked files to /dev/null (external
   mounts, as `checkpoint` described them), a network or PID namespace given by path
-  handed over (`--inherit-fd`), our stdin/stdout/stderr in place of the pipes the
+  handed over (`inherit_fd`), our stdin/stdout/stderr in place of the pipes the
   checkpointed init had (descriptors.json, as runc);
-- with the prestart and createRuntime hooks run at CRIU's setup-namespaces step
-  (ociruntime.criu_action), as runc runs them on restore; no createContainer or
-  startContainer hook runs (no runtime process enters the container: CRIU restores the
-  processes), and no poststart (runc runs none on restore); poststop at delete;
-- `--restore-sibling --restore-detached`: the restored init is our child, criu exits.
+- with the prestart and createRuntime hooks run when CRIU notifies `setup-namespaces`,
+  as runc runs them on restore; no createContainer or startContainer hook runs (no
+  runtime process enters the container: CRIU restores the processes), and no poststart
+  (runc runs none on restore); poststop at delete;
+- with a terminal: the pty master CRIU made (`orphan-pts-master`) sent to
+  --console-socket, as runc does;
+- `rst_sibling`: the restored init is our child.
 
 Then the record gets the restored init's pid and start time, and no exec fifo: the status
 is `running`. Without -d we wait for it as `run` does and delete the container after.
@@ -35,19 +38,20 @@ import os
 
 from ociruntime import SPEC_VERSION, criu
 from ociruntime.cgroups import cgroupfs
-from ociruntime.commands.checkpoint import check_cgroup_mode, check_empty_ns, image_path
+from ociruntime.commands.checkpoint import (
+    _BOOLEAN_FIELDS,
+    check_cgroup_mode,
+    check_empty_ns,
+    image_path,
+)
 from ociruntime.commands.create import _CgroupSetup, _first_record, _Rollback, preflight
+from ociruntime.container import bundle
 from ociruntime.container import container as _container
-from ociruntime.container.state import StateDir, process_start_time, validate_id
+from ociruntime.container.state import ContainerState, StateDir, process_start_time, validate_id
 from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import constants as k
 from ociruntime.kernel import syscalls as sc
 from ociruntime.log import LOG
-
-PID_FILE = "criu.pid"
-HOOKS_JOB = "criu-hooks.json"
-HOOK_FAILURE = "criu-hook-failure"
-ACTION_SCRIPT = "criu-action.sh"
 
 
 class RestoreOptions:
@@ -84,11 +88,7 @@ def restore(opts: RestoreOptions) -> int:
         pidfile.check_dir(opts.pid_file)
     found = cgroupfs.hierarchies()
     b, checked, pairs = preflight(opts.bundle, opts.container_id, found)
-    if b.config["process"].get("terminal") or opts.console_socket:
-        raise RuntimeFailure(
-            "restore: a container with a terminal cannot be restored by ociruntime yet "
-            "(criu's command line cannot hand back the pty master)"
-        )
+    _check_terminal(bool(b.config["process"].get("terminal")), opts)
     if opts.work is not None:
         os.makedirs(opts.work, 0o700, exist_ok=True)
     sd = StateDir(opts.root, opts.container_id)
@@ -106,7 +106,7 @@ def restore(opts: RestoreOptions) -> int:
         state.cgroup_created = undo.cgroups_created
         sd.save(state)
         sd.unlock()  # a hook may run `state`
-        pid = _run_criu(opts, b, state, sd, pairs, found)
+        pid = _run_criu(opts, b, state, sd, pairs)
         info = process_start_time(pid)
         if info is None:
             raise RuntimeFailure("restore: the restored init exited at once")
@@ -129,80 +129,146 @@ def restore(opts: RestoreOptions) -> int:
     return _wait_and_delete(sd, state)
 
 
-def _cgroup_roots(pairs: list[tuple[cgroupfs.Hierarchy, str]]) -> list[str]:
-    """criu's --cgroup-root for each hierarchy: the container's cgroup as a path in it
-    (runc reads them from criu's /proc/PID/cgroup once it joined; the same paths)."""
+def _check_terminal(terminal: bool, opts: RestoreOptions) -> None:
+    """runc's rules (as create's): a detached terminal needs --console-socket, which is
+    for nothing else; attaching a restored terminal to ours is not done (yet)."""
+    if terminal and not opts.console_socket:
+        if opts.detach:
+            raise RuntimeFailure(
+                "config.json: /process/terminal: cannot allocate tty if runc will detach "
+                "without setting console socket (--console-socket)"
+            )
+        raise RuntimeFailure(
+            "config.json: /process/terminal: restoring attached to this terminal is not "
+            "supported: use -d and --console-socket"
+        )
+    if opts.console_socket and not (terminal and opts.detach):
+        raise RuntimeFailure(
+            "--console-socket: cannot use console socket if runc will not detach or allocate tty"
+        )
+
+
+def _cgroup_roots(pairs: list[tuple[cgroupfs.Hierarchy, str]]) -> list[tuple[str, str]]:
+    """criu's cg_root for each hierarchy, (controllers, path): the container's cgroup
+    as a path in it (runc reads them from criu's /proc/PID/cgroup once it joined; the
+    same paths); no controller for the v2 hierarchy."""
     roots = []
     for h, d in pairs:
         rel = "/" + os.path.relpath(d, h.mountpoint).strip(".").lstrip("/")
         controllers = sorted(c.removeprefix("name=") for c in h.controllers)
-        roots.append(f"{','.join(controllers)}:{rel}" if controllers else rel)
+        roots.append((",".join(controllers), rel))
     return roots
 
 
 def _run_criu(
     opts: RestoreOptions,
-    b: object,
-    state: object,
+    b: bundle.Bundle,
+    state: ContainerState,
     sd: StateDir,
     pairs: list[tuple[cgroupfs.Hierarchy, str]],
-    found: list[cgroupfs.Hierarchy],
 ) -> int:
-    """criu restore; returns the restored init's pid (our child)."""
-    config, rootfs = b.config, b.rootfs  # type: ignore[attr-defined]
-    options = ["--root", rootfs, "--restore-detached", "--restore-sibling",
-               "--pidfile", os.path.join(sd.path, PID_FILE),
-               "--manage-cgroups=" + opts.cgroup_mode]  # fmt: skip
-    for root in _cgroup_roots(pairs):
-        options += ["--cgroup-root", root]
+    """criu's restore request; returns the restored init's pid (our child)."""
+    config, rootfs = b.config, b.rootfs
+    req = criu.Message().bytes(criu.ROOT, rootfs).int(criu.RST_SIBLING, 1)
+    req.int(criu.MANAGE_CGROUPS, 1).int(
+        criu.MANAGE_CGROUPS_MODE, criu.CGROUP_MODES[opts.cgroup_mode]
+    )
+    req.int(criu.ORPHAN_PTS_MASTER, 1)
+    for ctrl, path in _cgroup_roots(pairs):
+        root = criu.Message().bytes(1, ctrl) if ctrl else criu.Message()
+        req.bytes(criu.CG_ROOT, root.bytes(2, path))
     for dest, source in criu.bind_mounts(config, rootfs):
-        options += ["--ext-mount-map", f"{dest}:{os.path.join(b.path, source)}"]  # type: ignore[attr-defined]
+        mapping = criu.Message().bytes(1, dest).bytes(2, os.path.join(b.path, source))
+        req.bytes(criu.EXT_MNT, mapping)
     if (config.get("linux") or {}).get("maskedPaths"):
-        options += ["--ext-mount-map", "/dev/null:/dev/null"]
+        req.bytes(criu.EXT_MNT, criu.Message().bytes(1, "/dev/null").bytes(2, "/dev/null"))
+    for flag, field in _BOOLEAN_FIELDS:
+        if flag in opts.flags:
+            req.int(field, 1)
+    if opts.empty_ns:
+        req.int(criu.EMPTY_NS, criu.CLONE_NEWNET)
+    if opts.lsm_profile:
+        req.bytes(criu.LSM_PROFILE, str(opts.lsm_profile))
     keep: list[int] = []
+    console = None
     try:
-        options += _inherited(opts.images, config, keep)
-        if opts.empty_ns:
-            options += ["--empty-ns", opts.empty_ns]
-        if opts.lsm_profile:
-            options += ["--lsm-profile", str(opts.lsm_profile)]
-        options += opts.flags
-        hooks = config.get("hooks") or {}
-        if hooks.get("prestart") or hooks.get("createRuntime"):
-            options += ["--action-script", _hooks_script(sd, b, state, hooks, found)]
+        for key, fd in _inherited(opts.images, config, keep):
+            req.bytes(criu.INHERIT_FD, criu.Message().bytes(1, key).int(2, fd))
+        if opts.console_socket:
+            from ociruntime.process import terminal
+
+            console = terminal.connect(str(opts.console_socket))
+        notes = _Notifications(sd, b, state, config.get("hooks") or {}, console)
+        _private_root(rootfs)
         driver = criu.Criu(opts.criu_binary, opts.images, opts.work or opts.images)
         dirs = [d for _, d in pairs]
-        LOG.debug(f"restore: criu restore {' '.join(options)}")
-        try:
-            enter = lambda: _enter(dirs, rootfs)  # noqa: E731
-            driver.run("restore", "restore.log", options, keep, enter, opts.work is not None)
-        except RuntimeFailure:
-            hook_failure = os.path.join(sd.path, HOOK_FAILURE)
-            if os.path.exists(hook_failure):
-                with open(hook_failure) as f:
-                    raise RuntimeFailure(f.read().strip()) from None
-            raise
+        reply = driver.run(
+            criu.RESTORE, "restore.log", req, notes.handle, keep,
+            lambda: _enter(dirs), keep_log=opts.work is not None,
+        )  # fmt: skip
     finally:
         for fd in keep:
             os.close(fd)
-        for name in (HOOKS_JOB, HOOK_FAILURE, ACTION_SCRIPT):
-            try:
-                os.unlink(os.path.join(sd.path, name))
-            except FileNotFoundError:
-                pass
-    with open(os.path.join(sd.path, PID_FILE)) as f:
-        pid = int(f.read().strip())
-    os.unlink(os.path.join(sd.path, PID_FILE))
+        if console is not None:
+            console.close()
+    restored = criu.decode((reply.get(4) or [b""])[0])
+    pid = (restored.get(1) or [0])[0]
+    if not pid:
+        raise RuntimeFailure("criu restore: no pid in its reply")
+    if console is not None and not notes.master_sent:
+        raise RuntimeFailure("--console-socket: criu restored no terminal to send")
     return pid
 
 
-def _inherited(images: str, config: dict, keep: list[int]) -> list[str]:
-    """--inherit-fd options: our stdio for each of the checkpointed init's stdio that was
-    a pipe (descriptors.json, runc's rule), and the namespaces joined by path. The fds
-    are duplicated above 2 (criu's own stdio is its log's) and kept open for criu."""
+class _Notifications:
+    """CRIU's notifications during the restore, answered as runc answers them:
+    `setup-namespaces` runs the prestart and createRuntime hooks (the restored init's
+    pid in their state), `orphan-pts-master` sends the new pty master to the console
+    socket. A failing hook fails the restore with the hook's own message."""
+
+    def __init__(self, sd: StateDir, b: bundle.Bundle, state: ContainerState, hooks: dict,
+                 console: object | None) -> None:  # fmt: skip
+        self.sd, self.b, self.state, self.hooks, self.console = sd, b, state, hooks, console
+        self.master_sent = False
+
+    def handle(self, script: str, pid: int, fds: list[int]) -> None:
+        if script == "setup-namespaces":
+            self._hooks(pid)
+        elif script == "orphan-pts-master" and fds:
+            if self.console is None:
+                raise RuntimeFailure(
+                    "restore: the container has a terminal: --console-socket is required"
+                )
+            from ociruntime.process import terminal
+
+            terminal._send_fd(self.console.sock, fds[0])  # type: ignore[attr-defined]
+            self.master_sent = True
+
+    def _hooks(self, pid: int) -> None:
+        if not (self.hooks.get("prestart") or self.hooks.get("createRuntime")):
+            return
+        from ociruntime.process import hooks
+
+        public = {
+            "ociVersion": SPEC_VERSION,
+            "id": self.sd.id,
+            "status": "creating",
+            "bundle": self.b.path,
+            "pid": pid,
+            **({"annotations": self.state.annotations} if self.state.annotations else {}),
+        }
+        for kind in ("prestart", "createRuntime"):
+            hooks.run_hooks(kind, self.hooks.get(kind) or [], public)
+
+
+def _inherited(images: str, config: dict, keep: list[int]) -> list[tuple[str, int]]:
+    """inherit_fd entries (key, criu's fd): our own stdin, stdout and stderr (criu's,
+    too: it inherits them) for each of the checkpointed init's that was a pipe
+    (descriptors.json, runc's rule), and the namespaces joined by path (opened here and
+    passed to criu under the same numbers)."""
     import json
 
-    options: list[str] = []
+    found: list[tuple[str, int]] = []
     try:
         with open(os.path.join(images, criu.DESCRIPTORS)) as f:
             descriptors = json.load(f)
@@ -212,9 +278,7 @@ def _inherited(images: str, config: dict, keep: list[int]) -> list[str]:
         raise RuntimeFailure(f"--image-path: {criu.DESCRIPTORS}: {e}") from None
     for i, target in enumerate(descriptors[:3] if isinstance(descriptors, list) else []):
         if isinstance(target, str) and target.startswith("pipe:"):
-            fd = os.dup(i)
-            keep.append(fd)
-            options += ["--inherit-fd", f"fd[{fd}]:{target}"]
+            found.append((target, i))
     for ns_type, path in criu.joined_namespaces(config).items():
         _kind, key = criu.EXTERNAL_NAMESPACES[ns_type]
         try:
@@ -222,49 +286,26 @@ def _inherited(images: str, config: dict, keep: list[int]) -> list[str]:
         except OSError as e:
             raise RuntimeFailure(f"config.json: /linux/namespaces: {path}: {e.strerror}") from None
         keep.append(fd)
-        options += ["--inherit-fd", f"fd[{fd}]:{key}"]
-    return options
+        found.append((key, fd))
+    return found
 
 
-def _enter(dirs: list[str], rootfs: str) -> None:
-    """In criu's process before its exec: into the container's cgroups (the restored tree
-    inherits them), into a mount namespace of its own with the rootfs a mount point."""
-    cgroupfs.join(dirs, os.getpid())
+def _private_root(rootfs: str) -> None:
+    """This process (and so criu, its child) into a mount namespace of its own where the
+    rootfs is a mount point, as CRIU wants its root (runc binds it on a criu-root
+    directory on the host and unmounts it after; ours vanishes with the namespace, even
+    if we are killed). Ours, not only criu's: criu's service resolves the images and
+    work directories through our /proc/PID/fd and makes its cgroup yard in the work
+    directory, which must be a mount of criu's own namespace (EINVAL otherwise)."""
     sc.unshare(k.CLONE_NEWNS)
     sc.mount(None, "/", None, k.MS_REC | k.MS_PRIVATE)
     sc.mount(rootfs, rootfs, None, k.MS_BIND | k.MS_REC)
 
 
-def _hooks_script(sd: StateDir, b: object, state: object, hooks: dict, found: list) -> str:
-    """The action script criu runs (ociruntime.criu_action) and the job it reads."""
-    import json
-    import shlex
-    import sys
-
-    public = {
-        "ociVersion": SPEC_VERSION,
-        "id": sd.id,
-        "status": "creating",
-        "bundle": b.path,  # type: ignore[attr-defined]
-        **({"annotations": state.annotations} if state.annotations else {}),  # type: ignore[attr-defined]
-    }
-    job = {
-        "state": public,
-        "hooks": {kind: hooks.get(kind) or [] for kind in ("prestart", "createRuntime")},
-        "own_cgroups": [os.path.join(h.mountpoint, h.own_path.lstrip("/")) for h in found],
-        "reason_file": os.path.join(sd.path, HOOK_FAILURE),
-    }
-    job_path = os.path.join(sd.path, HOOKS_JOB)
-    with open(job_path, "w") as f:
-        json.dump(job, f)
-    script = os.path.join(sd.path, ACTION_SCRIPT)
-    with open(script, "w") as f:
-        f.write(
-            f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m ociruntime.criu_action "
-            f"{shlex.quote(job_path)}\n"
-        )
-    os.chmod(script, 0o700)
-    return script
+def _enter(dirs: list[str]) -> None:
+    """In criu's process before its exec: into the container's cgroups (the restored tree
+    inherits them, as runc moves criu there)."""
+    cgroupfs.join(dirs, os.getpid())
 
 
 def _wait_and_delete(sd: StateDir, state: object) -> int:
