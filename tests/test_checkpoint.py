@@ -344,8 +344,8 @@ def _scenario(drv: Driver, bundle: str, cid: str, work: Path) -> dict:
 
 @needs_criu
 def test_checkpoint_restore_matches_runc(runtime, drv, make_bundle, tmp_path):
-    """The differential case: the same scenario under runc 1.1.5 (it uses criu's RPC)
-    and under ociruntime (its CLI) is seen the same way."""
+    """The differential case: the same scenario under runc 1.1.5 and under ociruntime
+    (both drive criu through its RPC; the codes differ) is seen the same way."""
     if not shutil.which("runc"):
         pytest.skip("runc (the reference runtime) is not installed")
     bundle = str(_counter_bundle(make_bundle))
@@ -427,6 +427,13 @@ def test_bad_input_is_refused_in_one_line(runtime, drv, make_bundle, tmp_path):
     _one_line(drv("restore", "-b", bundle, "--image-path", img, "--manage-cgroups-mode", "x",
                   new_id), "--manage-cgroups-mode")  # fmt: skip
     _one_line(drv("restore", "-b", str(tmp_path), "--image-path", img, new_id), "config.json")
+    _one_line(drv("restore", "-d", "-b", bundle, "--image-path", img, "--console-socket",
+                  str(tmp_path / "sock"), new_id), "--console-socket")  # fmt: skip
+    term = make_bundle(["sh"])
+    term.config["process"]["terminal"] = True
+    term.write()
+    _one_line(drv("restore", "-d", "-b", str(term.path), "--image-path", img, new_id),
+              "/process/terminal")  # fmt: skip
     assert drv.state(new_id) is None
     assert drv.state(cid)["status"] == "created"
     drv.ok("delete", "--force", cid)
