@@ -156,9 +156,6 @@ status-fd: criu writes a NUL byte to this FD once lazy-pages is ready (ignored)
 pre-dump: dump container's memory information only, leave the container running after this
 lsm-profile: Specify an LSM profile to be used during restore in the form of TYPE:NAME
 restore detach: detach from the container's process
-restore console-socket: path to an AF_UNIX socket which will receive a file descriptor
-    referencing the master end of the console's pseudoterminal (refused: terminals are
-    not restored yet)
 restore no-pivot: accepted for runc's sake; CRIU builds the root itself
 interval: set the stats collection interval (default: 5s)
 stats: display the container's stats then exit

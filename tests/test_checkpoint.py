@@ -386,6 +386,9 @@ def test_criu_failure_is_one_line_and_leaves_nothing(runtime, drv, make_bundle, 
     assert not images.exists(), "the image directory made for the dump must be gone"
 
     images.mkdir()
+    done = drv("checkpoint", "--image-path", str(images), cid)
+    assert done.returncode == 1 and "criu dump failed: " in done.stderr, done.stderr
+    assert list(images.iterdir()) == [], "a failed dump leaves nothing in an existing dir"
     new_id = runtime.new_id()
     done = drv("restore", "-d", "--bundle", bundle, "--image-path", str(images), new_id)
     assert done.returncode == 1

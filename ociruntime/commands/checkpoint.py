@@ -78,11 +78,13 @@ def checkpoint(root: str, container_id: str, opts: CheckpointOptions) -> None:
     state = container.state
     b = bundle.load(state.bundle)
     made = _make_dirs(opts)
+    before = {d: set(os.listdir(d)) for d in {opts.images, opts.work or opts.images}}
     try:
         _dump(container, b.config, opts)
     except BaseException:
         for d in reversed(made):
             _remove_tree(d)
+        _remove_new_entries(before, keep=opts.work)
         raise
     if not (opts.leave_running or opts.pre_dump):
         container.destroy()  # CRIU killed the processes: cgroups, state, poststop hooks
@@ -103,6 +105,25 @@ def _make_dirs(opts: CheckpointOptions) -> list[str]:
             raise RuntimeFailure(f"{flag}: {d}: {e.strerror}") from None
         made.append(d)
     return made
+
+
+def _remove_new_entries(before: dict[str, set[str]], keep: str | None) -> None:
+    """What a failed dump wrote into directories that were there before (partial
+    images): removed, but for CRIU's log in a --work-path the user named."""
+    for d, names in before.items():
+        if not os.path.isdir(d):
+            continue
+        for name in set(os.listdir(d)) - names:
+            path = os.path.join(d, name)
+            if keep is not None and d == keep and name.endswith(".log"):
+                continue
+            if os.path.isdir(path) and not os.path.islink(path):
+                _remove_tree(path)
+            else:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
 
 
 def _remove_tree(d: str) -> None:
