@@ -165,41 +165,6 @@ def drv(runtime) -> Driver:
 
 
 @needs_criu
-def test_checkpoint_then_restore_counts_on(runtime, drv, make_bundle, tmp_path):
-    """The counter is checkpointed (its container gone, as with runc), restored under the
-    same id, and its next number is the one after the last it printed; the restored
-    container is `running`, in its own cgroup with config.json's limits."""
-    bundle = str(_counter_bundle(make_bundle))
-    cid = runtime.new_id()
-    images = str(tmp_path / "img")
-    old = _start_counter(drv, bundle, cid)
-    try:
-        old.numbers(until=5)
-        drv.ok("checkpoint", "--image-path", images, cid)
-        last = old.numbers(eof=True)[-1:] or [5]
-        assert drv.state(cid) is None, "the checkpointed container must be gone"
-        assert not any(Path("/sys/fs/cgroup").rglob(cid)), "its cgroup must be gone"
-    finally:
-        old.close()
-    new = _restore(drv, bundle, cid, images)
-    try:
-        got = new.numbers(until=last[-1] + 3)
-        assert got[0] == last[-1] + 1, f"restored counter resumed at {got[0]}, stopped at {last}"
-        st = drv.state(cid)
-        assert st is not None and st["status"] == "running" and st["pid"] > 0
-        cgroup = _cgroup_of(st["pid"])
-        assert cid in cgroup, cgroup
-        rel = cgroup.strip().splitlines()[-1].split(":", 2)[2]
-        if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):  # v2 (the VM)
-            assert Path(f"/sys/fs/cgroup{rel}/pids.max").read_text().strip() == "123"
-        drv.ok("kill", cid, "KILL")
-        wait_exited(st["pid"], message="restored init")
-        drv.ok("delete", cid)
-    finally:
-        new.close()
-
-
-@needs_criu
 def test_leave_running_then_restore_under_a_new_id_with_hooks(runtime, drv, make_bundle, tmp_path):
     """--leave-running: the container goes on counting with the same pid; its images are
     restored beside it under a new id, where the prestart and createRuntime hooks run
@@ -322,6 +287,7 @@ def _scenario(drv: Driver, bundle: str, cid: str, work: Path) -> dict:
         seen["checkpoint exit"] = done.returncode
         last = old.numbers(eof=True)[-1:] or [3]
         seen["after checkpoint: state exit"] = drv("state", cid).returncode != 0
+        seen["after checkpoint: its cgroup gone"] = not any(Path("/sys/fs/cgroup").rglob(cid))
         seen["descriptors.json"] = json.loads((work / "img" / "descriptors.json").read_text())
         seen["descriptors.json"] = [t.split(":")[0] for t in seen["descriptors.json"]]
     finally:
@@ -331,6 +297,10 @@ def _scenario(drv: Driver, bundle: str, cid: str, work: Path) -> dict:
         seen["resumed at last+"] = new.numbers(until=last[-1] + 2)[0] - last[-1]
         st = drv.state(cid)
         seen["after restore"] = {k: st[k] for k in ("id", "status", "bundle")}
+        cgroup = _cgroup_of(st["pid"]).strip().splitlines()[-1].split(":", 2)[2]
+        seen["restored init's cgroup named for the id"] = cid in cgroup
+        if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):  # v2 (the VM)
+            seen["its pids.max"] = Path(f"/sys/fs/cgroup{cgroup}/pids.max").read_text().strip()
         seen["restore twice"] = drv("restore", "-d", "--bundle", bundle, "--image-path",
                                     str(work / "img"), cid).returncode  # fmt: skip
         drv.ok("kill", cid, "KILL")
@@ -343,13 +313,18 @@ def _scenario(drv: Driver, bundle: str, cid: str, work: Path) -> dict:
 
 
 @needs_criu
-def test_checkpoint_restore_matches_runc(runtime, drv, make_bundle, tmp_path):
-    """The differential case: the same scenario under runc 1.1.5 and under ociruntime
-    (both drive criu through its RPC; the codes differ) is seen the same way."""
-    if not shutil.which("runc"):
-        pytest.skip("runc (the reference runtime) is not installed")
+def test_counter_resumes_after_restore_as_under_runc(runtime, drv, make_bundle, tmp_path):
+    """A counter is checkpointed (its container and cgroup gone), restored, and its next
+    number is the one after the last it printed; the restored container is `running`,
+    in a cgroup of its own with config.json's pids limit. The same scenario under runc
+    1.1.5 (both drive criu through its RPC; the codes differ) is seen the same way."""
     bundle = str(_counter_bundle(make_bundle))
     ours = _scenario(drv, bundle, runtime.new_id(), tmp_path / "ours")
+    assert ours["resumed at last+"] == 1 and ours["after restore"]["status"] == "running"
+    assert ours["restored init's cgroup named for the id"], ours
+    assert ours.get("its pids.max", "123") == "123", ours
+    if not shutil.which("runc"):
+        pytest.skip("runc (the reference runtime) is not installed")
     runc_root = f"/run/ociruntime-test-runc-{uuid.uuid4().hex[:8]}"
     try:
         theirs = _scenario(Driver("runc", runc_root), bundle, "ref-" + uuid.uuid4().hex[:8],
@@ -360,7 +335,6 @@ def test_checkpoint_restore_matches_runc(runtime, drv, make_bundle, tmp_path):
     ours["after restore"].pop("id")
     theirs["after restore"].pop("id")
     assert ours == theirs
-    assert ours["resumed at last+"] == 1 and ours["after restore"]["status"] == "running"
 
 
 # --- where criu does not work (this host) ---------------------------------------------------
