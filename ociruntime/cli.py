@@ -122,7 +122,34 @@ COMMAND_FLAGS: dict[str, tuple[Flag, ...]] = {
         ),
     ),
 }
-NOT_YET = ("checkpoint", "restore")
+_CRIU_FLAGS = (  # shared by checkpoint and restore (runc's names)
+    Flag(("image-path",), "image_path", True, ""),
+    Flag(("work-path",), "work_path", True, ""),
+    Flag(("tcp-established",), "tcp_established"),
+    Flag(("ext-unix-sk",), "ext_unix_sk"),
+    Flag(("shell-job",), "shell_job"),
+    Flag(("file-locks",), "file_locks"),
+    Flag(("manage-cgroups-mode",), "manage_cgroups_mode", True, ""),
+    Flag(("empty-ns",), "empty_ns", True, ""),
+    Flag(("auto-dedup",), "auto_dedup"),
+    Flag(("lazy-pages",), "lazy_pages"),
+)
+COMMAND_FLAGS["checkpoint"] = _CRIU_FLAGS + (
+    Flag(("parent-path",), "parent_path", True, ""),
+    Flag(("leave-running",), "leave_running"),
+    Flag(("page-server",), "page_server", True, ""),
+    Flag(("status-fd",), "status_fd", True, ""),
+    Flag(("pre-dump",), "pre_dump"),
+)
+COMMAND_FLAGS["restore"] = _CRIU_FLAGS + (
+    _CONSOLE,
+    _BUNDLE,
+    Flag(("detach", "d"), "detach"),
+    _PID_FILE,
+    Flag(("no-subreaper",), "no_subreaper"),
+    Flag(("no-pivot",), "no_pivot"),
+    Flag(("lsm-profile",), "lsm_profile", True, ""),
+)
 #: Every command's -h/--help: urfave/cli appends it to each command's flags, so reordering
 #: moves it too (`runc pause ID -h` prints pause's help).
 HELP_FLAG = Flag(("help", "h"), "help")
@@ -397,6 +424,22 @@ def _cmd_events(g: dict, p: Parsed) -> int:
     return 0
 
 
+def _cmd_checkpoint(g: dict, p: Parsed) -> int:
+    from ociruntime.commands.checkpoint import CheckpointOptions, checkpoint
+
+    container_id = _one_id(p, "checkpoint")
+    checkpoint(str(g["root"]), container_id, CheckpointOptions(p.options, str(g["criu"] or "criu")))
+    return 0
+
+
+def _cmd_restore(g: dict, p: Parsed) -> int:
+    from ociruntime.commands.restore import RestoreOptions, restore
+
+    container_id = _one_id(p, "restore")
+    opts = RestoreOptions(str(g["root"]), container_id, p.options, str(g["criu"] or "criu"))
+    return restore(opts)
+
+
 COMMANDS: dict[str, Callable[[dict, Parsed], int]] = {
     "create": _cmd_create,
     "run": _cmd_run,
@@ -414,6 +457,8 @@ COMMANDS: dict[str, Callable[[dict, Parsed], int]] = {
     "resume": _cmd_resume,
     "update": _cmd_update,
     "events": _cmd_events,
+    "checkpoint": _cmd_checkpoint,
+    "restore": _cmd_restore,
 }
 
 
@@ -485,8 +530,6 @@ def _dispatch(g: Parsed) -> int:
     command, rest = g.args[0], g.args[1:]
     if command in ("help", "h"):
         return _help(rest[0] if rest else None)
-    if command in NOT_YET:
-        raise RuntimeFailure(f"{command}: not implemented yet")
     handler = COMMANDS.get(command)
     if handler is None:
         raise RuntimeFailure(f"No help topic for '{command}'", exit_code=3)

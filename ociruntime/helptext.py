@@ -35,6 +35,9 @@ command(s) that get executed on start, edit the args parameter of the spec. See
 
 #: command -> (summary, usage after the command's name, text after USAGE, DESCRIPTION)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "checkpoint": ("checkpoint a running container", "[command options] <container-id>", _ID,
+                   "The checkpoint command saves the state of the container instance with\n"
+                   "CRIU (the criu executable, or --criu PATH)."),
     "create": ("create a container", "[command options] <container-id>", _ID_NEW,
                _CREATE_DESCRIPTION.format(cmd="create")),
     "delete": ("delete any resources held by the container often used with detached "
@@ -75,6 +78,11 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "resume": ("resumes all processes that have been previously paused", "<container-id>",
                _ID, "The resume command resumes all processes in the instance of the "
                "container."),
+    "restore": ("restore a container from a previous checkpoint",
+                "[command options] <container-id>",
+                'Where "<container-id>" is the name for the instance of the container to be\n'
+                "restored.", "Restores the saved state of the container instance that was "
+                "previously saved\nusing the ociruntime checkpoint command."),
     "run": ("create and run a container", "[command options] <container-id>", _ID_NEW,
             _CREATE_DESCRIPTION.format(cmd="run")),
     "spec": ("create a new specification file", "[command options] [arguments...]", "",
@@ -130,6 +138,25 @@ process-label: set the asm process label for the process commonly used with seli
 cgroup: run the process in an (existing) sub-cgroup(s). Format is
     [<controller>:]<cgroup>.
 ignore-paused: allow exec in a paused container
+image-path: path for saving criu image files (default: ./checkpoint)
+restore image-path: path to criu image files for restoring (default: ./checkpoint)
+work-path: path for saving work files and logs (default: the image path)
+parent-path: path for previous criu image files in pre-dump (relative to --image-path)
+leave-running: leave the process running after checkpointing
+tcp-established: allow open tcp connections
+ext-unix-sk: allow external unix sockets
+shell-job: allow shell jobs
+file-locks: handle file locks, for safety
+manage-cgroups-mode: cgroups mode: 'soft' (default), 'full', 'strict' and 'ignore'
+empty-ns: create a namespace, but don't restore its properties (only: network)
+auto-dedup: enable auto deduplication of memory images
+lazy-pages: use userfaultfd to lazily restore memory pages
+page-server: ADDRESS:PORT of the page server
+status-fd: criu writes a NUL byte to this FD once lazy-pages is ready (ignored)
+pre-dump: dump container's memory information only, leave the container running after this
+lsm-profile: Specify an LSM profile to be used during restore in the form of TYPE:NAME
+restore detach: detach from the container's process
+restore no-pivot: accepted for runc's sake; CRIU builds the root itself
 interval: set the stats collection interval (default: 5s)
 stats: display the container's stats then exit
 resources: path to the file containing the resources to update or '-' to read from the
@@ -163,7 +190,7 @@ log: set the log file to write ociruntime logs to (default is '/dev/stderr')
 log-format: set the log format ('text' (default), or 'json') (default: "text")
 debug: enable debug logging
 systemd-cgroup: enable systemd cgroup support (not supported yet: refused)
-criu: path to the criu binary used for checkpoint and restore (not supported yet)
+criu: path to the criu binary used for checkpoint and restore (default: "criu")
 rootless: ignore cgroup permission errors ('true', 'false', or 'auto') (default: "auto")
 version: print the version
 """

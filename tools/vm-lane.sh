@@ -19,7 +19,7 @@ timeout_s=${VM_LANE_TIMEOUT:-900}
 # and busybox-static for the initramfs; the venv and the clients as tools/test.sh has them.
 . tools/debs.sh
 install_missing_debs vm-lane --no-install-recommends qemu-system-x86 linux-image-amd64 cpio \
-    busybox-static
+    busybox-static criu
 OCIRUNTIME_EXTRA_DEBS="gcc libc6-dev" tools/setup.sh
 tools/install-clients.sh  # the guest cannot reach apt: the client tests need them now
 
