@@ -39,7 +39,6 @@ EXTERNAL_NAMESPACES = {"network": ("net", "extRootNetNS"), "pid": ("pid", "extRo
 #: runc's --manage-cgroups-mode values -> rpc.proto's criu_cg_mode.
 CGROUP_MODES = {"soft": 3, "full": 4, "strict": 5, "ignore": 0}
 DESCRIPTORS = "descriptors.json"
-CLONE_NEWNET = 0x40000000
 
 # rpc.proto: criu_req_type
 DUMP, RESTORE, PRE_DUMP, NOTIFY = 1, 2, 4, 6

@@ -20,6 +20,7 @@ from ociruntime import criu
 from ociruntime.container import bundle
 from ociruntime.container.container import Container
 from ociruntime.errors import RuntimeFailure
+from ociruntime.kernel.constants import CLONE_NEWNET
 from ociruntime.log import LOG
 
 
@@ -186,7 +187,7 @@ def _dump(container: Container, config: dict, opts: CheckpointOptions) -> None:
             raise RuntimeFailure(f"config.json: /linux/namespaces: {path}: {e.strerror}") from None
         req.bytes(criu.EXTERNAL, f"{kind}[{inode}]:{key}")
     if opts.empty_ns:
-        req.int(criu.EMPTY_NS, criu.CLONE_NEWNET)
+        req.int(criu.EMPTY_NS, CLONE_NEWNET)
     if opts.leave_running:
         req.int(criu.LEAVE_RUNNING, 1)
     if opts.lazy_pages:

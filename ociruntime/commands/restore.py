@@ -51,6 +51,7 @@ from ociruntime.container.state import ContainerState, StateDir, process_start_t
 from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import constants as k
 from ociruntime.kernel import syscalls as sc
+from ociruntime.kernel.constants import CLONE_NEWNET
 from ociruntime.log import LOG
 
 
@@ -186,7 +187,7 @@ def _run_criu(
         if flag in opts.flags:
             req.int(field, 1)
     if opts.empty_ns:
-        req.int(criu.EMPTY_NS, criu.CLONE_NEWNET)
+        req.int(criu.EMPTY_NS, CLONE_NEWNET)
     if opts.lsm_profile:
         req.bytes(criu.LSM_PROFILE, str(opts.lsm_profile))
     keep: list[int] = []
