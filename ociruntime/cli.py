@@ -282,6 +282,7 @@ def _create_options(g: dict, p: Parsed, command: str):
         preserve_fds=preserve,
         console_socket=o["console_socket"],  # type: ignore[arg-type]
         log_until_exec=command == "run",
+        systemd_cgroup=bool(g["systemd_cgroup"]),
     )
 
 
@@ -369,7 +370,9 @@ def _cmd_validate(g: dict, p: Parsed) -> int:
 
     if p.args:
         raise RuntimeFailure('"validate" requires exactly 0 argument(s)')
-    b, _, _ = preflight(str(p.options["bundle"] or "."), "validate", cgroupfs.hierarchies())
+    found = cgroupfs.hierarchies()
+    b, _, _ = preflight(str(p.options["bundle"] or "."), "validate", found,
+                        systemd=bool(g["systemd_cgroup"]))  # fmt: skip
     sys.stdout.write(f"{b.path}/config.json: valid\n")
     return 0
 
@@ -525,8 +528,6 @@ def _dispatch(g: Parsed) -> int:
         return _help(None)
     if opts["log_format"] not in ("text", "json"):
         raise RuntimeFailure(f"invalid log-format: {opts['log_format']}")
-    if opts["systemd_cgroup"]:
-        raise RuntimeFailure("--systemd-cgroup: the systemd cgroup driver is not supported yet")
     command, rest = g.args[0], g.args[1:]
     if command in ("help", "h"):
         return _help(rest[0] if rest else None)

@@ -189,7 +189,8 @@ root: root directory for storage of container state (this should be located in t
 log: set the log file to write ociruntime logs to (default is '/dev/stderr')
 log-format: set the log format ('text' (default), or 'json') (default: "text")
 debug: enable debug logging
-systemd-cgroup: enable systemd cgroup support (not supported yet: refused)
+systemd-cgroup: enable systemd cgroup support, expects cgroupsPath to be of form
+    "slice:prefix:name" for e.g. "system.slice:runc:434234"
 criu: path to the criu binary used for checkpoint and restore (default: "criu")
 rootless: ignore cgroup permission errors ('true', 'false', or 'auto') (default: "auto")
 version: print the version

@@ -256,7 +256,7 @@ def placement(
     if ":" in path and not path.startswith("/"):
         raise RuntimeFailure(
             f"linux.cgroupsPath: {path!r} is a systemd slice:prefix:name path; "
-            "the systemd cgroup driver is not supported yet"
+            "it needs the systemd cgroup driver (--systemd-cgroup)"
         )
     pairs = []
     for h in found:

@@ -35,7 +35,7 @@ from ociruntime.stages.plan import InitPlan
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from ociruntime.cgroups import limits
+    from ociruntime.cgroups import limits, systemd
     from ociruntime.process import terminal
 
 
@@ -52,6 +52,7 @@ class CreateOptions:
         console_socket: str | None = None,
         detach: bool = True,
         log_until_exec: bool = False,
+        systemd_cgroup: bool = False,
     ) -> None:
         self.root, self.container_id, self.bundle = root, container_id, bundle
         self.pid_file, self.no_pivot, self.no_new_keyring = pid_file, no_pivot, no_new_keyring
@@ -62,6 +63,8 @@ class CreateOptions:
         self.console_peer: object | None = None
         #: `run`: it copies the init's log pipe into --log until the init exec'd
         self.log_until_exec = log_until_exec
+        #: --systemd-cgroup: the container's cgroup is a systemd scope (cgroups/systemd.py)
+        self.systemd_cgroup = systemd_cgroup
 
 
 def rfc3339_now() -> str:
@@ -74,7 +77,9 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     LOG.stage("create: imported")
     found = cgroupfs.start_warm_up()  # usually started already by the CLI
     validate_id(opts.container_id)  # first, as runc: the id names everything made below
-    b, checked, cgroup_pairs = preflight(opts.bundle, opts.container_id, found, opts)
+    b, checked, cgroup_pairs = preflight(
+        opts.bundle, opts.container_id, found, opts, opts.systemd_cgroup
+    )
     cfg = b.config
     LOG.stage("create: bundle checked")
     sd = StateDir(opts.root, opts.container_id)  # an invalid or taken id: refused first
@@ -83,7 +88,7 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     try:
         # an existing cgroup: frozen is refused, holding processes a warning (runc 1.1.5)
         shared = cgroupfs.check_existing(cgroup_pairs) > 0
-        state = _first_record(sd, b, cgroup_pairs, shared)
+        state = _first_record(sd, b, cgroup_pairs, shared, checked.scope)
         sd.unlock()  # taken again for each write: never held while we wait for the init
         LOG.stage("create: first record")
         if cfg["process"].get("terminal"):
@@ -105,23 +110,48 @@ def preflight(
     container_id: str,
     found: list[cgroupfs.Hierarchy],
     opts: CreateOptions | None = None,
+    systemd: bool = False,
 ) -> tuple[bundle.Bundle, _Checked, list[tuple[cgroupfs.Hierarchy, str]]]:
     """Every check `create` makes before it touches the kernel (no state dir, cgroup or
     process yet): the bundle and its config (schema, then the fields create refuses, the
     features this host lacks), and where the cgroups would go. One function so that
     `validate` runs exactly what create runs and cannot call valid what create refuses.
-    Without `opts` (validate) nothing of an invocation is checked (the console socket)."""
+    Without `opts` (validate) nothing of an invocation is checked (the console socket).
+    With `systemd` (--systemd-cgroup) the cgroups path is read as systemd's
+    slice:prefix:name, and the scope it names goes into the result's `scope`."""
     b = bundle.load(bundle_dir)
     checked = _check_config(b.config, opts)
     linux = b.config.get("linux") or {}
+    if systemd:
+        return b, checked, _systemd_placement(checked, linux, container_id, found)
     return b, checked, cgroupfs.placement(linux.get("cgroupsPath"), container_id, found)
+
+
+def _systemd_placement(
+    checked: _Checked, linux: dict, container_id: str, found: list[cgroupfs.Hierarchy]
+) -> list[tuple[cgroupfs.Hierarchy, str]]:
+    """--systemd-cgroup: the scope linux.cgroupsPath names (cgroups/systemd.py, loaded
+    only then), refused on a host that systemd did not boot (runc's words)."""
+    from ociruntime.cgroups import systemd
+
+    checked.scope = systemd.parse_path(linux.get("cgroupsPath"), container_id)
+    if os.geteuid() != 0:
+        raise RuntimeFailure(
+            "--systemd-cgroup: a rootless container (systemd's user instance) is not supported"
+        )
+    if not systemd.booted():
+        raise RuntimeFailure(
+            "--systemd-cgroup: systemd cgroup flag passed, but systemd support for "
+            "managing cgroups is not available (systemd is not running: no /run/systemd/system)"
+        )
+    return systemd.placement(checked.scope, found)
 
 
 class _Checked:
     """What `create` checks and builds from the config before it makes anything (so a
     config's error leaves nothing behind), for the init's plan."""
 
-    __slots__ = ("namespaces", "seccomp", "attrs", "console", "devices", "mempolicy")
+    __slots__ = ("namespaces", "seccomp", "attrs", "console", "devices", "mempolicy", "scope")
 
     def __init__(self, namespaces: dict[str, str | None], seccomp: object | None,
                  attrs: object | None, devices: list[tuple[bool, str]]) -> None:  # fmt: skip
@@ -131,6 +161,8 @@ class _Checked:
         self.mempolicy: object | None = None
         #: process.terminal: the console socket, connected once the state dir exists
         self.console: terminal.InitConsole | None = None
+        #: --systemd-cgroup: the container's scope unit (cgroups/systemd.py), else None
+        self.scope: systemd.Scope | None = None
 
 
 def _check_config(cfg: dict, opts: CreateOptions | None) -> _Checked:
@@ -202,11 +234,14 @@ def _first_record(
     b: bundle.Bundle,
     cgroup_pairs: list[tuple[cgroupfs.Hierarchy, str]],
     shared: bool,
+    scope: systemd.Scope | None,
 ) -> ContainerState:
     """Written before any cgroup or process exists: the cgroups this create is about to
     make (every directory of the placement that does not exist yet: `delete` of a create
     killed half-way through mkdir removes them, ignoring those never made), and the
-    creator, so that `state` can tell a create under way from one that died."""
+    creator, so that `state` can tell a create under way from one that died. Under
+    systemd the unit too (delete stops it), and of the directories only the scope's
+    own: its slices are systemd's."""
     cfg = b.config
     resources = (cfg.get("linux") or {}).get("resources") or {}
     own = process_start_time(os.getpid())
@@ -219,15 +254,24 @@ def _first_record(
         created=rfc3339_now(),
         annotations=cfg.get("annotations") or {},
         cgroup_dirs=[d for _, d in cgroup_pairs],
-        cgroup_created=cgroupfs.missing(cgroup_pairs),
+        cgroup_created=_to_make(cgroup_pairs, scope),
         cgroup_paths=cgroupfs.paths_of(cgroup_pairs),
         resources={k: v for k, v in resources.items() if k != "devices"},
         hooks={k: v for k, v in (cfg.get("hooks") or {}).items() if k in ("poststart", "poststop")},
         creator=[os.getpid(), own[0] if own else 0],
         cgroup_shared=shared,
+        systemd_unit=scope.unit if scope is not None else "",
     )
     sd.save(state)
     return state
+
+
+def _to_make(pairs: list[tuple[cgroupfs.Hierarchy, str]], scope: systemd.Scope | None) -> list[str]:
+    """The directories this create may make: every missing one of the placement, or
+    under systemd only the scope's directories (the slices above belong to systemd)."""
+    if scope is None:
+        return cgroupfs.missing(pairs)
+    return [d for _, d in pairs if not os.path.isdir(d)]
 
 
 def _process_attrs(cfg: dict) -> object | None:
@@ -349,10 +393,11 @@ class _CgroupSetup:
 
     def __init__(
         self, pairs: list[tuple[cgroupfs.Hierarchy, str]], devices: list, resources: dict,
-        undo: _Rollback, planned: list[str],
+        undo: _Rollback, planned: list[str], scope: systemd.Scope | None = None,
     ) -> None:  # fmt: skip
         self.pairs, self.devices, self.resources, self.undo = pairs, devices, resources, undo
         self.planned = planned  # what the first record says create is about to make
+        self.scope = scope  # --systemd-cgroup: the unit to start first, with the init in it
         self.own = True  # False: unprivileged, in our cgroups (nothing made, joined, limited)
         self.made = False
 
@@ -379,6 +424,8 @@ class _CgroupSetup:
         if not self.own:
             return _prepare_limits(self.resources, cgroupfs.Layout({}))  # refuses any
         if not self.made:
+            if self.scope is not None:
+                self._start_unit()
             self._make_dirs()
         layout = cgroupfs.Layout(cgroupfs.paths_of(self.pairs))
         if layout.mode == "v2":
@@ -387,6 +434,20 @@ class _CgroupSetup:
         if layout.mode == "hybrid" and planned is not None and planned.v2_controllers():
             cgroupfs.enable_v2_controllers(layout, planned.v2_controllers())
         return planned
+
+    def _start_unit(self) -> None:
+        """--systemd-cgroup: the scope, with the init (or the user-namespace stage that
+        forks it) in it; the limits are checked first, so a bad value is refused in
+        the cgroupfs words, naming the field, before systemd sees it."""
+        from ociruntime.cgroups import systemd
+
+        assert self.scope is not None and self.undo.init is not None
+        layout = cgroupfs.Layout(cgroupfs.paths_of(self.pairs))
+        _prepare_limits(self.resources, layout)
+        pid = self.undo.init.pid
+        systemd.start(self.scope, pid, self.resources, self.devices, layout.mode == "v2")
+        self.undo.unit = self.scope.unit  # started: ours to stop (not before: the
+        # name may be another container's unit, which a failed start must leave alone)
 
 
 class _Rollback:
@@ -398,11 +459,13 @@ class _Rollback:
         self.sd = sd
         self.init: InitProcess | None = None
         self.cgroups_created: list[str] = []
+        self.unit = ""  # --systemd-cgroup: the scope unit, once started
 
     def run(self) -> None:
         if self.init is not None:
             self.init.abort()
         try:
+            self._stop_unit()
             cgroupfs.remove(self.cgroups_created)
         finally:
             try:
@@ -411,6 +474,16 @@ class _Rollback:
                 pass
             else:
                 self.sd.remove()
+
+    def _stop_unit(self) -> None:
+        """Best effort: the create's own error is the one reported."""
+        if self.unit:
+            from ociruntime.cgroups import systemd
+
+            try:
+                systemd.stop(self.unit)
+            except RuntimeFailure as e:
+                LOG.warning(f"rolling back: {e}")
 
 
 def _create_in(
@@ -423,7 +496,9 @@ def _create_in(
     cgroup_pairs: list[tuple[cgroupfs.Hierarchy, str]],
 ) -> ContainerState:
     resources = (b.config.get("linux") or {}).get("resources") or {}
-    cgroups = _CgroupSetup(cgroup_pairs, checked.devices, resources, undo, state.cgroup_created)
+    cgroups = _CgroupSetup(
+        cgroup_pairs, checked.devices, resources, undo, state.cgroup_created, checked.scope
+    )
     if os.geteuid() != 0:  # before the fork: the init's plan names the cgroups it gets
         cgroup_pairs = cgroups.make_or_stay_in_ours()
     os.mkfifo(sd.fifo_path, 0o622)

@@ -25,7 +25,7 @@ def features() -> dict:
             "cgroup": {
                 "v1": True,
                 "v2": True,
-                "systemd": False,
+                "systemd": True,
                 "systemdUser": False,
                 "rdma": True,
             },

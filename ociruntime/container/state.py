@@ -64,7 +64,7 @@ class ContainerState:
     FIELDS = (
         "id", "pid", "start_time", "bundle", "rootfs", "created", "owner", "annotations",
         "cgroup_dirs", "cgroup_created", "hooks", "spec_version", "no_new_keyring",
-        "cgroup_paths", "resources", "creator", "cgroup_shared",
+        "cgroup_paths", "resources", "creator", "cgroup_shared", "systemd_unit",
     )  # fmt: skip
 
     def __init__(
@@ -87,6 +87,7 @@ class ContainerState:
         creator: list[int] | None = None,  # [pid, start time] of `create` until it is done
         cgroup_shared: bool = False,  # the cgroup held other processes at create (runc 1.1.5
         # warns and goes on): delete then kills the container's init only
+        systemd_unit: str = "",  # --systemd-cgroup: the container's scope unit
     ) -> None:
         self.id, self.pid, self.start_time = id, pid, start_time
         self.bundle, self.rootfs, self.created, self.owner = bundle, rootfs, created, owner
@@ -100,10 +101,17 @@ class ContainerState:
         self.resources = resources or {}
         self.creator = creator
         self.cgroup_shared = cgroup_shared
+        self.systemd_unit = systemd_unit
 
     def cgroup_manager(self) -> Manager:
         """The manager of this container's cgroup (the record's lists are shared, not
         copied: a change made through the record is seen there)."""
+        if self.systemd_unit:  # --systemd-cgroup: the driver (and D-Bus) only then
+            from ociruntime.cgroups.systemd import SystemdManager
+
+            return SystemdManager(
+                self.cgroup_dirs, self.cgroup_created, self.cgroup_paths, self.systemd_unit
+            )
         from ociruntime.cgroups.manager import Manager  # by the commands that act on it
 
         return Manager(self.cgroup_dirs, self.cgroup_created, self.cgroup_paths)
