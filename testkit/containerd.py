@@ -126,10 +126,12 @@ class Containerd:
     put in it is removed by `stop`). `runtime_roots` are the `--runc-root`s the caller
     will hand `ctr run`: created by `start`, checked for leftover state and removed by
     `stop`. They must be under `base` or elsewhere outside /run (the shim and the runtime
-    see containerd's private /run)."""
+    see containerd's private /run). `host_run` names directories of the host's /run that
+    the private one shows too (bind mounts): `("systemd", "dbus")` for a runtime that
+    talks to systemd (`--systemd-cgroup`)."""
 
     def __init__(self, base: Path, namespace: str, runtime_roots: Iterable[Path] = (),
-                 cri_config: str = "") -> None:  # fmt: skip
+                 cri_config: str = "", host_run: Iterable[str] = ()) -> None:  # fmt: skip
         self.base = Path(base)
         #: With it, the cri plugin is on and this TOML follows the config (its sections).
         self.cri_config = cri_config
@@ -139,6 +141,7 @@ class Containerd:
         self.log_path = self.base / "containerd.log"
         self.fifo_dir = self.base / "fifo"
         self.runtime_roots = [Path(r) for r in runtime_roots]
+        self.host_run = [name for name in host_run if os.path.isdir(f"/run/{name}")]
         self.proc: subprocess.Popen | None = None
         self._host_run_containerd = os.path.exists("/run/containerd")
         self._stopped = False
@@ -166,8 +169,8 @@ class Containerd:
                 # Ctrl-C meant for the caller does not reach it (the caller stops it).
                 self.proc = subprocess.Popen(
                     ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
-                     "mount -n -t tmpfs -o mode=0755,size=16m private-run /run"
-                     ' && exec "$0" --config "$1"',
+                     self._keep_host_run("mount -n -t tmpfs -o mode=0755,size=16m private-run /run")
+                     + ' && exec "$0" --config "$1"',
                      shutil.which("containerd") or "containerd", str(self.config)],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True, preexec_fn=die_with_parent(),
@@ -176,6 +179,19 @@ class Containerd:
         except BaseException:
             self.stop()
             raise
+
+    def _keep_host_run(self, mount_private_run: str) -> str:
+        """The shell commands that mount the private /run, with `host_run`'s directories
+        of the host's moved aside first and then onto it."""
+        if not self.host_run:
+            return mount_private_run
+        aside = self.base / "host-run"
+        before = [f"mkdir -p {aside}/{n} && mount -n --bind /run/{n} {aside}/{n}"
+                  for n in self.host_run]  # fmt: skip
+        after = [
+            f"mkdir -p /run/{n} && mount -n --move {aside}/{n} /run/{n}" for n in self.host_run
+        ]
+        return " && ".join([*before, mount_private_run, *after])
 
     def _wait_until_serving(self, timeout: float) -> None:
         assert self.proc is not None

@@ -52,7 +52,8 @@ done
 
 # The results share: the guest reads its init and pytest's command, writes the exit code.
 mkdir "$work/results"
-printf '%s\n' "$repo/tools/vm/guest_init.py" >"$work/results/init"
+# VM_LANE_INIT: another guest init in tools/vm/ (tools/vm-systemd-lane.sh: systemd_init.py)
+printf '%s\n' "$repo/tools/vm/${VM_LANE_INIT:-guest_init.py}" >"$work/results/init"
 printf '%s\0' "$repo" "$@" >"$work/results/args"
 # pytest in the guest writes to a terminal (the virtio console): colour only if we do.
 if [ -t 1 ]; then echo 1; else echo 0; fi >"$work/results/color"
