@@ -64,6 +64,14 @@ def sdrt(runtime) -> Iterator[SystemdRuntime]:  # noqa: ANN001
         assert left == [], f"units left behind: {left}"
 
 
+@pytest.fixture
+def event_streams() -> Iterator[list[EventStream]]:
+    streams: list[EventStream] = []
+    yield streams
+    for stream in streams:
+        stream.close()
+
+
 def units() -> list[str]:
     argv = ["systemctl", "list-units", "--all", "--plain", "--no-legend", "--type=scope,slice"]
     out = subprocess.run(argv, capture_output=True, text=True, check=True)
@@ -289,12 +297,14 @@ def test_without_the_system_bus_root_uses_systemds_private_socket(sdrt, make_bun
     bundle = make_bundle(["sleep", "1000"])
     cid = sdrt.new_id()
     hide = 'mount -t tmpfs tmpfs /run/dbus && exec "$@"'
-    base = [OCIRUNTIME, "--root", sdrt.root, "--systemd-cgroup"]
+    base = [OCIRUNTIME, "--root", sdrt.root, "--log", sdrt.rt.log, "--log-format", "json",
+            "--systemd-cgroup"]  # fmt: skip
     for args in (["run", "-d", "--bundle", str(bundle.path), cid], ["delete", "--force", cid]):
+        # No pipe for the output: the container's init would hold it open.
         r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", hide, "sh",
-                            *base, *args], capture_output=True, text=True, timeout=60,
-                           stdin=subprocess.DEVNULL)  # fmt: skip
-        assert r.returncode == 0, r
+                            *base, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=60)  # fmt: skip
+        assert r.returncode == 0, last_error(sdrt.rt)
         if args[0] == "run":
             assert status(f"runc-{cid}.scope").returncode == 0
     assert_gone(f"runc-{cid}.scope", f"/sys/fs/cgroup/system.slice/runc-{cid}.scope")
@@ -325,21 +335,35 @@ def systemd_containerd(rootfs_template: Path, tmp_path: Path) -> Iterator:
 @needs_systemd
 def test_containerd_with_systemd_cgroup_runs_a_container_through_us(systemd_containerd, tmp_path):
     """The shim passes --systemd-cgroup (the runc option SystemdCgroup = true, which ctr
-    sets with --runc-systemd-cgroup) and the cgroupsPath ctr is given; the container is
-    a scope while it runs, and nothing is left after `ctr run --rm`."""
+    sets with --runc-systemd-cgroup) and the cgroupsPath ctr is given: the container is
+    that scope, with ctr's memory limit as its MemoryMax; killed and deleted through
+    ctr, nothing of it is left."""
     ctd, image = systemd_containerd
     log = tmp_path / "argv.log"
     wrapper = tmp_path / "ociruntime-wrapper.sh"
     wrapper.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{log}'\nexec '{OCIRUNTIME}' \"$@\"\n")
     wrapper.chmod(0o755)
     cid = "ctd-sd-" + os.urandom(4).hex()
-    script = "cat /proc/self/cgroup; echo limit $(cat /sys/fs/cgroup/memory.max)"
-    r = ctd.ctr(*ctd.run_args(wrapper, tmp_path / "rt-root", "--rm", "--runc-systemd-cgroup",
+    unit = f"ocitest-{cid}.scope"
+    r = ctd.ctr(*ctd.run_args(wrapper, tmp_path / "rt-root", "-d", "--runc-systemd-cgroup",
                               "--cgroup", f"system.slice:ocitest:{cid}",
-                              "--memory-limit", str(64 * MIB), image, cid, "sh", "-c", script),
+                              "--memory-limit", str(64 * MIB), image, cid, "sleep", "1000"),
                 timeout=120)  # fmt: skip
     assert r.returncode == 0, (r, ctd.log_tail())
-    assert "--systemd-cgroup" in log.read_text().split("\n")[0], log.read_text()
-    # In the container's cgroup namespace its own cgroup is the root.
-    assert r.stdout.splitlines() == ["0::/", f"limit {64 * MIB}"], r
-    assert_gone(f"ocitest-{cid}.scope", f"/sys/fs/cgroup/system.slice/ocitest-{cid}.scope")
+    try:
+        assert "--systemd-cgroup" in log.read_text().split("\n")[0], log.read_text()
+        pid = int(ctd.ctr("tasks", "ls").stdout.split(cid, 1)[1].split()[0])
+        with open(f"/proc/{pid}/cgroup") as f:
+            assert f.read() == f"0::/system.slice/{unit}\n"
+        assert status(unit).returncode == 0
+        assert show(unit, "MemoryMax") == {"MemoryMax": str(64 * MIB)}
+    finally:
+        ctd.ctr("tasks", "kill", "-s", "SIGKILL", cid)
+        deadline = time.monotonic() + 60
+        while "RUNNING" in ctd.ctr("tasks", "ls").stdout:
+            assert time.monotonic() < deadline, ctd.ctr("tasks", "ls")
+            time.sleep(0.2)
+        ctd.ctr("tasks", "delete", cid)
+        ctd.ctr("containers", "delete", cid)
+    assert f"delete {cid}" in log.read_text() or f"delete --force {cid}" in log.read_text()
+    assert_gone(unit, f"/sys/fs/cgroup/system.slice/{unit}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from ociruntime.cgroups import systemd
+from ociruntime.cgroups.cgroupfs import Hierarchy
 from ociruntime.errors import RuntimeFailure
 
 pytestmark = pytest.mark.pure
@@ -201,3 +202,25 @@ def test_unit_properties_put_the_pid_in_a_delegated_scope() -> None:
     assert found["Delegate"] == ("b", True) and found["DefaultDependencies"] == ("b", False)
     assert found["IOAccounting"] == ("b", True)
     assert "BlockIOAccounting" in dict(systemd.unit_properties(scope, 1, v2=False))
+
+
+def test_placement_on_v2_hybrid_and_v1_hosts() -> None:
+    """The scope's directory in every hierarchy: below the v2 root, and below PID 1's
+    v1 cgroup without its init.scope (runc's getSubsystemPath), e.g. in a container
+    whose PID 1 is systemd in /docker/abc/init.scope."""
+    scope = systemd.parse_path("a-b.slice:p:n", "id")
+    found = [
+        Hierarchy("/sys/fs/cgroup/unified", frozenset(), "/"),
+        Hierarchy("/sys/fs/cgroup/memory", frozenset({"memory"}), "/"),
+        Hierarchy("/sys/fs/cgroup/cpu,cpuacct", frozenset({"cpu", "cpuacct"}), "/"),
+    ]
+    roots = {frozenset({"memory"}): "/", frozenset({"cpu", "cpuacct"}): "/docker/abc"}
+    assert [d for _, d in systemd.placement(scope, found, roots)] == [
+        "/sys/fs/cgroup/unified/a.slice/a-b.slice/p-n.scope",
+        "/sys/fs/cgroup/memory/a.slice/a-b.slice/p-n.scope",
+        "/sys/fs/cgroup/cpu,cpuacct/docker/abc/a.slice/a-b.slice/p-n.scope",
+    ]
+    root_slice = systemd.parse_path("-.slice:p:n", "id")
+    assert [d for _, d in systemd.placement(root_slice, found[:1], {})] == [
+        "/sys/fs/cgroup/unified/p-n.scope"
+    ]

@@ -113,12 +113,14 @@ def expand_slice(name: str) -> str:
 
 
 def placement(
-    scope: Scope, found: list[cgroupfs.Hierarchy]
+    scope: Scope,
+    found: list[cgroupfs.Hierarchy],
+    roots: dict[frozenset[str], str] | None = None,
 ) -> list[tuple[cgroupfs.Hierarchy, str]]:
     """(hierarchy, directory) for each hierarchy: the scope's cgroup below systemd's root
     in it (on v1, PID 1's cgroup without its init.scope, as runc; on v2 the mount's
-    root)."""
-    roots = _pid1_roots()
+    root). `roots`: PID 1's cgroups by v1 hierarchy (default: read now)."""
+    roots = _pid1_roots() if roots is None else roots
     pairs = []
     for h in found:
         base = "/" if h.is_v2 else roots.get(h.controllers, "/")
