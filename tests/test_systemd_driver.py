@@ -224,3 +224,26 @@ def test_placement_on_v2_hybrid_and_v1_hosts() -> None:
     assert [d for _, d in systemd.placement(root_slice, found[:1], {})] == [
         "/sys/fs/cgroup/unified/p-n.scope"
     ]
+
+
+def test_system_bus_address_from_the_environment(monkeypatch) -> None:  # noqa: ANN001
+    from ociruntime.cgroups import dbus
+
+    monkeypatch.delenv("DBUS_SYSTEM_BUS_ADDRESS", raising=False)
+    assert dbus._system_bus_path() == "/run/dbus/system_bus_socket"
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:guid=x,path=/tmp/bus;tcp:host=h")
+    assert dbus._system_bus_path() == "/tmp/bus"
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", "tcp:host=h,port=1")
+    assert dbus._system_bus_path() == "/run/dbus/system_bus_socket"
+
+
+def test_no_systemd_to_reach_is_one_line_naming_each_socket(monkeypatch, tmp_path) -> None:  # noqa: ANN001
+    from ociruntime.cgroups import dbus
+
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path}/bus")
+    monkeypatch.setattr(dbus, "PRIVATE", f"{tmp_path}/private")
+    with pytest.raises(RuntimeFailure) as e:
+        dbus.Systemd()
+    message = str(e.value)
+    assert message.startswith("--systemd-cgroup: cannot reach systemd over D-Bus (")
+    assert f"{tmp_path}/bus: No such file or directory" in message and "\n" not in message

@@ -87,7 +87,13 @@ class Systemd:
     def call(self, method: str, signature: str | None = None, body: tuple = ()) -> tuple:
         """Call a Manager method; its reply's body, or DBusError."""
         msg = new_method_call(MANAGER, method, signature, body)
-        return self._reply(self.conn.send_and_get_reply(msg, timeout=CALL_TIMEOUT))
+        try:
+            reply = self.conn.send_and_get_reply(msg, timeout=CALL_TIMEOUT)
+        except TimeoutError:
+            raise RuntimeFailure(
+                f"{method}: systemd did not answer in {CALL_TIMEOUT:.0f} s"
+            ) from None
+        return self._reply(reply)
 
     def get(self, path: str, interface: str, name: str) -> object:
         """A property of an object of systemd's (a unit's, the manager's)."""
@@ -119,7 +125,12 @@ class Systemd:
         with self.conn.filter(match, bufsize=64) as removed:
             (job,) = self.call(method, signature, body)
             while True:
-                signal = self.conn.recv_until_filtered(removed, timeout=CALL_TIMEOUT)
+                try:
+                    signal = self.conn.recv_until_filtered(removed, timeout=CALL_TIMEOUT)
+                except TimeoutError:
+                    raise RuntimeFailure(
+                        f"{method}: systemd's job {job} did not end in {CALL_TIMEOUT:.0f} s"
+                    ) from None
                 _id, path, _unit, result = signal.body
                 if path == job:
                     return str(result)
