@@ -62,7 +62,8 @@ def test_slice_prefix_name(path: str, slice_: str, unit: str, cgroup: str) -> No
 
 @pytest.mark.parametrize(
     ("path", "words"),
-    [("/sys/fs/cgroup/x", 'expected cgroupsPath to be of format "slice:prefix:name"'),
+    [("/sys/fs/cgroup/x", 'expected cgroupsPath to be of format "slice:prefix:name" for '
+                          'systemd cgroups, got "/sys/fs/cgroup/x" instead'),
      ("a:b", 'expected cgroupsPath to be of format "slice:prefix:name"'),
      ("a.slice:b:c:d", 'expected cgroupsPath to be of format "slice:prefix:name"'),
      ("system:p:n", "invalid slice name: 'system'"),

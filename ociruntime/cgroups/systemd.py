@@ -19,6 +19,7 @@ the D-Bus module (and jeepney) only when systemd is actually called.
 from __future__ import annotations
 
 import os
+from _json import encode_basestring_ascii
 
 from ociruntime.cgroups import resources as res
 from ociruntime.cgroups.manager import Manager
@@ -74,7 +75,7 @@ def parse_path(cgroups_path: str | None, container_id: str) -> Scope:
         if len(parts) != 3:
             raise _path_error(
                 'expected cgroupsPath to be of format "slice:prefix:name" for systemd '
-                f"cgroups, got {cgroups_path!r} instead"
+                f"cgroups, got {encode_basestring_ascii(cgroups_path)} instead"  # runc's %q
             )
         slice_, prefix, name = parts[0] or DEFAULT_SLICE, parts[1], parts[2]
     try:
