@@ -379,14 +379,20 @@ def join(dirs: list[str], pid: int) -> None:
             raise RuntimeFailure(f"joining cgroup {d}: {e.strerror}") from None
 
 
+#: A cgroup removed meanwhile: ENOENT at open, ENODEV at a read or write of a file opened
+#: before its rmdir (systemd stops a scope on its own, e.g. after an OOM kill).
+GONE = (errno.ENOENT, errno.ENODEV)
+
+
 def procs(dirs: list[str]) -> list[int]:
     """PIDs in the container's cgroup (read from the first hierarchy that has them)."""
     for d in dirs:
         try:
             with open(os.path.join(d, "cgroup.procs")) as f:
                 return [int(x) for x in f.read().split()]
-        except FileNotFoundError:
-            continue
+        except OSError as e:
+            if e.errno not in GONE:
+                raise
     return []
 
 
@@ -397,8 +403,9 @@ def all_procs(dirs: list[str]) -> list[int]:
         try:
             with open(os.path.join(d, "cgroup.procs")) as f:
                 pids.update(int(x) for x in f.read().split())
-        except FileNotFoundError:
-            continue
+        except OSError as e:
+            if e.errno not in GONE:
+                raise
     return sorted(pids)
 
 

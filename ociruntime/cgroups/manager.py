@@ -156,8 +156,13 @@ class Manager:
         unified = self.paths.get("")
         if not unified or not os.path.exists(os.path.join(unified, "cgroup.kill")):
             return False
-        with open(os.path.join(unified, "cgroup.kill"), "w") as f:
-            f.write("1")
+        try:
+            with open(os.path.join(unified, "cgroup.kill"), "w") as f:
+                f.write("1")
+        except OSError as e:
+            if e.errno in _cgroupfs().GONE:
+                return True  # removed meanwhile: nothing left in it to kill
+            raise
         if freezer.is_frozen(self.paths):
             self.thaw()
         return True
