@@ -4,7 +4,8 @@ container is a scope unit in `systemctl status` with its limits as the unit's pr
 and enforced by the kernel (OOM, pids, a CPU quota measured from the cgroup's own
 counters, as tests/test_cgroups.py does), `update` changes the unit's properties, pause,
 `kill --all` and `events` work, `delete` removes the unit, and containerd's runc shim
-with `SystemdCgroup = true` (ctr's --runc-systemd-cgroup) runs a container through us.
+with `SystemdCgroup = true` runs containers through us: with ctr (--runc-systemd-cgroup)
+and through the cri plugin as Kubernetes configures it (a pod's slice as cgroup parent).
 
 On a host that systemd did not boot (this development machine) only the refusals run:
 a bad cgroupsPath and the missing systemd are one line, exit 1, nothing left.
@@ -24,6 +25,7 @@ from conftest import OCIRUNTIME, REPO
 from test_cgroups import BUSY, MIB, EventStream, cpu_share, pids_of, stats, with_resources
 
 from ociruntime.cgroups import systemd
+from testkit import containerd, cri, oci_image
 
 BOOTED = systemd.booted()
 needs_systemd = pytest.mark.skipif(
@@ -319,8 +321,6 @@ def test_without_the_system_bus_root_uses_systemds_private_socket(sdrt, make_bun
 
 @pytest.fixture
 def systemd_containerd(rootfs_template: Path, tmp_path: Path) -> Iterator:
-    from testkit import containerd, oci_image
-
     subprocess.run([str(REPO / "tools" / "install-clients.sh"), "containerd"], check=True)
     image = "localhost/ocitest/busybox:latest"
     archive = oci_image.build_oci_archive(rootfs_template, tmp_path / "busybox.tar", image)
@@ -371,3 +371,104 @@ def test_containerd_with_systemd_cgroup_runs_a_container_through_us(systemd_cont
         ctd.ctr("containers", "delete", cid)
     assert f"delete {cid}" in log.read_text() or f"delete --force {cid}" in log.read_text()
     assert_gone(unit, f"/sys/fs/cgroup/system.slice/{unit}")
+
+
+# --- Kubernetes' path: the cri plugin with SystemdCgroup = true -------------------------------
+
+
+class SystemdCRIContainerd(cri.CRIContainerd):
+    """testkit/cri.py's containerd with README's ociruntime entry plus `SystemdCgroup =
+    true` in its options (a node whose kubelet uses the systemd cgroup driver), the
+    host's /run/systemd and /run/dbus visible to the shim and the runtime; the pods'
+    cgroup parent is a slice, as the kubelet's systemd driver names them."""
+
+    def __init__(self, base: Path, binary: Path, sandbox_image: str, slice_: str) -> None:
+        self.runtime_root = base / "runtime-root"
+        self.cgroup_parent = slice_
+        config = cri.cri_config(base, binary, sandbox_image, self.runtime_root)
+        containerd.Containerd.__init__(
+            self, base, cri.CRI_NAMESPACE, [self.runtime_root],
+            cri_config=config + "  SystemdCgroup = true\n", host_run=("systemd", "dbus"),
+        )  # fmt: skip
+
+    def _remove_namespace_cgroups(self) -> list[str]:
+        """The pods' slice is systemd's: stopped; a pod's scope still there is a leftover."""
+        left = [u for u in units() if u.startswith("cri-containerd-")]
+        subprocess.run(["systemctl", "stop", self.cgroup_parent], capture_output=True)
+        return [f"unit {u}" for u in left]
+
+
+@needs_systemd
+def test_cri_pod_with_systemd_cgroup_runs_as_scopes(rootfs_template, tmp_path):
+    """As Kubernetes configures it: the kubelet (here our CRI client) passes a slice as
+    the pod's cgroup parent, the cri plugin (SystemdCgroup = true) gives the runtime
+    `--systemd-cgroup` and cgroupsPath `SLICE:cri-containerd:ID`: the sandbox and the
+    container are scopes in the pod's slice, the container's memory limit its
+    MemoryMax; removing the pod removes both units."""
+    subprocess.run([str(REPO / "tools" / "install-clients.sh"), "containerd"], check=True)
+    pause, image = "localhost/ocitest/pause:latest", "localhost/ocitest/busybox:latest"
+    oci_image.build_oci_archive(rootfs_template, tmp_path / "pause.tar", pause,
+                                cmd=["sleep", "2147483647"])  # fmt: skip
+    oci_image.build_oci_archive(rootfs_template, tmp_path / "busybox.tar", image)
+    log = tmp_path / "argv.log"
+    wrapper = tmp_path / "ociruntime-wrapper.sh"
+    wrapper.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{log}'\nexec '{OCIRUNTIME}' \"$@\"\n")
+    wrapper.chmod(0o755)
+    uid = os.urandom(4).hex()
+    slice_ = f"ocitestpods-pod{uid}.slice"
+    base = tmp_path / "cri"
+    base.mkdir()
+    ctd = SystemdCRIContainerd(base, wrapper, pause, slice_)
+    call = cri.CRIClient(ctd.address, cri.load_api(tmp_path))
+    ctd.start(timeout=60)
+    try:
+        _until(call.ready)
+        for name in (pause, image):
+            ctd.import_image(tmp_path / f"{name.split('/')[-1].split(':')[0]}.tar", name)
+            _until(lambda n=name: call("ImageStatus", image={"image": n}).image.id)
+        _pod_with_a_scope(call, slice_, uid, image)
+    finally:
+        call.close()
+        leftovers = ctd.stop()
+    assert leftovers == [], f"left behind: {leftovers}"
+    assert "--systemd-cgroup" in log.read_text(), log.read_text()
+
+
+def _until(check, timeout: float = 60):  # noqa: ANN001, ANN202
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, "not in time"
+        time.sleep(0.2)
+    return value
+
+
+def _pod_with_a_scope(call, slice_: str, uid: str, image: str) -> None:  # noqa: ANN001
+    namespaces = {"network": "NODE", "pid": "POD", "ipc": "POD"}
+    config = {
+        "metadata": {"name": "sd-pod", "uid": uid, "namespace": "ocitest"},
+        "linux": {"cgroup_parent": slice_,
+                  "security_context": {"namespace_options": namespaces}},
+    }  # fmt: skip
+    pod = call("RunPodSandbox", config=config, runtime_handler="ociruntime").pod_sandbox_id
+    try:
+        container = {
+            "metadata": {"name": "c"}, "image": {"image": image},
+            "command": ["sleep", "1000"],
+            "linux": {"resources": {"memory_limit_in_bytes": 64 * MIB},
+                      "security_context": {"namespace_options": namespaces}},
+        }  # fmt: skip
+        cid = call("CreateContainer", pod_sandbox_id=pod, config=container,
+                   sandbox_config=config).container_id  # fmt: skip
+        call("StartContainer", container_id=cid)
+        cgroup_of = f"/ocitestpods.slice/{slice_}/cri-containerd-"
+        for unit_id in (pod, cid):
+            s = status(f"cri-containerd-{unit_id}.scope")
+            assert s.returncode == 0 and f"CGroup: {cgroup_of}{unit_id}.scope" in s.stdout, s
+        assert show(f"cri-containerd-{cid}.scope", "MemoryMax") == {"MemoryMax": str(64 * MIB)}
+        r = call("ExecSync", container_id=cid, cmd=["cat", "/proc/self/cgroup"], timeout=60)
+        assert r.exit_code == 0, r
+    finally:
+        call("StopPodSandbox", pod_sandbox_id=pod)
+        call("RemovePodSandbox", pod_sandbox_id=pod)
+    for unit_id in (pod, cid):
+        assert status(f"cri-containerd-{unit_id}.scope").returncode == 4
