@@ -392,9 +392,11 @@ class SystemdCRIContainerd(cri.CRIContainerd):
         )  # fmt: skip
 
     def _remove_namespace_cgroups(self) -> list[str]:
-        """The pods' slice is systemd's: stopped; a pod's scope still there is a leftover."""
+        """The pods' slices are systemd's: stopped, from the top one (ocitestpods.slice);
+        a pod's scope still there is a leftover."""
         left = [u for u in units() if u.startswith("cri-containerd-")]
-        subprocess.run(["systemctl", "stop", self.cgroup_parent], capture_output=True)
+        top = self.cgroup_parent.split("-", 1)[0] + ".slice"
+        subprocess.run(["systemctl", "stop", top], capture_output=True)
         return [f"unit {u}" for u in left]
 
 
