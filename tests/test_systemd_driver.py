@@ -248,3 +248,17 @@ def test_no_systemd_to_reach_is_one_line_naming_each_socket(monkeypatch, tmp_pat
     message = str(e.value)
     assert message.startswith("--systemd-cgroup: cannot reach systemd over D-Bus (")
     assert f"{tmp_path}/bus: No such file or directory" in message and "\n" not in message
+
+
+def test_a_layout_under_slices_not_made_yet_finds_the_v2_root(tmp_path) -> None:  # noqa: ANN001
+    """create checks the limits before systemd makes the pod's slices: the controllers
+    are still the hierarchy's (a fake one here: a directory with cgroup.controllers)."""
+    from ociruntime.cgroups.cgroupfs import Layout
+
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text("cpu memory pids\n")
+    leaf = root / "a.slice" / "a-b.slice" / "p-n.scope"
+    layout = Layout({"": str(leaf)})
+    assert layout.v2_root() == str(root)
+    assert layout.where("cpu") == "v2" and layout.where("rdma") is None

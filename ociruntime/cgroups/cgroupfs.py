@@ -121,13 +121,21 @@ class Layout:
         return "hybrid" if v1 and self.unified else "v2" if self.unified else "v1"
 
     def v2_root(self) -> str | None:
-        """The v2 hierarchy's mountpoint: the highest ancestor that is still a cgroup."""
+        """The v2 hierarchy's mountpoint: the highest ancestor that is still a cgroup.
+        Ancestors that do not exist yet are walked through: under systemd a pod's slices
+        are made with its first scope, after create has checked the limits."""
         d = self.unified
         if d is None:
             return None
-        while os.path.exists(os.path.join(os.path.dirname(d), "cgroup.controllers")):
-            d = os.path.dirname(d)
-        return d
+        while True:
+            parent = os.path.dirname(d)
+            if parent == d:
+                return d
+            if os.path.exists(parent) and not os.path.exists(
+                os.path.join(parent, "cgroup.controllers")
+            ):
+                return d
+            d = parent
 
     def v2_available(self) -> frozenset[str]:
         """Controllers the v2 hierarchy has (its root's cgroup.controllers), read once."""
