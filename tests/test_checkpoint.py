@@ -411,6 +411,9 @@ def test_bad_input_is_refused_in_one_line(runtime, drv, make_bundle, tmp_path):
     term.write()
     _one_line(drv("restore", "-d", "-b", str(term.path), "--image-path", img, new_id),
               "/process/terminal")  # fmt: skip
+    systemd = runtime("--systemd-cgroup", "restore", "-b", bundle, "--image-path", img, new_id)
+    assert systemd.returncode == 1 and "--systemd-cgroup" in systemd.stderr, systemd
+    assert len(systemd.stderr.splitlines()) == 1, systemd.stderr
     assert drv.state(new_id) is None
     assert drv.state(cid)["status"] == "created"
     drv.ok("delete", "--force", cid)

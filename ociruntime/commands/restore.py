@@ -98,7 +98,7 @@ def restore(opts: RestoreOptions) -> int:
     state = None
     try:
         shared = cgroupfs.check_existing(pairs) > 0
-        state = _first_record(sd, b, pairs, shared)
+        state = _first_record(sd, b, pairs, shared, checked.scope)
         resources = (b.config.get("linux") or {}).get("resources") or {}
         cgroups = _CgroupSetup(pairs, checked.devices, resources, undo, state.cgroup_created)
         planned = cgroups.make()
