@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 
 import pytest
 
@@ -305,8 +306,12 @@ def test_start_waiting_on_a_stopped_init_blocks_no_other_command(runtime, make_b
             stderr=subprocess.STDOUT,
         )
     try:
-        # Until start has taken the fifo the container is "created"; after, "running".
-        assert runtime("state", cid, timeout=10).returncode == 0
+        # Until start has taken the fifo the container is "created"; after, "running",
+        # while start still waits: state answers all along (each call under a timeout).
+        deadline = time.monotonic() + 30
+        while runtime("state", cid, timeout=10).stdout.count('"running"') == 0:
+            assert starter.poll() is None, "start returned though the init cannot exec"
+            assert time.monotonic() < deadline, "start never took the fifo"
         runtime("delete", "--force", cid, check=True, timeout=20)
         assert starter.wait(timeout=20) != 0
     finally:
