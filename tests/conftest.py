@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # testkit/ and conformance/ are directories, not installed
 
-from testkit import bundles  # noqa: E402
+from testkit import bundles, containerd  # noqa: E402
 from testkit.bundles import base_config  # noqa: E402
 from testkit.processes import (  # noqa: E402
     Result,
@@ -146,3 +146,20 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
         # Only this test's own paths: other programs on the machine may mount meanwhile.
         new = {m for m in mount_lines() - mounts_before if str(tmp_path) in m or root in m}
         assert new == set(), f"mounts left behind: {new}"
+
+
+@pytest.fixture(scope="session")
+def containerd_installed() -> None:
+    """The containerd tests' (containerd, CRI, systemd lane) clients, installed once."""
+    subprocess.run([str(REPO / "tools" / "install-clients.sh"), "containerd"], check=True)
+    missing = containerd.missing_tools()
+    assert missing == [], f"{missing} not found after tools/install-clients.sh"
+
+
+@pytest.fixture
+def event_streams() -> Iterator[list]:
+    """`events` streams a test opens (test_cgroups.EventStream), closed after it."""
+    streams: list = []
+    yield streams
+    for stream in streams:
+        stream.close()

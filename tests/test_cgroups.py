@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from conftest import OCIRUNTIME
@@ -109,14 +108,6 @@ class EventStream:
             self.proc.wait()
         self.proc.stdout.close()  # type: ignore[union-attr]
         self.proc.stderr.close()  # type: ignore[union-attr]
-
-
-@pytest.fixture
-def event_streams() -> Iterator[list[EventStream]]:
-    streams: list[EventStream] = []
-    yield streams
-    for s in streams:
-        s.close()
 
 
 # --- acceptance: limits hold ------------------------------------------------------------

@@ -141,13 +141,6 @@ class Events:
 
 
 @pytest.fixture(scope="session")
-def containerd_installed() -> None:
-    subprocess.run([str(REPO / "tools" / "install-clients.sh"), "containerd"], check=True)
-    missing = containerd.missing_tools()
-    assert missing == [], f"{missing} not found after tools/install-clients.sh"
-
-
-@pytest.fixture(scope="session")
 def image_archives(rootfs_template: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     out = tmp_path_factory.mktemp("images")
     default = oci_image.build_oci_archive(rootfs_template, out / "busybox.tar", IMAGE)

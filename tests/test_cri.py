@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from conftest import CGROUP_V2_ONLY, OCIRUNTIME, REPO
 
-from testkit import containerd, cri, oci_image
+from testkit import cri, oci_image
 
 #: OCITEST_CRI_RUNTIME=/usr/sbin/runc: the same pods under runc (the reference behaviour).
 RUNTIME = os.environ.get("OCITEST_CRI_RUNTIME", OCIRUNTIME)
@@ -96,13 +96,6 @@ def until(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
 
 
 # --- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def containerd_installed() -> None:
-    subprocess.run([str(REPO / "tools" / "install-clients.sh"), "containerd"], check=True)
-    missing = containerd.missing_tools()
-    assert missing == [], f"{missing} not found after tools/install-clients.sh"
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,15 @@ from pathlib import Path
 
 import pytest
 from conftest import OCIRUNTIME, REPO
-from test_cgroups import BUSY, MIB, EventStream, cpu_share, pids_of, stats, with_resources
+from test_cgroups import (
+    BUSY,
+    MIB,
+    EventStream,
+    cpu_share,
+    pids_of,
+    stats,
+    with_resources,
+)
 
 from ociruntime.cgroups import systemd
 from testkit import containerd, cri, oci_image
@@ -64,14 +72,6 @@ def sdrt(runtime) -> Iterator[SystemdRuntime]:  # noqa: ANN001
     if BOOTED:
         left = [u for u in units() if any(cid in u for cid in runtime.ids)]
         assert left == [], f"units left behind: {left}"
-
-
-@pytest.fixture
-def event_streams() -> Iterator[list[EventStream]]:
-    streams: list[EventStream] = []
-    yield streams
-    for stream in streams:
-        stream.close()
 
 
 def units() -> list[str]:
