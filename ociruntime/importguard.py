@@ -1,7 +1,10 @@
 """Tests only: make an import after the init's or an exec's fork fail loudly.
 
 The rule: the init (forked by `create`) and an exec's intermediate process (forked by
-`exec`) import before the fork everything they will ever need. After the fork they join
+`exec`) import everything they will ever need before they change anything of their own:
+an exec's stages before the fork, the init first thing after it (stages/parent.py,
+`_become_init`: still root in the host's namespaces, while `create` waits for the
+kernel's cgroup lock), before this guard goes on. After that they join
 the container's namespaces (setns), a user namespace that may not read the host's files,
 and pivot_root: `import` would then look up sys.path in the container's filesystem. At
 best that is an ImportError seen only inside some container ("No module named ..."), at
@@ -9,7 +12,7 @@ worst the container's own file run by the runtime, as root, before the container
 process exists. Nothing in production checks it; this guard does, in tests.
 
 With OCIRUNTIME_IMPORT_GUARD in the environment (tests/conftest.py sets it for the whole
-suite), the forked child installs a meta-path finder first thing: every module not
+suite), the forked child installs a meta-path finder as its stage starts: every module not
 imported yet fails with `LateImport`, written to stderr as well, in case some code
 catches ImportError. The launcher runs `python -I`, which ignores PYTHON* variables but
 not os.environ: hence the name. In production the cost is the test at the call sites,

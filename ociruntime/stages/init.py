@@ -59,8 +59,9 @@ def _run(plan: InitPlan, end: StageEnd, joined_early: tuple[str, ...]) -> None:
     """The init's steps in the spec's order (the module docstring); never returns."""
     state = _enter_namespaces(plan, end, joined_early)
     LOG.stage("init: in its namespaces")
-    # Every file this process will ever map is mapped since the fork (nothing can be
-    # imported after it), and the host's paths are here for the overlays until
+    # Every file this process will ever map is mapped since run() began (its modules
+    # were imported just before: nothing is imported after), and the host's paths are
+    # here for the overlays until
     # pivot_root. Done now, it overlaps the parent's wait for the kernel's cgroup lock.
     containersafe.detach_from_host_files()
     LOG.stage("init: detached from host files")

@@ -16,7 +16,8 @@ from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import syscalls as sc
 from ociruntime.log import LOG
 from ociruntime.process import hooks, namespaces
-from ociruntime.stages.channel import channel_pair
+from ociruntime.security import containersafe
+from ociruntime.stages.channel import Channel, channel_pair
 from ociruntime.stages.protocol import ParentEnd, StageEnd
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -45,8 +46,6 @@ class InitProcess:
     def start(self) -> None:
         """Fork the init (with a user namespace: its user-namespace stage, which forks
         the init itself) and record its pid before anything that can block."""
-        from ociruntime.stages import init
-
         plan = self.plan
         parent, child = channel_pair()
         ns = plan.namespaces
@@ -57,14 +56,8 @@ class InitProcess:
                 LOG.stage("create: forking")
                 pid = os.fork()
                 if pid == 0:
-                    LOG.stage("init: forked")
-                    # Killed with us until it is ready (init.py clears this before it
-                    # drops privileges). Should we have died before this line, our end
-                    # is closed and the init's first wait for us sees EOF and exits.
-                    sc.set_parent_death_signal(_signal.SIGKILL)
-                    self.sd.unlock()  # our lock must not live on in the init until exec
                     parent.close()
-                    init.run(plan, StageEnd(child))
+                    self._become_init(child)  # never returns
         finally:
             for fd in (plan.idmapped or {}).values():
                 os.close(fd)
@@ -72,6 +65,30 @@ class InitProcess:
         self._end = ParentEnd(parent, _EXITED, "container init failed")
         record_pid(self.sd, self.state, pid)  # before anything that can block
         child.close()
+
+    def _become_init(self, child: Channel) -> None:
+        """The forked child's first steps, then the init's (stages/init.py: never returns).
+
+        The init's own modules (the mounts, the rootfs, finalize, the interpreter's
+        protection) are imported here, not before the fork: `create` never needs them
+        (a smaller peak RSS), and the child imports them while `create` waits for the
+        kernel's cgroup lock. It is still root in the host's user and mount namespaces,
+        so the imports read the host's files as `create` would have; from init.run on
+        nothing is imported (the rule in importguard.py). Not dumpable first: in a joined
+        PID namespace the container's processes may see us already. (A user-namespace
+        stage stays dumpable: `create`, perhaps unprivileged, writes its /proc maps; it
+        is in no container's PID namespace, and the init hides itself once it exists.)"""
+        LOG.stage("init: forked")
+        # Killed with us until it is ready (init.py clears this before it drops
+        # privileges). Should we have died before this line, our end is closed and the
+        # init's first wait for us sees EOF and exits.
+        sc.set_parent_death_signal(_signal.SIGKILL)
+        if "user" not in self.plan.namespaces:
+            containersafe.hide()
+        self.sd.unlock()  # our lock must not live on in the init until exec
+        from ociruntime.stages import init
+
+        init.run(self.plan, StageEnd(child))
 
     def serve(self, make_cgroups: Callable[[], limits.Limits | None]) -> int:
         """Make the cgroups (`make_cgroups`, which returns their planned limits) and
