@@ -160,7 +160,7 @@ def _dump(container: Container, config: dict, opts: CheckpointOptions) -> None:
             where = f"--parent-path: {opts.parent}"
             raise RuntimeFailure(f"{where}: no such directory under the image path")
         req.bytes(criu.PARENT_IMG, opts.parent).int(criu.TRACK_MEM, 1)
-    for flag, field in _BOOLEAN_FIELDS:
+    for flag, field in BOOLEAN_FIELDS:
         if flag in opts.flags:
             req.int(field, 1)
     if opts.pre_dump:
@@ -208,7 +208,7 @@ def _dump(container: Container, config: dict, opts: CheckpointOptions) -> None:
 
 
 #: the boolean flags both commands share -> their criu_opts fields
-_BOOLEAN_FIELDS = (
+BOOLEAN_FIELDS = (
     ("--tcp-established", criu.TCP_ESTABLISHED), ("--ext-unix-sk", criu.EXT_UNIX_SK),
     ("--shell-job", criu.SHELL_JOB), ("--file-locks", criu.FILE_LOCKS),
     ("--auto-dedup", criu.AUTO_DEDUP), ("--lazy-pages", criu.LAZY_PAGES),

@@ -21,10 +21,10 @@ exits if its "ready" finds no reader; so most kills leave no process at all, and
 from __future__ import annotations
 
 import os
-import time
 
 from ociruntime import SPEC_VERSION
 from ociruntime.cgroups import cgroupfs
+from ociruntime.commands import provision
 from ociruntime.container import bundle
 from ociruntime.container.state import ContainerState, StateDir, process_start_time, validate_id
 from ociruntime.errors import RuntimeFailure, field_error, pointer
@@ -35,7 +35,7 @@ from ociruntime.stages.plan import InitPlan
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from ociruntime.cgroups import limits, systemd
+    from ociruntime.cgroups import systemd
     from ociruntime.process import terminal
 
 
@@ -67,11 +67,6 @@ class CreateOptions:
         self.systemd_cgroup = systemd_cgroup
 
 
-def rfc3339_now() -> str:
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
-
-
 def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     """Create the container; returns its locked state dir and state (for `run`)."""
     LOG.stage("create: imported")
@@ -84,11 +79,11 @@ def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     LOG.stage("create: bundle checked")
     sd = StateDir(opts.root, opts.container_id)  # an invalid or taken id: refused first
     sd.create()
-    undo = _Rollback(sd)
+    undo = provision.Rollback(sd)
     try:
         # an existing cgroup: frozen is refused, holding processes a warning (runc 1.1.5)
         shared = cgroupfs.check_existing(cgroup_pairs) > 0
-        state = _first_record(sd, b, cgroup_pairs, shared, checked.scope)
+        state = provision.first_record(sd, b, cgroup_pairs, shared, checked.scope)
         sd.unlock()  # taken again for each write: never held while we wait for the init
         LOG.stage("create: first record")
         if cfg["process"].get("terminal"):
@@ -229,51 +224,6 @@ def _refuse_host_mount_namespace(linux: dict) -> None:
     raise field_error(pointer("linux", "namespaces"), reason)
 
 
-def _first_record(
-    sd: StateDir,
-    b: bundle.Bundle,
-    cgroup_pairs: list[tuple[cgroupfs.Hierarchy, str]],
-    shared: bool,
-    scope: systemd.Scope | None,
-) -> ContainerState:
-    """Written before any cgroup or process exists: the cgroups this create is about to
-    make (every directory of the placement that does not exist yet: `delete` of a create
-    killed half-way through mkdir removes them, ignoring those never made), and the
-    creator, so that `state` can tell a create under way from one that died. Under
-    systemd the unit too (delete stops it), and of the directories only the scope's
-    own: its slices are systemd's."""
-    cfg = b.config
-    resources = (cfg.get("linux") or {}).get("resources") or {}
-    own = process_start_time(os.getpid())
-    state = ContainerState(
-        id=sd.id,
-        pid=0,
-        start_time=0,
-        bundle=b.path,
-        rootfs=b.rootfs,
-        created=rfc3339_now(),
-        annotations=cfg.get("annotations") or {},
-        cgroup_dirs=[d for _, d in cgroup_pairs],
-        cgroup_created=_to_make(cgroup_pairs, scope),
-        cgroup_paths=cgroupfs.paths_of(cgroup_pairs),
-        resources={k: v for k, v in resources.items() if k != "devices"},
-        hooks={k: v for k, v in (cfg.get("hooks") or {}).items() if k in ("poststart", "poststop")},
-        creator=[os.getpid(), own[0] if own else 0],
-        cgroup_shared=shared,
-        systemd_unit=scope.unit if scope is not None else "",
-    )
-    sd.save(state)
-    return state
-
-
-def _to_make(pairs: list[tuple[cgroupfs.Hierarchy, str]], scope: systemd.Scope | None) -> list[str]:
-    """The directories this create may make: every missing one of the placement, or
-    under systemd only the scope's directories (the slices above belong to systemd)."""
-    if scope is None:
-        return cgroupfs.missing(pairs)
-    return [d for _, d in pairs if not os.path.isdir(d)]
-
-
 def _process_attrs(cfg: dict) -> object | None:
     """Personality, scheduler, I/O priority, LSM labels: checked before anything is made,
     applied by the init (ociruntime.process.procattrs, imported only for a config that sets one)."""
@@ -360,143 +310,17 @@ def _refuse_unimplemented(cfg: dict) -> None:
     raise field_error(pointer("linux", "intelRdt"), reason)
 
 
-def _prepare_limits(resources: dict, layout: cgroupfs.Layout) -> limits.Limits | None:
-    """linux.resources besides devices, planned (and so validated) now and written once
-    the init is in its cgroup, as runc does: the kernel then checks a memory limit
-    against real usage."""
-    if not any(v not in (None, {}, []) for k, v in resources.items() if k != "devices"):
-        return None
-    if not layout.paths:  # rootless, and not allowed to create a cgroup (as runc refuses)
-        raise RuntimeFailure(
-            "linux.resources: limits need a cgroup of the container's own, "
-            "which this user may not create"
-        )
-    from ociruntime.cgroups import limits  # only then: configs without limits never load it
-
-    return limits.prepare(resources, layout)
-
-
-class _CgroupSetup:
-    """The container's cgroups: made, given their device rules, limits planned (which
-    validates them) and v2 controllers enabled; `InitProcess.serve` then joins the init
-    and writes the limits.
-
-    As root this runs after the init's fork (`make`, called by serve). Making a cgroup
-    waits for the kernel's cgroup lock, which the warm-up
-    (cgroupfs.warm_up_in_background) holds through an RCU grace period (~10-16 ms on
-    cgroup v1): done before the fork, that wait delayed everything; done here, the init
-    enters its namespaces and builds its rootfs meanwhile. The first record already lists
-    the directories about to be made, so a create killed at any point leaves nothing that
-    `delete` does not remove. Unprivileged, the directories are made before the fork
-    (`make_or_stay_in_ours`): without a cgroup of its own the container stays in ours,
-    and the init's plan must say so."""
-
-    def __init__(
-        self, pairs: list[tuple[cgroupfs.Hierarchy, str]], devices: list, resources: dict,
-        undo: _Rollback, planned: list[str], scope: systemd.Scope | None = None,
-    ) -> None:  # fmt: skip
-        self.pairs, self.devices, self.resources, self.undo = pairs, devices, resources, undo
-        self.planned = planned  # what the first record says create is about to make
-        self.scope = scope  # --systemd-cgroup: the unit to start first, with the init in it
-        self.own = True  # False: unprivileged, in our cgroups (nothing made, joined, limited)
-        self.made = False
-
-    def make_or_stay_in_ours(self) -> list[tuple[cgroupfs.Hierarchy, str]]:
-        try:
-            self._make_dirs()
-        except RuntimeFailure:
-            self.own = False
-            return _rootless_cgroups([h for h, _ in self.pairs])
-        return self.pairs
-
-    def _make_dirs(self) -> None:
-        # Whatever interrupts the mkdirs, the rollback removes what they may have made
-        # (those never made are skipped), then exactly what they made.
-        self.undo.cgroups_created = self.planned
-        self.undo.cgroups_created = cgroupfs.create(self.pairs)
-        self.made = True
-        cgroupfs.apply_device_rules(self.pairs, self.devices)
-
-    def make(self) -> limits.Limits | None:
-        """Made and ready for the init to join; returns its planned limits. A v2 host
-        gets every controller enabled for the container, as with runc; a hybrid one
-        only the v2 controllers the limits need."""
-        if not self.own:
-            return _prepare_limits(self.resources, cgroupfs.Layout({}))  # refuses any
-        if not self.made:
-            if self.scope is not None:
-                self._start_unit()
-            self._make_dirs()
-        layout = cgroupfs.Layout(cgroupfs.paths_of(self.pairs))
-        if layout.mode == "v2":
-            cgroupfs.enable_v2_controllers(layout)
-        planned = _prepare_limits(self.resources, layout)
-        if layout.mode == "hybrid" and planned is not None and planned.v2_controllers():
-            cgroupfs.enable_v2_controllers(layout, planned.v2_controllers())
-        return planned
-
-    def _start_unit(self) -> None:
-        """--systemd-cgroup: the scope, with the init (or the user-namespace stage that
-        forks it) in it; the limits are checked first, so a bad value is refused in
-        the cgroupfs words, naming the field, before systemd sees it."""
-        from ociruntime.cgroups import systemd
-
-        assert self.scope is not None and self.undo.init is not None
-        layout = cgroupfs.Layout(cgroupfs.paths_of(self.pairs))
-        _prepare_limits(self.resources, layout)
-        pid = self.undo.init.pid
-        systemd.start(self.scope, pid, self.resources, self.devices, layout.mode == "v2")
-        self.undo.unit = self.scope.unit  # started: ours to stop (not before: the
-        # name may be another container's unit, which a failed start must leave alone)
-
-
-class _Rollback:
-    """What to tear down if create fails part-way: the init (its moved network devices
-    back to the host, while their namespace lives, then the process), cgroups, state
-    dir."""
-
-    def __init__(self, sd: StateDir) -> None:
-        self.sd = sd
-        self.init: InitProcess | None = None
-        self.cgroups_created: list[str] = []
-        self.unit = ""  # --systemd-cgroup: the scope unit, once started
-
-    def run(self) -> None:
-        if self.init is not None:
-            self.init.abort()
-        try:
-            self._stop_unit()
-            cgroupfs.remove(self.cgroups_created)
-        finally:
-            try:
-                self.sd.lock()  # unless held; the directory may be gone (a delete)
-            except RuntimeFailure:
-                pass
-            else:
-                self.sd.remove()
-
-    def _stop_unit(self) -> None:
-        """Best effort: the create's own error is the one reported."""
-        if self.unit:
-            from ociruntime.cgroups import systemd
-
-            try:
-                systemd.stop(self.unit)
-            except RuntimeFailure as e:
-                LOG.warning(f"rolling back: {e}")
-
-
 def _create_in(
     sd: StateDir,
     b: bundle.Bundle,
     opts: CreateOptions,
-    undo: _Rollback,
+    undo: provision.Rollback,
     state: ContainerState,
     checked: _Checked,
     cgroup_pairs: list[tuple[cgroupfs.Hierarchy, str]],
 ) -> ContainerState:
     resources = (b.config.get("linux") or {}).get("resources") or {}
-    cgroups = _CgroupSetup(
+    cgroups = provision.CgroupSetup(
         cgroup_pairs, checked.devices, resources, undo, state.cgroup_created, checked.scope
     )
     if os.geteuid() != 0:  # before the fork: the init's plan names the cgroups it gets
@@ -554,10 +378,10 @@ def _plan(
 def _start_init(
     sd: StateDir,
     state: ContainerState,
-    undo: _Rollback,
+    undo: provision.Rollback,
     plan: InitPlan,
     pid_file: str | None,
-    cgroups: _CgroupSetup,
+    cgroups: provision.CgroupSetup,
 ) -> ContainerState:
     """Fork the init and serve it until it is ready; then the last record."""
     init = undo.init = InitProcess(plan, sd, state)
@@ -579,14 +403,6 @@ def _start_init(
     init.settle()  # the network devices belong to the container's namespace from now on
     LOG.stage("create: recorded")
     return state
-
-
-def _rootless_cgroups(found: list[cgroupfs.Hierarchy]) -> list[tuple[cgroupfs.Hierarchy, str]]:
-    """Unprivileged without a cgroup it may create (runc's rootless mode): the container
-    stays in ours. It then owns no cgroup: nothing is joined or limited, and `kill --all`
-    or `delete` must not signal our cgroup's other processes, so the state records none;
-    only the cgroup mount shows these directories."""
-    return [(h, os.path.join(h.mountpoint, h.own_path.lstrip("/"))) for h in found]
 
 
 def _idmapped_trees(mounts: list[dict], bundle_dir: str) -> dict[int, int] | None:

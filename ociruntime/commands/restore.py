@@ -38,13 +38,14 @@ import os
 
 from ociruntime import SPEC_VERSION, criu
 from ociruntime.cgroups import cgroupfs
+from ociruntime.commands import provision
 from ociruntime.commands.checkpoint import (
-    _BOOLEAN_FIELDS,
+    BOOLEAN_FIELDS,
     check_cgroup_mode,
     check_empty_ns,
     image_path,
 )
-from ociruntime.commands.create import _CgroupSetup, _first_record, _Rollback, preflight
+from ociruntime.commands.create import preflight
 from ociruntime.container import bundle
 from ociruntime.container import container as _container
 from ociruntime.container.state import ContainerState, StateDir, process_start_time, validate_id
@@ -94,13 +95,15 @@ def restore(opts: RestoreOptions) -> int:
         os.makedirs(opts.work, 0o700, exist_ok=True)
     sd = StateDir(opts.root, opts.container_id)
     sd.create()
-    undo = _Rollback(sd)
+    undo = provision.Rollback(sd)
     state = None
     try:
         shared = cgroupfs.check_existing(pairs) > 0
-        state = _first_record(sd, b, pairs, shared, checked.scope)
+        state = provision.first_record(sd, b, pairs, shared, checked.scope)
         resources = (b.config.get("linux") or {}).get("resources") or {}
-        cgroups = _CgroupSetup(pairs, checked.devices, resources, undo, state.cgroup_created)
+        cgroups = provision.CgroupSetup(
+            pairs, checked.devices, resources, undo, state.cgroup_created
+        )
         planned = cgroups.make()
         if planned is not None:
             planned.apply()
@@ -183,7 +186,7 @@ def _run_criu(
         req.bytes(criu.EXT_MNT, mapping)
     if (config.get("linux") or {}).get("maskedPaths"):
         req.bytes(criu.EXT_MNT, criu.Message().bytes(1, "/dev/null").bytes(2, "/dev/null"))
-    for flag, field in _BOOLEAN_FIELDS:
+    for flag, field in BOOLEAN_FIELDS:
         if flag in opts.flags:
             req.int(field, 1)
     if opts.empty_ns:
