@@ -86,6 +86,21 @@ def wait_all(procs: list[subprocess.Popen]) -> list[int]:
         raise
 
 
+#: Untimed quiet before each timed command (`settle`). The kernel's first cgroup
+#: migration after a quiet spell waits for an RCU grace period (10-16 ms here, cgroup
+#: v1); a migration that follows another within about a grace period does not. Back to
+#: back, a command would inherit the window the previous one (often the other
+#: runtime's) left open, so whoever migrates earliest in its run gains: measured here,
+#: runc's `run` took 16 ms right after ours, 28-33 ms after 20 ms of quiet or more (and
+#: ours 24.5 vs 37 ms). Every timed command starts from the same quiet kernel instead.
+SETTLE_S = 0.05
+
+
+def settle() -> None:
+    """Let the kernel's cgroup rcu_sync go idle again (SETTLE_S); never timed."""
+    time.sleep(SETTLE_S)
+
+
 def timed(argv: list[str], stderr: BinaryIO | None = None, env: dict | None = None) -> float:
     """Run argv with stdin, stdout and stderr on /dev/null (or stderr to a file, quoted
     if argv fails); its wall time in ms.
@@ -100,7 +115,8 @@ def timed_cpu(
     argv: list[str], stderr: BinaryIO | None = None, env: dict | None = None
 ) -> tuple[float, float]:
     """timed(), and the CPU time (user + system, ms) of argv's process and of the
-    descendants it waited for (wait4's rusage)."""
+    descendants it waited for (wait4's rusage). Starts after `settle`."""
+    settle()
     t0 = time.perf_counter_ns()
     p = spawn(argv, stderr=stderr or DEVNULL, env=env)
     try:

@@ -22,6 +22,7 @@ from measure import (
     Runtime,
     peak_rss_mib,
     quiet,
+    settle,
     signals_deferred,
     spawn,
     state_pid,
@@ -196,6 +197,7 @@ def scenario_parallel(rt: Runtime, bundle: str, cid: str) -> dict[str, float]:
     """PARALLEL `create`s started at once (engines start pods and compose stacks this
     way): wall time until the last one returned. Deletion is not timed."""
     ids = [f"{cid}-{k}" for k in range(PARALLEL)]
+    settle()
     t0 = time.perf_counter_ns()
     procs = [spawn(rt.argv("create", "--bundle", bundle, i)) for i in ids]
     failed = [i for i, rc in zip(ids, wait_all(procs), strict=True) if rc != 0]

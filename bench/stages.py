@@ -36,6 +36,8 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from measure import settle  # noqa: E402 - bench/, this script's directory
+
 from testkit import bundles  # noqa: E402
 
 STAGE = re.compile(r"stage (.*) at ([0-9.]+) ms")
@@ -51,6 +53,7 @@ def timed_stages(argv: list[str], log: str) -> tuple[dict[str, float], float]:
     """Run `argv` once; its stages and its return, in ms since it was started."""
     if os.path.exists(log):
         os.unlink(log)
+    settle()  # a quiet kernel, as bench.py times every command (measure.SETTLE_S)
     start = time_ms()
     subprocess.run(argv, stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL, check=True)
     end = time_ms()
