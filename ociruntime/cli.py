@@ -257,10 +257,18 @@ def _one_id(parsed: Parsed, command: str, most: int | None = 1) -> str:
     return parsed.args[0]
 
 
-def _create_options(g: dict, p: Parsed, command: str):
+def _start_cgroup_warm_up() -> None:
+    """The first thing `create`, `run` and `exec` do, before importing the command: the
+    kernel's first cgroup migration waits for an RCU grace period (~10-20 ms on cgroup
+    v1), the longest wait of the whole command, and everything up to the init's join
+    can overlap it (cgroupfs.warm_up_in_background). Started after the command's imports
+    (as it once was, by accident of argument evaluation), it began ~4 ms later."""
     from ociruntime.cgroups import cgroupfs
 
-    cgroupfs.start_warm_up()  # first thing: the kernel's slow first migration overlaps the rest
+    cgroupfs.start_warm_up()
+
+
+def _create_options(g: dict, p: Parsed, command: str):
     from ociruntime.commands.create import CreateOptions
 
     o = p.options
@@ -287,6 +295,7 @@ def _create_options(g: dict, p: Parsed, command: str):
 
 
 def _cmd_create(g: dict, p: Parsed) -> int:
+    _start_cgroup_warm_up()
     from ociruntime.commands.create import create
 
     create(_create_options(g, p, "create"))
@@ -294,6 +303,7 @@ def _cmd_create(g: dict, p: Parsed) -> int:
 
 
 def _cmd_run(g: dict, p: Parsed) -> int:
+    _start_cgroup_warm_up()
     from ociruntime.commands.run import run
 
     o = p.options
@@ -386,11 +396,7 @@ def _cmd_ps(g: dict, p: Parsed) -> int:
 
 
 def _cmd_exec(g: dict, p: Parsed) -> int:
-    from ociruntime.cgroups import cgroupfs
-
-    # The process joins the container's cgroups: the kernel's slow first migration (an
-    # RCU grace period, ~10-16 ms on cgroup v1) overlaps exec's imports and set-up.
-    cgroupfs.start_warm_up()
+    _start_cgroup_warm_up()  # the process joins the container's cgroups
     from ociruntime.commands.exec import ExecOptions, exec_command
 
     _one_id(p, "exec", most=None)

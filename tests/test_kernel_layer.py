@@ -698,3 +698,36 @@ def test_the_real_layer_reports_errno_and_operation() -> None:
         sc.openat2(-1, "x", os.O_RDONLY)
     assert e.value.errno == errno.EBADF and e.value.filename == "x"
     assert ctypes.sizeof(procattrs.SchedAttr) == 56  # SCHED_ATTR_SIZE_VER1
+
+
+# -- threadwrite: the cgroup warm-up's write, from a thread outside Python --------------
+
+
+def _threads() -> int:
+    with open("/proc/self/status") as f:
+        return int(next(line for line in f if line.startswith("Threads:")).split()[1])
+
+
+def test_threadwrite_writes_once_in_its_own_thread_and_join_waits_for_its_end(tmp_path) -> None:
+    from ociruntime.kernel import threadwrite
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    before = _threads()
+    threadwrite.start(str(fifo), b"0")  # the thread blocks in open() until we read
+    with pytest.raises(RuntimeError, match="under way"):
+        threadwrite.start(str(fifo), b"1")  # one at a time
+    assert _threads() == before + 1
+    with open(fifo, "rb") as reader:
+        assert reader.read() == b"0"  # written once, then closed (EOF)
+    threadwrite.join()
+    assert _threads() == before  # gone: a single-threaded process may setns again
+    threadwrite.join()  # none left: returns at once
+
+
+def test_threadwrite_ignores_a_path_it_cannot_open(tmp_path) -> None:
+    from ociruntime.kernel import threadwrite
+
+    threadwrite.start(str(tmp_path / "missing" / "cgroup.procs"), b"0")
+    threadwrite.join()  # an optimisation: no error reaches the caller
+    assert not (tmp_path / "missing").exists()

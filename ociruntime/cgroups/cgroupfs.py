@@ -27,7 +27,6 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from ociruntime.cgroups import devicerules
 
-_SWITCH_INTERVAL = 0.005  # Python's default (sys.setswitchinterval)
 
 #: runc 1.1.5's words (libcontainer's factory, Create), which engines and people grep for.
 FROZEN = "container's cgroup unexpectedly frozen"
@@ -196,7 +195,6 @@ def _enable_in(directory: str, request: str) -> None:
 
 
 _warm_up: list[Hierarchy] | None = None
-_warm_up_running: list = []  # the lock the warm-up thread holds until it is done
 
 
 def start_warm_up() -> list[Hierarchy]:
@@ -212,47 +210,27 @@ def warm_up_in_background(found: list[Hierarchy]) -> None:
     """Start paying the kernel's first-migration cost now, in a thread.
 
     On cgroup v1 (and v2 without favordynmods) the first write to any cgroup.procs waits
-    for an RCU grace period (~10 ms here); writes that follow within a short window are
-    fast. A no-op move of ourselves into our own cgroup, started before the bundle is even
-    loaded, overlaps that wait with the rest of create. The thread only makes syscalls
-    (no Python locks), so forking while it runs is safe.
+    for an RCU grace period (10-20 ms here); writes that follow within a short window are
+    fast. A no-op move of ourselves into our own cgroup, started before the command's
+    imports, overlaps that wait with the rest of create. The thread is not Python's
+    (kernel/threadwrite.py: it starts at once, whoever holds the GIL) and only makes
+    syscalls, so forking while it runs is safe: the child has no such thread.
     """
     v1 = [h for h in found if not h.is_v2]
     if not v1:
         return
     procs = os.path.join(v1[0].mountpoint, v1[0].own_path.lstrip("/"), "cgroup.procs")
+    from ociruntime.kernel import threadwrite
 
-    import _thread
-
-    running = _thread.allocate_lock()
-    running.acquire()
-
-    def move_self() -> None:
-        sys.setswitchinterval(_SWITCH_INTERVAL)  # we have the GIL: back to the default
-        try:
-            fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, b"0")
-            finally:
-                os.close(fd)
-        except OSError:
-            pass  # only an optimisation
-        finally:
-            running.release()
-
-    _warm_up_running.append(running)
-    # The new thread needs the GIL for its few lines, and the main thread (importing)
-    # would hold it for the default switch interval (5 ms): a twentieth of that.
-    sys.setswitchinterval(_SWITCH_INTERVAL / 20)
-    _thread.start_new_thread(move_self, ())
+    threadwrite.start(procs, b"0")
 
 
 def wait_for_warm_up() -> None:
-    """Block until the warm-up thread's work is done (some namespace changes need a
-    single-threaded process)."""
-    for running in _warm_up_running:
-        running.acquire()
-        running.release()
+    """Block until the warm-up thread has ended (some namespace changes need a
+    single-threaded process). Only in the process that started it, never in a child."""
+    threadwrite = sys.modules.get("ociruntime.kernel.threadwrite")
+    if threadwrite is not None:  # loaded by warm_up_in_background, if it started one
+        threadwrite.join()
 
 
 def placement(

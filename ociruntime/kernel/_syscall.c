@@ -11,10 +11,17 @@
  *
  * The GIL is released for the call (a write to cgroup.procs may wait for an RCU grace
  * period), with every buffer held until it returns. A -1 result raises OSError(errno).
+ *
+ * One more thing Python cannot do well: a write made by a thread that never needs the
+ * GIL (write_in_thread / join_write_thread, for kernel/threadwrite.py).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #include <sys/syscall.h>
 
@@ -131,7 +138,98 @@ static PyObject *syscall_fprog(PyObject *self, PyObject *args)
     return PyLong_FromLong(result);
 }
 
+/* write_in_thread(path, data): a thread of its own, outside Python, opens `path`
+ * write-only, writes `data` once, closes it and ends; errors are ignored (see
+ * kernel/threadwrite.py for why). A Python thread would make its first call only when
+ * the main thread let go of the GIL: measured ~2 ms late while the main one imports.
+ * One at a time; join_write_thread() waits for it to end (the GIL released). A forked
+ * child inherits no thread: it must not join (its `writer_started` is stale). */
+struct pending_write {
+    char *path;
+    char *data;
+    size_t len;
+};
+
+static pthread_t writer;
+static int writer_started;
+
+static void free_write(struct pending_write *w)
+{
+    if (w != NULL) {
+        free(w->path);
+        free(w->data);
+        free(w);
+    }
+}
+
+static void *write_once(void *arg)
+{
+    struct pending_write *w = arg;
+    int fd = open(w->path, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t ignored = write(fd, w->data, w->len);
+        (void)ignored;
+        close(fd);
+    }
+    free_write(w);
+    return NULL;
+}
+
+static PyObject *write_in_thread(PyObject *self, PyObject *args)
+{
+    PyObject *path;
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "O&y*", PyUnicode_FSConverter, &path, &data))
+        return NULL;
+    struct pending_write *w = calloc(1, sizeof(*w));
+    if (w != NULL) {
+        w->path = strdup(PyBytes_AS_STRING(path));
+        w->data = malloc(data.len ? (size_t)data.len : 1);
+        w->len = (size_t)data.len;
+        if (w->data != NULL)
+            memcpy(w->data, data.buf, w->len);
+    }
+    Py_DECREF(path);
+    PyBuffer_Release(&data);
+    if (w == NULL || w->path == NULL || w->data == NULL) {
+        free_write(w);
+        return PyErr_NoMemory();
+    }
+    if (writer_started) {
+        free_write(w);
+        PyErr_SetString(PyExc_RuntimeError, "write_in_thread: a write is under way already");
+        return NULL;
+    }
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 64 * 1024);  /* open, write, close */
+    int err = pthread_create(&writer, &attr, write_once, w);
+    pthread_attr_destroy(&attr);
+    if (err != 0) {
+        free_write(w);
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    writer_started = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *join_write_thread(PyObject *self, PyObject *unused)
+{
+    if (writer_started) {
+        Py_BEGIN_ALLOW_THREADS
+        pthread_join(writer, NULL);
+        Py_END_ALLOW_THREADS
+        writer_started = 0;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"write_in_thread", write_in_thread, METH_VARARGS,
+     "write_in_thread(path, data): open, write once, close, in a thread outside Python."},
+    {"join_write_thread", join_write_thread, METH_NOARGS,
+     "join_write_thread(): wait until that thread has ended (at once if none)."},
     {"syscall_fprog", syscall_fprog, METH_VARARGS,
      "syscall_fprog(nr, a, b, program) -> int: syscall(nr, a, b, &sock_fprog of program)."},
     {"syscall", (PyCFunction)(void (*)(void))do_syscall, METH_FASTCALL,
