@@ -222,7 +222,10 @@ def warm_up_in_background(found: list[Hierarchy]) -> None:
     procs = os.path.join(v1[0].mountpoint, v1[0].own_path.lstrip("/"), "cgroup.procs")
     from ociruntime.kernel import threadwrite
 
-    threadwrite.start(procs, b"0")
+    try:
+        threadwrite.start(procs, b"0")
+    except OSError:
+        pass  # no thread (pids.max reached, say): create then pays the wait at its join
 
 
 def wait_for_warm_up() -> None:

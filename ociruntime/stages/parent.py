@@ -69,11 +69,11 @@ class InitProcess:
     def _become_init(self, child: Channel) -> None:
         """The forked child's first steps, then the init's (stages/init.py: never returns).
 
-        The init's own modules (the mounts, the rootfs, finalize, the interpreter's
-        protection) are imported here, not before the fork: `create` never needs them
-        (a smaller peak RSS), and the child imports them while `create` waits for the
-        kernel's cgroup lock. It is still root in the host's user and mount namespaces,
-        so the imports read the host's files as `create` would have; from init.run on
+        The init's own modules (stages.init: the mounts, the rootfs, finalize) are
+        imported here, not before the fork: `create` never needs them (a smaller peak
+        RSS), and the child imports them while `create` waits for the kernel's cgroup
+        lock. It still has create's credentials, in the host's user and mount
+        namespaces, so the imports read the host's files as `create` would have; from init.run on
         nothing is imported (the rule in importguard.py). Not dumpable first: in a joined
         PID namespace the container's processes may see us already. (A user-namespace
         stage stays dumpable: `create`, perhaps unprivileged, writes its /proc maps; it
