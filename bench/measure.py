@@ -87,7 +87,7 @@ def wait_all(procs: list[subprocess.Popen]) -> list[int]:
 
 
 #: Untimed quiet before each timed command (`settle`). The kernel's first cgroup
-#: migration after a quiet spell waits for an RCU grace period (10-16 ms here, cgroup
+#: migration after a quiet spell waits for an RCU grace period (8-20 ms here, cgroup
 #: v1); a migration that follows another within about a grace period does not. Back to
 #: back, a command would inherit the window the previous one (often the other
 #: runtime's) left open, so whoever migrates earliest in its run gains: measured here,
