@@ -7,12 +7,11 @@ v1 reorders them (`reorder_args`), except for exec and ps, whose trailing argume
 to the process.
 """
 
-from __future__ import annotations
-
 import _signal
-import os
+import posix
 import sys
 
+from ociruntime import pathlite
 from ociruntime.errors import RuntimeFailure
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms)
@@ -23,9 +22,11 @@ if TYPE_CHECKING:
 def _default_root() -> str:
     """runc's rule: /run/<name> for root; an unprivileged (rootless) caller's own
     $XDG_RUNTIME_DIR/<name>, since it cannot write /run."""
-    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime_dir and os.geteuid() != 0:
-        return os.path.join(runtime_dir, "ociruntime")
+    runtime_dir = posix.environ.get(b"XDG_RUNTIME_DIR", b"").decode(
+        sys.getfilesystemencoding(), "surrogateescape"
+    )
+    if runtime_dir and posix.geteuid() != 0:
+        return pathlite.join(runtime_dir, "ociruntime")
     return "/run/ociruntime"
 
 
@@ -452,7 +453,7 @@ def _cmd_restore(g: dict, p: Parsed) -> int:
     return restore(opts)
 
 
-COMMANDS: dict[str, Callable[[dict, Parsed], int]] = {
+COMMANDS: "dict[str, Callable[[dict, Parsed], int]]" = {
     "create": _cmd_create,
     "run": _cmd_run,
     "start": _cmd_start,
@@ -523,7 +524,7 @@ def run_and_exit() -> None:
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)
+    posix._exit(code)
 
 
 def _dispatch(g: Parsed) -> int:
@@ -547,7 +548,7 @@ def _dispatch(g: Parsed) -> int:
     if parsed.options["help"]:
         return _help(command)
     root = str(opts["root"])
-    opts["root"] = os.path.abspath(root)
+    opts["root"] = pathlite.abspath(root)
     return handler(opts, parsed)
 
 

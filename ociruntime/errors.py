@@ -1,8 +1,6 @@
 """The one exception type commands raise to fail with a clear, one-line message, and the
 one place every message is cut to a readable size."""
 
-from __future__ import annotations
-
 from _json import encode_basestring_ascii
 
 #: A value quoted in a message keeps this many characters (then "..."): enough to

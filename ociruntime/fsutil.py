@@ -4,9 +4,9 @@ Kept free of any ociruntime import so that `container/` and `cgroups/` can both 
 without a cycle, and free of anything heavy: it is on every command's hot path.
 """
 
-from __future__ import annotations
+import posix
 
-import os
+from ociruntime import pathlite
 
 
 def read_file(directory: str | None, name: str) -> str | None:
@@ -15,7 +15,7 @@ def read_file(directory: str | None, name: str) -> str | None:
     if directory is None:
         return None
     try:
-        with open(os.path.join(directory, name)) as f:
+        with open(pathlite.join(directory, name)) as f:
             return f.read()
     except OSError:
         return None
@@ -25,10 +25,10 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
     """Write `data` to a temporary file beside `path`, then rename it over `path`: a
     reader (or a command killed half-way) sees the old content or the new, never part
     of it. No fsync: a crash of the host loses the containers anyway."""
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    tmp = pathlite.join(pathlite.dirname(path), f".{pathlite.basename(path)}.tmp")
+    fd = posix.open(tmp, posix.O_WRONLY | posix.O_CREAT | posix.O_TRUNC | posix.O_CLOEXEC, mode)
     try:
-        os.write(fd, data)
+        posix.write(fd, data)
     finally:
-        os.close(fd)
-    os.rename(tmp, path)
+        posix.close(fd)
+    posix.rename(tmp, path)

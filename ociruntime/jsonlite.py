@@ -6,8 +6,6 @@ needs only for the cases the C scanner and encoder already handle. `state`, `sta
 this module instead; the output is what `json.dumps` produces.
 """
 
-from __future__ import annotations
-
 import _json
 
 _WHITESPACE = " \t\n\r"

@@ -5,9 +5,7 @@ JSONFormatter writes them) to report runtime errors, so the shape matters; the s
 `logging` package is not used because importing it costs more than this whole module.
 """
 
-from __future__ import annotations
-
-import os
+import posix
 import sys
 import time
 
@@ -32,8 +30,8 @@ class Logger:
 
     def _open(self) -> int | None:
         if self._fd is None and self.path:
-            self._fd = os.open(
-                self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+            self._fd = posix.open(
+                self.path, posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT | posix.O_CLOEXEC, 0o644
             )
         return self._fd
 
@@ -46,19 +44,19 @@ class Logger:
         (the stage's execve is its EOF) and non-blocking (a full pipe drops a record,
         never blocks nor fails the stage)."""
         if self.path and self._pipe is None:
-            self._pipe = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+            self._pipe = posix.pipe2(posix.O_CLOEXEC | posix.O_NONBLOCK)
 
     def use_pipe(self) -> None:
         """In the stage, before it can be seen: records go to the pipe `child_pipe` made
         (in the chosen format, each whole), none without --log; no file stays open."""
         if self._fd is not None:
-            os.close(self._fd)
+            posix.close(self._fd)
         self._fd, self._to_pipe = None, True
         if self._pipe is None:
             self.path = None
             return
         read_end, self._fd = self._pipe
-        os.close(read_end)
+        posix.close(read_end)
         self._pipe = None
 
     def close_pipe(self) -> None:
@@ -66,7 +64,7 @@ class Logger:
         where runc's init closes its log pipe too): close our end; from then on an error
         goes to stderr only, as runc's."""
         if self._to_pipe and self._fd is not None:
-            os.close(self._fd)
+            posix.close(self._fd)
         self._fd, self._to_pipe, self.path = None, False, None
 
     def pipe_fds(self) -> tuple[int, ...]:
@@ -80,20 +78,20 @@ class Logger:
             return
         read_end, write_end = self._pipe
         if write_end >= 0:  # ours: only the stage's copies may keep it open
-            os.close(write_end)
+            posix.close(write_end)
             self._pipe = (read_end, -1)
         while True:
             try:
-                data = os.read(read_end, 65536)
+                data = posix.read(read_end, 65536)
             except BlockingIOError:
                 return
             if not data:
-                os.close(read_end)
+                posix.close(read_end)
                 self._pipe = None
                 return
             fd = self._open()
             if fd is not None:
-                os.write(fd, data)
+                posix.write(fd, data)
 
     def _format(self, level: str, msg: str) -> str:
         msg = cut(msg)  # whatever the caller quoted: one bounded line
@@ -108,11 +106,11 @@ class Logger:
         fd = self._open()
         if fd is not None and self._to_pipe:
             try:
-                os.write(fd, self._format(level, msg).encode())
+                posix.write(fd, self._format(level, msg).encode())
             except OSError:  # full, or the reader gone (create exited): logging never fails
                 pass
         elif fd is not None:
-            os.write(fd, self._format(level, msg).encode())
+            posix.write(fd, self._format(level, msg).encode())
         elif level == "debug":
             sys.stderr.write(self._format(level, msg))
 

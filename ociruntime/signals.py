@@ -1,9 +1,7 @@
 """Signal names as runc accepts them: KILL, SIGKILL, kill, or a number."""
 
-from __future__ import annotations
-
 import _signal  # not `signal`: its enum wrappers cost ~3 ms to import
-import os
+import posix
 
 from ociruntime.errors import RuntimeFailure
 
@@ -39,19 +37,19 @@ def kill_and_reap(pid: int) -> None:
     our child (the init forked by the user-namespace stage is not); a process already
     gone is no error: the point is that it no longer runs."""
     try:
-        pidfd = os.pidfd_open(pid)
+        pidfd = posix.pidfd_open(pid)
     except ProcessLookupError:
         return
     try:
-        os.kill(pid, _signal.SIGKILL)
+        posix.kill(pid, _signal.SIGKILL)
         import select
 
         select.select([pidfd], [], [])  # readable once it has exited
     except ProcessLookupError:
         pass
     finally:
-        os.close(pidfd)
+        posix.close(pidfd)
     try:
-        os.waitpid(pid, 0)
+        posix.waitpid(pid, 0)
     except ChildProcessError:
         pass

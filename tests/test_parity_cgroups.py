@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from conftest import Runtime
 
-from ociruntime.cgroups import cgroupfs
+from ociruntime.cgroups import cgroupfs, existing
 
 RUNC = shutil.which("runc")
 HIERARCHIES = cgroupfs.hierarchies()
@@ -97,7 +97,7 @@ class Cgroup:
         if freezer and os.path.exists(freezer):
             Path(freezer, "freezer.state").write_text("THAWED")
         below = [d for _, top in self.pairs for d, _dirs, _files in os.walk(top)]
-        cgroupfs.remove(sorted(set(below + self.created), key=len))
+        existing.remove(sorted(set(below + self.created), key=len))
 
 
 @pytest.fixture
@@ -164,7 +164,7 @@ def test_frozen_cgroup_refused_as_runc(runtime, runc, make_bundle, cgroup, comma
         assert "container's cgroup unexpectedly frozen" in r.stderr, (rt.binary, r)
         nothing_left(rt, cid)
         assert frozen.exists(), "the cgroup that was there before was removed"
-        assert not cgroupfs.procs([frozen.dir_of("pids")]), "a process was left in it"
+        assert not existing.procs([frozen.dir_of("pids")]), "a process was left in it"
     ours = runtime(*command, "--bundle", str(bundle.path), runtime.new_id(), timeout=SHORT)
     assert "config.json: /linux/cgroupsPath: container's cgroup unexpectedly frozen" in (
         ours.stderr

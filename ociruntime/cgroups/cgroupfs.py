@@ -1,4 +1,4 @@
-"""Cgroup placement: which directories the init joins, creating and removing them.
+"""Cgroup placement: which directories the init joins, and creating them.
 
 One path per mounted hierarchy: every cgroup v1 hierarchy (controllers and named ones such
 as name=systemd) and the v2 unified one, so the same code serves v1, v2 and hybrid hosts.
@@ -9,17 +9,17 @@ one is taken from each hierarchy's root.
 `Layout` is the one view of a container's cgroup the rest of the runtime uses, whatever
 the host: which directory (and which cgroup version) serves each controller. Resource
 limits are written by `limits.py`, freezing is `freezer.py`'s; `manager.py`'s `Manager` is
-what commands act on, built from a container's record.
+what commands act on, built from a container's record; what is in an existing cgroup
+and removing it are `existing.py`'s.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
-import time
 
 from ociruntime.cgroups import freezer
+from ociruntime.cgroups.existing import remove
 from ociruntime.errors import RuntimeFailure, field_error, pointer
 from ociruntime.fsutil import read_file
 
@@ -366,63 +366,6 @@ def join(dirs: list[str], pid: int) -> None:
                 os.close(fd)
         except OSError as e:
             raise RuntimeFailure(f"joining cgroup {d}: {e.strerror}") from None
-
-
-#: A cgroup removed meanwhile: ENOENT at open, ENODEV at a read or write of a file opened
-#: before its rmdir (systemd stops a scope on its own, e.g. after an OOM kill).
-GONE = (errno.ENOENT, errno.ENODEV)
-
-
-def procs(dirs: list[str]) -> list[int]:
-    """PIDs in the container's cgroup (read from the first hierarchy that has them)."""
-    for d in dirs:
-        try:
-            with open(os.path.join(d, "cgroup.procs")) as f:
-                return [int(x) for x in f.read().split()]
-        except OSError as e:
-            if e.errno not in GONE:
-                raise
-    return []
-
-
-def all_procs(dirs: list[str]) -> list[int]:
-    """PIDs in any of the container's cgroups (a process may have joined only some)."""
-    pids: set[int] = set()
-    for d in dirs:
-        try:
-            with open(os.path.join(d, "cgroup.procs")) as f:
-                pids.update(int(x) for x in f.read().split())
-        except OSError as e:
-            if e.errno not in GONE:
-                raise
-    return sorted(pids)
-
-
-def remove(created: list[str], attempts: int = 50) -> None:
-    """rmdir what we created, deepest first. The kernel may still be draining exited
-    tasks (EBUSY) for a moment after the last one died, so retry briefly. A parent we
-    created that now holds another container's cgroup is in use, not ours to take: it
-    stays (and this is no error)."""
-    for d in sorted(created, key=len, reverse=True):
-        for attempt in range(attempts):
-            try:
-                os.rmdir(d)
-                break
-            except FileNotFoundError:
-                break
-            except OSError as e:
-                if e.errno == errno.EBUSY and _has_child_cgroups(d):
-                    break
-                if e.errno != errno.EBUSY or attempt == attempts - 1:
-                    raise RuntimeFailure(f"removing cgroup {d}: {e.strerror}") from None
-                time.sleep(0.002 * (attempt + 1))
-
-
-def _has_child_cgroups(path: str) -> bool:
-    try:
-        return any(entry.is_dir(follow_symlinks=False) for entry in os.scandir(path))
-    except OSError:
-        return False
 
 
 #: What runc always allows after the config's own rules (libcontainer's AllowedDevices):

@@ -6,10 +6,9 @@ for every controller. `is_frozen` is on the hot path (`state`, `list`, `kill`...
 small read, nothing imported.
 """
 
-from __future__ import annotations
+import posix
 
-import os
-
+from ociruntime import pathlite
 from ociruntime.errors import RuntimeFailure
 from ociruntime.fsutil import read_file
 
@@ -53,9 +52,9 @@ def thaw(paths: dict[str, str]) -> None:
     v1, v2 = paths.get("freezer"), paths.get("")
     try:
         if v1:
-            _write(os.path.join(v1, "freezer.state"), "THAWED")
+            _write(pathlite.join(v1, "freezer.state"), "THAWED")
         elif v2:
-            _write(os.path.join(v2, "cgroup.freeze"), "0")
+            _write(pathlite.join(v2, "cgroup.freeze"), "0")
     except OSError as e:
         raise RuntimeFailure(f"resume: {e.filename}: {e.strerror}") from None
 
@@ -68,7 +67,7 @@ def _freeze_v1(d: str) -> None:
     through in a few milliseconds."""
     import time
 
-    state_file = os.path.join(d, "freezer.state")
+    state_file = pathlite.join(d, "freezer.state")
     deadline = time.monotonic() + 5.0
     try:
         attempt = 0
@@ -97,18 +96,18 @@ def _freeze_v2(d: str) -> None:
     kernel signals each change of that file to poll(2) as POLLPRI."""
     import select
 
-    _write(os.path.join(d, "cgroup.freeze"), "1")
-    fd = os.open(os.path.join(d, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
+    _write(pathlite.join(d, "cgroup.freeze"), "1")
+    fd = posix.open(pathlite.join(d, "cgroup.events"), posix.O_RDONLY | posix.O_CLOEXEC)
     try:
         poller = select.poll()
         poller.register(fd, select.POLLPRI)
         for _ in range(1000):
-            events = os.pread(fd, 4096, 0).decode()
+            events = posix.pread(fd, 4096, 0).decode()
             if "frozen 1" in events.splitlines():
                 return
             if not poller.poll(10_000):
                 break
-        _write(os.path.join(d, "cgroup.freeze"), "0")
+        _write(pathlite.join(d, "cgroup.freeze"), "0")
         raise RuntimeFailure("pause: the container's processes could not be frozen")
     finally:
-        os.close(fd)
+        posix.close(fd)

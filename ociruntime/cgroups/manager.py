@@ -9,17 +9,17 @@ What to write (`resources.py`), the writes (`limits.py`), freezing
 only says which of them acts on which directory.
 
 The interface is small and says nothing of directories on purpose: a systemd driver is
-to be a second manager with the same methods. cgroupfs and the freezer are imported up
-front (small, and `exec` needs them loaded before its fork: state.py imports this module);
-limits, stats and the log only when a method needs them.
+to be a second manager with the same methods. The freezer and `existing.py` (who is in
+the cgroup, removing it) are imported up front (small; state.py imports this module);
+cgroupfs when a method makes or joins a cgroup (`exec` loads it before its fork); limits,
+stats and the log only when a method needs them.
 """
 
-from __future__ import annotations
-
 import _signal
-import os
+import posix
 
-from ociruntime.cgroups import freezer
+from ociruntime import pathlite
+from ociruntime.cgroups import existing, freezer
 from ociruntime.errors import RuntimeFailure
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -28,9 +28,10 @@ if TYPE_CHECKING:
 
 
 def _cgroupfs():  # noqa: ANN202 - the module
-    """cgroupfs, loaded on first use: `state`, `kill`, `start` and `pause` need only the
-    freezer (they run on every container start: see ARCHITECTURE.md's hot path). exec
-    loads it before its fork (stages/exec_stages.py)."""
+    """cgroupfs, loaded on first use: the one-shot commands (`state`, `kill`, `start`,
+    `delete`, `pause`) need only the freezer and `existing.py` (they run on every
+    container's start and end: see ARCHITECTURE.md's hot path). exec loads it before its
+    fork (stages/exec_stages.py)."""
     from ociruntime.cgroups import cgroupfs
 
     return cgroupfs
@@ -48,7 +49,7 @@ class Manager:
         self._layout: cgroupfs.Layout | None = None
 
     @property
-    def layout(self) -> cgroupfs.Layout:
+    def layout(self) -> "cgroupfs.Layout":
         """Which directory and cgroup version serve each controller (built once)."""
         if self._layout is None:
             self._layout = _cgroupfs().Layout(self.paths)
@@ -58,13 +59,13 @@ class Manager:
 
     def exists(self) -> bool:
         """Is any of the container's cgroup directories still there?"""
-        return any(os.path.isdir(d) for d in self.dirs)
+        return any(pathlite.isdir(d) for d in self.dirs)
 
     def join(self, pid: int) -> None:
         """Move `pid` (0: the caller) into every directory of the container's cgroup."""
         _cgroupfs().join(self.dirs, pid)
 
-    def sub(self, wanted: dict[str, str]) -> Manager:
+    def sub(self, wanted: dict[str, str]) -> "Manager":
         """The container's cgroup with some directories replaced by existing sub-cgroups
         of theirs, for `exec --cgroup` (runc 1.1's SubCgroupPaths) to join instead: {"":
         path} the same path below every directory (cgroup v1's hierarchies, or v2's one);
@@ -80,7 +81,7 @@ class Manager:
                     raise RuntimeFailure(f"unknown controller {controller} in SubCgroupPaths")
                 moved[self.paths[controller]] = _below(self.paths[controller], path)
         for d in moved.values():
-            if not os.path.isdir(d):
+            if not pathlite.isdir(d):
                 raise RuntimeFailure(f"sub-cgroup {d}: no such file or directory (it must exist)")
         paths = {c: moved.get(d, d) for c, d in self.paths.items()}
         return Manager([moved.get(d, d) for d in self.dirs], [], paths)
@@ -91,13 +92,12 @@ class Manager:
         hierarchy (every process joins that one first), or with `everywhere` from all of
         them (a create that died may have left its init in some only)."""
         if everywhere:
-            return _cgroupfs().all_procs(self.dirs + _below_all(self.dirs))
-        first = next((d for d in self.dirs if os.path.isdir(d)), None)
+            return existing.all_procs(self.dirs + _below_all(self.dirs))
+        first = next((d for d in self.dirs if pathlite.isdir(d)), None)
         if first is None:
             return []
         below = _below_all([first])
-        fs = _cgroupfs()
-        return fs.all_procs([first, *below]) if below else fs.procs([first])
+        return existing.all_procs([first, *below]) if below else existing.procs([first])
 
     def remove(self) -> None:
         """Remove the directories we made and the cgroups below the container's own
@@ -106,10 +106,10 @@ class Manager:
         own = [d for d in self.dirs if d in self.created]
         for below in sorted(_below_all(own), key=len, reverse=True):
             try:
-                _cgroupfs().remove([below], attempts=10)
+                existing.remove([below], attempts=10)
             except RuntimeFailure:
                 pass  # in use: another container's, nested in ours (ours then stays too)
-        _cgroupfs().remove(self.created)
+        existing.remove(self.created)
 
     # --- freezer ------------------------------------------------------------------------
 
@@ -143,7 +143,7 @@ class Manager:
         try:
             for pid in self.pids():
                 try:
-                    os.kill(pid, sig)
+                    posix.kill(pid, sig)
                 except ProcessLookupError:
                     pass
         finally:
@@ -154,13 +154,13 @@ class Manager:
         """Write cgroup.kill if the v2 directory has one (then thaw a paused cgroup, or its
         processes would die only once thawed); False where there is none."""
         unified = self.paths.get("")
-        if not unified or not os.path.exists(os.path.join(unified, "cgroup.kill")):
+        if not unified or not pathlite.exists(pathlite.join(unified, "cgroup.kill")):
             return False
         try:
-            with open(os.path.join(unified, "cgroup.kill"), "w") as f:
+            with open(pathlite.join(unified, "cgroup.kill"), "w") as f:
                 f.write("1")
         except OSError as e:
-            if e.errno in _cgroupfs().GONE:
+            if e.errno in existing.GONE:
                 return True  # removed meanwhile: nothing left in it to kill
             raise
         if freezer.is_frozen(self.paths):
@@ -208,7 +208,7 @@ def _below(directory: str, path: str) -> str:
     """`path` inside `directory` (a leading / is relative to it too, as Go's path.Join);
     refused if it leads out (runc 1.1: '%s is not a sub cgroup path'; a whole-component
     check, where runc's prefix check let a sibling with a common prefix through)."""
-    joined = os.path.normpath(directory + "/" + path)
+    joined = pathlite.normpath(directory + "/" + path)
     if joined != directory and not joined.startswith(directory.rstrip("/") + "/"):
         raise RuntimeFailure(f"{path} is not a sub cgroup path")
     return joined
@@ -221,7 +221,7 @@ def _below_all(dirs: list[str]) -> list[str]:
     stack = list(dirs)
     while stack:
         try:
-            entries = list(os.scandir(stack.pop()))
+            entries = list(posix.scandir(stack.pop()))
         except OSError:
             continue
         children = [e.path for e in entries if e.is_dir(follow_symlinks=False)]

@@ -5,8 +5,6 @@ Devices moved in by linux.netDevices are left alone, as the spec requires: when 
 network namespace dies the kernel returns physical ones to the host and destroys virtual
 ones."""
 
-from __future__ import annotations
-
 from ociruntime.container import container as _container
 from ociruntime.container.container import Container
 from ociruntime.container.state import ContainerState, StateDir

@@ -1,7 +1,5 @@
 """`kill`: send a signal to the container's init (or, with --all, every process in it)."""
 
-from __future__ import annotations
-
 from ociruntime.container.container import Container
 from ociruntime.signals import parse_signal
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 
-from ociruntime.cgroups import cgroupfs
+from ociruntime.cgroups import cgroupfs, existing
 from ociruntime.container.state import ContainerState, StateDir, process_start_time
 from ociruntime.errors import RuntimeFailure
 from ociruntime.log import LOG
@@ -180,7 +180,7 @@ class Rollback:
             self.init.abort()
         try:
             self._stop_unit()
-            cgroupfs.remove(self.cgroups_created)
+            existing.remove(self.cgroups_created)
         finally:
             try:
                 self.sd.lock()  # unless held; the directory may be gone (a delete)

@@ -1,12 +1,10 @@
 """`state` and `list`: what engines parse, so the shapes follow runc's exactly."""
 
-from __future__ import annotations
-
 import fcntl
-import os
+import posix
 import pwd
 
-from ociruntime import jsonlite
+from ociruntime import jsonlite, pathlite
 from ociruntime.container.container import Container
 from ociruntime.container.state import STATE_FILE, ContainerState, StateDir
 from ociruntime.errors import RuntimeFailure
@@ -25,15 +23,15 @@ def _all_states(root: str) -> list[dict]:
     create about to write it, a delete removing it) and shown as stopped otherwise (what
     a killed create or delete left: `delete` removes it)."""
     try:
-        names = sorted(os.listdir(root))
+        names = sorted(posix.listdir(root))
     except FileNotFoundError:
         return []
     out = []
     for name in names:
-        path = os.path.join(root, name)
+        path = pathlite.join(root, name)
         try:
             sd = StateDir(root, name)
-            if os.path.exists(os.path.join(path, STATE_FILE)):
+            if pathlite.exists(pathlite.join(path, STATE_FILE)):
                 st = sd.load()
             else:
                 st = _unrecorded(sd)
@@ -51,7 +49,7 @@ def _all_states(root: str) -> list[dict]:
 def _unrecorded(sd: StateDir) -> ContainerState | None:
     """A placeholder for a directory without a record whose lock nobody holds."""
     try:
-        fd = os.open(sd.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = posix.open(sd.path, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
     except OSError:
         return None
     try:
@@ -59,14 +57,14 @@ def _unrecorded(sd: StateDir) -> ContainerState | None:
     except BlockingIOError:
         return None
     finally:
-        os.close(fd)
-    if os.path.exists(os.path.join(sd.path, STATE_FILE)):
+        posix.close(fd)
+    if pathlite.exists(pathlite.join(sd.path, STATE_FILE)):
         return None  # written meanwhile: the next list shows it
     return sd.placeholder()
 
 
 def _owner(path: str) -> str:
-    uid = os.stat(path).st_uid
+    uid = posix.stat(path).st_uid
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:

@@ -1,7 +1,5 @@
 """`start`: release a created container's init to exec the user process."""
 
-from __future__ import annotations
-
 from ociruntime.container.container import Container
 from ociruntime.container.state import ContainerState, StateDir
 

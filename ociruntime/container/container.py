@@ -14,11 +14,9 @@ under the first. `events` and `ps` release it once the record is read, before th
 stream or the host's ps runs.
 """
 
-from __future__ import annotations
-
 import _signal
 import errno
-import os
+import posix
 
 from ociruntime.container.state import (
     ContainerState,
@@ -94,7 +92,7 @@ class Container:
         self._cgroups: Manager | None = None
 
     @classmethod
-    def load(cls, root: str, container_id: str) -> Container:
+    def load(cls, root: str, container_id: str) -> "Container":
         """The container `container_id` under `root`, locked: an invalid id, or no such
         container, is a one-line failure ("container does not exist")."""
         sd = open_existing(root, container_id)
@@ -105,7 +103,7 @@ class Container:
         return self.state.id
 
     @property
-    def cgroups(self) -> Manager:
+    def cgroups(self) -> "Manager":
         """The container's cgroup (built from the record once)."""
         if self._cgroups is None:
             self._cgroups = self.state.cgroup_manager()
@@ -150,22 +148,24 @@ class Container:
         # The pidfd first: once the fifo is open the process may exec, exit and be reaped
         # at once (conmon, a subreaper, reaps immediately), and its pid would be gone.
         try:
-            pidfd = os.pidfd_open(self.state.pid)
+            pidfd = posix.pidfd_open(self.state.pid)
         except ProcessLookupError:
             raise RuntimeFailure("cannot start a container that has stopped") from None
         try:
-            fifo = os.open(self.dir.fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            fifo = posix.open(
+                self.dir.fifo_path, posix.O_RDONLY | posix.O_NONBLOCK | posix.O_CLOEXEC
+            )
         except BaseException:
-            os.close(pidfd)
+            posix.close(pidfd)
             raise
         try:
-            os.unlink(self.dir.fifo_path)
+            posix.unlink(self.dir.fifo_path)
             if unlock_while_waiting:
                 self.unlock()
             _wait_for_exec(fifo, pidfd)
         finally:
-            os.close(fifo)
-            os.close(pidfd)
+            posix.close(fifo)
+            posix.close(pidfd)
         self._run_hooks("poststart", "running")
 
     def _run_hooks(self, name: str, status: str) -> None:
@@ -191,7 +191,7 @@ class Container:
             self.cgroups.kill_all(sig)
             return
         try:
-            os.kill(self.state.pid, sig)
+            posix.kill(self.state.pid, sig)
         except ProcessLookupError:
             raise RuntimeFailure("container not running") from None
         if status == "paused" and sig == _signal.SIGKILL:
@@ -250,7 +250,7 @@ class Container:
         return _procs(self.state, self.cgroups)
 
 
-def kill_and_wait(state: ContainerState, cgroups: Manager | None = None) -> None:
+def kill_and_wait(state: ContainerState, cgroups: "Manager | None" = None) -> None:
     """SIGKILL every process of the container and wait until they are all gone, on
     pidfds: no timer involved while they die as they should.
 
@@ -275,7 +275,7 @@ def kill_and_wait(state: ContainerState, cgroups: Manager | None = None) -> None
         _kill_round(cgroups, pids)
 
 
-def _procs(state: ContainerState, cgroups: Manager) -> list[int]:
+def _procs(state: ContainerState, cgroups: "Manager") -> list[int]:
     """The container's processes; from all hierarchies for a create that died (its init
     may have joined only some; reading one file otherwise keeps delete fast). None for a
     cgroup that held other processes before the container (runc 1.1.5 lets it start
@@ -287,13 +287,13 @@ def _procs(state: ContainerState, cgroups: Manager) -> list[int]:
     return cgroups.pids(everywhere=state.creator is not None)
 
 
-def _kill_round(cgroups: Manager, pids: set[int]) -> None:
+def _kill_round(cgroups: "Manager", pids: set[int]) -> None:
     """SIGKILL `pids` and wait on their pidfds until each has exited or is exiting."""
     pidfds = {}
     for pid in pids:
         try:
-            pidfds[os.pidfd_open(pid)] = pid
-            os.kill(pid, _signal.SIGKILL)
+            pidfds[posix.pidfd_open(pid)] = pid
+            posix.kill(pid, _signal.SIGKILL)
         except ProcessLookupError:
             continue
         except OSError as e:
@@ -307,7 +307,7 @@ def _kill_round(cgroups: Manager, pids: set[int]) -> None:
         _wait_gone(pidfds)
     finally:
         for fd in pidfds:
-            os.close(fd)
+            posix.close(fd)
 
 
 def _wait_for_exec(fifo: int, pidfd: int) -> None:
@@ -322,7 +322,7 @@ def _wait_for_exec(fifo: int, pidfd: int) -> None:
     while True:
         ready = dict(poller.poll())
         if ready.get(fifo, 0) & (select.POLLIN | select.POLLHUP):
-            data = os.read(fifo, 64)
+            data = posix.read(fifo, 64)
             if data:
                 released = released or data.startswith(b"0")
                 continue

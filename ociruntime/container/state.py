@@ -22,12 +22,10 @@ read or write of the record, not while `create` waits for its init (a hook may r
 - `.state.json.tmp` (a write cut short) is removed with the directory.
 """
 
-from __future__ import annotations
-
 import fcntl
-import os
+import posix
 
-from ociruntime import SPEC_VERSION, jsonlite
+from ociruntime import SPEC_VERSION, jsonlite, pathlite
 from ociruntime.cgroups import freezer
 from ociruntime.errors import RuntimeFailure
 from ociruntime.fsutil import write_atomic
@@ -103,7 +101,7 @@ class ContainerState:
         self.cgroup_shared = cgroup_shared
         self.systemd_unit = systemd_unit
 
-    def cgroup_manager(self) -> Manager:
+    def cgroup_manager(self) -> "Manager":
         """The manager of this container's cgroup (the record's lists are shared, not
         copied: a change made through the record is seen there)."""
         if self.systemd_unit:  # --systemd-cgroup: the driver (and D-Bus) only then
@@ -127,23 +125,25 @@ class StateDir:
         validate_id(container_id)
         self.root = root
         self.id = container_id
-        self.path = os.path.join(root, container_id)
+        self.path = pathlite.join(root, container_id)
         self._lock_fd: int | None = None
 
     @property
     def fifo_path(self) -> str:
-        return os.path.join(self.path, EXEC_FIFO)
+        return pathlite.join(self.path, EXEC_FIFO)
 
     def create(self) -> None:
+        import os  # create's: the one-shot commands never load it (pathlite.py)
+
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         try:
-            os.mkdir(self.path, 0o711)
+            posix.mkdir(self.path, 0o711)
         except FileExistsError:
             raise RuntimeFailure("container with given ID already exists") from None
         self.lock()
 
     def exists(self) -> bool:
-        return os.path.exists(os.path.join(self.path, STATE_FILE))
+        return pathlite.exists(pathlite.join(self.path, STATE_FILE))
 
     def lock(self) -> None:
         """Serialize operations on one container (flock on the directory itself).
@@ -154,26 +154,28 @@ class StateDir:
         if self._lock_fd is not None:
             return
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = posix.open(self.path, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
         except FileNotFoundError:
             raise RuntimeFailure("container does not exist") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            held = os.fstat(fd)
+            held = posix.fstat(fd)
             try:
-                now = os.stat(self.path)
+                now = posix.stat(self.path)
             except FileNotFoundError:
                 now = None
             if now is None or (now.st_ino, now.st_dev) != (held.st_ino, held.st_dev):
                 raise RuntimeFailure("container does not exist")
         except BaseException:
-            os.close(fd)  # never a lock held by an fd we forgot (a later lock() would wait on it)
+            posix.close(
+                fd
+            )  # never a lock held by an fd we forgot (a later lock() would wait on it)
             raise
         self._lock_fd = fd
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
-            os.close(self._lock_fd)
+            posix.close(self._lock_fd)
             self._lock_fd = None
 
     def load(self) -> ContainerState:
@@ -182,7 +184,7 @@ class StateDir:
         that `delete` removes. Unlocked (`list`), a missing record may be one being
         written right now: "does not exist"."""
         try:
-            with open(os.path.join(self.path, STATE_FILE), "rb") as f:
+            with open(pathlite.join(self.path, STATE_FILE), "rb") as f:
                 raw = jsonlite.loads(f.read())
         except FileNotFoundError:
             if self._lock_fd is None:
@@ -200,23 +202,23 @@ class StateDir:
     def save(self, state: ContainerState) -> None:
         """Atomic (`.state.json.tmp`, renamed over the old record): a reader never sees a
         record half-written, a killed writer leaves the old one."""
-        write_atomic(os.path.join(self.path, STATE_FILE), jsonlite.dumps(state.to_dict()).encode())
+        write_atomic(pathlite.join(self.path, STATE_FILE), jsonlite.dumps(state.to_dict()).encode())
 
     def remove(self) -> None:
         """Remove the directory and everything in it (only files: fifo, state, tmp).
         The record goes last: until then a killed delete can be run again in full."""
         try:
-            names = os.listdir(self.path)
+            names = posix.listdir(self.path)
         except FileNotFoundError:
             return
         names.sort(key=lambda name: name == STATE_FILE)
         for name in names:
             try:
-                os.unlink(os.path.join(self.path, name))
+                posix.unlink(pathlite.join(self.path, name))
             except FileNotFoundError:
                 pass
         try:
-            os.rmdir(self.path)
+            posix.rmdir(self.path)
         except FileNotFoundError:
             pass
         self.unlock()
@@ -278,7 +280,7 @@ def status_of(sd: StateDir, state: ContainerState) -> str:
         return "stopped"
     if state.cgroup_paths and freezer.is_frozen(state.cgroup_paths):  # Manager.frozen()
         return "paused"
-    if os.path.exists(sd.fifo_path):
+    if pathlite.exists(sd.fifo_path):
         return "created"
     return "running"
 

@@ -295,7 +295,7 @@ def test_create_pid_file_in_missing_dir(runtime, make_bundle, command: list[str]
 def busy_cgroup(runtime) -> Iterator[tuple[str, subprocess.Popen]]:
     """A cgroup of our own in every hierarchy, holding a sleep: (absolute cgroupsPath,
     the sleep). Never the host's: if the refusal regressed, only this sleep dies."""
-    from ociruntime.cgroups import cgroupfs
+    from ociruntime.cgroups import cgroupfs, existing
 
     name = "/ocirt-busy-" + uuid.uuid4().hex[:8]  # not the fuzzer's marker: it checks those
     pairs = cgroupfs.placement(name, "unused", cgroupfs.hierarchies())
@@ -308,7 +308,7 @@ def busy_cgroup(runtime) -> Iterator[tuple[str, subprocess.Popen]]:
         runtime.cleanup()  # a container that got in (the bug) first, or rmdir is EBUSY
         proc.kill()
         proc.wait()
-        cgroupfs.remove(created)
+        existing.remove(created)
 
 
 def test_cgroup_holding_processes_warns_and_spares_them(runtime, make_bundle, busy_cgroup) -> None:
