@@ -154,11 +154,12 @@ def test_another_profile_or_no_root_misses(tmp_path, monkeypatch) -> None:
 # --- real containers -----------------------------------------------------------------
 
 
-def run_logged(runtime, bundle, *command: str) -> tuple[object, list[str]]:
-    """`run` the bundle (or another command) with --debug: its result and log messages."""
+def run_logged(runtime, bundle, *command: str, **kw) -> tuple[object, list[str]]:
+    """`run` the bundle (or another command) with --debug: its result and log messages.
+    `kw`: subprocess.run's (env, cwd)."""
     offset = os.path.getsize(runtime.log) if os.path.exists(runtime.log) else 0
     args = command or ("run", "--bundle", str(bundle.path), runtime.new_id())
-    r = runtime("--debug", *args)
+    r = runtime("--debug", *args, **kw)
     return r, [json.loads(line)["msg"] for line in new_log_lines(runtime, offset)]
 
 
@@ -285,6 +286,61 @@ def test_a_cache_dir_others_can_write_is_not_used(runtime, make_bundle) -> None:
     assert not hit(messages) and not stored(messages), messages
     assert any("writable by others: not used" in m for m in messages), messages
     assert entries(runtime.root) == [name]
+
+
+@pytest.mark.pure
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="x86_64's hwcaps subdirectories")
+def test_which_library_paths_leave_libseccomp_to_the_ld_cache(tmp_path, monkeypatch) -> None:
+    """LD_LIBRARY_PATH keeps the cache only where ld.so could not find libseccomp in it:
+    containerd's own (`/opt/containerd/lib:`, the empty entry being the working
+    directory) does; a directory with the library, or with a subdirectory ld.so searches
+    first, or a $ORIGIN token, does not."""
+    soname = seccomp.LIBSECCOMP_SONAME
+
+    def clear(value: str | None) -> bool:
+        if value is None:
+            monkeypatch.delenv("LD_LIBRARY_PATH", raising=False)
+        else:
+            monkeypatch.setenv("LD_LIBRARY_PATH", value)
+        return seccomp_cache._library_path_clear(soname, "x86_64")
+
+    empty, with_lib, with_tls, bundle = (tmp_path / n for n in ("e", "l", "t", "b"))
+    for d in (empty, with_lib, with_tls, bundle / "rootfs" / "lib"):
+        d.mkdir(parents=True)
+    (with_lib / soname).write_bytes(b"")
+    (with_tls / "tls").mkdir()
+    (bundle / "rootfs" / "lib" / soname).write_bytes(b"")  # not a directory ld.so searches
+    monkeypatch.chdir(bundle)
+    assert clear(None) and clear("")
+    assert clear(f"{empty}:") and clear(f"/nonexistent;{empty}")
+    assert not clear(f"{empty}:{with_lib}") and not clear(f"{with_tls}")
+    assert not clear("$ORIGIN/../lib") and not clear(f"{empty}:$LIB")
+    monkeypatch.chdir(with_lib)
+    assert not clear(f"{empty}:"), "the empty entry is the working directory"
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(empty))
+    assert not seccomp_cache._library_path_clear(soname, "riscv64")
+
+
+def test_containerds_library_path_uses_the_cache(runtime, make_bundle, tmp_path) -> None:
+    """The runtime as containerd's shim starts it (containerd's opt plugin prepends
+    /opt/containerd/lib to LD_LIBRARY_PATH, leaving an empty entry; the working directory
+    is the bundle): stored, then a hit. With a copy of libseccomp in a directory of
+    LD_LIBRARY_PATH, ld.so would load that copy: no cache, and the filter still works."""
+    bundle = seccomp_bundle(make_bundle, MKDIR_SCRIPT, DENY_MKDIR)
+    libdir = tmp_path / "opt-lib"
+    libdir.mkdir()
+    env = dict(os.environ, LD_LIBRARY_PATH=f"{libdir}:")
+    first, cold = run_logged(runtime, bundle, env=env, cwd=bundle.path)
+    second, warm = run_logged(runtime, bundle, env=env, cwd=bundle.path)
+    assert first.returncode == second.returncode == 0, (first, second)
+    assert stored(cold) and hit(warm), (cold, warm)
+    assert second.stdout == first.stdout
+    shutil.copy(seccomp_cache._libseccomp_file(seccomp.LIBSECCOMP_SONAME.encode(),
+                                               seccomp_cache._LD_FLAGS[platform.machine()]),
+                libdir / seccomp.LIBSECCOMP_SONAME)  # fmt: skip
+    third, messages = run_logged(runtime, bundle, env=env, cwd=bundle.path)
+    assert third.returncode == 0 and third.stdout == first.stdout, third
+    assert not hit(messages) and not stored(messages), messages
 
 
 def test_a_hit_imports_no_pyseccomp(runtime, make_bundle) -> None:

@@ -26,8 +26,9 @@ system finds it: `_module_file`; seccomp.py, seccomp_stub.py and this module), a
 profile itself in one canonical spelling (jsonlite.dumps_canonical). An upgrade of any of
 them changes the key; the old entries are then simply not read. Which syscall names
 libseccomp knows (the ones skipped) is part of libseccomp, so of its identity. When a file
-cannot be located this way (LD_LIBRARY_PATH or LD_PRELOAD set, a glibc-hwcaps variant of
-libseccomp, pyseccomp in a zip...), there is no key and no cache. On every miss the guess
+cannot be located this way (LD_PRELOAD set, an LD_LIBRARY_PATH that could supply
+libseccomp: `_library_path_clear`, a glibc-hwcaps variant of libseccomp, pyseccomp in a
+zip...), there is no key and no cache. On every miss the guess
 is checked against what was really loaded (`_loaded_as_predicted`: the libseccomp mapped
 in this process, pyseccomp's __file__): an entry is written only when they agree, so a
 host where the guess is wrong never uses the cache rather than using a wrong entry.
@@ -72,6 +73,12 @@ MAX_ENTRY = 1 << 20  # a 4096-instruction program is 32 KiB; the rest is a few s
 LD_CACHE = "/etc/ld.so.cache"
 _LD_MAGIC = b"glibc-ld.so.cache1.1"
 _LD_FLAGS = {"x86_64": 0x0303, "aarch64": 0x0A03}
+#: What ld.so looks into, in each LD_LIBRARY_PATH directory, before the directory itself:
+#: glibc-hwcaps/<level>/ and (glibc < 2.37) the legacy hwcaps subdirectories, which nest
+#: tls, platform and hwcap names (tls/haswell/avx512_1/x86_64/...). Listed by first
+#: component, a superset of what any x86_64 CPU searches (LD_DEBUG=libs shows the list).
+#: A machine not listed uses no cache when LD_LIBRARY_PATH is set.
+_LD_SUBDIRS = {"x86_64": ("glibc-hwcaps", "tls", "haswell", "xeon_phi", "avx512_1", "x86_64")}
 _LEVELS = {b"d": "debug", b"w": "warning"}
 
 
@@ -131,7 +138,9 @@ def _environment() -> tuple[bytes, tuple[str, str]] | None:
     libseccomp and pyseccomp files it names; None when they cannot be located."""
     uname = os.uname()
     flags = _LD_FLAGS.get(uname.machine)
-    if flags is None or os.environ.get("LD_LIBRARY_PATH") or os.environ.get("LD_PRELOAD"):
+    if flags is None or os.environ.get("LD_PRELOAD"):
+        return None
+    if not _library_path_clear(seccomp.LIBSECCOMP_SONAME, uname.machine):
         return None
     lib = _libseccomp_file(seccomp.LIBSECCOMP_SONAME.encode(), flags)
     module = _module_file("pyseccomp")
@@ -151,12 +160,34 @@ def _environment() -> tuple[bytes, tuple[str, str]] | None:
     return "\n".join(parts).encode("utf-8", "surrogateescape"), (lib, module)
 
 
+def _library_path_clear(soname: str, machine: str) -> bool:
+    """Whether LD_LIBRARY_PATH, which ld.so searches before /etc/ld.so.cache, cannot
+    supply `soname`: unset, or none of its directories (an empty entry is the working
+    directory, as ld.so takes it) holds the file or a subdirectory ld.so would search
+    for it. Engines often run the runtime with one set for their own libraries
+    (containerd's shim passes its environment on); where it could matter, or where it
+    uses $ORIGIN-style tokens, no cache. Checked on every lookup, so a library that
+    appears there later turns the cache off from then on."""
+    value = os.environ.get("LD_LIBRARY_PATH")
+    if not value:
+        return True
+    subdirs = _LD_SUBDIRS.get(machine)
+    if subdirs is None or "$" in value:
+        return False
+    for entry in value.replace(";", ":").split(":"):
+        for name in (soname, *subdirs):
+            if os.path.lexists(os.path.join(entry or ".", name)):
+                return False
+    return True
+
+
 def _libseccomp_file(soname: bytes, flags: int) -> str | None:
     """The file the dynamic loader opens for `soname`, found without loading it.
 
     pyseccomp loads `ctypes.CDLL(ctypes.util.find_library("seccomp"))`, and
     seccomp._import_pyseccomp makes find_library answer the soname, so ld.so picks the
-    file: LD_PRELOAD, LD_LIBRARY_PATH (the caller has ruled both out), the RUNPATH of the
+    file: LD_PRELOAD, LD_LIBRARY_PATH (the caller has ruled both out: see
+    `_library_path_clear`), the RUNPATH of the
     caller (none for the interpreter and _ctypes), then /etc/ld.so.cache, which ldconfig
     rewrites whenever a package installs a library. This reads that cache as ld.so does
     (glibc >= 2.32's format, in the host's byte order: entries of int32 flags, uint32 key
