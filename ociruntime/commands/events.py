@@ -14,6 +14,7 @@ forever.
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import select
 import sys
@@ -76,6 +77,7 @@ def events(root: str, container_id: str, interval_text: str, stats_only: bool) -
     if stats_only:
         _emit("stats", container_id, cgroups.stats())
         return
+    gc.enable()  # a stream: cycles are collected again (cli.run_and_exit)
     watch = OomWatch(cgroups.layout)
     try:
         _stream(container_id, cgroups, watch, interval, _presence(container.dir.path))

@@ -17,6 +17,7 @@ Failures exit 255 with `exec failed: ...`, as runc's.
 from __future__ import annotations
 
 import _signal
+import gc
 import os
 
 from ociruntime.container.container import Container
@@ -170,6 +171,7 @@ def _run(opts: ExecOptions, plan: ExecPlan, peer: object | None) -> int:
 
 def _wait(pid: int, peer: object | None) -> int:
     """Foreground: forward signals (and, with a terminal, proxy it) until C exits."""
+    gc.enable()  # a long wait: cycles are collected again (cli.run_and_exit)
     for sig in FORWARDED_SIGNALS:
         _signal.signal(sig, lambda n, _frame: _forward(pid, n))
     if peer is not None:

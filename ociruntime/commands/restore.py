@@ -34,6 +34,7 @@ cgroups and the state directory: nothing is left.
 from __future__ import annotations
 
 import _signal
+import gc
 import os
 
 from ociruntime import SPEC_VERSION, criu
@@ -323,6 +324,7 @@ def _wait_and_delete(sd: StateDir, state: object) -> int:
     for sig in FORWARDED_SIGNALS:
         _signal.signal(sig, lambda n, _frame: _forward(pid, n))
     sd.unlock()
+    gc.enable()  # a long wait: cycles are collected again (cli.run_and_exit)
     _, status = os.waitpid(pid, 0)
     try:
         sd.lock()

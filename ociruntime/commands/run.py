@@ -10,6 +10,7 @@ caller's stdin/stdout are proxied to it until the container exits (ociruntime.pr
 from __future__ import annotations
 
 import _signal
+import gc
 import os
 
 from ociruntime.commands.create import CreateOptions, create
@@ -62,6 +63,7 @@ def run(opts: CreateOptions, detach: bool, keep: bool = False) -> int:
     for sig in FORWARDED_SIGNALS:
         _signal.signal(sig, lambda n, _frame: _forward(pid, n))
     sd.unlock()  # let `state`/`kill` from other processes in while we wait
+    gc.enable()  # a long wait: cycles are collected again (cli.run_and_exit)
     if attached is None:
         _, status = os.waitpid(pid, 0)
         LOG.stage("run: exited")
