@@ -9,7 +9,7 @@ to the process.
 
 import _signal
 import gc
-import posix
+import posix  # not os: the one-shot commands never load it (pathlite.py)
 import sys
 
 from ociruntime import pathlite

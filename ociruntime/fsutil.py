@@ -4,7 +4,7 @@ Kept free of any ociruntime import so that `container/` and `cgroups/` can both 
 without a cycle, and free of anything heavy: it is on every command's hot path.
 """
 
-import posix
+import posix  # not os: the one-shot commands never load it (pathlite.py)
 
 from ociruntime import pathlite
 

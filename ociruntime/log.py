@@ -5,7 +5,7 @@ JSONFormatter writes them) to report runtime errors, so the shape matters; the s
 `logging` package is not used because importing it costs more than this whole module.
 """
 
-import posix
+import posix  # not os: the one-shot commands never load it (pathlite.py)
 import sys
 import time
 

@@ -1,7 +1,7 @@
 """Signal names as runc accepts them: KILL, SIGKILL, kill, or a number."""
 
 import _signal  # not `signal`: its enum wrappers cost ~3 ms to import
-import posix
+import posix  # not os: the one-shot commands never load it (pathlite.py)
 
 from ociruntime.errors import RuntimeFailure
 

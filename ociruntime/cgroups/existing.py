@@ -6,7 +6,7 @@ pathlite.py).
 """
 
 import errno
-import posix
+import posix  # not os: the one-shot commands never load it (pathlite.py)
 import time
 
 from ociruntime import pathlite

@@ -6,7 +6,7 @@ for every controller. `is_frozen` is on the hot path (`state`, `list`, `kill`...
 small read, nothing imported.
 """
 
-import posix
+import posix  # not os: the one-shot commands never load it (pathlite.py)
 
 from ociruntime import pathlite
 from ociruntime.errors import RuntimeFailure

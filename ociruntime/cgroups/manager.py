@@ -16,7 +16,7 @@ stats and the log only when a method needs them.
 """
 
 import _signal
-import posix
+import posix  # not os: the one-shot commands never load it (pathlite.py)
 
 from ociruntime import pathlite
 from ociruntime.cgroups import existing, freezer

@@ -1,7 +1,7 @@
 """`state` and `list`: what engines parse, so the shapes follow runc's exactly."""
 
 import fcntl
-import posix
+import posix  # not os: the one-shot commands never load it (pathlite.py)
 import pwd
 
 from ociruntime import jsonlite, pathlite

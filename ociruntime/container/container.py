@@ -16,7 +16,7 @@ stream or the host's ps runs.
 
 import _signal
 import errno
-import posix
+import posix  # not os: the one-shot commands never load it (pathlite.py)
 
 from ociruntime.container.state import (
     ContainerState,

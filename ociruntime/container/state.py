@@ -23,7 +23,7 @@ read or write of the record, not while `create` waits for its init (a hook may r
 """
 
 import fcntl
-import posix
+import posix  # not os: the one-shot commands never load it (pathlite.py)
 
 from ociruntime import SPEC_VERSION, jsonlite, pathlite
 from ociruntime.cgroups import freezer
