@@ -77,18 +77,3 @@ def abspath(path: str) -> str:
     if not path.startswith("/"):
         path = join(posix.getcwd(), path)
     return normpath(path)
-
-
-def relpath(path: str, start: str) -> str:
-    """`os.path.relpath(path, start)`, both made absolute first."""
-    if not path:
-        raise ValueError("no path specified")
-    path_parts = [p for p in abspath(path).split("/") if p]
-    start_parts = [p for p in abspath(start).split("/") if p]
-    common = 0
-    for a, b in zip(path_parts, start_parts, strict=False):
-        if a != b:
-            break
-        common += 1
-    parts = [".."] * (len(start_parts) - common) + path_parts[common:]
-    return "/".join(parts) or "."

@@ -167,9 +167,8 @@ class StateDir:
             if now is None or (now.st_ino, now.st_dev) != (held.st_ino, held.st_dev):
                 raise RuntimeFailure("container does not exist")
         except BaseException:
-            posix.close(
-                fd
-            )  # never a lock held by an fd we forgot (a later lock() would wait on it)
+            # never a lock held by an fd we forgot (a later lock() would wait on it)
+            posix.close(fd)
             raise
         self._lock_fd = fd
 

@@ -28,10 +28,10 @@ them changes the key; the old entries are then simply not read. Which syscall na
 libseccomp knows (the ones skipped) is part of libseccomp, so of its identity. When a file
 cannot be located this way (LD_PRELOAD set, an LD_LIBRARY_PATH that could supply
 libseccomp: `_library_path_clear`, a glibc-hwcaps variant of libseccomp, pyseccomp in a
-zip...), there is no key and no cache. On every miss the guess
-is checked against what was really loaded (`_loaded_as_predicted`: the libseccomp mapped
-in this process, pyseccomp's __file__): an entry is written only when they agree, so a
-host where the guess is wrong never uses the cache rather than using a wrong entry.
+zip...), there is no key and no cache. On every miss the guess is checked against what
+was really loaded (`_loaded_as_predicted`: the libseccomp mapped in this process,
+pyseccomp's __file__): an entry is written only when they agree, so a host where the
+guess is wrong never uses the cache rather than using a wrong entry.
 
 An entry: MAGIC, FORMAT, the key, the payload's length and its sha256 (an 80-byte
 header), then the payload. It is read through a directory fd of a directory that must be
@@ -187,8 +187,8 @@ def _libseccomp_file(soname: bytes, flags: int) -> str | None:
     pyseccomp loads `ctypes.CDLL(ctypes.util.find_library("seccomp"))`, and
     seccomp._import_pyseccomp makes find_library answer the soname, so ld.so picks the
     file: LD_PRELOAD, LD_LIBRARY_PATH (the caller has ruled both out: see
-    `_library_path_clear`), the RUNPATH of the
-    caller (none for the interpreter and _ctypes), then /etc/ld.so.cache, which ldconfig
+    `_library_path_clear`), the RUNPATH of the caller (none for the interpreter and
+    _ctypes), then /etc/ld.so.cache, which ldconfig
     rewrites whenever a package installs a library. This reads that cache as ld.so does
     (glibc >= 2.32's format, in the host's byte order: entries of int32 flags, uint32 key
     and value offsets, uint32 osversion, uint64 hwcap; strings relative to the header)
