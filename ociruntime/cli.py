@@ -261,13 +261,13 @@ def _one_id(parsed: Parsed, command: str, most: int | None = 1) -> str:
 
 def _start_cgroup_warm_up() -> None:
     """The first thing `create`, `run` and `exec` do, before importing the command: the
-    kernel's first cgroup migration waits for an RCU grace period (~10-20 ms on cgroup
+    kernel's first cgroup migration waits for an RCU grace period (~10-25 ms on cgroup
     v1), the longest wait of the whole command, and everything up to the init's join
-    can overlap it (cgroupfs.warm_up_in_background). Started after the command's imports
-    (as it once was, by accident of argument evaluation), it began ~4 ms later."""
-    from ociruntime.cgroups import cgroupfs
+    can overlap it (cgroups/warmup.py). The installed launcher has usually started it
+    already, before importing this module; this covers `python -m ociruntime`."""
+    from ociruntime.cgroups import warmup
 
-    cgroupfs.start_warm_up()
+    warmup.start()
 
 
 def _create_options(g: dict, p: Parsed, command: str):

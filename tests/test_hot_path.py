@@ -44,6 +44,7 @@ NOT_ONE_SHOT = frozenset({
     "ociruntime.container._config_validator",
     "ociruntime.stages.init", "ociruntime.rootfs.mounts", "ociruntime.commands.create",
     "ociruntime.security.containersafe", "ociruntime.security._anonexe",
+    "ociruntime.cgroups.warmup",
 })  # fmt: skip
 #: What only making a cgroup needs: the one-shot commands read a cgroup's state through
 #: the freezer, and find its processes or remove it through cgroups/existing.py.
@@ -72,6 +73,11 @@ def launcher_argv() -> list[str]:
 def imported_modules(runtime, *args: str) -> set[str]:  # noqa: ANN001 - conftest.Runtime
     """Run one command of the installed runtime; the modules it (and what it forked)
     imported. Fails if the command does."""
+    return set(import_order(runtime, *args))
+
+
+def import_order(runtime, *args: str) -> list[str]:  # noqa: ANN001 - conftest.Runtime
+    """imported_modules, in the order their imports ended (-X importtime's)."""
     cmd = [*launcher_argv(), "--root", runtime.root, "--log", runtime.log,
            "--log-format", "json", *args]  # fmt: skip
     with tempfile.TemporaryFile() as out:  # not a pipe: a created init would hold it
@@ -82,11 +88,11 @@ def imported_modules(runtime, *args: str) -> set[str]:  # noqa: ANN001 - conftes
         out.seek(0)
         output = out.read().decode(errors="replace")
     assert p.returncode == 0, f"{args}: {output}"
-    imported = {
+    imported = [
         line.rpartition("|")[2].strip()
         for line in output.splitlines()
         if line.startswith("import time:") and "imported package" not in line
-    }
+    ]
     assert "ociruntime.cli" in imported, output  # the measurement works
     return imported
 
@@ -123,3 +129,18 @@ def test_hot_path_commands_import_nothing_heavy(runtime, make_bundle) -> None:
     assert runtime("state", cid).returncode != 0  # deleted
     # create was measured
     assert {"ociruntime.stages.init", "ociruntime.rootfs.mounts"} <= seen["create"]
+
+
+def test_the_launcher_starts_the_cgroup_warm_up_before_the_cli(runtime, make_bundle) -> None:
+    """create, run and exec start the kernel's grace period first (cgroups/warmup.py): the
+    launcher loads the warm-up's thread before the CLI. The one-shots never load it."""
+    bundle = make_bundle(["sleep", "1000"])
+    cid = runtime.new_id()
+    for args in (("create", "--bundle", str(bundle.path), cid), ("exec", cid, "true")):
+        if args[0] == "exec":
+            runtime("start", cid, check=True)
+        order = import_order(runtime, *args)
+        assert "ociruntime.cgroups.warmup" in order, args
+        assert order.index("ociruntime.kernel.threadwrite") < order.index("ociruntime.cli")
+    for args in (("state", cid), ("kill", cid, "KILL"), ("delete", "--force", cid)):
+        assert "ociruntime.cgroups.warmup" not in imported_modules(runtime, *args), args

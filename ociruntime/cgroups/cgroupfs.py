@@ -16,7 +16,6 @@ and removing it are `existing.py`'s.
 from __future__ import annotations
 
 import os
-import sys
 
 from ociruntime.cgroups import freezer
 from ociruntime.cgroups.existing import remove
@@ -192,48 +191,6 @@ def _enable_in(directory: str, request: str) -> None:
                     f.write(one)
             except OSError:
                 pass
-
-
-_warm_up: list[Hierarchy] | None = None
-
-
-def start_warm_up() -> list[Hierarchy]:
-    """Once per process: read the hierarchies and start the warm-up; returns them."""
-    global _warm_up
-    if _warm_up is None:
-        _warm_up = hierarchies()
-        warm_up_in_background(_warm_up)
-    return _warm_up
-
-
-def warm_up_in_background(found: list[Hierarchy]) -> None:
-    """Start paying the kernel's first-migration cost now, in a thread.
-
-    On cgroup v1 (and v2 without favordynmods) the first write to any cgroup.procs waits
-    for an RCU grace period (10-20 ms here); writes that follow within a short window are
-    fast. A no-op move of ourselves into our own cgroup, started before the command's
-    imports, overlaps that wait with the rest of create. The thread is not Python's
-    (kernel/threadwrite.py: it starts at once, whoever holds the GIL) and only makes
-    syscalls, so forking while it runs is safe: the child has no such thread.
-    """
-    v1 = [h for h in found if not h.is_v2]
-    if not v1:
-        return
-    procs = os.path.join(v1[0].mountpoint, v1[0].own_path.lstrip("/"), "cgroup.procs")
-    from ociruntime.kernel import threadwrite
-
-    try:
-        threadwrite.start(procs, b"0")
-    except OSError:
-        pass  # no thread (pids.max reached, say): create then pays the wait at its join
-
-
-def wait_for_warm_up() -> None:
-    """Block until the warm-up thread has ended (some namespace changes need a
-    single-threaded process). Only in the process that started it, never in a child."""
-    threadwrite = sys.modules.get("ociruntime.kernel.threadwrite")
-    if threadwrite is not None:  # loaded by warm_up_in_background, if it started one
-        threadwrite.join()
 
 
 def placement(

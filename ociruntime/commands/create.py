@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 
 from ociruntime import SPEC_VERSION
-from ociruntime.cgroups import cgroupfs
+from ociruntime.cgroups import cgroupfs, warmup
 from ociruntime.commands import provision
 from ociruntime.container import bundle
 from ociruntime.container.state import ContainerState, StateDir, process_start_time, validate_id
@@ -70,7 +70,8 @@ class CreateOptions:
 def create(opts: CreateOptions) -> tuple[StateDir, ContainerState]:
     """Create the container; returns its locked state dir and state (for `run`)."""
     LOG.stage("create: imported")
-    found = cgroupfs.start_warm_up()  # usually started already by the CLI
+    warmup.start()  # usually started already, by the launcher
+    found = cgroupfs.hierarchies()
     validate_id(opts.container_id)  # first, as runc: the id names everything made below
     b, checked, cgroup_pairs = preflight(
         opts.bundle, opts.container_id, found, opts, opts.systemd_cgroup

@@ -96,10 +96,10 @@ class CgroupSetup:
     and writes the limits.
 
     As root this runs after the init's fork (`make`, called by serve). Making a cgroup
-    waits for the kernel's cgroup lock, which the warm-up
-    (cgroupfs.warm_up_in_background) holds through an RCU grace period (~10-16 ms on
-    cgroup v1): done before the fork, that wait delayed everything; done here, the init
-    enters its namespaces and builds its rootfs meanwhile. The first record already lists
+    waits for the kernel's cgroup lock, which the warm-up (cgroups/warmup.py) holds
+    through an RCU grace period (~10-25 ms on cgroup v1): done before the fork, that wait
+    delayed everything; done here, the init enters its namespaces and builds its rootfs
+    meanwhile. The first record already lists
     the directories about to be made, so a create killed at any point leaves nothing that
     `delete` does not remove. Unprivileged, the directories are made before the fork
     (`make_or_stay_in_ours`): without a cgroup of its own the container stays in ours,

@@ -1,13 +1,11 @@
 """A write to a file made by a thread outside Python (kernel/_syscall.c).
 
-For cgroupfs's warm-up: the kernel's first cgroup migration after a quiet spell waits
-for an RCU grace period (10-20 ms on cgroup v1), and `create`, `run` and `exec` start
-that wait first thing so that it overlaps their imports and set-up. A Python thread
-could make its first call only once the importing main thread gave up the GIL, ~2 ms
-late; this thread needs no GIL. Errors are ignored: the write is only an optimisation.
+For the cgroup warm-up (cgroups/warmup.py): the kernel's first cgroup migration after a
+quiet spell waits for an RCU grace period (10-25 ms on cgroup v1), and `create`, `run`
+and `exec` start that wait first thing so that it overlaps their imports and set-up. A
+Python thread could make its first call only once the importing main thread gave up the
+GIL, ~2 ms late; this thread needs no GIL. Errors are ignored: the write is only an optimisation.
 """
-
-from __future__ import annotations
 
 from ociruntime.kernel import _syscall
 

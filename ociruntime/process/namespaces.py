@@ -171,11 +171,11 @@ def _setns_in_parent(fd: int, flag: int) -> None:
     if flag != FLAGS["time"]:
         sc.setns(fd, flag)
         return
-    # Only a process that imported cgroupfs can have started the thread; exec's stages
-    # never do, and may import nothing after their fork (importguard).
-    cgroupfs = sys.modules.get("ociruntime.cgroups.cgroupfs")
-    if cgroupfs is not None:
-        cgroupfs.wait_for_warm_up()
+    # Only a process that imported the warm-up can have started the thread; exec's
+    # stages never do, and may import nothing after their fork (importguard).
+    warmup = sys.modules.get("ociruntime.cgroups.warmup")
+    if warmup is not None:
+        warmup.wait()
     for attempt in range(400):
         try:
             sc.setns(fd, flag)
