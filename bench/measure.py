@@ -175,6 +175,16 @@ def thread_cpu_ms(pid: int) -> float:
     return total / 1e6
 
 
+def machine_busy_ms() -> float:
+    """CPU time every CPU of the machine has spent not idle so far (/proc/stat's first
+    line: user, nice, system, irq, softirq; not idle, iowait, or the hypervisor's steal;
+    USER_HZ ticks, so meant for spans of many ticks)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    busy = sum(ticks[:7]) - ticks[3] - ticks[4]
+    return busy * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def wait_stopped(rt: Runtime, cid: str) -> tuple[float, int]:
     """Poll the runtime's own `state` until the container is stopped: (ms, polls)."""
     t0 = time.perf_counter_ns()

@@ -195,8 +195,9 @@ def notes(results: Results, skipped: list[str]) -> str:
         "and (in brackets) of the medians (> 1: ociruntime is slower). CPU: mean user + "
         "system time of the command and of the processes it waited for (wait4's rusage); "
         "for `create` plus the init's own until it waits for `start` "
-        "(/proc/PID/task/*/schedstat). No CPU column where the runtime is not the "
-        "command's child (the engines) or for peak RSS."
+        "(/proc/PID/task/*/schedstat); for the parallel creates, the whole machine's busy "
+        "CPU time while they ran (/proc/stat), divided by their number. No CPU column "
+        "where the runtime is not the command's child (the engines) or for peak RSS."
     ]
     polls = results.get(("lifecycle", "polls"))
     if polls:

@@ -20,6 +20,7 @@ from typing import Any
 from measure import (
     BenchError,
     Runtime,
+    machine_busy_ms,
     peak_rss_mib,
     quiet,
     settle,
@@ -195,18 +196,22 @@ PARALLEL = 20
 
 def scenario_parallel(rt: Runtime, bundle: str, cid: str) -> dict[str, float]:
     """PARALLEL `create`s started at once (engines start pods and compose stacks this
-    way): wall time until the last one returned. Deletion is not timed."""
+    way): wall time until the last one returned, and the CPU time the whole machine was
+    busy meanwhile, per create (/proc/stat: every CPU's non-idle time; the inits' and the
+    kernel's work included, and anything else running). Deletion is not timed."""
     ids = [f"{cid}-{k}" for k in range(PARALLEL)]
     settle()
+    busy0 = machine_busy_ms()
     t0 = time.perf_counter_ns()
     procs = [spawn(rt.argv("create", "--bundle", bundle, i)) for i in ids]
     failed = [i for i, rc in zip(ids, wait_all(procs), strict=True) if rc != 0]
     elapsed = (time.perf_counter_ns() - t0) / 1e6
+    busy = (machine_busy_ms() - busy0) / PARALLEL
     for i in ids:
         quiet(rt.argv("delete", "--force", i))
     if failed:
         raise BenchError(f"{rt.name}: parallel create failed for {failed}")
-    return {"create20": elapsed}
+    return {"create20": elapsed, "create20 cpu": busy}
 
 
 def scenario_memory(rt: Runtime, env: Sleepers, cid: str) -> dict[str, float]:
