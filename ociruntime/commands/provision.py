@@ -99,11 +99,11 @@ class CgroupSetup:
     waits for the kernel's cgroup lock, which the warm-up (cgroups/warmup.py) holds
     through an RCU grace period (~10-25 ms on cgroup v1): done before the fork, that wait
     delayed everything; done here, the init enters its namespaces and builds its rootfs
-    meanwhile. The first record already lists
-    the directories about to be made, so a create killed at any point leaves nothing that
-    `delete` does not remove. Unprivileged, the directories are made before the fork
-    (`make_or_stay_in_ours`): without a cgroup of its own the container stays in ours,
-    and the init's plan must say so."""
+    meanwhile. The first record already lists the directories about to be made, so a
+    create killed at any point leaves nothing that `delete` does not remove.
+    Unprivileged, the directories are made before the fork (`make_or_stay_in_ours`):
+    without a cgroup of its own the container stays in ours, and the init's plan must
+    say so."""
 
     def __init__(
         self, pairs: list[tuple[cgroupfs.Hierarchy, str]], devices: list, resources: dict,

@@ -4,7 +4,8 @@ For the cgroup warm-up (cgroups/warmup.py): the kernel's first cgroup migration 
 quiet spell waits for an RCU grace period (10-25 ms on cgroup v1), and `create`, `run`
 and `exec` start that wait first thing so that it overlaps their imports and set-up. A
 Python thread could make its first call only once the importing main thread gave up the
-GIL, ~2 ms late; this thread needs no GIL. Errors are ignored: the write is only an optimisation.
+GIL, ~2 ms late; this thread needs no GIL. Errors are ignored: the write is only an
+optimisation.
 """
 
 from ociruntime.kernel import _syscall
