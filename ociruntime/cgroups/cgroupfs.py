@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from ociruntime.cgroups import freezer
+from ociruntime.cgroups import freezer, warmup
 from ociruntime.cgroups.existing import remove
 from ociruntime.errors import RuntimeFailure, field_error, pointer
 from ociruntime.fsutil import read_file
@@ -46,7 +46,8 @@ class Hierarchy:
         return not self.controllers
 
 
-_V1_SUPER_OPTION_NOISE = frozenset(("rw", "ro", "clone_children", "noprefix", "xattr", "none"))
+#: Mount options of a v1 hierarchy that name no controller (one list: warmup.py reads bytes).
+_V1_SUPER_OPTION_NOISE = frozenset(o.decode() for o in warmup.NOT_CONTROLLERS)
 
 
 def _own_cgroups() -> dict[frozenset[str], str]:

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 WARMED = frozenset(("create", "run", "exec"))
 #: The CLI's global flags that take a value (cli.GLOBAL_FLAGS; a test keeps them equal).
 GLOBAL_VALUE_FLAGS = frozenset(("root", "log", "log-format", "criu", "rootless"))
-#: Mount options of a v1 hierarchy that name no controller (cgroupfs's list).
-_NOT_CONTROLLERS = frozenset((b"rw", b"ro", b"clone_children", b"noprefix", b"xattr", b"none"))
+#: Mount options of a v1 hierarchy that name no controller (cgroupfs uses this list too).
+NOT_CONTROLLERS = frozenset((b"rw", b"ro", b"clone_children", b"noprefix", b"xattr", b"none"))
 
 _started = False
 
@@ -90,7 +90,7 @@ def own_v1_procs() -> "str | None":
         fields, sep, fs = line.partition(b" - cgroup ")
         if not sep:
             continue
-        path = own.get(frozenset(fs.split()[-1].split(b",")) - _NOT_CONTROLLERS)
+        path = own.get(frozenset(fs.split()[-1].split(b",")) - NOT_CONTROLLERS)
         if path is not None:
             mountpoint = fields.split()[4]
             return (mountpoint + path.rstrip(b"/") + b"/cgroup.procs").decode(
@@ -100,7 +100,9 @@ def own_v1_procs() -> "str | None":
 
 
 def _read(path: bytes) -> bytes:
-    """The whole of a /proc file, or b"" if it cannot be read."""
+    """The whole of a /proc file, or b"" if it cannot be read. (procfs.read's loop, but
+    not procfs's verified handle nor `os`: this runs before anything else is imported,
+    and only reads.)"""
     try:
         fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
     except OSError:
