@@ -83,6 +83,7 @@ from scenarios import (  # noqa: E402
     sleepers,
 )
 
+from ociruntime import launcher  # noqa: E402
 from testkit import bundles, containerd, docker, podman  # noqa: E402
 from testkit.processes import (  # noqa: E402
     cgroup_procs,
@@ -195,16 +196,17 @@ c.detach_from_host_files = lambda: 0
 
 
 def unprotected_launcher(parent: str) -> str:
-    """.venv/bin/ociruntime with ociruntime.security.containersafe's `hide` and
-    `detach_from_host_files` made no-ops before run_and_exit(): the same code, the same
-    imports, without those two protections. Written to the temp dir, never installed."""
-    text = OCIRUNTIME.read_text()
-    if text.count("\nrun_and_exit()\n") != 1:
-        raise BenchError(f"{OCIRUNTIME}: no `run_and_exit()` line to patch before")
+    """A launcher like .venv/bin/ociruntime (compiled, or the script) that makes
+    ociruntime.security.containersafe's `hide` and `detach_from_host_files` no-ops before
+    the CLI: the same code, the same imports, without those two protections. Written to
+    the temp dir, never installed."""
     path = os.path.join(parent, "ociruntime-unprotected")
-    with open(path, "w") as f:
-        f.write(text.replace("\nrun_and_exit()\n", "\n" + UNPROTECT + "run_and_exit()\n"))
-    os.chmod(path, 0o755)
+    with open(OCIRUNTIME, "rb") as f:
+        compiled = f.read(4) == b"\x7fELF"
+    try:
+        (launcher.build if compiled else launcher.write_script)(path, prelude=UNPROTECT)
+    except launcher.BuildError as e:
+        raise BenchError(f"building the unprotected launcher: {e}") from None
     return path
 
 

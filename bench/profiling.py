@@ -67,12 +67,15 @@ def _create_under_importtime(bundle: str, oci: Runtime) -> tuple[float, str]:
     timed(oci.argv("delete", "--force", f"bench{me}-oci-prof-warm"))
     reap_children()
     cid = f"bench{me}-oci-prof-0"
-    argv = [py, "-X", "importtime", str(OCIRUNTIME), *oci.argv("create")[1:]]
-    argv += ["--bundle", bundle, cid]
+    with open(OCIRUNTIME, "rb") as f:
+        compiled = f.read(4) == b"\x7fELF"  # the compiled launcher: -X importtime by env
+    interpreter = [] if compiled else [py, "-X", "importtime"]
+    env = dict(os.environ, OCIRUNTIME_IMPORTTIME="1") if compiled else None
+    argv = [*interpreter, str(OCIRUNTIME), *oci.argv("create")[1:], "--bundle", bundle, cid]
     # stderr to a file, not a pipe: the container's init inherits it.
     with tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter_ns()
-        rc = subprocess.call(argv, stdin=DEVNULL, stdout=DEVNULL, stderr=err)
+        rc = subprocess.call(argv, stdin=DEVNULL, stdout=DEVNULL, stderr=err, env=env)
         wall = (time.perf_counter_ns() - t0) / 1e6
         err.seek(0)
         text = err.read()

@@ -1,12 +1,13 @@
 """The hot-path rule, measured: each hot-path command of the installed `ociruntime`, on a
 real container, imports no module of a deny-list (README, Performance).
 
-Each command runs as the engines run it, through the installed launcher, whose interpreter
-and flags (`#!.../python -IS`) are read from its first line, with `-X importtime` added:
-the interpreter then lists every module it imports, and so does a child it forks (the
-init inherits the flag and create's stderr), so an import the init would make shows up
-here too. ruff (pyproject.toml, flake8-tidy-imports) enforces the static half: no heavy
-module imported at module level anywhere in ociruntime/.
+Each command runs as the engines run it, through the installed launcher with `-X
+importtime` on: the compiled launcher (ociruntime/launcher.c) turns it on for
+OCIRUNTIME_IMPORTTIME, the script one gets it added to the interpreter's flags read from
+its first line (`#!.../python -IS`). The interpreter then lists every module it imports,
+and so does a child it forks (the init inherits the flag and create's stderr), so an
+import the init would make shows up here too. ruff (pyproject.toml, flake8-tidy-imports)
+enforces the static half: no heavy module imported at module level anywhere in ociruntime/.
 """
 
 from __future__ import annotations
@@ -62,12 +63,14 @@ DENIED = {
 }
 
 
-def launcher_argv() -> list[str]:
-    """The installed launcher's interpreter and flags, `-X importtime`, the launcher."""
-    with open(OCIRUNTIME) as f:
-        shebang = f.readline()
-    assert shebang.startswith("#!"), shebang
-    return [*shebang[2:].split(), "-X", "importtime", OCIRUNTIME]
+def launcher_argv() -> tuple[list[str], dict[str, str]]:
+    """How to run the installed launcher with `-X importtime`: argv and environment."""
+    with open(OCIRUNTIME, "rb") as f:
+        first = f.readline()
+    if first.startswith(b"\x7fELF"):  # the compiled launcher
+        return [OCIRUNTIME], {"OCIRUNTIME_IMPORTTIME": "1"}
+    assert first.startswith(b"#!"), first
+    return [*first[2:].decode().split(), "-X", "importtime", OCIRUNTIME], {}
 
 
 def imported_modules(runtime, *args: str) -> set[str]:  # noqa: ANN001 - conftest.Runtime
@@ -78,11 +81,11 @@ def imported_modules(runtime, *args: str) -> set[str]:  # noqa: ANN001 - conftes
 
 def import_order(runtime, *args: str) -> list[str]:  # noqa: ANN001 - conftest.Runtime
     """imported_modules, in the order their imports ended (-X importtime's)."""
-    cmd = [*launcher_argv(), "--root", runtime.root, "--log", runtime.log,
-           "--log-format", "json", *args]  # fmt: skip
+    argv, importtime = launcher_argv()
+    cmd = [*argv, "--root", runtime.root, "--log", runtime.log, "--log-format", "json", *args]
     with tempfile.TemporaryFile() as out:  # not a pipe: a created init would hold it
         # As in production: without the test suite's import guard (conftest.py).
-        env = {k: v for k, v in os.environ.items() if k != IMPORT_GUARD_ENV}
+        env = {k: v for k, v in os.environ.items() if k != IMPORT_GUARD_ENV} | importtime
         p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=60,
                            env=env)  # fmt: skip
         out.seek(0)

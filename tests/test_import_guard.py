@@ -13,6 +13,7 @@ import sys
 import pytest
 from conftest import IMPORT_GUARD_ENV, OCIRUNTIME, REPO
 
+from ociruntime import launcher
 from ociruntime.security import containersafe
 
 
@@ -46,13 +47,10 @@ def test_guard_refuses_new_modules_in_the_process_and_its_children() -> None:
 
 
 def late_import_launcher(path, patch: str) -> str:  # noqa: ANN001 - a pathlib.Path
-    """A copy of the installed launcher that first applies `patch` (Python lines)."""
-    with open(OCIRUNTIME) as f:
-        text = f.read()
-    anchor = "from ociruntime.cli import run_and_exit\n"
-    assert anchor in text
-    path.write_text(text.replace(anchor, patch + anchor))
-    path.chmod(0o755)
+    """A launcher like the installed one that first applies `patch` (Python lines)."""
+    with open(OCIRUNTIME, "rb") as f:
+        compiled = f.read(4) == b"\x7fELF"
+    (launcher.build if compiled else launcher.write_script)(str(path), prelude=patch)
     return str(path)
 
 

@@ -63,10 +63,12 @@ def test_install_run_uninstall(tmp_path: Path, rootfs_template: Path) -> None:
     install(env=env)  # idempotent: a second run installs the same again
     ociruntime = bindir / "ociruntime"
 
-    # The isolated launcher, every path in it inside the prefix, none in the checkout.
-    launcher = ociruntime.read_text()
-    assert launcher.startswith(f"#!{prefix}/venv/bin/python -IS\n")
-    assert str(REPO) not in launcher
+    # The compiled launcher, every path in it inside the prefix, none in the checkout.
+    launcher = ociruntime.read_bytes()
+    assert launcher.startswith(b"\x7fELF")
+    assert f"ociruntime launcher for {prefix}/venv".encode() in launcher
+    assert f"{prefix}/venv/lib/".encode() in launcher
+    assert str(REPO).encode() not in launcher
     where = subprocess.run([f"{prefix}/venv/bin/python", "-I", "-c",
                             "import ociruntime.kernel._syscall as s, ociruntime.security._anonexe"
                             " as a; print(s.__file__); print(a.__file__)"],

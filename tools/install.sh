@@ -39,7 +39,9 @@ uninstall() {
     # install made its directory (removed then if empty).
     launcher=$(sed -n 's/^launcher=//p' "$marker")
     made_bindir=$(sed -n 's/^made_bindir=//p' "$marker")
-    if [ -n "$launcher" ] && head -n 1 "$launcher" 2>/dev/null | grep -qxF "#!$prefix/venv/bin/python -IS"; then
+    # (the compiled launcher names its venv inside; the script one in its first line)
+    if [ -n "$launcher" ] && { grep -qaF "ociruntime launcher for $prefix/venv" "$launcher" 2>/dev/null ||
+        head -n 1 "$launcher" 2>/dev/null | grep -qxF "#!$prefix/venv/bin/python -IS"; }; then
         rm -f "$launcher"
     fi
     if [ -n "$made_bindir" ]; then
@@ -98,7 +100,8 @@ fi
 # A local directory is always rebuilt and reinstalled, so re-running picks up new code.
 "$prefix/venv/bin/pip" install -q --disable-pip-version-check --no-cache-dir "$build"
 "$prefix/venv/bin/python" -I -m compileall -q "$prefix/venv/lib"
-# The isolated launcher (see ociruntime/launcher.py), its paths those of the installed copy:
+# The launcher (compiled, else an isolated script: see ociruntime/launcher.py), its paths
+# those of the installed copy:
 # -I so that the checkout (the working directory) is not on sys.path.
 (cd / && "$prefix/venv/bin/python" -I -m ociruntime.launcher "$bindir/ociruntime")
 echo "install.sh: installed $bindir/ociruntime (${commit:-unknown commit}), venv $prefix/venv" >&2

@@ -21,6 +21,7 @@ fi
 # Byte-compile the package: the runtime starts on every container operation, and without
 # .pyc files (e.g. under PYTHONDONTWRITEBYTECODE) each start would recompile it.
 .venv/bin/python -m compileall -q ociruntime
-# Replace pip's console-script wrapper with an isolated, site-less launcher (faster start,
-# immune to PYTHONPATH): see ociruntime/launcher.py.
+# Replace pip's console-script wrapper with the compiled launcher (the interpreter embedded,
+# isolated and site-less: faster start, immune to PYTHONPATH; the script launcher where it
+# cannot be built): see ociruntime/launcher.py.
 .venv/bin/python -m ociruntime.launcher .venv/bin/ociruntime

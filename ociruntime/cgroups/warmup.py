@@ -10,11 +10,14 @@ early, and the create, run or exec goes on meanwhile; the init's join that follo
 within a short window is fast. The thread only makes system calls, so forking while it
 runs is safe: the child has no such thread.
 
-The launcher calls `warm_up_for` before the CLI is even imported, ~0.8 ms after the
-interpreter instead of ~3 ms (after the CLI's and cgroupfs's imports); A/Bs of 120
-interleaved creates: median -0.1 and -0.8 ms, mean -0.9 and -1.0 ms. Hence only
-`posix`, no ociruntime module but the thread's, and the target found from two small
-reads as bytes; `cgroupfs.hierarchies` reads the same files properly for the rest.
+The compiled launcher (launcher.c) starts it before the interpreter, from the same
+command word and target as `command_of` and `own_v1_procs` (tests/test_launcher.py
+holds them together), and hands its thread over (`adopt`). The script launcher calls
+`warm_up_for` before the CLI is even imported, ~0.8 ms after the interpreter instead of
+~3 ms (after the CLI's and cgroupfs's imports); A/Bs of 120 interleaved creates: median
+-0.1 and -0.8 ms, mean -0.9 and -1.0 ms. Hence only `posix`, no ociruntime module but
+the thread's, and the target found from two small reads as bytes; `cgroupfs.hierarchies`
+reads the same files properly for the rest.
 """
 
 import posix  # not os: nothing runs before this (pathlite.py)
@@ -73,6 +76,16 @@ def start() -> None:
         threadwrite.start(procs, b"0")
     except OSError:
         pass
+
+
+def adopt(thread: int) -> None:
+    """From the compiled launcher (launcher.c), which started the warm-up itself before
+    the interpreter: `thread` is its pthread, which `wait` joins; `start` does nothing."""
+    global _started
+    _started = True
+    from ociruntime.kernel import threadwrite
+
+    threadwrite.adopt(thread)
 
 
 def own_v1_procs() -> "str | None":

@@ -225,7 +225,25 @@ static PyObject *join_write_thread(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* adopt_write_thread(handle): the thread the compiled launcher started for the same
+ * purpose before the interpreter (launcher.c), joined by join_write_thread() from now on. */
+static PyObject *adopt_write_thread(PyObject *self, PyObject *arg)
+{
+    unsigned long handle = PyLong_AsUnsignedLong(arg);
+    if (handle == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    if (writer_started) {
+        PyErr_SetString(PyExc_RuntimeError, "adopt_write_thread: a write is under way already");
+        return NULL;
+    }
+    writer = (pthread_t)handle;
+    writer_started = 1;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"adopt_write_thread", adopt_write_thread, METH_O,
+     "adopt_write_thread(handle): join_write_thread() joins the launcher's thread `handle`."},
     {"write_in_thread", write_in_thread, METH_VARARGS,
      "write_in_thread(path, data): open, write once, close, in a thread outside Python."},
     {"join_write_thread", join_write_thread, METH_NOARGS,

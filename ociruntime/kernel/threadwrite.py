@@ -10,13 +10,19 @@ optimisation.
 
 from ociruntime.kernel import _syscall
 
-__all__ = ["join", "start"]
+__all__ = ["adopt", "join", "start"]
 
 
 def start(path: str, data: bytes) -> None:
     """Open `path` write-only, write `data`, close it: in a new thread, returning at once.
     One at a time (RuntimeError while one is under way)."""
     _syscall.write_in_thread(path, data)
+
+
+def adopt(handle: int) -> None:
+    """Take over the thread the compiled launcher started (launcher.c: a pthread_t) as
+    if `start` had made it: `join` waits for it."""
+    _syscall.adopt_write_thread(handle)
 
 
 def join() -> None:

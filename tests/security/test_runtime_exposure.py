@@ -2,7 +2,9 @@
 own processes (CVE-2019-5736 and its kin: /proc/<pid>/exe, map_files, fd, root, cwd).
 
 Each attack runs from inside a real container against ociruntime running under a private
-copy of the interpreter (a `venv --copies` in a temp dir), never the real one. Each has a
+copy of the interpreter (a `venv --copies` in a temp dir), never the real one, and against
+a private build of the compiled launcher (ociruntime/launcher.c: there the launcher is the
+interpreter). Each has a
 control: the same attack against a deliberately unprotected build of the same code (the
 protections patched out in its launcher), which must succeed, so these tests can fail.
 The map_files attack only *opens* host files for writing and writes nothing, so even the
@@ -26,6 +28,8 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, Runtime, cgroup_dirs_named
+
+from ociruntime import launcher
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
 ALL_CAPS = [
@@ -110,14 +114,26 @@ def private_runtime(venv: Path, protected: bool, tmp_path: Path) -> tuple[str, P
     return str(launcher), python
 
 
-@pytest.fixture
-def private(runtime: Runtime, interpreter_copy: Path, tmp_path: Path):
-    """private(protected) -> (runtime driving that build, the interpreter copy it runs)."""
+def private_compiled(protected: bool, tmp_path: Path) -> tuple[str, Path]:
+    """The compiled launcher (ociruntime/launcher.c), built afresh: it is the interpreter
+    there, the file the attacks aim at. (launcher path, that same path)."""
+    binary = tmp_path / ("ociruntime" if protected else "ociruntime-unprotected")
+    launcher.build(str(binary), prelude="" if protected else UNPROTECTED + "\n")
+    return str(binary), binary
+
+
+@pytest.fixture(params=["script", "compiled"])
+def private(request, runtime: Runtime, interpreter_copy: Path, tmp_path: Path):
+    """private(protected) -> (runtime driving that build, the interpreter file it runs):
+    under the script launcher (a copy of the interpreter) and as the compiled launcher."""
 
     def make(protected: bool) -> tuple[Runtime, Path]:
         where = tmp_path / ("protected" if protected else "unprotected")
         where.mkdir()
-        runtime.binary, python = private_runtime(interpreter_copy, protected, where)
+        if request.param == "compiled":
+            runtime.binary, python = private_compiled(protected, where)
+        else:
+            runtime.binary, python = private_runtime(interpreter_copy, protected, where)
         return runtime, python
 
     return make
