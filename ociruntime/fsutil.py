@@ -32,3 +32,19 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
     finally:
         posix.close(fd)
     posix.rename(tmp, path)
+
+
+def make_dirs(path: str, mode: int = 0o777) -> None:
+    """`os.makedirs(path, mode, exist_ok=True)` without `os`: the missing parents with
+    the default mode (0o777 less the umask), `path` itself with `mode`; an existing
+    directory is fine, an existing file is not (FileExistsError)."""
+    if pathlite.isdir(path):
+        return
+    parent = pathlite.dirname(path.rstrip("/"))
+    if parent and parent != path and not pathlite.exists(parent):
+        make_dirs(parent)
+    try:
+        posix.mkdir(path, mode)
+    except FileExistsError:
+        if not pathlite.isdir(path):
+            raise

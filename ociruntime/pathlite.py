@@ -1,10 +1,11 @@
-"""The few `os.path` functions the one-shot commands need, over the built-in `posix` alone.
+"""The few `os.path` functions the hot path needs, over the built-in `posix` alone.
 
 `import os` costs ~0.9 ms here (it loads `_collections_abc`, `posixpath`, `stat`...), a
 tenth of a whole `state`, `start`, `kill` or `delete`, and `os.path` is `posixpath`, which
-imports `os`. So the modules those commands load use `posix` and this module instead
-(tests/test_hot_path.py checks that none of them loads `os`; tests/test_pathlite.py that
-each function answers as `os.path`'s does). Paths are `str`, as everywhere in ociruntime.
+imports `os`. So the modules those commands load, and those of a plain config's `create`
+(parent and init), use `posix` and this module instead (tests/test_hot_path.py checks
+that none of them loads `os`; tests/test_pathlite.py that each function answers as
+`os.path`'s does). Paths are `str`, as everywhere in ociruntime.
 """
 
 import _stat
@@ -77,3 +78,27 @@ def abspath(path: str) -> str:
     if not path.startswith("/"):
         path = join(posix.getcwd(), path)
     return normpath(path)
+
+
+def isfile(path: str) -> bool:
+    """Whether `path` is (or links to) a regular file, as `os.path.isfile`."""
+    try:
+        return _stat.S_ISREG(posix.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def isabs(path: str) -> bool:
+    """`os.path.isabs`: whether it starts with a slash."""
+    return path.startswith("/")
+
+
+def relpath(path: str, start: str) -> str:
+    """`os.path.relpath(path, start)`: `path` from `start`, both made absolute and
+    normalised first; `..` where `path` is not below `start`."""
+    to = [p for p in abspath(path).split("/") if p]
+    base = [p for p in abspath(start).split("/") if p]
+    common = 0
+    while common < min(len(to), len(base)) and to[common] == base[common]:
+        common += 1
+    return "/".join([".."] * (len(base) - common) + to[common:]) or "."

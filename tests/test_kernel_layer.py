@@ -14,6 +14,7 @@ import ctypes
 import errno
 import importlib.util
 import os
+import posix
 import re
 import struct
 from pathlib import Path
@@ -116,7 +117,7 @@ def test_an_unknown_architecture_is_refused_by_name() -> None:
 def _import_numbers_on(machine: str, monkeypatch: pytest.MonkeyPatch):
     real = os.uname()
     fake = os.uname_result((real.sysname, real.nodename, real.release, real.version, machine))
-    monkeypatch.setattr(os, "uname", lambda: fake)
+    monkeypatch.setattr(posix, "uname", lambda: fake)  # what numbers.py reads
     spec = importlib.util.spec_from_file_location("numbers_probe", numbers.__file__)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -554,7 +555,7 @@ def _cap_sets(**sets: set[int]) -> dict[str, set[int]]:
 
 
 def test_switch_user_order(caps, fake_kernel: RecordingKernel, monkeypatch) -> None:
-    monkeypatch.setattr(os, "umask", lambda mask: fake_kernel.calls.append(("umask", mask)))
+    monkeypatch.setattr(posix, "umask", lambda mask: fake_kernel.calls.append(("umask", mask)))
     keep = {0, 21}
     settings.switch_user({"uid": 1000, "gid": 100, "additionalGids": [5, 6], "umask": 0o27},
                         _cap_sets(bounding=keep))  # fmt: skip
@@ -570,14 +571,14 @@ def test_switch_user_order(caps, fake_kernel: RecordingKernel, monkeypatch) -> N
 
 
 def test_switch_user_without_setgroups_in_a_user_namespace(caps, fake_kernel, monkeypatch):
-    monkeypatch.setattr(os, "umask", lambda mask: 0)
+    monkeypatch.setattr(posix, "umask", lambda mask: 0)
     fake_kernel.fail["setgroups"] = errno.EPERM
     settings.switch_user({"uid": 1, "gid": 1}, _cap_sets())
     assert fake_kernel.names()[-2:] == ["setgid", "setuid"]
 
 
 def test_switch_user_refused_setgroups_with_groups_fails(caps, fake_kernel, monkeypatch):
-    monkeypatch.setattr(os, "umask", lambda mask: 0)
+    monkeypatch.setattr(posix, "umask", lambda mask: 0)
     fake_kernel.fail["setgroups"] = errno.EPERM
     with pytest.raises(RuntimeFailure, match="config.json: /process/user: uid=1 gid=1"):
         settings.switch_user({"uid": 1, "gid": 1, "additionalGids": [7]}, _cap_sets())

@@ -15,8 +15,9 @@ and removing it are `existing.py`'s.
 
 from __future__ import annotations
 
-import os
+import posix  # not os (~1 ms): create's path loads none (pathlite.py)
 
+from ociruntime import pathlite
 from ociruntime.cgroups import freezer, warmup
 from ociruntime.cgroups.existing import remove
 from ociruntime.errors import RuntimeFailure, field_error, pointer
@@ -127,11 +128,11 @@ class Layout:
         if d is None:
             return None
         while True:
-            parent = os.path.dirname(d)
+            parent = pathlite.dirname(d)
             if parent == d:
                 return d
-            if os.path.exists(parent) and not os.path.exists(
-                os.path.join(parent, "cgroup.controllers")
+            if pathlite.exists(parent) and not pathlite.exists(
+                pathlite.join(parent, "cgroup.controllers")
             ):
                 return d
             d = parent
@@ -174,14 +175,14 @@ def enable_v2_controllers(layout: Layout, controllers: list[str] | None = None) 
         return
     request = " ".join("+" + c for c in wanted)
     ancestors = [root]
-    for part in os.path.relpath(leaf, root).split("/")[:-1]:
-        ancestors.append(os.path.join(ancestors[-1], part))
+    for part in pathlite.relpath(leaf, root).split("/")[:-1]:
+        ancestors.append(pathlite.join(ancestors[-1], part))
     for d in ancestors:
         _enable_in(d, request)
 
 
 def _enable_in(directory: str, request: str) -> None:
-    path = os.path.join(directory, "cgroup.subtree_control")
+    path = pathlite.join(directory, "cgroup.subtree_control")
     try:
         with open(path, "w") as f:
             f.write(request)
@@ -208,8 +209,8 @@ def placement(
     pairs = []
     for h in found:
         base = "/" if path.startswith("/") else h.own_path
-        rel = os.path.normpath(os.path.join(base, path)).lstrip("/")
-        full = os.path.normpath(os.path.join(h.mountpoint, rel))
+        rel = pathlite.normpath(pathlite.join(base, path)).lstrip("/")
+        full = pathlite.normpath(pathlite.join(h.mountpoint, rel))
         if not (full + "/").startswith(h.mountpoint.rstrip("/") + "/"):
             raise RuntimeFailure(f"linux.cgroupsPath: {path!r} leaves the cgroup hierarchy")
         pairs.append((h, full))
@@ -230,7 +231,7 @@ def check_existing(pairs: list[tuple[Hierarchy, str]]) -> int:
     cgroup this is one failed stat and one failed read."""
     paths = paths_of(pairs)
     counted = paths.get("devices") or paths.get("")
-    found = len(_all_pids(counted)) if counted and os.path.isdir(counted) else 0
+    found = len(_all_pids(counted)) if counted and pathlite.isdir(counted) else 0
     if found:
         from ociruntime.log import LOG
 
@@ -248,9 +249,16 @@ def check_existing(pairs: list[tuple[Hierarchy, str]]) -> int:
 def _all_pids(directory: str) -> set[int]:
     """Every pid in the cgroup and the cgroups below it (runc's GetAllPids)."""
     pids: set[int] = set()
-    for dirpath, _dirs, _files in os.walk(directory):
+    below = [directory]
+    while below:  # os.walk's order does not matter here, nor its errors (ignored)
+        dirpath = below.pop()
         text = read_file(dirpath, "cgroup.procs") or ""
         pids.update(int(x) for x in text.split())
+        try:
+            with posix.scandir(dirpath) as entries:
+                below.extend(e.path for e in entries if e.is_dir(follow_symlinks=False))
+        except OSError:
+            pass
     return pids
 
 
@@ -260,9 +268,9 @@ def missing(pairs: list[tuple[Hierarchy, str]]) -> list[str]:
     out: list[str] = []
     for h, d in pairs:
         cur, gone = h.mountpoint, False
-        for part in os.path.relpath(d, h.mountpoint).split("/"):
-            cur = os.path.join(cur, part)
-            gone = gone or not os.path.isdir(cur)  # below a missing one: no stat needed
+        for part in pathlite.relpath(d, h.mountpoint).split("/"):
+            cur = pathlite.join(cur, part)
+            gone = gone or not pathlite.isdir(cur)  # below a missing one: no stat needed
             if gone:
                 out.append(cur)
     return out
@@ -278,12 +286,12 @@ def create(pairs: list[tuple[Hierarchy, str]]) -> list[str]:
     created: list[str] = []
     try:
         for h, d in pairs:
-            parts = os.path.relpath(d, h.mountpoint).split("/")
+            parts = pathlite.relpath(d, h.mountpoint).split("/")
             cur = h.mountpoint
             for part in parts:
-                cur = os.path.join(cur, part)
+                cur = pathlite.join(cur, part)
                 try:
-                    os.mkdir(cur, 0o755)
+                    posix.mkdir(cur, 0o755)
                     created.append(cur)
                 except FileExistsError:
                     pass
@@ -299,13 +307,13 @@ def _inherit_cpuset(path: str) -> None:
     """An empty cpuset.cpus or cpuset.mems of `path` gets its parent's (the parent's are
     set already: the path is walked from the top)."""
     for name in ("cpuset.cpus", "cpuset.mems"):
-        mine = os.path.join(path, name)
-        if not os.path.exists(mine):
+        mine = pathlite.join(path, name)
+        if not pathlite.exists(mine):
             return
         with open(mine) as f:
             if f.read().strip():
                 continue
-        with open(os.path.join(os.path.dirname(path), name)) as f:
+        with open(pathlite.join(pathlite.dirname(path), name)) as f:
             parent = f.read().strip()
         with open(mine, "w") as f:
             f.write(parent)
@@ -317,11 +325,11 @@ def join(dirs: list[str], pid: int) -> None:
     data = str(pid).encode()
     for d in dirs:
         try:
-            fd = os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+            fd = posix.open(pathlite.join(d, "cgroup.procs"), posix.O_WRONLY | posix.O_CLOEXEC)
             try:
-                os.write(fd, data)
+                posix.write(fd, data)
             finally:
-                os.close(fd)
+                posix.close(fd)
         except OSError as e:
             raise RuntimeFailure(f"joining cgroup {d}: {e.strerror}") from None
 
@@ -444,7 +452,7 @@ def _sync_devices(d: str, target: devicerules.Emulator) -> None:
         for allow, rule in current.transition(target):
             name = "devices.allow" if allow else "devices.deny"
             try:
-                with open(os.path.join(d, name), "w") as f:
+                with open(pathlite.join(d, name), "w") as f:
                     f.write(rule)
             except OSError as e:
                 raise RuntimeFailure(
@@ -459,7 +467,7 @@ def _sync_devices(d: str, target: devicerules.Emulator) -> None:
 
 def _read_devices_list(d: str) -> str:
     try:
-        with open(os.path.join(d, "devices.list")) as f:
+        with open(pathlite.join(d, "devices.list")) as f:
             return f.read()
     except OSError as e:
         raise RuntimeFailure(f"linux.resources.devices: {d}/devices.list: {e.strerror}") from None

@@ -28,7 +28,7 @@ import posix  # not os: the one-shot commands never load it (pathlite.py)
 from ociruntime import SPEC_VERSION, jsonlite, pathlite
 from ociruntime.cgroups import freezer
 from ociruntime.errors import RuntimeFailure
-from ociruntime.fsutil import write_atomic
+from ociruntime.fsutil import make_dirs, write_atomic
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -133,9 +133,7 @@ class StateDir:
         return pathlite.join(self.path, EXEC_FIFO)
 
     def create(self) -> None:
-        import os  # create's: the one-shot commands never load it (pathlite.py)
-
-        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        make_dirs(self.root, 0o700)
         try:
             posix.mkdir(self.path, 0o711)
         except FileExistsError:

@@ -16,7 +16,7 @@ which flags, without root.
 
 from __future__ import annotations
 
-import os
+import posix  # not os (~1 ms): create's path loads none (pathlite.py)
 import sys
 
 from ociruntime.kernel import _syscall
@@ -96,7 +96,7 @@ def _call(what: str, nr: int, *args: object, path: str | None = None) -> int:
     try:
         return _syscall.syscall(nr, *args)
     except OSError as e:
-        raise OSError(e.errno, f"{what}: {os.strerror(e.errno)}", path) from None
+        raise OSError(e.errno, f"{what}: {posix.strerror(e.errno)}", path) from None
 
 
 def mount(
@@ -139,7 +139,7 @@ def _u64s(*values: int) -> bytes:
 
 def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
     """openat2(2): the kernel resolves `path` with `resolve` rules (e.g. RESOLVE_IN_ROOT)."""
-    how = _u64s(flags | os.O_CLOEXEC, mode, resolve)  # struct open_how
+    how = _u64s(flags | posix.O_CLOEXEC, mode, resolve)  # struct open_how
     return _call("openat2", SYS_OPENAT2, dirfd, path, how, len(how), path=path)
 
 
@@ -156,7 +156,7 @@ def mount_setattr(
 def open_tree(path: str, recursive: bool, dirfd: int = AT_FDCWD) -> int:
     """A detached copy of the mount tree at `path` (OPEN_TREE_CLONE), close-on-exec. With
     `path` "" it is the file `dirfd` refers to (AT_EMPTY_PATH): a bind by fd alone."""
-    flags = OPEN_TREE_CLONE | os.O_CLOEXEC | (AT_RECURSIVE if recursive else 0)
+    flags = OPEN_TREE_CLONE | posix.O_CLOEXEC | (AT_RECURSIVE if recursive else 0)
     flags |= AT_EMPTY_PATH if not path else 0
     return _call("open_tree", SYS_OPEN_TREE, dirfd, path, flags, path=path)
 
@@ -175,11 +175,11 @@ def fsmount_new(fstype: str, attrs: int) -> int:
         _call("fsconfig", SYS_FSCONFIG, fs_fd, FSCONFIG_CMD_CREATE, None, None, 0, path=fstype)
         return _call("fsmount", SYS_FSMOUNT, fs_fd, FSMOUNT_CLOEXEC, attrs, path=fstype)
     finally:
-        os.close(fs_fd)
+        posix.close(fs_fd)
 
 
 def fstatfs_type(fd: int) -> int:
-    """The filesystem magic (statfs f_type) of what `fd` refers to; os.fstatvfs lacks it."""
+    """The filesystem magic (statfs f_type) of what `fd` refers to; posix.fstatvfs lacks it."""
     buf = bytearray(120)  # struct statfs: f_type is its first field, a long
     _call("fstatfs", SYS_FSTATFS, fd, buf)
     return int.from_bytes(buf[:8], _ORDER, signed=True)
@@ -270,7 +270,7 @@ def bpf(cmd: int, attr: object) -> int:
     try:
         return _syscall.syscall(SYS_BPF, cmd, attr, len(attr))  # type: ignore[arg-type]
     except OSError as e:
-        raise OSError(e.errno, os.strerror(e.errno)) from None
+        raise OSError(e.errno, posix.strerror(e.errno)) from None
 
 
 def seccomp_set_mode_filter(flags: int, program: bytes) -> int:
@@ -280,7 +280,7 @@ def seccomp_set_mode_filter(flags: int, program: bytes) -> int:
     try:
         result = _syscall.syscall_fprog(SYS_SECCOMP, SECCOMP_SET_MODE_FILTER, flags, program)
     except OSError as e:
-        raise OSError(e.errno, f"seccomp: {os.strerror(e.errno)}") from None
+        raise OSError(e.errno, f"seccomp: {posix.strerror(e.errno)}") from None
     return int(result) if flags & SECCOMP_FILTER_FLAG_NEW_LISTENER else -1
 
 
@@ -337,18 +337,18 @@ def ambient_raise(cap: int) -> None:
     try:
         _syscall.syscall(SYS_PRCTL, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0)
     except OSError as e:
-        reason = os.strerror(e.errno)
+        reason = posix.strerror(e.errno)
         raise OSError(e.errno, f"raising ambient capability {cap}: {reason}") from None
 
 
 # The user switch: os's own calls, here so that their order is seen by a fake.
 def setgroups(groups: list[int]) -> None:
-    os.setgroups(groups)
+    posix.setgroups(groups)
 
 
 def setgid(gid: int) -> None:
-    os.setgid(gid)
+    posix.setgid(gid)
 
 
 def setuid(uid: int) -> None:
-    os.setuid(uid)
+    posix.setuid(uid)

@@ -14,7 +14,7 @@ timeout without threads.
 from __future__ import annotations
 
 import _signal
-import os
+import posix  # not os (~1 ms): create's path loads none (pathlite.py)
 import select
 import time
 
@@ -48,32 +48,32 @@ def run_hook(kind: str, index: int, hook: dict, state: dict, cwd: str | None = N
     env = hook["env"] if "env" in hook else None
     if cwd is None and kind in _RUNTIME_KINDS:
         cwd = state.get("bundle")
-    stdin_r, stdin_w = os.pipe()
-    out_r, out_w = os.pipe()
+    stdin_r, stdin_w = posix.pipe()
+    out_r, out_w = posix.pipe()
     try:
         pid = _spawn_in(
             cwd,
             hook["path"],
             argv,
-            _env_dict(env) if env is not None else os.environ,
+            _env_dict(env) if env is not None else posix.environ,
             [
-                (os.POSIX_SPAWN_DUP2, stdin_r, 0),
-                (os.POSIX_SPAWN_DUP2, out_w, 1),
-                (os.POSIX_SPAWN_DUP2, out_w, 2),
+                (posix.POSIX_SPAWN_DUP2, stdin_r, 0),
+                (posix.POSIX_SPAWN_DUP2, out_w, 1),
+                (posix.POSIX_SPAWN_DUP2, out_w, 2),
             ],
         )
     except OSError as e:
         for fd in (stdin_r, stdin_w, out_r, out_w):
-            os.close(fd)
+            posix.close(fd)
         raise field_error(where, f"{failed}{path}: {e.strerror}") from None
-    os.close(stdin_r)
-    os.close(out_w)
+    posix.close(stdin_r)
+    posix.close(out_w)
     try:
-        os.write(stdin_w, jsonlite.dumps(state).encode())
+        posix.write(stdin_w, jsonlite.dumps(state).encode())
     except BrokenPipeError:
         pass  # the hook does not read its stdin: allowed
     finally:
-        os.close(stdin_w)
+        posix.close(stdin_w)
     try:
         output, status = _wait(pid, out_r, hook.get("timeout"))
     except TimeoutError:
@@ -94,18 +94,20 @@ def _spawn_in(
     A `cwd` that is gone (a removed bundle, at delete) leaves the caller's."""
     back = -1
     if cwd is not None:
-        back = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        back = posix.open(".", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
         try:
-            os.chdir(cwd)
+            posix.chdir(cwd)
         except OSError:
-            os.close(back)
+            posix.close(back)
             back = -1
     try:
-        return os.posix_spawn(path, argv, env, file_actions=actions, setsigdef=(_signal.SIGPIPE,))
+        return posix.posix_spawn(
+            path, argv, env, file_actions=actions, setsigdef=(_signal.SIGPIPE,)
+        )
     finally:
         if back >= 0:
-            os.fchdir(back)
-            os.close(back)
+            posix.fchdir(back)
+            posix.close(back)
 
 
 def _env_dict(env: list[str]) -> dict[str, str]:
@@ -119,7 +121,7 @@ _MAX_POLL_MS = 2**31 - 1
 def _wait(pid: int, out_r: int, timeout: int | None) -> tuple[bytes, int]:
     """Collect the hook's output until it exits; kill it (and raise TimeoutError) when the
     timeout passes."""
-    pidfd = os.pidfd_open(pid)
+    pidfd = posix.pidfd_open(pid)
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
     poller.register(out_r, select.POLLIN)
@@ -135,31 +137,31 @@ def _wait(pid: int, out_r: int, timeout: int | None) -> tuple[bytes, int]:
             if not events:
                 if remaining is not None and remaining > _MAX_POLL_MS:
                     continue  # a timeout longer than poll(2) takes: wait on in slices
-                os.kill(pid, _signal.SIGKILL)
-                os.waitpid(pid, 0)
+                posix.kill(pid, _signal.SIGKILL)
+                posix.waitpid(pid, 0)
                 raise TimeoutError
             for fd, _ in events:
                 if fd == out_r:
-                    chunk = os.read(out_r, 65536)
+                    chunk = posix.read(out_r, 65536)
                     if not chunk:
                         poller.unregister(out_r)
                     output = (output + chunk)[-_OUTPUT_LIMIT:]
                 else:
-                    _, status = os.waitpid(pid, 0)
+                    _, status = posix.waitpid(pid, 0)
                     output += _drain(out_r)
                     return output[-_OUTPUT_LIMIT:], status
     finally:
-        os.close(pidfd)
-        os.close(out_r)
+        posix.close(pidfd)
+        posix.close(out_r)
 
 
 def _drain(fd: int) -> bytes:
     """What is left in the pipe once the hook exited (a child it forked may keep it open,
     so read only what is already there)."""
-    os.set_blocking(fd, False)
+    posix.set_blocking(fd, False)
     data = b""
     try:
-        while chunk := os.read(fd, 65536):
+        while chunk := posix.read(fd, 65536):
             data += chunk
     except BlockingIOError:
         pass
@@ -167,9 +169,9 @@ def _drain(fd: int) -> bytes:
 
 
 def _describe(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"killed by signal {os.WTERMSIG(status)}"
-    return f"exit status {os.waitstatus_to_exitcode(status)}"
+    if posix.WIFSIGNALED(status):
+        return f"killed by signal {posix.WTERMSIG(status)}"
+    return f"exit status {posix.waitstatus_to_exitcode(status)}"
 
 
 def run_hooks(kind: str, hooks: list[dict], state: dict, cwd: str | None = None) -> None:

@@ -12,9 +12,10 @@ of which type (mounting).
 from __future__ import annotations
 
 import errno
-import os
+import posix  # not os (~1 ms): create's path loads none (pathlite.py)
 import stat
 
+from ociruntime import pathlite
 from ociruntime.cgroups.cgroupfs import Hierarchy
 from ociruntime.errors import RuntimeFailure, field_error, pointer
 from ociruntime.kernel import constants as k
@@ -109,7 +110,7 @@ def readonly_last(m: dict) -> bool:
     made. Mounted read-only at once, every one of those steps would fail (EROFS)."""
     if m.get("type") == "tmpfs":
         return True
-    return os.path.normpath("/" + (m.get("destination") or "").lstrip("/")) == "/dev"
+    return pathlite.normpath("/" + (m.get("destination") or "").lstrip("/")) == "/dev"
 
 
 def _entry_options(m: dict) -> MountOptions:
@@ -147,13 +148,13 @@ def proc_refusal(resolved: str, is_procfs: Callable[[], bool]) -> str | None:
 
 def _is_procfs_path(path: str) -> bool:
     try:
-        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        fd = posix.open(path, posix.O_PATH | posix.O_CLOEXEC)
     except OSError:
         return False
     try:
         return sc.fstatfs_type(fd) == k.PROC_SUPER_MAGIC
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def _fail(what: str, err: OSError) -> RuntimeFailure:
@@ -245,15 +246,15 @@ class Mounter:
         self.bundle = bundle
         self.cgroups = cgroups
         self.before_cgroup_mount = before_cgroup_mount
-        self.root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.root_fd = posix.open(rootfs, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
         #: the rootfs as the kernel names it (symlinks resolved), to place destinations
-        self.root_path = os.readlink(sc.fd_path(self.root_fd))
+        self.root_path = posix.readlink(sc.fd_path(self.root_fd))
         self.dev_is_bind = False
         self.index, self.entry = 0, {}  # the mounts entry being done (checks, errors)
 
     def close(self) -> None:
         """Done: no fd of ours may stay open in a process the container can see."""
-        os.close(self.root_fd)
+        posix.close(self.root_fd)
 
     def label_with(self, mount_label: str) -> None:
         """linux.mountLabel, for the filesystems mounted from now on."""
@@ -269,7 +270,7 @@ class Mounter:
             self.index, self.entry = index, m
             try:
                 dest = m["destination"]
-                self._check_proc(dest, os.path.normpath("/" + dest.lstrip("/")), m)
+                self._check_proc(dest, pathlite.normpath("/" + dest.lstrip("/")), m)
                 if index in self.idmapped:
                     self._attach_tree(self.idmapped[index], m)
                 else:
@@ -290,7 +291,7 @@ class Mounter:
                 return sc.fstatfs_type(tree_fd) == k.PROC_SUPER_MAGIC
             opts = parse_mount_options(m.get("options") or [])
             if opts.is_bind or m.get("type") == "bind":
-                return _is_procfs_path(os.path.join(self.bundle, m.get("source") or ""))
+                return _is_procfs_path(pathlite.join(self.bundle, m.get("source") or ""))
             return m.get("type") == "proc"
 
         why = proc_refusal(resolved, is_procfs)
@@ -303,13 +304,13 @@ class Mounter:
         """The destination, made and opened inside the rootfs, checked for where it
         resolved (before anything is mounted on it)."""
         fd = make(self.root_fd, dest)
-        where = os.readlink(sc.fd_path(fd))
+        where = posix.readlink(sc.fd_path(fd))
         if where == self.root_path or where.startswith(self.root_path + "/"):
             m = self.entry
             try:
                 self._check_proc(m["destination"], where[len(self.root_path) :] or "/", m, tree_fd)
             except RuntimeFailure:
-                os.close(fd)
+                posix.close(fd)
                 raise
         return fd
 
@@ -348,7 +349,7 @@ class Mounter:
                     raise _label_error(fstype, label, e) from None
                 raise
         finally:
-            os.close(fd)
+            posix.close(fd)
 
     def _label_root(self, dest: str) -> None:
         """The new mount's root (which `dest` resolves to only now) gets the label."""
@@ -356,29 +357,29 @@ class Mounter:
         try:
             self.lsm.label_mount_root(sc.fd_path(fd), self.mount_label)
         finally:
-            os.close(fd)
+            posix.close(fd)
 
     def _attach_tree(self, tree_fd: int, m: dict) -> None:
         """An id-mapped bind: `create` cloned and mapped the source on the host; attach it
         at the destination, then apply the mount's flags as for any bind."""
         dest = m["destination"] if m["destination"].startswith("/") else "/" + m["destination"]
         opts = _entry_options(m)
-        is_dir = os.path.isdir(sc.fd_path(tree_fd))
+        is_dir = pathlite.isdir(sc.fd_path(tree_fd))
         fd = self._target(ensure_dir if is_dir else ensure_file, dest, tree_fd)
         try:
             sc.move_mount(tree_fd, fd)
         finally:
-            os.close(fd)
-            os.close(tree_fd)
+            posix.close(fd)
+            posix.close(tree_fd)
         if opts.flags & ~(MS_BIND | MS_REC | MS_REMOUNT):
             self._remount(dest, opts.flags | MS_BIND | MS_REMOUNT)
         self._finish(dest, opts)
 
     def _bind(self, source: str, dest: str, opts: MountOptions) -> None:
-        if not os.path.isabs(source):
-            source = os.path.join(self.bundle, source)
+        if not pathlite.isabs(source):
+            source = pathlite.join(self.bundle, source)
         try:
-            st = os.stat(source)
+            st = posix.stat(source)
         except OSError as e:
             raise RuntimeFailure(f"stat {source}: {e.strerror}") from None
         if dest.rstrip("/") == "/dev":
@@ -390,12 +391,12 @@ class Mounter:
                 source, sc.fd_path(fd), None, MS_BIND | (MS_REC if opts.is_recursive_bind else 0)
             )
         finally:
-            os.close(fd)
+            posix.close(fd)
         # A bind mount ignores every flag but MS_REC: flags take a remount.
         if opts.flags & ~(MS_BIND | MS_REC | MS_REMOUNT):
             locked = 0
             if self.in_userns:  # the kernel refuses to clear what the host set
-                locked = os.statvfs(source).f_flag & _PRESERVED_STATVFS_FLAGS
+                locked = posix.statvfs(source).f_flag & _PRESERVED_STATVFS_FLAGS
             self._remount(dest, opts.flags | locked | MS_BIND | MS_REMOUNT)
         self._finish(dest, opts)
 
@@ -410,7 +411,7 @@ class Mounter:
         sc.mount(source, sc.fd_path(fd), None, MS_BIND)
         flags = opts.flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
         if self.in_userns:  # a bind from a user namespace keeps the source's locked flags
-            flags |= os.statvfs(source).f_flag & _PRESERVED_STATVFS_FLAGS
+            flags |= posix.statvfs(source).f_flag & _PRESERVED_STATVFS_FLAGS
         if flags:
             self._remount(dest, MS_BIND | MS_REMOUNT | flags)
 
@@ -419,7 +420,7 @@ class Mounter:
         try:
             sc.mount(None, sc.fd_path(fd), None, flags & ~MS_REC)
         finally:
-            os.close(fd)
+            posix.close(fd)
 
     def _finish(self, dest: str, opts: MountOptions) -> None:
         """Propagation changes and recursive attributes apply to the new mount, which the
@@ -434,7 +435,7 @@ class Mounter:
             if attr_set or attr_clr:
                 sc.mount_setattr(fd, attr_set, attr_clr, recursive=True)
         finally:
-            os.close(fd)
+            posix.close(fd)
 
     def _cgroup(self, dest: str, opts: MountOptions) -> None:
         """`type: cgroup`: cgroup2 where the host is pure v2; otherwise a tmpfs with one
@@ -460,11 +461,11 @@ class Mounter:
                     raise _label_error("tmpfs", self.mount_label, e) from None
                 raise
         finally:
-            os.close(fd)
+            posix.close(fd)
         for h, container_dir in self.cgroups:
             if h.is_v2:
                 continue
-            sub = f"{dest}/{os.path.basename(h.mountpoint)}"
+            sub = f"{dest}/{pathlite.basename(h.mountpoint)}"
             sfd = ensure_dir(self.root_fd, sub)
             try:
                 if self.cgroup_ns and not self.in_userns:  # v1 cgroupfs: init userns only
@@ -473,12 +474,12 @@ class Mounter:
                 else:
                     sc.mount(container_dir, sc.fd_path(sfd), None, MS_BIND | MS_REC)
             finally:
-                os.close(sfd)
+                posix.close(sfd)
             # A bind ignores flags and a fresh mount takes all but ro: the configured
             # ro/nosuid/nodev/noexec take a remount.
             flags = opts.flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
             if self.in_userns:
-                flags |= os.statvfs(container_dir).f_flag & _PRESERVED_STATVFS_FLAGS
+                flags |= posix.statvfs(container_dir).f_flag & _PRESERVED_STATVFS_FLAGS
             if flags & MS_RDONLY or (flags and not (self.cgroup_ns and not self.in_userns)):
                 self._remount(sub, MS_BIND | MS_REMOUNT | flags)
         if opts.flags & MS_RDONLY:
@@ -489,7 +490,7 @@ class Mounter:
         the mounts: an image's working directory need not exist in its layers. What
         cannot be made (a file in the way) is left to the chdir to report."""
         try:
-            os.close(ensure_dir(self.root_fd, cwd))
+            posix.close(ensure_dir(self.root_fd, cwd))
         except OSError:
             pass
 
@@ -517,7 +518,7 @@ class Mounter:
             return
         for target, link in DEV_LINKS:
             self._symlink(target, link)
-        if os.path.exists("/proc/kcore"):
+        if pathlite.exists("/proc/kcore"):
             self._symlink("/proc/kcore", "/dev/core")
         self._setup_ptmx()
 
@@ -530,48 +531,48 @@ class Mounter:
         parent, name = parent_and_name(self.root_fd, dev["path"])
         try:
             try:
-                os.unlink(name, dir_fd=parent)
+                posix.unlink(name, dir_fd=parent)
             except FileNotFoundError:
                 pass
-            rdev = os.makedev(dev.get("major", 0), dev.get("minor", 0))
-            os.mknod(name, mode, rdev, dir_fd=parent)
+            rdev = posix.makedev(dev.get("major", 0), dev.get("minor", 0))
+            posix.mknod(name, mode, rdev, dir_fd=parent)
             # mknod obeys the umask; the config's mode is exact.
-            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+            fd = posix.open(name, posix.O_PATH | posix.O_NOFOLLOW | posix.O_CLOEXEC, dir_fd=parent)
             try:
-                os.chmod(sc.fd_path(fd), mode & 0o7777)
-                os.chown(sc.fd_path(fd), dev.get("uid", 0), dev.get("gid", 0))
+                posix.chmod(sc.fd_path(fd), mode & 0o7777)
+                posix.chown(sc.fd_path(fd), dev.get("uid", 0), dev.get("gid", 0))
             finally:
-                os.close(fd)
+                posix.close(fd)
         finally:
-            os.close(parent)
+            posix.close(parent)
 
     def _bind_device(self, dev: dict) -> None:
         """In a user namespace mknod is refused: bind the host's node of the same path
         instead (as runc), so the device keeps the host's owner and mode. By fd, onto a
         target that is not a symlink (an image's /dev may be bound from the bundle)."""
         path = dev["path"]
-        source = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        source = posix.open(path, posix.O_PATH | posix.O_CLOEXEC)
         try:
             parent, name = parent_and_name(self.root_fd, path)
             try:
                 target = bind_target(parent, name, 0o644)
             finally:
-                os.close(parent)
+                posix.close(parent)
             try:
                 bind_fd(source, target)
             finally:
-                os.close(target)
+                posix.close(target)
         finally:
-            os.close(source)
+            posix.close(source)
 
     def _symlink(self, target: str, link: str) -> None:
         parent, name = parent_and_name(self.root_fd, link)
         try:
-            os.symlink(target, name, dir_fd=parent)
+            posix.symlink(target, name, dir_fd=parent)
         except FileExistsError:
             pass
         finally:
-            os.close(parent)
+            posix.close(parent)
 
     def _setup_ptmx(self) -> None:
         """/dev/ptmx must be the container's own devpts multiplexer."""
@@ -579,16 +580,16 @@ class Mounter:
             fd = open_in_root(self.root_fd, "/dev/pts/ptmx")
         except OSError:
             return
-        os.close(fd)
+        posix.close(fd)
         parent, name = parent_and_name(self.root_fd, "/dev/ptmx")
         try:
             try:
-                os.unlink(name, dir_fd=parent)
+                posix.unlink(name, dir_fd=parent)
             except FileNotFoundError:
                 pass
-            os.symlink("pts/ptmx", name, dir_fd=parent)
+            posix.symlink("pts/ptmx", name, dir_fd=parent)
         finally:
-            os.close(parent)
+            posix.close(parent)
 
 
 def enter_rootfs(rootfs: str, no_pivot: bool) -> None:
@@ -596,23 +597,23 @@ def enter_rootfs(rootfs: str, no_pivot: bool) -> None:
     (--no-pivot), because a chroot alone can be escaped."""
     try:
         if no_pivot:
-            os.chdir(rootfs)
-            with open("/proc/self/mountinfo") as f:
-                hide_host_procfs(os.path.realpath(rootfs), f.read().splitlines())
+            posix.chdir(rootfs)
+            with open("/proc/self/mountinfo") as f:  # getcwd: the rootfs, symlinks resolved
+                hide_host_procfs(posix.getcwd(), f.read().splitlines())
             sc.mount(rootfs, "/", None, MS_MOVE)
-            os.chroot(".")
-            os.chdir("/")
+            posix.chroot(".")
+            posix.chdir("/")
             return
-        old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
-        new_root = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
-        os.fchdir(new_root)
+        old_root = posix.open("/", posix.O_DIRECTORY | posix.O_RDONLY | posix.O_CLOEXEC)
+        new_root = posix.open(rootfs, posix.O_DIRECTORY | posix.O_RDONLY | posix.O_CLOEXEC)
+        posix.fchdir(new_root)
         sc.pivot_root(".", ".")
-        os.fchdir(old_root)
+        posix.fchdir(old_root)
         sc.mount(None, ".", None, MS_SLAVE | MS_REC)
         sc.umount2(".", k.MNT_DETACH)
-        os.chdir("/")
-        os.close(old_root)
-        os.close(new_root)
+        posix.chdir("/")
+        posix.close(old_root)
+        posix.close(new_root)
     except OSError as e:
         raise _fail("pivot_root", e) from None
 
@@ -662,13 +663,13 @@ def mask_paths(paths: list[str], mount_label: str = "") -> None:
         for index, path in enumerate(paths):
             where = pointer("linux", "maskedPaths", index)
             try:
-                target = os.open(path, os.O_PATH | os.O_CLOEXEC)
+                target = posix.open(path, posix.O_PATH | posix.O_CLOEXEC)
             except FileNotFoundError:
                 continue
             except OSError as e:
                 raise _field_fail(where, path, e) from None
             try:
-                if stat.S_ISDIR(os.fstat(target).st_mode):
+                if stat.S_ISDIR(posix.fstat(target).st_mode):
                     _mask_dir(path, mount_label, where)
                     continue
                 if null < 0:
@@ -677,18 +678,18 @@ def mask_paths(paths: list[str], mount_label: str = "") -> None:
             except OSError as e:
                 raise _field_fail(where, path, e) from None
             finally:
-                os.close(target)
+                posix.close(target)
     finally:
         if null >= 0:
-            os.close(null)
+            posix.close(null)
 
 
 def _open_null() -> int:
-    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    root = posix.open("/", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
     try:
         return open_null_device(root)
     finally:
-        os.close(root)
+        posix.close(root)
 
 
 def _mask_dir(path: str, mount_label: str, where: str) -> None:
@@ -718,7 +719,7 @@ def readonly_paths(paths: list[str]) -> None:
 def remount_readonly(path: str) -> None:
     """Remount read-only, keeping the mount's other flags (nosuid, nodev...), which the
     kernel would otherwise clear (or refuse to, when they are locked)."""
-    kept = os.statvfs(path).f_flag & _PRESERVED_STATVFS_FLAGS
+    kept = posix.statvfs(path).f_flag & _PRESERVED_STATVFS_FLAGS
     sc.mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | kept)
 
 
@@ -726,7 +727,7 @@ def remount_readonly_last(entries: list[dict], root: str = "/") -> None:
     """The read-only remounts readonly_last deferred, in the config's order, once /dev is
     filled, the hooks ran and the console is in place (where runc's finalizeRootfs does
     them). Inside the new root: each destination is resolved there, as written."""
-    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    root_fd = posix.open(root, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
     try:
         for index, m in enumerate(entries):
             if not readonly_last(m):
@@ -739,12 +740,12 @@ def remount_readonly_last(entries: list[dict], root: str = "/") -> None:
                 try:
                     remount_readonly(sc.fd_path(fd))
                 finally:
-                    os.close(fd)
+                    posix.close(fd)
             except OSError as e:
                 where = pointer("mounts", index)
                 raise _field_fail(where, f"remounting {dest} read-only", e) from None
     finally:
-        os.close(root_fd)
+        posix.close(root_fd)
 
 
 def finish_root(readonly: bool, propagation: int) -> None:

@@ -27,7 +27,7 @@ an `exec` does it before it forks the process that enters the container.
 
 from __future__ import annotations
 
-import os
+import posix  # not os (~1 ms): create's path loads none (pathlite.py)
 
 from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import syscalls as sc
@@ -39,6 +39,11 @@ from ociruntime.security import _anonexe
 #: Set by the test suite: the init and an exec's intermediate then refuse any import after
 #: their fork (ociruntime/importguard.py). Here because both import this module anyway.
 IMPORT_GUARD_ENV = "OCIRUNTIME_IMPORT_GUARD"
+
+
+def import_guard_on() -> bool:
+    """Whether the test suite asked for the import guard (IMPORT_GUARD_ENV)."""
+    return IMPORT_GUARD_ENV.encode() in posix.environ
 
 
 def hide() -> None:
@@ -59,7 +64,7 @@ def detach_from_host_files() -> int:
         # Unprivileged (an exec into a rootless container): the kernel lets only
         # CAP_SYS_ADMIN change it. The container's root is then our uid at most, and
         # step 1 keeps its processes out of our /proc links all the same.
-        if os.geteuid() == 0:
+        if posix.geteuid() == 0:
             raise RuntimeFailure(
                 "protecting the runtime's files from the container: /proc/self/exe: not permitted"
             ) from None
@@ -73,10 +78,10 @@ def detach_from_host_files() -> int:
 def close_fds(keep: set[int] | frozenset[int], first: int = 3) -> None:
     """Close every fd from `first` on that is not in `keep` (not merely close-on-exec:
     a container process may look at ours through /proc before we exec)."""
-    for name in os.listdir("/proc/self/fd"):
+    for name in posix.listdir("/proc/self/fd"):
         fd = int(name)
         if fd >= first and fd not in keep:
             try:
-                os.close(fd)
+                posix.close(fd)
             except OSError:
                 pass  # the listdir fd itself, already closed

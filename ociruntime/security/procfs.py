@@ -29,7 +29,7 @@ there (cap_last_cap) is their answer. So no such file is ever opened by path:
 from __future__ import annotations
 
 import errno
-import os
+import posix  # not os (~1 ms): create's path loads none (pathlite.py)
 
 from ociruntime.kernel import constants as k
 from ociruntime.kernel import syscalls as sc
@@ -54,22 +54,26 @@ def use_private() -> None:
 def use_host() -> None:
     """The /proc of the current mount namespace, checked to be a procfs root, from now on
     (exec's child calls this before it joins the container's mount namespace)."""
-    _replace(_checked_root(os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), "/proc"))
+    _replace(
+        _checked_root(
+            posix.open("/proc", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC), "/proc"
+        )
+    )
 
 
 def _replace(fd: int) -> None:
     global _handle
     if _handle >= 0:
-        os.close(_handle)
+        posix.close(_handle)
     _handle = fd
 
 
 def _checked_root(fd: int, what: str) -> int:
     try:
-        if sc.fstatfs_type(fd) != k.PROC_SUPER_MAGIC or os.fstat(fd).st_ino != _PROC_ROOT_INO:
+        if sc.fstatfs_type(fd) != k.PROC_SUPER_MAGIC or posix.fstat(fd).st_ino != _PROC_ROOT_INO:
             raise OSError(errno.EXDEV, f"{what} is not the root of a procfs")
     except OSError:
-        os.close(fd)
+        posix.close(fd)
         raise
     return fd
 
@@ -84,46 +88,46 @@ def _resolve(path: str) -> str:
     """ "self/..." and "thread-self/..." as the handle's procfs names us ("1/...")."""
     head, sep, rest = path.partition("/")
     if head in ("self", "thread-self"):
-        return os.readlink(head, dir_fd=_root()) + sep + rest
+        return posix.readlink(head, dir_fd=_root()) + sep + rest
     return path
 
 
 def open_file(path: str, flags: int) -> int:
     """Open `path` (relative to /proc, e.g. "sys/kernel/domainname", "self/oom_score_adj")
     on the trusted procfs; the fd is close-on-exec."""
-    fd = sc.openat2(_root(), _resolve(path), flags | os.O_CLOEXEC, 0, _RESOLVE)
+    fd = sc.openat2(_root(), _resolve(path), flags | posix.O_CLOEXEC, 0, _RESOLVE)
     try:
         if sc.fstatfs_type(fd) != k.PROC_SUPER_MAGIC:
             raise OSError(errno.EXDEV, "not on a procfs", "/proc/" + path)
     except OSError:
-        os.close(fd)
+        posix.close(fd)
         raise
     return fd
 
 
 def write(path: str, data: str | bytes) -> None:
     """One write(2) of `data` (procfs files take a value in one write)."""
-    fd = open_file(path, os.O_WRONLY)
+    fd = open_file(path, posix.O_WRONLY)
     try:
-        os.write(fd, data.encode() if isinstance(data, str) else data)
+        posix.write(fd, data.encode() if isinstance(data, str) else data)
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def read(path: str) -> bytes:
-    fd = open_file(path, os.O_RDONLY)
+    fd = open_file(path, posix.O_RDONLY)
     try:
         chunks = []
-        while chunk := os.read(fd, 65536):
+        while chunk := posix.read(fd, 65536):
             chunks.append(chunk)
         return b"".join(chunks)
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def exists(path: str) -> bool:
     try:
-        os.close(open_file(path, os.O_PATH))
+        posix.close(open_file(path, posix.O_PATH))
     except FileNotFoundError:
         return False
     return True
@@ -146,15 +150,19 @@ def fd_dir() -> int:
     private instance has no masks or read-only paths. Without a procfs at /proc the
     container has no /proc/1/fd to reach it by: then the trusted handle's."""
     try:
-        proc = _checked_root(os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), "/proc")
+        proc = _checked_root(
+            posix.open("/proc", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC), "/proc"
+        )
     except OSError:
-        return open_file("self/fd", os.O_PATH | os.O_DIRECTORY)
+        return open_file("self/fd", posix.O_PATH | posix.O_DIRECTORY)
     try:
-        pid = os.readlink("self", dir_fd=proc)
-        fd = sc.openat2(proc, f"{pid}/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, _RESOLVE)
+        pid = posix.readlink("self", dir_fd=proc)
+        fd = sc.openat2(
+            proc, f"{pid}/fd", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC, 0, _RESOLVE
+        )
         if sc.fstatfs_type(fd) != k.PROC_SUPER_MAGIC:
-            os.close(fd)
+            posix.close(fd)
             raise OSError(errno.EXDEV, "not on a procfs", f"/proc/{pid}/fd")
         return fd
     finally:
-        os.close(proc)
+        posix.close(proc)

@@ -133,7 +133,7 @@ def _intermediate(plan: ExecPlan, end: StageEnd) -> None:
     """I: join the container, fork C inside it, report C's pid; never returns."""
 
     def body() -> None:
-        if containersafe.IMPORT_GUARD_ENV in os.environ:  # tests: no import after the fork
+        if containersafe.import_guard_on():  # tests: no import after the fork
             from ociruntime import importguard
 
             importguard.install("exec")

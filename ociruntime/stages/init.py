@@ -1,7 +1,7 @@
 """The container init: the forked child that becomes the container's PID 1.
 
 It runs entirely between fork and exec, so it must never return into the caller's code:
-`run` ends in execve or os._exit. Its steps, each reported to `create` on failure:
+`run` ends in execve or posix._exit. Its steps, each reported to `create` on failure:
 
   [user namespace stage (userns_stage.py): unshare the user namespace, have `create` map
   it, become its root, create the PID/time namespaces and fork the real init into them] ->
@@ -20,7 +20,7 @@ any hook. Every exchange with `create` is a protocol.StageEnd method.
 
 from __future__ import annotations
 
-import os
+import posix  # not os (~1 ms): create's path loads none (pathlite.py)
 
 from ociruntime.errors import RuntimeFailure
 from ociruntime.kernel import syscalls as sc
@@ -41,7 +41,7 @@ def run(plan: InitPlan, end: StageEnd) -> None:  # never returns
     """Entry point in the child: never returns."""
 
     def body() -> None:
-        if containersafe.IMPORT_GUARD_ENV in os.environ:  # tests: no import after the fork
+        if containersafe.import_guard_on():  # tests: no import after the fork
             from ociruntime import importguard
 
             importguard.install("container init")
@@ -81,7 +81,7 @@ def _run(plan: InitPlan, end: StageEnd, joined_early: tuple[str, ...]) -> None:
     executable, env = finalize.finalize(plan.process, end, how)
     LOG.stage("init: finalized, ready")
     if not end.send_ready():
-        os._exit(1)  # create died: nobody will record us, nor start us
+        posix._exit(1)  # create died: nobody will record us, nor start us
     end.close()
     if not plan.log_until_exec:
         LOG.close_pipe()  # nobody reads it any more: hold nothing but the fifo
@@ -98,8 +98,8 @@ def _enter_namespaces(plan: InitPlan, end: StageEnd, joined_early: tuple[str, ..
     containersafe.hide()  # first: a joined PID namespace may show us to others already
     LOG.stage("init: hidden")
     _close_fds(plan, end)
-    state = dict(plan.public_state, pid=int(os.readlink("/proc/self")))
-    os.setsid()
+    state = dict(plan.public_state, pid=int(posix.readlink("/proc/self")))
+    posix.setsid()
     namespaces.enter(plan.namespaces, but=("cgroup", *joined_early))
     procfs.use_private()  # before any container mount: see ociruntime.security.procfs
     if plan.linux.get("netDevices"):  # our netns exists: create moves them in meanwhile
@@ -172,11 +172,11 @@ class _Start:
         The write end stays open, close-on-exec: `start` sees EOF only once execve has
         replaced us (after the startContainer hooks), so its poststart hooks run after
         the user process started, as the spec orders."""
-        flags = os.O_WRONLY | os.O_CLOEXEC
-        fd = os.open(str(self.fifo_fd), flags, dir_fd=self.fifo_dir)  # procfs.fd_dir
-        os.close(self.fifo_dir)
-        os.write(fd, b"0")
-        os.close(self.fifo_fd)
+        flags = posix.O_WRONLY | posix.O_CLOEXEC
+        fd = posix.open(str(self.fifo_fd), flags, dir_fd=self.fifo_dir)  # procfs.fd_dir
+        posix.close(self.fifo_dir)
+        posix.write(fd, b"0")
+        posix.close(self.fifo_fd)
 
 
 def _close_fds(plan: InitPlan, end: StageEnd) -> None:
