@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import _signal
 import gc
-import os
+import posix  # not os (~1 ms): exec's path loads none (pathlite.py)
 
+from ociruntime import pathlite
 from ociruntime.container.container import Container
 from ociruntime.errors import COMMAND_LINE_PROCESS, RuntimeFailure
 from ociruntime.signals import FORWARDED_SIGNALS
@@ -83,7 +84,7 @@ def _exec(opts: ExecOptions) -> int:
     cgroups = container.cgroups
     if opts.cgroup:  # join sub-cgroups of the container's instead
         cgroups = cgroups.sub(sub_cgroup_paths(opts.cgroup))
-    config = _load_json(os.path.join(state.bundle, "config.json"), "config.json")
+    config = _load_json(pathlite.join(state.bundle, "config.json"), "config.json")
     proc = _process_spec(opts, config)
     _check_terminal(opts, proc)
     # The container's linux.seccomp applies to exec'd processes too (runc's setns init);
@@ -113,7 +114,7 @@ def _exec(opts: ExecOptions) -> int:
         return _run(opts, plan, peer)
     finally:
         for fd in ns_fds.values():
-            os.close(fd)
+            posix.close(fd)
         if console is not None:
             console.close()
 
@@ -187,13 +188,13 @@ def _wait(pid: int, peer: object | None) -> int:
     else:
         while True:
             try:
-                _, status = os.waitpid(pid, 0)
+                _, status = posix.waitpid(pid, 0)
                 break
             except InterruptedError:
                 continue
-    if os.WIFEXITED(status):
-        return os.WEXITSTATUS(status)
-    return 128 + os.WTERMSIG(status)
+    if posix.WIFEXITED(status):
+        return posix.WEXITSTATUS(status)
+    return 128 + posix.WTERMSIG(status)
 
 
 def _write_pid_file(path: str, pid: int) -> None:
@@ -206,13 +207,13 @@ def _write_pid_file(path: str, pid: int) -> None:
         pidfile.write(path, pid)
     except OSError as e:
         _forward(pid, _signal.SIGKILL)
-        os.waitpid(pid, 0)
+        posix.waitpid(pid, 0)
         raise RuntimeFailure(f"--pid-file {path}: {e.strerror}") from None
 
 
 def _forward(pid: int, signum: int) -> None:
     try:
-        os.kill(pid, signum)
+        posix.kill(pid, signum)
     except ProcessLookupError:
         pass
 
