@@ -15,23 +15,11 @@ from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
-from hypothesis import strategies as st
 
-from ociruntime import cli, launcher
+from ociruntime import launcher
 from ociruntime.cgroups import warmup
 from testkit.bundles import OCIRUNTIME
-
-#: Words a command line is made of (as tests/test_cgroup_warmup.py's).
-_FLAG_FORMS = [
-    form
-    for f in cli.GLOBAL_FLAGS
-    for name in f.names
-    for form in (f"--{name}", f"-{name}", f"--{name}=v")
-]
-words = st.lists(
-    st.sampled_from([*_FLAG_FORMS, "create", "run", "exec", "state", "--", "-", "x", "--nope"]),
-    max_size=7,
-)
+from tests.test_cgroup_warmup import words  # command lines made of the CLI's own words
 
 #: A prelude that shows how the interpreter was started, then stops before the CLI.
 SHOW = """import sys
