@@ -14,7 +14,8 @@ runs, medians: create 35.4 -> 31.2 ms, run 43.2 -> 37.3, exec 28.8 -> 27.4). It 
 skips the kernel's `#!` indirection, the interpreter's search for its own paths and the
 script's compilation (`pass` starts in 6.3 ms instead of 7.2), but Debian's static
 library has no link-time optimisation (/usr/bin/python3.11 has), so Python code runs
-~10% slower in it, and the one-shot commands come out even (`state` 12.27 vs 12.28 ms).
+~10% slower in it, and the one-shot commands lose 0.2-0.3 ms (two runs of 300
+interleaved `state`s: 8.42 -> 8.64 ms and 10.66 -> 10.98).
 Where it cannot be built (no C compiler, no libpython3.11.a: python3-dev), the script
 launcher (TEMPLATE) is written instead, with a warning. It holds its interpreter: after
 an upgrade of Python, run tools/setup.sh (or tools/install.sh) again.
@@ -128,6 +129,8 @@ def _compile_command(source: str, include: str, out: str, selftest: bool) -> lis
         if flag not in libs:
             libs.append(flag)
     selftest_flags = ["-DLAUNCHER_SELFTEST"] if selftest else []
+    # -no-pie as /usr/bin/python3.11: Debian's libpython3.11.a is not position-independent.
+    # LINKFORSHARED exports the interpreter's symbols to the extension modules it loads.
     return [cc, "-O2", "-no-pie", *selftest_flags, "-I", include, "-I", cv("INCLUDEPY"),
             source, "-o", out, library, *(cv("LINKFORSHARED") or "").split(), *libs,
             "-lpthread"]  # fmt: skip
