@@ -16,7 +16,10 @@ script's compilation (`pass` starts in 6.3 ms instead of 7.2), but Debian's stat
 library has no link-time optimisation (/usr/bin/python3.11 has), so Python code runs
 ~10% slower in it, and the one-shot commands lose 0.2-0.3 ms (two runs of 300
 interleaved `state`s: 8.42 -> 8.64 ms and 10.66 -> 10.98).
-Where it cannot be built (no C compiler, no libpython3.11.a: python3-dev), the script
+The runtime's C extensions are linked in as built-in modules and zlib and expat
+statically (launcher.c says why: create 30.79 -> 29.91 ms, exec 24.68 -> 22.66, `state`
+9.81 -> 9.62 in interleaved A/Bs). Where it cannot be built (no C compiler, no
+libpython3.11.a: python3-dev), the script
 launcher (TEMPLATE) is written instead, with a warning. It holds its interpreter: after
 an upgrade of Python, run tools/setup.sh (or tools/install.sh) again.
 
@@ -47,14 +50,26 @@ run_and_exit()
 
 #: What the compiled launcher runs, `WARM_UP_THREAD` set by it (launcher.c); `prelude`
 #: (Python lines) goes before the CLI's import: the bench's and the tests' variants.
-BODY = """if WARM_UP_THREAD:
+BODY = """import sys, _ociruntime_syscall, _ociruntime_anonexe  # linked into the launcher
+sys.modules["ociruntime.kernel._syscall"] = _ociruntime_syscall
+sys.modules["ociruntime.security._anonexe"] = _ociruntime_anonexe
+if WARM_UP_THREAD:
     from ociruntime.cgroups.warmup import adopt
     adopt(WARM_UP_THREAD)  # started by the launcher, before the interpreter
 {prelude}from ociruntime.cli import run_and_exit
 run_and_exit()
 """
 
-SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launcher.c")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.path.join(_HERE, "launcher.c")
+#: The runtime's C extensions, linked into the launcher as built-in modules (BODY).
+EXTENSIONS = [
+    os.path.join(_HERE, "kernel", "_syscall.c"),
+    os.path.join(_HERE, "security", "_anonexe.c"),
+]
+#: Libraries libpython's built-in modules need, linked statically where their archives
+#: are installed (python3-dev brings them): two shared objects fewer to load and detach.
+STATIC_IF_FOUND = ("z", "expat")
 
 
 class BuildError(Exception):
@@ -128,11 +143,16 @@ def _compile_command(source: str, include: str, out: str, selftest: bool) -> lis
     for flag in " ".join([cv("LIBS") or "", cv("SYSLIBS") or "", cv("MODLIBS") or ""]).split():
         if flag not in libs:
             libs.append(flag)
+    for name in STATIC_IF_FOUND:
+        archive = subprocess.run([cc, f"-print-file-name=lib{name}.a"], capture_output=True,
+                                 text=True).stdout.strip()  # fmt: skip
+        if f"-l{name}" in libs and os.path.isabs(archive):
+            libs[libs.index(f"-l{name}")] = archive
     selftest_flags = ["-DLAUNCHER_SELFTEST"] if selftest else []
     # -no-pie as /usr/bin/python3.11: Debian's libpython3.11.a is not position-independent.
     # LINKFORSHARED exports the interpreter's symbols to the extension modules it loads.
     return [cc, "-O2", "-no-pie", *selftest_flags, "-I", include, "-I", cv("INCLUDEPY"),
-            source, "-o", out, library, *(cv("LINKFORSHARED") or "").split(), *libs,
+            source, *EXTENSIONS, "-o", out, library, *(cv("LINKFORSHARED") or "").split(), *libs,
             "-lpthread"]  # fmt: skip
 
 

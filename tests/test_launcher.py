@@ -94,6 +94,28 @@ def test_starts_the_interpreter_as_the_script_launcher(tmp_path: Path, command: 
     assert outputs[0].splitlines()[:4] == outputs[1].splitlines()[:4]
 
 
+MODULES = """import sys
+from ociruntime.kernel import _syscall
+from ociruntime.security import _anonexe
+print(getattr(_syscall, "__file__", "built-in"), getattr(_anonexe, "__file__", "built-in"))
+print(open("/proc/self/maps").read())
+sys.stdout.flush()
+raise SystemExit(0)
+"""
+
+
+def test_links_the_runtimes_extensions_and_zlib_in(tmp_path: Path) -> None:
+    """_syscall and _anonexe are built-in modules of the compiled launcher, zlib and expat
+    are linked in: no such file for it to load, nor for the init to detach from."""
+    binary = tmp_path / "launcher"
+    launcher.build(str(binary), prelude=MODULES)
+    out = subprocess.run([binary], capture_output=True, text=True, check=True).stdout
+    modules, maps = out.split("\n", 1)
+    assert modules == "built-in built-in"
+    assert "_syscall" not in maps and "_anonexe" not in maps
+    assert "libz.so" not in maps and "libexpat.so" not in maps
+
+
 def test_installed_launcher_is_compiled() -> None:
     """tools/setup.sh installs python3-dev and gcc: the compiled launcher is what runs."""
     with open(OCIRUNTIME, "rb") as f:
