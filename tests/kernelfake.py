@@ -190,6 +190,9 @@ class RecordingKernel:
     def setuid(self, uid) -> None:
         self._record("setuid", uid)
 
+    def setrlimit(self, resource, soft, hard) -> None:
+        self._record("setrlimit", resource, soft, hard)
+
 
 def install(monkeypatch) -> RecordingKernel:
     """Replace every wrapper of the kernel layer with a RecordingKernel's until the test

@@ -128,6 +128,26 @@ def test_user_groups_umask_rlimits(runtime, make_bundle):
     assert stack == "4096"
 
 
+def test_rlimit_infinity_and_a_refused_rlimit(runtime, make_bundle):
+    """config.json's uint64 maximum is "unlimited" (RLIM64_INFINITY, as runc); a soft
+    limit above the hard one is refused, naming the entry, and leaves nothing behind."""
+    import resource  # the host's own limit, for the test only
+
+    if resource.getrlimit(resource.RLIMIT_CORE)[1] != resource.RLIM_INFINITY:
+        pytest.skip("the hard RLIMIT_CORE here is not unlimited (none may raise it)")
+    bundle = make_bundle(["sh", "-c", "ulimit -c; ulimit -Hc"])
+    bundle.config["process"]["rlimits"] = [{"type": "RLIMIT_CORE", "soft": 0, "hard": 2**64 - 1}]
+    bundle.write()
+    assert run_in(runtime, bundle).split() == ["0", "unlimited"]
+    bundle.config["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 20, "hard": 10}]
+    bundle.write()
+    cid = runtime.new_id()
+    result = runtime("run", "--bundle", str(bundle.path), cid)
+    assert result.returncode == 1
+    assert "config.json: /process/rlimits/0: RLIMIT_NOFILE soft=20 hard=10" in result.stderr
+    assert runtime("state", cid).returncode != 0  # rolled back
+
+
 def test_readonly_and_masked_paths(runtime, make_bundle):
     bundle = make_bundle(
         ["sh", "-c",

@@ -139,7 +139,8 @@ def test_importing_on_an_unknown_architecture_fails(monkeypatch: pytest.MonkeyPa
 
 _HEADERS = ("linux/mount.h", "linux/sched.h", "linux/prctl.h", "linux/openat2.h",
             "linux/keyctl.h", "linux/magic.h", "linux/fcntl.h", "linux/ioprio.h",
-            "linux/seccomp.h", "linux/mempolicy.h", "sys/mount.h")  # fmt: skip
+            "linux/seccomp.h", "linux/mempolicy.h", "sys/mount.h",
+            "asm-generic/resource.h")  # fmt: skip
 #: Not in any uapi header: include/linux/key.h (the kernel's own) defines them.
 _NOT_IN_UAPI = {"KEY_USR_SEARCH", "KEY_OTH_SEARCH"}
 #: Newer than the headers of an older distribution: Linux 6.9 added it after
@@ -197,7 +198,7 @@ def test_every_flag_value_matches_the_kernel_headers() -> None:
 
 _OWN_PREFIXES = ("MS_", "MOUNT_ATTR_", "CLONE_", "PR_", "SYS_", "KEYCTL_", "RESOLVE_",
                  "MNT_", "AT_", "FSCONFIG_", "FSMOUNT_", "FSOPEN_", "OPEN_TREE_",
-                 "MOVE_MOUNT_")  # fmt: skip
+                 "MOVE_MOUNT_", "RLIMIT_")  # fmt: skip
 
 
 def _module_assignments(path: Path) -> list[str]:

@@ -48,6 +48,7 @@ TABLES = {
         "set_mempolicy": 238,
         "seccomp": 317,
         "bpf": 321,
+        "prlimit64": 302,
         **_SAME_EVERYWHERE,
     },
     "aarch64": {
@@ -68,6 +69,7 @@ TABLES = {
         "set_mempolicy": 237,
         "seccomp": 277,
         "bpf": 280,
+        "prlimit64": 261,
         **_SAME_EVERYWHERE,
     },
 }
@@ -99,5 +101,5 @@ SYS_SECCOMP, SYS_SET_MEMPOLICY = _table["seccomp"], _table["set_mempolicy"]
 SYS_OPEN_TREE, SYS_MOVE_MOUNT = _table["open_tree"], _table["move_mount"]
 SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = _table["fsopen"], _table["fsconfig"], _table["fsmount"]
 SYS_OPENAT2, SYS_PIDFD_GETFD = _table["openat2"], _table["pidfd_getfd"]
-SYS_MOUNT_SETATTR = _table["mount_setattr"]
+SYS_MOUNT_SETATTR, SYS_PRLIMIT64 = _table["mount_setattr"], _table["prlimit64"]
 del _table

@@ -65,6 +65,7 @@ from ociruntime.kernel.numbers import (
     SYS_PIDFD_GETFD,
     SYS_PIVOT_ROOT,
     SYS_PRCTL,
+    SYS_PRLIMIT64,
     SYS_SCHED_SETATTR,
     SYS_SECCOMP,
     SYS_SET_MEMPOLICY,
@@ -85,7 +86,7 @@ WRAPPERS = (
     "personality", "sched_setattr", "ioprio_set", "set_mempolicy", "bpf", "seccomp_set_mode_filter",
     "capbset_read", "capbset_drop", "set_keepcaps", "set_no_new_privs",
     "set_capabilities", "ambient_clear_all", "ambient_raise",
-    "setgroups", "setgid", "setuid",
+    "setgroups", "setgid", "setuid", "setrlimit",
 )  # fmt: skip
 
 _ORDER = sys.byteorder
@@ -352,3 +353,10 @@ def setgid(gid: int) -> None:
 
 def setuid(uid: int) -> None:
     posix.setuid(uid)
+
+
+def setrlimit(resource: int, soft: int, hard: int) -> None:
+    """prlimit64(2) on ourselves (the `resource` module would be one more shared object to
+    load and for the init to detach from). struct rlimit64: two __u64, RLIM64_INFINITY
+    their maximum; a value outside them raises OverflowError."""
+    _call("prlimit64", SYS_PRLIMIT64, 0, resource, _u64s(soft, hard), None)

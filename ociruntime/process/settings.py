@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import _signal
 import posix  # not os (~1 ms): create's path loads none (pathlite.py)
-import resource
 import stat
 
 from ociruntime import pathlite
 from ociruntime.errors import RuntimeFailure, field_error, field_error_at, pointer
+from ociruntime.kernel import constants as k
 from ociruntime.kernel import syscalls as sc
 from ociruntime.kernel.constants import KEY_OTH_SEARCH, KEY_USR_SEARCH
 from ociruntime.security import capabilities, procfs
@@ -48,6 +48,10 @@ def apply_sysctls(sysctl: dict[str, str]) -> None:
             raise field_error(pointer("linux", "sysctl", key), f"{value}: {e.strerror}") from None
 
 
+#: RLIMIT_* by name; config.json's uint64 maximum is the kernel's RLIM64_INFINITY.
+_RLIMITS = {name: value for name, value in vars(k).items() if name.startswith("RLIMIT_")}
+
+
 def apply_rlimits(rlimits: list[dict], where: str = PROCESS) -> None:
     """`where`: the process object's place in the document the user wrote (for messages:
     config.json's /process, or exec's --process file)."""
@@ -57,21 +61,16 @@ def apply_rlimits(rlimits: list[dict], where: str = PROCESS) -> None:
         if name in seen:  # config.md: duplicated types MUST generate an error
             raise field_error_at(at, f"{name} is listed more than once")
         seen.add(name)
-        number = getattr(resource, name, None)
-        if not isinstance(number, int):
+        number = _RLIMITS.get(name)
+        if number is None:
             raise field_error_at(at + "/type", f"unknown rlimit type {name!r}")
         try:
-            resource.setrlimit(number, (_rlim(rl["soft"]), _rlim(rl["hard"])))
+            sc.setrlimit(number, rl["soft"], rl["hard"])
         except (OSError, ValueError, OverflowError) as e:
             reason = getattr(e, "strerror", None) or str(e)
             raise field_error_at(
                 at, f"{name} soft={rl['soft']} hard={rl['hard']}: {reason}"
             ) from None
-
-
-def _rlim(value: int) -> int:
-    """config.json spells RLIM_INFINITY as the uint64 maximum; Python's is -1."""
-    return resource.RLIM_INFINITY if value == 2**64 - 1 else value
 
 
 def set_oom_score_adj(value: int, where: str = PROCESS) -> None:
