@@ -20,7 +20,10 @@
  * in as built-in modules, and zlib and expat (which libpython's built-in modules use)
  * statically where their archives exist: no dlopen of those files, and fewer file
  * mappings for the init and an exec to detach from (security/containersafe.py: ~47 us
- * each, on create's critical path). The body puts the two under their package names.
+ * each, on create's critical path). For a create, run or exec (the commands that use
+ * them) the body puts the two under their package names; any other command that needs
+ * one loads its shared object as under the script launcher, and the one-shot commands,
+ * which need neither, pay for neither.
  *
  * launcher.py builds it with a generated "launcher_config.h": SEARCH_PATHS,
  * PREFIX, EXEC_PREFIX, BASE_PREFIX, BASE_EXEC_PREFIX, EXECUTABLE, BODY, IDENT.
@@ -261,11 +264,9 @@ static void *write_zero(void *path)
     return NULL;
 }
 
-/* Start the warm-up for this command line; its thread, or 0 if none was started. */
-static unsigned long start_warm_up(int argc, char **argv)
+/* Start the warm-up (for a create, run or exec); its thread, or 0 if none was started. */
+static unsigned long start_warm_up(void)
 {
-    if (!warmed(command_word(argc, argv)))
-        return 0;
     char *procs = own_v1_procs();
     if (procs == NULL)
         return 0;
@@ -352,14 +353,17 @@ static void start_interpreter(int argc, char **argv)
 #ifndef LAUNCHER_SELFTEST
 int main(int argc, char **argv)
 {
-    unsigned long warm_up = start_warm_up(argc, argv);
+    int starts_processes = warmed(command_word(argc, argv));
+    unsigned long warm_up = starts_processes ? start_warm_up() : 0;
     if (PyImport_AppendInittab("_ociruntime_syscall", PyInit__syscall) < 0
         || PyImport_AppendInittab("_ociruntime_anonexe", PyInit__anonexe) < 0)
         fail(PyStatus_NoMemory());
     start_interpreter(argc, argv);
+    /* The body's globals: whether the command is a create, run or exec, and its thread. */
     PyObject *main_module = PyImport_AddModule("__main__");  /* borrowed */
     PyObject *thread = PyLong_FromUnsignedLong(warm_up);
     if (main_module == NULL || thread == NULL
+        || PyModule_AddObjectRef(main_module, "WARMED", starts_processes ? Py_True : Py_False) < 0
         || PyModule_AddObjectRef(main_module, "WARM_UP_THREAD", thread) < 0) {
         PyErr_Print();
         return 1;

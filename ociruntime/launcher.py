@@ -48,14 +48,16 @@ from ociruntime.cli import run_and_exit
 run_and_exit()
 """
 
-#: What the compiled launcher runs, `WARM_UP_THREAD` set by it (launcher.c); `prelude`
-#: (Python lines) goes before the CLI's import: the bench's and the tests' variants.
-BODY = """import sys, _ociruntime_syscall, _ociruntime_anonexe  # linked into the launcher
-sys.modules["ociruntime.kernel._syscall"] = _ociruntime_syscall
-sys.modules["ociruntime.security._anonexe"] = _ociruntime_anonexe
-if WARM_UP_THREAD:
-    from ociruntime.cgroups.warmup import adopt
-    adopt(WARM_UP_THREAD)  # started by the launcher, before the interpreter
+#: What the compiled launcher runs, `WARMED` (a create, run or exec) and `WARM_UP_THREAD`
+#: set by it (launcher.c); `prelude` (Python lines) goes before the CLI's import: the
+#: bench's and the tests' variants.
+BODY = """if WARMED:  # the C extensions linked into the launcher, and its warm-up thread
+    import sys, _ociruntime_syscall, _ociruntime_anonexe
+    sys.modules["ociruntime.kernel._syscall"] = _ociruntime_syscall
+    sys.modules["ociruntime.security._anonexe"] = _ociruntime_anonexe
+    if WARM_UP_THREAD:
+        from ociruntime.cgroups.warmup import adopt
+        adopt(WARM_UP_THREAD)  # started by the launcher, before the interpreter
 {prelude}from ociruntime.cli import run_and_exit
 run_and_exit()
 """

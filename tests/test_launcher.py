@@ -95,6 +95,7 @@ def test_starts_the_interpreter_as_the_script_launcher(tmp_path: Path, command: 
 
 
 MODULES = """import sys
+print(sorted(m for m in sys.modules if m.startswith("_ociruntime")))
 from ociruntime.kernel import _syscall
 from ociruntime.security import _anonexe
 print(getattr(_syscall, "__file__", "built-in"), getattr(_anonexe, "__file__", "built-in"))
@@ -106,11 +107,16 @@ raise SystemExit(0)
 
 def test_links_the_runtimes_extensions_and_zlib_in(tmp_path: Path) -> None:
     """_syscall and _anonexe are built-in modules of the compiled launcher, zlib and expat
-    are linked in: no such file for it to load, nor for the init to detach from."""
+    are linked in: no such file for it to load, nor for the init to detach from. Only a
+    create, run or exec initialises the two (a one-shot command needs neither)."""
     binary = tmp_path / "launcher"
     launcher.build(str(binary), prelude=MODULES)
-    out = subprocess.run([binary], capture_output=True, text=True, check=True).stdout
-    modules, maps = out.split("\n", 1)
+    state = subprocess.run([binary, "state", "x"], capture_output=True, text=True, check=True)
+    assert state.stdout.split("\n", 1)[0] == "[]"
+    out = subprocess.run([binary, "create", "x"], capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    initialised, modules, maps = out.split("\n", 2)
+    assert initialised == "['_ociruntime_anonexe', '_ociruntime_syscall']"
     assert modules == "built-in built-in"
     assert "_syscall" not in maps and "_anonexe" not in maps
     assert "libz.so" not in maps and "libexpat.so" not in maps
